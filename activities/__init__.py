@@ -1,0 +1,1 @@
+"""Every side effect Steward has: the store, the LLM, tools and (later) channels."""

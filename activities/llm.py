@@ -1,0 +1,259 @@
+"""The LLM activity: one assistant message per call, persisted before it is returned.
+
+The openai SDK's own retries are off; Temporal retries the activity. A retried call
+whose message was already persisted returns that message instead of asking again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import openai
+from openai.types.chat import ChatCompletionChunk
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import metrics
+from activities.demo_model import demo_reply
+from activities.transcript import append_message, find_message, in_transaction, load_transcript
+from schemas.enums import MessageRole
+from schemas.payloads import LlmRequest, LlmResponse, ToolCall
+from schemas.settings import DEMO_MODEL, Settings
+from schemas.tables import Agent, Conversation, Message
+from schemas.tools import TOOLS
+
+TRANSCRIPT_WINDOW = 200
+"""How many recent messages the model sees."""
+
+RETRYABLE_STATUS = {408, 409, 429}
+
+
+def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict[str, Any]]:
+    """Chat Completions messages for a transcript window.
+
+    Drops tool results whose request fell outside the window, and answers any tool
+    call left without a result (a turn interrupted mid-tools), since the API
+    rejects both.
+    """
+    messages: list[dict[str, Any]] = []
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+    open_calls: list[str] = []
+
+    def close_open_calls() -> None:
+        for call_id in open_calls:
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": '{"error": "not run"}'})
+        open_calls.clear()
+
+    for row in transcript:
+        if row.role == MessageRole.TOOL:
+            if row.tool_call_id in open_calls:
+                open_calls.remove(row.tool_call_id)
+                messages.append({"role": "tool", "tool_call_id": row.tool_call_id, "content": row.content})
+            continue
+        close_open_calls()
+        if row.role == MessageRole.USER:
+            messages.append({"role": "user", "content": row.content})
+        elif row.role == MessageRole.ASSISTANT:
+            entry: dict[str, Any] = {"role": "assistant", "content": row.content or None}
+            if row.tool_calls:
+                entry["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c["arguments"]},
+                    }
+                    for c in row.tool_calls
+                ]
+                open_calls.extend(c["id"] for c in row.tool_calls)
+            messages.append(entry)
+        # System rows record failures for people; the model does not see them.
+    close_open_calls()
+    return messages
+
+
+def _retry_after(response: Any) -> float | None:
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
+
+
+def _failure(err: openai.OpenAIError) -> ApplicationError:
+    """An activity failure Temporal retries (or not) as the provider's answer deserves."""
+    if isinstance(err, openai.APIStatusError):
+        status = err.status_code
+        retryable = status in RETRYABLE_STATUS or status >= 500
+        code = {
+            401: "llm_auth_failed",
+            403: "llm_forbidden",
+            404: "llm_not_found",
+            429: "llm_rate_limited",
+        }.get(status, "llm_unavailable" if retryable else "llm_rejected")
+        delay = _retry_after(err.response) if retryable else None
+        return ApplicationError(
+            f"LLM endpoint answered HTTP {status}: {err.message}",
+            type=code,
+            non_retryable=not retryable,
+            next_retry_delay=timedelta(seconds=delay) if delay is not None else None,
+        )
+    if isinstance(err, openai.APIConnectionError):
+        return ApplicationError(f"LLM endpoint unreachable: {err}", type="llm_unavailable")
+    return ApplicationError(f"LLM call failed: {err}", type="llm_error", non_retryable=True)
+
+
+@asynccontextmanager
+async def _heartbeating(every: float = 1.0) -> AsyncIterator[None]:
+    """Heartbeat while waiting on the provider, so a dead worker is noticed in seconds."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+class LlmActivities:
+    """Calls the agent's model through any OpenAI-compatible endpoint, or the offline demo."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._client: openai.AsyncOpenAI | None = None
+        if settings.llm_configured:
+            key = settings.openai_api_key
+            self._client = openai.AsyncOpenAI(
+                api_key=key.get_secret_value() if key else "unused",
+                base_url=settings.openai_base_url,
+                max_retries=0,
+                timeout=settings.llm_timeout_seconds,
+            )
+
+    @activity.defn(name="llm.complete")
+    async def complete(self, req: LlmRequest) -> LlmResponse:
+        """Produce and persist the assistant message for one round of a turn."""
+        dedupe_key = f"t{req.turn}/r{req.round}/assistant"
+        async with self._sessions() as session:
+            done = await find_message(session, req.conversation_id, dedupe_key)
+            if done is not None:
+                return LlmResponse(
+                    content=done.content,
+                    tool_calls=[ToolCall.model_validate(c) for c in done.tool_calls or []],
+                    model=done.model or "",
+                )
+            conversation = await session.get(Conversation, req.conversation_id)
+            if conversation is None or conversation.team_id != req.team_id:
+                raise ApplicationError("conversation not found", type="not_found", non_retryable=True)
+            agent = await session.get(Agent, conversation.agent_id)
+            assert agent is not None  # a foreign key guarantees it
+            transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
+        messages = to_chat_messages(agent.system_prompt, transcript)
+        tools = [name for name in agent.tools if name in TOOLS] if req.allow_tools else []
+
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            if agent.model == DEMO_MODEL:
+                content, calls = demo_reply(messages, tools, f"call_t{req.turn}r{req.round}")
+                response = LlmResponse(content=content, tool_calls=calls, model=DEMO_MODEL)
+            else:
+                response = await self._chat(agent, messages, tools)
+            outcome = "ok"
+        finally:
+            metrics.LLM_LATENCY.labels(model=agent.model, outcome=outcome).observe(
+                time.perf_counter() - started
+            )
+        metrics.LLM_TOKENS.labels(model=agent.model, kind="prompt").inc(response.prompt_tokens)
+        metrics.LLM_TOKENS.labels(model=agent.model, kind="completion").inc(response.completion_tokens)
+
+        async def persist(session: AsyncSession) -> None:
+            await append_message(
+                session,
+                team_id=req.team_id,
+                conversation_id=req.conversation_id,
+                turn=req.turn,
+                role=MessageRole.ASSISTANT,
+                content=response.content,
+                tool_calls=[c.model_dump() for c in response.tool_calls] or None,
+                model=response.model,
+                dedupe_key=dedupe_key,
+            )
+
+        await in_transaction(self._sessions, persist)
+        return response
+
+    async def _chat(self, agent: Agent, messages: list[dict[str, Any]], tools: list[str]) -> LlmResponse:
+        if self._client is None:
+            raise ApplicationError(
+                f"agent model {agent.model!r} needs an LLM endpoint: set OPENAI_API_KEY or OPENAI_BASE_URL",
+                type="llm_not_configured",
+                non_retryable=True,
+            )
+        kwargs: dict[str, Any] = {}
+        if tools:
+            kwargs["tools"] = [TOOLS[name].openai_tool() for name in tools]
+        content: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        usage = (0, 0)
+        model = agent.model
+        try:
+            async with _heartbeating():
+                # Messages are built as plain dicts; the SDK's TypedDict overloads cannot see that.
+                create: Any = self._client.chat.completions.create
+                stream = cast(
+                    openai.AsyncStream[ChatCompletionChunk],
+                    await create(
+                        model=agent.model,
+                        messages=messages,
+                        temperature=agent.temperature,
+                        stream=True,
+                        stream_options={"include_usage": True},
+                        **kwargs,
+                    ),
+                )
+                async for chunk in stream:
+                    model = chunk.model or model
+                    if chunk.usage is not None:
+                        usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        if delta.content:
+                            content.append(delta.content)
+                        for part in delta.tool_calls or []:
+                            call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                            call["id"] = part.id or call["id"]
+                            if part.function is not None:
+                                call["name"] += part.function.name or ""
+                                call["arguments"] += part.function.arguments or ""
+        except openai.OpenAIError as err:
+            raise _failure(err) from err
+        return LlmResponse(
+            content="".join(content),
+            tool_calls=[ToolCall(**calls[i]) for i in sorted(calls)],
+            model=model,
+            prompt_tokens=usage[0],
+            completion_tokens=usage[1],
+        )

@@ -1,0 +1,209 @@
+"""Built-in tools and the activity that runs any tool call exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities import metrics
+from activities.transcript import append_message, in_transaction, lock_conversation
+from schemas.enums import ConversationStatus, MessageRole
+from schemas.payloads import ToolRequest, ToolResult
+from schemas.tables import Agent, Booking, Slot, Ticket, ToolExecution
+from schemas.tools import (
+    TOOLS,
+    BookAppointmentArgs,
+    CheckAvailabilityArgs,
+    CreateTicketArgs,
+    HandoffToHumanArgs,
+)
+
+
+class ToolRefused(Exception):
+    """The tool ran and said no (a business outcome the model should hear about)."""
+
+
+@dataclass
+class ToolContext:
+    session: AsyncSession
+    team_id: str
+    conversation_id: str
+    idempotency_key: str
+    """`{conversation}/{turn}/{tool_call_id}`: the same call always has the same key."""
+
+
+Handler = Callable[[ToolContext, Any], Awaitable[dict[str, Any]]]
+
+
+async def check_availability(ctx: ToolContext, args: CheckAvailabilityArgs) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    start = max(now, dt.datetime.combine(args.date, dt.time(), dt.UTC)) if args.date else now
+    end = dt.datetime.combine(start.date() + dt.timedelta(days=args.days), dt.time(), dt.UTC)
+    stmt = (
+        select(Slot)
+        .outerjoin(Booking, Booking.slot_id == Slot.id)
+        .where(
+            Slot.team_id == ctx.team_id,
+            Slot.starts_at >= start,
+            Slot.starts_at < end,
+            Booking.id.is_(None),
+        )
+        .order_by(Slot.starts_at)
+        .limit(10)
+    )
+    slots = (await ctx.session.execute(stmt)).scalars()
+    return {
+        "slots": [
+            {"slot_id": s.id, "starts_at": s.starts_at.isoformat(), "resource": s.resource} for s in slots
+        ]
+    }
+
+
+async def book_appointment(ctx: ToolContext, args: BookAppointmentArgs) -> dict[str, Any]:
+    slot = await ctx.session.get(Slot, args.slot_id)
+    if slot is None or slot.team_id != ctx.team_id:
+        raise ToolRefused(f"no slot with id {args.slot_id}")
+    taken = await ctx.session.execute(select(Booking).where(Booking.slot_id == slot.id))
+    if taken.scalar_one_or_none() is not None:
+        raise ToolRefused("that slot is already booked; check availability again")
+    booking = Booking(
+        team_id=ctx.team_id,
+        slot_id=slot.id,
+        customer_name=args.customer_name,
+        conversation_id=ctx.conversation_id,
+        idempotency_key=ctx.idempotency_key,
+    )
+    ctx.session.add(booking)
+    await ctx.session.flush()
+    return {
+        "booking_id": booking.id,
+        "slot_id": slot.id,
+        "starts_at": slot.starts_at.isoformat(),
+        "resource": slot.resource,
+        "customer_name": booking.customer_name,
+    }
+
+
+async def create_ticket(ctx: ToolContext, args: CreateTicketArgs) -> dict[str, Any]:
+    ticket = Ticket(
+        team_id=ctx.team_id,
+        subject=args.subject,
+        description=args.description,
+        priority=args.priority,
+        conversation_id=ctx.conversation_id,
+        idempotency_key=ctx.idempotency_key,
+    )
+    ctx.session.add(ticket)
+    await ctx.session.flush()
+    return {"ticket_id": ticket.id, "subject": ticket.subject, "priority": ticket.priority, "status": "open"}
+
+
+async def handoff_to_human(ctx: ToolContext, args: HandoffToHumanArgs) -> dict[str, Any]:
+    conversation = await lock_conversation(ctx.session, ctx.conversation_id, ctx.team_id)
+    conversation.status = ConversationStatus.HANDED_OFF
+    return {"handed_off": True, "reason": args.reason}
+
+
+HANDLERS: dict[str, Handler] = {
+    "check_availability": check_availability,
+    "book_appointment": book_appointment,
+    "create_ticket": create_ticket,
+    "handoff_to_human": handoff_to_human,
+}
+
+
+def _result(execution: ToolExecution) -> ToolResult:
+    return ToolResult(
+        tool_call_id=execution.tool_call_id,
+        name=execution.tool_name,
+        ok=execution.ok,
+        content=json.dumps(execution.result),
+        handoff=execution.ok and execution.tool_name == "handoff_to_human",
+    )
+
+
+class ToolActivities:
+    """Runs tool calls. A call's side effect, its record and its transcript entry commit together."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="tool.run")
+    async def run(self, req: ToolRequest) -> ToolResult:
+        """Run one tool call, or return what it produced if it already ran."""
+
+        async def work(session: AsyncSession) -> tuple[ToolResult, bool]:
+            # Locking the conversation row serialises the writers of one conversation.
+            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+            done = await session.execute(
+                select(ToolExecution).where(
+                    ToolExecution.conversation_id == req.conversation_id,
+                    ToolExecution.turn == req.turn,
+                    ToolExecution.tool_call_id == req.call.id,
+                )
+            )
+            existing = done.scalar_one_or_none()
+            if existing is not None:
+                return _result(existing), False
+            agent = await session.get(Agent, conversation.agent_id)
+            arguments, ok, result = await self._execute(session, req, agent)
+            execution = ToolExecution(
+                team_id=req.team_id,
+                conversation_id=req.conversation_id,
+                turn=req.turn,
+                tool_call_id=req.call.id,
+                tool_name=req.call.name,
+                arguments=arguments,
+                ok=ok,
+                result=result,
+            )
+            session.add(execution)
+            await append_message(
+                session,
+                team_id=req.team_id,
+                conversation_id=req.conversation_id,
+                turn=req.turn,
+                role=MessageRole.TOOL,
+                content=json.dumps(result),
+                tool_name=req.call.name,
+                tool_call_id=req.call.id,
+                dedupe_key=f"t{req.turn}/tool/{req.call.id}",
+            )
+            return _result(execution), True
+
+        result, fresh = await in_transaction(self._sessions, work)
+        if fresh:
+            metrics.TOOL_CALLS.labels(tool=req.call.name, outcome="ok" if result.ok else "error").inc()
+        return result
+
+    async def _execute(
+        self, session: AsyncSession, req: ToolRequest, agent: Agent | None
+    ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
+        spec = TOOLS.get(req.call.name)
+        if spec is None or agent is None or req.call.name not in agent.tools:
+            return {}, False, {"error": f"tool {req.call.name!r} is not available to this agent"}
+        try:
+            raw = json.loads(req.call.arguments or "{}")
+            args: BaseModel = spec.args.model_validate(raw)
+        except (json.JSONDecodeError, ValidationError) as err:
+            return {}, False, {"error": f"invalid arguments: {err}"}
+        ctx = ToolContext(
+            session=session,
+            team_id=req.team_id,
+            conversation_id=req.conversation_id,
+            idempotency_key=f"{req.conversation_id}/{req.turn}/{req.call.id}",
+        )
+        arguments = args.model_dump(mode="json")
+        try:
+            # Handlers refuse before they write, so a refusal leaves nothing behind.
+            return arguments, True, await HANDLERS[spec.name](ctx, args)
+        except ToolRefused as refusal:
+            return arguments, False, {"error": str(refusal)}

@@ -1,0 +1,100 @@
+"""Reading and appending transcript rows, idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
+
+from schemas.tables import Conversation, Message
+
+T = TypeVar("T")
+
+
+async def in_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    attempts: int = 5,
+) -> T:
+    """Run `work` in a transaction, running it again from scratch on a unique-key race.
+
+    Concurrent writers to one conversation (parallel tool calls) may pick the same
+    next `seq`; the loser's transaction is rolled back whole and replayed, and its
+    own dedupe checks then see whatever the winner committed.
+    """
+    for attempt in range(attempts):
+        async with sessions() as session:
+            try:
+                result = await work(session)
+                await session.commit()
+                return result
+            except IntegrityError:
+                await session.rollback()
+                if attempt == attempts - 1:
+                    raise
+    raise AssertionError("unreachable")
+
+
+async def find_message(session: AsyncSession, conversation_id: str, dedupe_key: str) -> Message | None:
+    stmt = select(Message).where(Message.conversation_id == conversation_id, Message.dedupe_key == dedupe_key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def append_message(
+    session: AsyncSession,
+    *,
+    team_id: str,
+    conversation_id: str,
+    turn: int,
+    role: str,
+    content: str,
+    dedupe_key: str,
+    **extra: Any,
+) -> Message:
+    """Append a message unless one with the same dedupe key exists; return the stored one."""
+    existing = await find_message(session, conversation_id, dedupe_key)
+    if existing is not None:
+        return existing
+    last = await session.execute(
+        select(func.max(Message.seq)).where(Message.conversation_id == conversation_id)
+    )
+    message = Message(
+        team_id=team_id,
+        conversation_id=conversation_id,
+        seq=(last.scalar() or 0) + 1,
+        turn=turn,
+        role=role,
+        content=content,
+        dedupe_key=dedupe_key,
+        **extra,
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def load_transcript(session: AsyncSession, conversation_id: str, limit: int) -> list[Message]:
+    """The last `limit` messages of a conversation, oldest first."""
+    stmt = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.seq.desc())
+        .limit(limit)
+    )
+    rows = list((await session.execute(stmt)).scalars())
+    rows.reverse()
+    return rows
+
+
+async def lock_conversation(session: AsyncSession, conversation_id: str, team_id: str) -> Conversation:
+    """The conversation row, locked for this transaction (on PostgreSQL), or a non-retryable error."""
+    conversation = await session.get(Conversation, conversation_id, with_for_update=True)
+    if conversation is None or conversation.team_id != team_id:
+        raise ApplicationError(
+            f"conversation {conversation_id} not found", type="NotFound", non_retryable=True
+        )
+    return conversation

@@ -1,0 +1,1 @@
+"""The HTTP front end: starts, signals, updates and queries workflows; reads projections."""

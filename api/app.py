@@ -1,0 +1,82 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api import errors
+from api.metrics import BodyLimitMiddleware, MetricsMiddleware
+from api.metrics import router as metrics_router
+from api.routers import agents, conversations, health
+from schemas.database import create_engine, session_factory
+from schemas.settings import Settings
+from schemas.temporal import connect
+
+log = logging.getLogger("steward.api")
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def _keep_connecting(app: FastAPI, settings: Settings) -> None:
+    """Connect to Temporal, retrying, so the API serves (and /readyz reports) while it is down."""
+    delay = 0.5
+    while True:
+        try:
+            app.state.temporal = await connect(settings)
+            log.info("connected to Temporal at %s", settings.temporal_address)
+            return
+        except Exception as err:
+            log.warning("Temporal at %s not reachable (%s); retrying", settings.temporal_address, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: configuration; read from the environment if omitted.
+        temporal: an already-connected client (the dev launcher shares its worker's).
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.temporal = temporal
+        connecting = None
+        if temporal is None:
+            connecting = asyncio.create_task(_keep_connecting(app, settings))
+        try:
+            yield
+        finally:
+            if connecting is not None:
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Steward",
+        summary="Durable orchestration for AI agents",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(MetricsMiddleware)
+    app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.include_router(agents.router)
+    app.include_router(conversations.router)
+    return app

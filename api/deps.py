@@ -1,0 +1,91 @@
+"""Dependencies: database session, Temporal client, the caller's key and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.errors import ApiError
+from schemas.enums import Role
+from schemas.keys import hash_key
+from schemas.settings import Settings
+from schemas.tables import ApiKey
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    async with sessions() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_temporal(request: Request) -> Client:
+    client: Client | None = request.app.state.temporal
+    if client is None:
+        raise ApiError(503, "temporal_unavailable", "Temporal is not reachable yet; try again shortly")
+    return client
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: one API key of one team."""
+
+    key_id: str
+    key_name: str
+    team_id: str
+    role: Role
+
+
+async def get_principal(request: Request, session: SessionDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send an API key as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    row = (
+        await session.execute(select(ApiKey).where(ApiKey.key_hash == hash_key(token.strip())))
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        raise ApiError(401, "unauthorized", "API key is not valid", headers={"WWW-Authenticate": "Bearer"})
+    return Principal(key_id=row.id, key_name=row.name, team_id=row.team_id, role=Role(row.role))
+
+
+CurrentKey = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency that admits only the given roles (403 otherwise)."""
+
+    async def check(principal: CurrentKey) -> Principal:
+        if principal.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise ApiError(
+                403, "forbidden", f"role '{principal.role.value}' may not do this (needs: {allowed})"
+            )
+        return principal
+
+    return check
+
+
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+Writer = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.CLIENT))]
+Operator = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR))]

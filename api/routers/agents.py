@@ -1,0 +1,109 @@
+"""Agents: what a team's assistants are, which model they use and which tools they may call."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import Admin, CurrentKey, SessionDep
+from api.errors import ApiError
+from schemas.api import AgentCreate, AgentList, AgentPublic, AgentUpdate, ErrorBody
+from schemas.tables import Agent, utcnow
+from schemas.tools import TOOLS
+
+router = APIRouter(prefix="/v1/agents", tags=["agents"], responses={401: {"model": ErrorBody}})
+
+
+async def find_agent(session: AsyncSession, team_id: str, slug: str) -> Agent:
+    """The team's live agent with this slug, or 404."""
+    agent = (
+        await session.execute(
+            select(Agent).where(Agent.team_id == team_id, Agent.slug == slug, Agent.deleted_at.is_(None))
+        )
+    ).scalar_one_or_none()
+    if agent is None:
+        raise ApiError(404, "agent_not_found", f"no agent '{slug}' in this team")
+    return agent
+
+
+def _check_tools(tools: list[str]) -> list[str]:
+    unknown = [name for name in tools if name not in TOOLS]
+    if unknown:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"unknown tools: {', '.join(unknown)}",
+            [
+                {"field": "tools", "message": f"unknown tool '{n}'; known: {', '.join(TOOLS)}"}
+                for n in unknown
+            ],
+        )
+    return list(dict.fromkeys(tools))
+
+
+@router.post("", status_code=201, response_model=AgentPublic, responses={409: {"model": ErrorBody}})
+async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep) -> Agent:
+    """Create an agent. Slugs are unique within a team (409 on a duplicate)."""
+    agent = Agent(
+        team_id=principal.team_id,
+        slug=body.slug,
+        name=body.name,
+        model=body.model,
+        system_prompt=body.system_prompt,
+        tools=_check_tools(body.tools),
+        temperature=body.temperature,
+        max_tool_rounds=body.max_tool_rounds,
+        double_texting=body.double_texting,
+    )
+    session.add(agent)
+    try:
+        await session.commit()
+    except IntegrityError as err:
+        await session.rollback()
+        raise ApiError(409, "agent_exists", f"an agent with slug '{body.slug}' already exists") from err
+    return agent
+
+
+@router.get("", response_model=AgentList)
+async def list_agents(principal: CurrentKey, session: SessionDep) -> AgentList:
+    rows = await session.execute(
+        select(Agent)
+        .where(Agent.team_id == principal.team_id, Agent.deleted_at.is_(None))
+        .order_by(Agent.slug)
+    )
+    return AgentList(items=[AgentPublic.model_validate(a) for a in rows.scalars()])
+
+
+@router.get("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
+async def get_agent(slug: str, principal: CurrentKey, session: SessionDep) -> Agent:
+    return await find_agent(session, principal.team_id, slug)
+
+
+@router.patch("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
+async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: SessionDep) -> Agent:
+    """Change some of an agent's settings; new turns use them."""
+    agent = await find_agent(session, principal.team_id, slug)
+    changes = body.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"{field} may not be null",
+                [{"field": field, "message": "may not be null"}],
+            )
+        setattr(agent, field, _check_tools(value) if field == "tools" else value)
+    agent.updated_at = utcnow()
+    await session.commit()
+    return agent
+
+
+@router.delete("/{slug}", status_code=204, responses={404: {"model": ErrorBody}})
+async def delete_agent(slug: str, principal: Admin, session: SessionDep) -> Response:
+    """Delete an agent. Its conversations stay readable; new messages to them get 409."""
+    agent = await find_agent(session, principal.team_id, slug)
+    agent.deleted_at = utcnow()
+    await session.commit()
+    return Response(status_code=204)

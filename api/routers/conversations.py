@@ -1,0 +1,309 @@
+"""Conversations: create them, send messages (turns run in Temporal), read transcripts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import CurrentKey, Operator, SessionDep, SettingsDep, TemporalDep, Writer
+from api.errors import ApiError
+from api.routers.agents import find_agent
+from schemas.api import (
+    MAX_TEXT_BYTES,
+    ConversationCreate,
+    ConversationPage,
+    ConversationPublic,
+    ErrorBody,
+    HandbackRequest,
+    MessageAccepted,
+    MessageCreate,
+    MessageList,
+    MessagePublic,
+    Reply,
+    TurnReply,
+)
+from schemas.enums import ConversationStatus, DoubleTexting, MessageRole
+from schemas.payloads import (
+    ConversationInput,
+    Handback,
+    SubmitAccepted,
+    SubmitMessage,
+    TurnError,
+)
+from schemas.tables import Agent, Conversation, Message
+from schemas.temporal import conversation_workflow_id
+from workflows.conversation import ConversationWorkflow
+
+router = APIRouter(
+    prefix="/v1/conversations",
+    tags=["conversations"],
+    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+
+_UPDATE_ERRORS = {
+    "ConversationBusy": (429, "conversation_busy"),
+    "EmptyMessage": (422, "validation_error"),
+    "NotHandedOff": (409, "not_handed_off"),
+}
+
+
+def _public(conversation: Conversation, agent_slug: str) -> ConversationPublic:
+    error = None
+    if conversation.last_error_code is not None:
+        error = TurnError(code=conversation.last_error_code, message=conversation.last_error_message or "")
+    return ConversationPublic(
+        id=conversation.id,
+        agent=agent_slug,
+        status=ConversationStatus(conversation.status),
+        turns=conversation.turns,
+        metadata=conversation.metadata_,
+        created_at=conversation.created_at,
+        last_activity_at=conversation.last_activity_at,
+        last_error=error,
+    )
+
+
+async def _find(session: AsyncSession, team_id: str, conversation_id: str) -> tuple[Conversation, Agent]:
+    row = (
+        await session.execute(
+            select(Conversation, Agent)
+            .join(Agent, Agent.id == Conversation.agent_id)
+            .where(Conversation.id == conversation_id, Conversation.team_id == team_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise ApiError(404, "conversation_not_found", f"no conversation '{conversation_id}' in this team")
+    return row[0], row[1]
+
+
+def _workflow_error(err: Exception) -> ApiError:
+    if isinstance(err, WorkflowUpdateFailedError) and isinstance(err.cause, ApplicationError):
+        status, code = _UPDATE_ERRORS.get(err.cause.type or "", (409, "rejected"))
+        return ApiError(status, code, err.cause.message)
+    if isinstance(err, RPCError):
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return ApiError(503, "temporal_unavailable", "Temporal is not reachable; try again shortly")
+        return ApiError(503, "temporal_error", f"Temporal refused the request: {err.message}")
+    raise err
+
+
+@router.post("", status_code=201, response_model=ConversationPublic)
+async def create_conversation(
+    body: ConversationCreate, principal: Writer, session: SessionDep
+) -> ConversationPublic:
+    """Open a conversation with an agent (404 for an unknown agent)."""
+    agent = await find_agent(session, principal.team_id, body.agent)
+    conversation = Conversation(team_id=principal.team_id, agent_id=agent.id, metadata_=body.metadata)
+    session.add(conversation)
+    await session.commit()
+    return _public(conversation, agent.slug)
+
+
+def _encode_cursor(conversation: Conversation) -> str:
+    raw = json.dumps([conversation.created_at.isoformat(), conversation.id])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, conversation_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), str(conversation_id)
+    except (ValueError, TypeError, binascii.Error) as err:
+        raise ApiError(
+            422, "validation_error", "cursor is not valid", [{"field": "cursor", "message": "not a cursor"}]
+        ) from err
+
+
+@router.get("", response_model=ConversationPage)
+async def list_conversations(
+    principal: CurrentKey,
+    session: SessionDep,
+    agent: str | None = None,
+    status: ConversationStatus | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ConversationPage:
+    """Newest first, `limit` at a time; pass `next_cursor` back as `cursor` for the next page."""
+    stmt = (
+        select(Conversation, Agent.slug)
+        .join(Agent, Agent.id == Conversation.agent_id)
+        .where(Conversation.team_id == principal.team_id)
+        .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+        .limit(limit + 1)
+    )
+    if agent is not None:
+        stmt = stmt.where(Agent.slug == agent)
+    if status is not None:
+        stmt = stmt.where(Conversation.status == status)
+    if cursor is not None:
+        created, last_id = _decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                Conversation.created_at < created,
+                and_(Conversation.created_at == created, Conversation.id < last_id),
+            )
+        )
+    rows = (await session.execute(stmt)).all()
+    page = rows[:limit]
+    next_cursor = _encode_cursor(page[-1][0]) if len(rows) > limit else None
+    return ConversationPage(items=[_public(c, slug) for c, slug in page], next_cursor=next_cursor)
+
+
+@router.get("/{conversation_id}", response_model=ConversationPublic)
+async def get_conversation(
+    conversation_id: str, principal: CurrentKey, session: SessionDep
+) -> ConversationPublic:
+    conversation, agent = await _find(session, principal.team_id, conversation_id)
+    return _public(conversation, agent.slug)
+
+
+async def _submit(
+    client: Client, task_queue: str, conversation: Conversation, agent: Agent, message: SubmitMessage
+) -> SubmitAccepted:
+    start = WithStartWorkflowOperation(
+        ConversationWorkflow.run,
+        ConversationInput(conversation_id=conversation.id, team_id=conversation.team_id, agent_id=agent.id),
+        id=conversation_workflow_id(conversation.id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    try:
+        return await client.execute_update_with_start_workflow(
+            ConversationWorkflow.submit, message, start_workflow_operation=start
+        )
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _workflow_error(err) from err
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    status_code=202,
+    response_model=MessageAccepted,
+    responses={
+        200: {"model": TurnReply, "description": "with ?wait=true, the turn's outcome"},
+        409: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+    },
+)
+async def send_message(
+    conversation_id: str,
+    body: MessageCreate,
+    principal: Writer,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    wait: bool = False,
+    timeout: Annotated[float, Query(gt=0, le=300)] = 60.0,
+) -> JSONResponse:
+    """Send a user message; it becomes a turn.
+
+    Returns 202 with the turn number at once, or with `?wait=true` 200 with the turn's
+    reply once it is done (202 if `timeout` seconds pass first). A repeated
+    `idempotency_key` returns the original turn and never starts another.
+    """
+    if len(body.text.encode()) > MAX_TEXT_BYTES:
+        raise ApiError(
+            413,
+            "text_too_large",
+            f"text is over {MAX_TEXT_BYTES} bytes",
+            [{"field": "text", "message": "too large"}],
+        )
+    conversation, agent = await _find(session, principal.team_id, conversation_id)
+    if agent.deleted_at is not None:
+        raise ApiError(409, "agent_deleted", f"agent '{agent.slug}' was deleted; start a new conversation")
+    await session.close()  # do not hold a connection while the turn runs
+    accepted = await _submit(
+        temporal,
+        settings.task_queue,
+        conversation,
+        agent,
+        SubmitMessage(
+            text=body.text,
+            idempotency_key=body.idempotency_key,
+            double_texting=DoubleTexting(agent.double_texting),
+            wait_seconds=timeout if wait else 0.0,
+        ),
+    )
+    outcome = accepted.outcome
+    if wait and outcome is not None:
+        reply = TurnReply(
+            turn=outcome.turn,
+            status=outcome.status,
+            reply=Reply(content=outcome.reply) if outcome.reply is not None else None,
+            tool_calls=outcome.tool_calls,
+            error=outcome.error,
+        )
+        return JSONResponse(reply.model_dump(mode="json"), status_code=200)
+    body_out = MessageAccepted(turn=accepted.turn, status=accepted.status, duplicate=accepted.duplicate)
+    return JSONResponse(body_out.model_dump(mode="json"), status_code=202)
+
+
+@router.get("/{conversation_id}/messages", response_model=MessageList)
+async def list_messages(
+    conversation_id: str,
+    principal: CurrentKey,
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> MessageList:
+    """The transcript in order, `limit` messages after sequence number `after`."""
+    await _find(session, principal.team_id, conversation_id)
+    rows = await session.execute(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.seq > after)
+        .order_by(Message.seq)
+        .limit(limit)
+    )
+    return MessageList(
+        items=[
+            MessagePublic(
+                seq=m.seq,
+                role=MessageRole(m.role),
+                content=m.content,
+                tool_name=m.tool_name,
+                tool_call_id=m.tool_call_id,
+                turn=m.turn,
+                model=m.model,
+                created_at=m.created_at,
+            )
+            for m in rows.scalars()
+        ]
+    )
+
+
+@router.post(
+    "/{conversation_id}/handback", response_model=ConversationPublic, responses={409: {"model": ErrorBody}}
+)
+async def handback(
+    conversation_id: str,
+    body: HandbackRequest,
+    principal: Operator,
+    session: SessionDep,
+    temporal: TemporalDep,
+) -> ConversationPublic:
+    """Give a handed-off conversation back to its agent (409 if it is not handed off)."""
+    conversation, agent = await _find(session, principal.team_id, conversation_id)
+    if conversation.status != ConversationStatus.HANDED_OFF:
+        raise ApiError(409, "not_handed_off", "conversation is not handed off")
+    handle = temporal.get_workflow_handle_for(
+        ConversationWorkflow.run, conversation_workflow_id(conversation_id)
+    )
+    try:
+        await handle.execute_update(ConversationWorkflow.handback, Handback(comment=body.comment))
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _workflow_error(err) from err
+    await session.refresh(conversation)
+    return _public(conversation, agent.slug)

@@ -1,0 +1,1 @@
+"""Models that cross a boundary: HTTP bodies, workflow and activity payloads, tables, settings."""

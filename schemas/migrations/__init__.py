@@ -1,0 +1,1 @@
+"""Alembic migrations for the app database (SQLite and PostgreSQL)."""

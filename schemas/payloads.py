@@ -1,0 +1,193 @@
+"""Workflow and activity payloads: ids and small deltas, never a whole transcript.
+
+Every model here is persisted in Temporal histories, so new fields must get defaults.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from schemas.enums import ConversationStatus, DoubleTexting, TurnStatus
+
+
+class InboundMessage(BaseModel):
+    """A user message accepted by a conversation, numbered in arrival order."""
+
+    number: int
+    text: str
+    idempotency_key: str | None = None
+
+
+class PendingTurn(BaseModel):
+    """A turn that has its number but has not started yet."""
+
+    turn: int
+    messages: list[InboundMessage]
+
+
+class SubmitMessage(BaseModel):
+    """Update argument: a new user message for a conversation."""
+
+    text: str
+    idempotency_key: str | None = None
+    double_texting: DoubleTexting = DoubleTexting.ENQUEUE
+    wait_seconds: float = 0.0
+    """If positive, answer only once the turn has an outcome or this time has passed."""
+
+
+class TurnError(BaseModel):
+    code: str
+    message: str
+
+
+class ToolCall(BaseModel):
+    """A tool call the model asked for. `arguments` is the model's JSON text, unparsed."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCallRecord(BaseModel):
+    """A tool call and what came of it, as reported to API callers."""
+
+    id: str
+    name: str
+    arguments: str
+    ok: bool
+    result: str
+
+
+class TurnOutcome(BaseModel):
+    """What a turn produced."""
+
+    turn: int
+    status: TurnStatus
+    reply: str | None = None
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    error: TurnError | None = None
+    handed_off: bool = False
+
+
+class SubmitAccepted(BaseModel):
+    """Update result: which turn answers the message, and its outcome if waited for."""
+
+    turn: int
+    status: TurnStatus
+    duplicate: bool = False
+    outcome: TurnOutcome | None = None
+
+
+class ConversationState(BaseModel):
+    """What a conversation carries across continue-as-new."""
+
+    last_turn: int = 0
+    last_message: int = 0
+    handed_off: bool = False
+    pending: list[PendingTurn] = Field(default_factory=list)
+    recent_keys: dict[str, int] = Field(default_factory=dict)
+    recent_outcomes: dict[int, TurnOutcome] = Field(default_factory=dict)
+
+
+class ConversationRef(BaseModel):
+    conversation_id: str
+    team_id: str
+
+
+class ConversationInput(BaseModel):
+    """Start argument of a conversation workflow."""
+
+    conversation_id: str
+    team_id: str
+    agent_id: str
+    state: ConversationState | None = None
+    """Carried state after continue-as-new; None on a first start (loaded from the store)."""
+
+
+class TurnInput(BaseModel):
+    """Start argument of a turn workflow."""
+
+    conversation_id: str
+    team_id: str
+    agent_id: str
+    turn: int
+    messages: list[InboundMessage]
+    silent: bool = False
+    """A human has the conversation: record the messages, do not answer."""
+
+
+class BeginTurn(BaseModel):
+    conversation_id: str
+    team_id: str
+    turn: int
+    messages: list[InboundMessage]
+    silent: bool = False
+
+
+class TurnSettings(BaseModel):
+    """The agent settings a turn needs to drive its loop, read once at its start."""
+
+    max_tool_rounds: int
+    model: str
+
+
+class FinishTurn(BaseModel):
+    conversation_id: str
+    team_id: str
+    outcome: TurnOutcome
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class LlmRequest(BaseModel):
+    """Ask the agent's model for the next assistant message of a turn."""
+
+    conversation_id: str
+    team_id: str
+    agent_id: str
+    turn: int
+    round: int
+    allow_tools: bool = True
+
+
+class LlmResponse(BaseModel):
+    """The assistant message, already persisted in the transcript."""
+
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ToolRequest(BaseModel):
+    conversation_id: str
+    team_id: str
+    turn: int
+    call: ToolCall
+
+
+class ToolResult(BaseModel):
+    """A tool's result, already persisted as a tool message."""
+
+    tool_call_id: str
+    name: str
+    ok: bool
+    content: str
+    handoff: bool = False
+
+
+class StatusChange(BaseModel):
+    conversation_id: str
+    team_id: str
+    status: ConversationStatus
+
+
+class Handback(BaseModel):
+    """Update argument: a human hands the conversation back to the agent."""
+
+    comment: str | None = None
+
+
+class HandbackResult(BaseModel):
+    status: ConversationStatus

@@ -1,0 +1,73 @@
+"""The one settings object, read from the environment (and `.env`) once per process."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_MODEL = "steward-offline-demo"
+"""Model name of the built-in offline demo model; shown wherever a model name shows."""
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Process configuration. Every field names the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///.steward/steward.db", validation_alias=_env("STEWARD_DATABASE_URL"))
+    temporal_address: str = Field("127.0.0.1:7233", validation_alias=_env("TEMPORAL_ADDRESS"))
+    temporal_namespace: str = Field("default", validation_alias=_env("TEMPORAL_NAMESPACE"))
+    task_queue: str = Field("steward", validation_alias=_env("STEWARD_TASK_QUEUE"))
+    temporal_ui_url: str | None = Field(None, validation_alias=_env("STEWARD_TEMPORAL_UI_URL"))
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    default_model: str = Field("gpt-4o-mini", validation_alias=_env("STEWARD_DEFAULT_MODEL"))
+    llm_timeout_seconds: float = Field(120.0, validation_alias=_env("STEWARD_LLM_TIMEOUT"))
+
+    bootstrap_key: SecretStr | None = Field(None, validation_alias=_env("STEWARD_BOOTSTRAP_KEY"))
+    default_team: str = Field("default", validation_alias=_env("STEWARD_DEFAULT_TEAM"))
+
+    log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
+    worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
+
+    @property
+    def llm_configured(self) -> bool:
+        """Whether a real OpenAI-compatible endpoint is configured."""
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+    @property
+    def seed_model(self) -> str:
+        """Model for seeded agents: the real default when an endpoint is set, else the demo."""
+        return self.default_model if self.llm_configured else DEMO_MODEL
+
+    @cached_property
+    def async_database_url(self) -> str:
+        """The database URL with an asyncio driver (aiosqlite or psycopg)."""
+        url = self.database_url
+        for prefix in ("sqlite+aiosqlite://", "sqlite+pysqlite://", "sqlite://"):
+            if url.startswith(prefix):
+                return "sqlite+aiosqlite://" + url[len(prefix) :]
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @cached_property
+    def sync_database_url(self) -> str:
+        """The database URL with a blocking driver, for migrations."""
+        return self.async_database_url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, or None for other databases or in-memory SQLite."""
+        url = self.sync_database_url
+        if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+            return None
+        return Path(url[len("sqlite:///") :])

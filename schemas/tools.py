@@ -1,0 +1,92 @@
+"""The tool registry: what each built-in tool is called, takes and may change.
+
+Arguments are pydantic models, so one declaration yields the JSON schema the model
+sees and the validation the tool activity applies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckAvailabilityArgs(_Args):
+    date: dt.date | None = Field(None, description="First day to look at (YYYY-MM-DD); today if omitted")
+    days: int = Field(3, ge=1, le=14, description="How many days to look ahead")
+
+
+class BookAppointmentArgs(_Args):
+    slot_id: str = Field(min_length=1, max_length=64, description="A slot_id from check_availability")
+    customer_name: str = Field(min_length=1, max_length=200)
+
+
+class CreateTicketArgs(_Args):
+    subject: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=8000)
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+
+
+class HandoffToHumanArgs(_Args):
+    reason: str = Field(min_length=1, max_length=2000, description="Why a human should take over")
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: its name, what it does, its arguments, and whether it changes anything."""
+
+    name: str
+    description: str
+    args: type[BaseModel]
+    side_effecting: bool
+
+    def parameters(self) -> dict[str, Any]:
+        return self.args.model_json_schema()
+
+    def openai_tool(self) -> dict[str, Any]:
+        """The tool as the Chat Completions API's `tools` entry."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters(),
+            },
+        }
+
+
+TOOLS: dict[str, ToolSpec] = {
+    spec.name: spec
+    for spec in (
+        ToolSpec(
+            "check_availability",
+            "List free appointment slots over the next days.",
+            CheckAvailabilityArgs,
+            side_effecting=False,
+        ),
+        ToolSpec(
+            "book_appointment",
+            "Book one free appointment slot for a customer.",
+            BookAppointmentArgs,
+            side_effecting=True,
+        ),
+        ToolSpec(
+            "create_ticket",
+            "Open a support ticket for the team to follow up.",
+            CreateTicketArgs,
+            side_effecting=True,
+        ),
+        ToolSpec(
+            "handoff_to_human",
+            "Hand the conversation to a human; the agent stays silent until handed back.",
+            HandoffToHumanArgs,
+            side_effecting=True,
+        ),
+    )
+}

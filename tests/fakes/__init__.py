@@ -1,0 +1,1 @@
+"""Local servers that speak third-party wire protocols, for tests."""

@@ -1,0 +1,322 @@
+"""A fake OpenAI-compatible Chat Completions server for tests.
+
+The server runs in a daemon thread of the test process and speaks plain HTTP, so
+the real ``openai`` client (in this process or in a worker subprocess) can talk
+to it via ``base_url=fake.base_url``. Replies are scripted per model with
+:class:`Step` objects; unscripted requests get an echo of the last user message.
+
+Example:
+    with FakeOpenAI() as fake:
+        fake.script("gpt-test", [Step(text="hi"), Step(status=429)])
+        client = OpenAI(base_url=fake.base_url, api_key="test")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, cast
+
+_CHUNK_CHARS = 8
+_HOLD_MAX_SECONDS = 60.0
+
+
+@dataclass
+class ToolCallSpec:
+    """A tool call the fake assistant makes."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None
+
+
+@dataclass
+class Step:
+    """One scripted answer to one request."""
+
+    text: str = ""
+    tool_calls: list[ToolCallSpec] = field(default_factory=list)
+    status: int = 200
+    error_message: str = "fake error"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    hold: threading.Event | None = None
+    prompt_tokens: int = 10
+    completion_tokens: int = 5
+
+
+@dataclass
+class RecordedRequest:
+    """A chat completion request as received by the server (header names lowercased)."""
+
+    model: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    received_at: float
+
+
+class FakeOpenAI:
+    """Scriptable OpenAI-compatible HTTP server bound to 127.0.0.1 on a free port."""
+
+    def __init__(self) -> None:
+        """Create the server (not yet listening; call :meth:`start`)."""
+        self._cond = threading.Condition()
+        self._steps: defaultdict[str, deque[Step]] = defaultdict(deque)
+        self._requests: defaultdict[str, list[RecordedRequest]] = defaultdict(list)
+        self._ids = itertools.count(1)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The ``/v1`` base URL to hand to the OpenAI client."""
+        if self._server is None:
+            raise RuntimeError("FakeOpenAI is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> None:
+        """Bind the socket and serve requests in a daemon thread."""
+        if self._server is not None:
+            return
+        self._server = _Server(("127.0.0.1", 0), _Handler, self)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeOpenAI:
+        """Start the server and return it."""
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+    def script(self, model: str, steps: list[Step]) -> None:
+        """Queue ``steps`` (appended) for requests whose ``model`` equals ``model``."""
+        with self._cond:
+            self._steps[model].extend(steps)
+
+    def requests(self, model: str) -> list[RecordedRequest]:
+        """Return all requests received so far for ``model``, oldest first."""
+        with self._cond:
+            return list(self._requests[model])
+
+    def wait_for_requests(self, model: str, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests for ``model`` arrived.
+
+        Raises:
+            TimeoutError: If fewer than ``count`` requests arrived within ``timeout``.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._requests[model]) >= count, timeout):
+                got = len(self._requests[model])
+                raise TimeoutError(f"{got}/{count} requests for {model!r} after {timeout}s")
+            return list(self._requests[model])
+
+    def _record(self, body: dict[str, Any], headers: dict[str, str]) -> Step:
+        """Record a request and pop the step that answers it (an echo step if none)."""
+        model = str(body.get("model", ""))
+        with self._cond:
+            self._requests[model].append(RecordedRequest(model, body, headers, time.monotonic()))
+            self._cond.notify_all()
+            queue = self._steps[model]
+            return queue.popleft() if queue else Step(text="echo: " + _last_user_text(body))
+
+    def _next_call_id(self) -> str:
+        """Return a fresh ``call_<n>`` id."""
+        with self._cond:
+            return f"call_{next(self._ids)}"
+
+
+class _Server(ThreadingHTTPServer):
+    """HTTP server that knows its :class:`FakeOpenAI`."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], fake: FakeOpenAI) -> None:
+        self.fake = fake
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that hang up mid-response; report anything else."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers one request per connection (``Connection: close``)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default stderr request log."""
+
+    def do_GET(self) -> None:
+        """Serve ``GET /v1/models`` with an empty list."""
+        if self.path.rstrip("/") == "/v1/models":
+            self._send_json(200, {"object": "list", "data": []})
+        else:
+            self._send_error(404, "not found", {})
+
+    def do_POST(self) -> None:
+        """Serve ``POST /v1/chat/completions`` from the script."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send_error(404, "not found", {})
+            return
+        body = cast(dict[str, Any], json.loads(raw or b"{}"))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        fake = cast(_Server, self.server).fake
+        step = fake._record(body, headers)
+        if step.delay:
+            time.sleep(step.delay)
+        if step.status != 200:
+            _wait(step)
+            self._send_error(step.status, step.error_message, step.headers)
+            return
+        calls = [
+            {"id": c.id or fake._next_call_id(), "name": c.name, "args": json.dumps(c.arguments)}
+            for c in step.tool_calls
+        ]
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+        }
+        usage = {
+            "prompt_tokens": step.prompt_tokens,
+            "completion_tokens": step.completion_tokens,
+            "total_tokens": step.prompt_tokens + step.completion_tokens,
+        }
+        finish = "tool_calls" if calls else "stop"
+        if body.get("stream"):
+            self._stream(step, base, calls, finish, usage, body)
+            return
+        _wait(step)
+        message = {
+            "role": "assistant",
+            "content": None if not step.text and calls else step.text,
+            "tool_calls": [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["args"]},
+                }
+                for c in calls
+            ]
+            or None,
+        }
+        choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+        self._send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    def _stream(
+        self,
+        step: Step,
+        base: dict[str, Any],
+        calls: list[dict[str, str]],
+        finish: str,
+        usage: dict[str, int],
+        body: dict[str, Any],
+    ) -> None:
+        """Send the answer as server-sent ``chat.completion.chunk`` events."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+        def send(delta: dict[str, Any], finish_reason: str | None = None) -> None:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+            self._event({**base, "object": "chat.completion.chunk", "choices": [choice]})
+
+        send({"role": "assistant", "content": ""})
+        _wait(step)
+        for piece in _split(step.text, _CHUNK_CHARS):
+            send({"content": piece})
+        for index, call in enumerate(calls):
+            function = {"name": call["name"], "arguments": ""}
+            head = {"index": index, "id": call["id"], "type": "function", "function": function}
+            send({"tool_calls": [head]})
+            size = max(1, min(_CHUNK_CHARS, -(-len(call["args"]) // 2)))  # >= 2 pieces
+            for piece in _split(call["args"], size):
+                send({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        send({}, finish)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self._event({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
+
+    def _event(self, payload: dict[str, Any]) -> None:
+        """Write and flush one ``data:`` line."""
+        self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        self.wfile.flush()
+
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        """Send a complete JSON response and close the connection."""
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def _send_error(self, status: int, message: str, headers: dict[str, str]) -> None:
+        """Send an OpenAI-style error body."""
+        kind = {429: "rate_limit_error"}.get(status, "invalid_request_error")
+        if status >= 500:
+            kind = "server_error"
+        error = {"error": {"message": message, "type": kind, "code": None}}
+        self._send_json(status, error, headers)
+
+
+def _wait(step: Step) -> None:
+    """Block on ``step.hold`` (if any) for at most 60 seconds."""
+    if step.hold is not None:
+        step.hold.wait(_HOLD_MAX_SECONDS)
+
+
+def _split(text: str, size: int) -> list[str]:
+    """Split ``text`` into consecutive pieces of at most ``size`` characters."""
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    """Return the text of the last ``user`` message (string or text parts)."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        parts = content or []
+        return "".join(p.get("text", "") for p in parts if p.get("type") == "text")
+    return ""

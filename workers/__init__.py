@@ -1,0 +1,1 @@
+"""Process entry points: the `steward` CLI, the worker, the API server and the dev launcher."""

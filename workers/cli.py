@@ -1,0 +1,119 @@
+"""The `steward` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from schemas.enums import Role
+from schemas.settings import Settings
+from workers import logs
+
+
+def _cmd_dev(args: argparse.Namespace) -> None:
+    from workers import dev
+
+    logs.configure("INFO", json_lines=False)
+    dev.main(args.port, Path(args.data_dir), args.temporal_port, args.ui_port)
+
+
+def _cmd_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from workers.seed import ensure_bootstrap_key
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    if settings.bootstrap_key is not None:
+        asyncio.run(_with_session(settings, ensure_bootstrap_key))
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
+
+
+def _cmd_worker(_: argparse.Namespace) -> None:
+    from workers.run_worker import run_worker
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
+def _cmd_migrate(_: argparse.Namespace) -> None:
+    from workers.migrate import migrate
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    migrate(settings)
+    sys.stdout.write("database is up to date\n")
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> None:
+    from workers.seed import create_key, ensure_team
+
+    settings = Settings()
+
+    async def work() -> str:
+        from schemas.database import create_engine, session_factory
+
+        engine = create_engine(settings)
+        try:
+            async with session_factory(engine)() as session:
+                team = await ensure_team(session, args.team)
+                key = await create_key(session, team, Role(args.role), args.name or f"{args.role} key")
+                await session.commit()
+                return key
+        finally:
+            await engine.dispose()
+
+    key = asyncio.run(work())
+    sys.stdout.write(f"created a {args.role} key for team {args.team}; it is shown only once:\n{key}\n")
+
+
+async def _with_session(settings: Settings, action: object) -> None:
+    from schemas.database import create_engine, session_factory
+
+    engine = create_engine(settings)
+    try:
+        async with session_factory(engine)() as session:
+            await action(session, settings)  # type: ignore[operator]
+    finally:
+        await engine.dispose()
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="steward", description="Durable orchestration for AI agents.")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run the whole embedded stack (Temporal, worker, API) locally")
+    dev.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    dev.add_argument("--data-dir", default=".steward", help="where state lives (default .steward)")
+    dev.add_argument("--temporal-port", type=int, default=7233, help="Temporal gRPC port (default 7233)")
+    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (default 8233)")
+    dev.set_defaults(run=_cmd_dev)
+
+    api = commands.add_parser("api", help="run the API server (configured by environment)")
+    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server binds all interfaces in a container
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(run=_cmd_api)
+
+    worker = commands.add_parser("worker", help="run a Temporal worker (configured by environment)")
+    worker.set_defaults(run=_cmd_worker)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(run=_cmd_migrate)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key (prints it on the last line)")
+    create.add_argument("--team", required=True, help="team slug; created if missing")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", help="a label for the key")
+    create.set_defaults(run=_cmd_keys_create)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.run(args)

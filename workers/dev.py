@@ -1,0 +1,128 @@
+"""`steward dev`: the whole embedded stack in one command.
+
+Temporal dev server (SQLite file) as a child process; migrations and demo seed on a
+SQLite app database; then worker and API in this process, sharing one client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from api.app import create_app
+from schemas.database import create_engine, session_factory
+from schemas.enums import Role
+from schemas.keys import generate_key
+from schemas.settings import Settings
+from schemas.temporal import connect
+from workers.migrate import migrate
+from workers.seed import DEMO_AGENT, ensure_bootstrap_key, ensure_demo, ensure_key
+from workers.temporal_server import DevServer
+from workers.worker import build_worker
+
+log = logging.getLogger("steward.dev")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The launcher owns Ctrl-C, so it can stop API, worker and Temporal in order.
+        yield
+
+
+def _dev_key(data_dir: Path) -> str:
+    """The dev admin key, kept in the data dir so every run can show it."""
+    path = data_dir / "dev-key"  # read once at start-up, before serving
+    if path.exists():
+        return path.read_text().strip()
+    key = generate_key()
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _banner(settings: Settings, port: int, server: DevServer, key: str, model: str) -> str:
+    api = f"http://127.0.0.1:{port}"
+    demo = " (offline demo model: set OPENAI_API_KEY for a real one)" if model.startswith("steward-") else ""
+    return f"""
+  Steward is running.
+
+  API           {api}
+  API docs      {api}/docs
+  Temporal UI   {server.ui_url}
+  Admin key     {key}
+  Demo agent    {DEMO_AGENT} — model {model}{demo}
+
+  Try it:
+    export STEWARD_KEY={key}
+    curl -s -X POST {api}/v1/conversations -H "Authorization: Bearer $STEWARD_KEY" \\
+         -H 'content-type: application/json' -d '{{"agent": "{DEMO_AGENT}"}}'
+    curl -s -X POST "{api}/v1/conversations/<id>/messages?wait=true" \\
+         -H "Authorization: Bearer $STEWARD_KEY" -H 'content-type: application/json' \\
+         -d '{{"text": "Any appointments available?"}}'
+
+  Ctrl-C stops everything; running it again resumes where it left off.
+"""
+
+
+async def run_dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        database_url=f"sqlite:///{(data_dir / 'steward.db').resolve()}",
+        temporal_address=f"127.0.0.1:{temporal_port}",
+        temporal_ui_url=f"http://127.0.0.1:{ui_port}",
+    )
+    server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")
+    log.info("starting Temporal dev server on %s (UI %s)", server.address, server.ui_url)
+    server.start()
+    try:
+        await server.wait_ready()
+        migrate(settings)
+        engine = create_engine(settings)
+        key = _dev_key(data_dir)
+        async with session_factory(engine)() as session:
+            team, agent = await ensure_demo(session, settings, settings.default_team)
+            await ensure_key(session, team, key, Role.ADMIN, "dev admin")
+            await session.commit()
+            await ensure_bootstrap_key(session, settings)
+        client = await connect(settings)
+        worker = build_worker(client, settings, engine)
+        app = create_app(settings, temporal=client)
+        api = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        worker_task = asyncio.create_task(worker.run())
+        api_task = asyncio.create_task(api.serve())
+        while not api.started:
+            if api_task.done():
+                await api_task
+                raise RuntimeError(f"API could not start on port {port}")
+            await asyncio.sleep(0.05)
+        sys.stdout.write(_banner(settings, port, server, key, agent.model))
+        sys.stdout.flush()
+        await stop.wait()
+        log.info("stopping")
+        api.should_exit = True
+        await api_task
+        await worker.shutdown()
+        await worker_task
+        await engine.dispose()
+    finally:
+        server.stop()
+
+
+def main(port: int, data_dir: Path, temporal_port: int, ui_port: int) -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(run_dev(port, data_dir, temporal_port, ui_port))

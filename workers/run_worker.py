@@ -1,0 +1,33 @@
+"""`steward worker`: a production worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import start_http_server
+
+from schemas.database import create_engine
+from schemas.settings import Settings
+from schemas.temporal import connect
+from workers.worker import build_worker
+
+log = logging.getLogger("steward.worker")
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then finish in-flight tasks' bookkeeping and stop."""
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port)
+    engine = create_engine(settings)
+    client = await connect(settings)
+    worker = build_worker(client, settings, engine)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+    await engine.dispose()

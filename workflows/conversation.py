@@ -1,0 +1,213 @@
+"""ConversationWorkflow: the entity for one conversation.
+
+It numbers incoming messages into turns, runs one TurnWorkflow child at a time in
+arrival order, applies the agent's double-texting policy, and continues-as-new when
+the server suggests it and nothing is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    # Pydantic models and activity references only; nothing with side effects at import.
+    from activities.store import StoreActivities
+    from schemas.enums import ConversationStatus, DoubleTexting, TurnStatus
+    from schemas.payloads import (
+        ConversationInput,
+        ConversationRef,
+        ConversationState,
+        Handback,
+        HandbackResult,
+        InboundMessage,
+        PendingTurn,
+        StatusChange,
+        SubmitAccepted,
+        SubmitMessage,
+        TurnInput,
+        TurnOutcome,
+    )
+    from schemas.temporal import turn_workflow_id
+    from workflows.turn import TurnWorkflow
+
+STORE_TIMEOUT = timedelta(seconds=30)
+MAX_PENDING_TURNS = 50
+"""More queued turns than this and new messages are refused until the agent catches up."""
+RECENT_KEYS = 1000
+RECENT_OUTCOMES = 20
+
+
+@workflow.defn(name="Conversation")
+class ConversationWorkflow:
+    @workflow.init
+    def __init__(self, inp: ConversationInput) -> None:
+        self._inp = inp
+        self._state: ConversationState | None = inp.state
+        self._running: int | None = None
+        self._running_messages: list[InboundMessage] = []
+        self._turn_task: asyncio.Task[TurnOutcome] | None = None
+        self._interrupting = False
+
+    @property
+    def state(self) -> ConversationState:
+        assert self._state is not None, "read before the state was loaded"
+        return self._state
+
+    @workflow.run
+    async def run(self, inp: ConversationInput) -> None:
+        if self._state is None:
+            self._state = await workflow.execute_local_activity_method(
+                StoreActivities.load_conversation,
+                ConversationRef(conversation_id=inp.conversation_id, team_id=inp.team_id),
+                start_to_close_timeout=STORE_TIMEOUT,
+            )
+        while True:
+            await workflow.wait_condition(
+                lambda: bool(self.state.pending) or workflow.info().is_continue_as_new_suggested()
+            )
+            if not self.state.pending:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self.state.pending:
+                    workflow.continue_as_new(
+                        ConversationInput(
+                            conversation_id=inp.conversation_id,
+                            team_id=inp.team_id,
+                            agent_id=inp.agent_id,
+                            state=self.state,
+                        )
+                    )
+                continue
+            await self._run_turn(self.state.pending.pop(0))
+
+    async def _run_turn(self, pending: PendingTurn) -> None:
+        state = self.state
+        self._running = pending.turn
+        self._running_messages = pending.messages
+        self._interrupting = False
+        turn_input = TurnInput(
+            conversation_id=self._inp.conversation_id,
+            team_id=self._inp.team_id,
+            agent_id=self._inp.agent_id,
+            turn=pending.turn,
+            messages=pending.messages,
+            silent=state.handed_off,
+        )
+        self._turn_task = asyncio.create_task(
+            workflow.execute_child_workflow(
+                TurnWorkflow.run, turn_input, id=turn_workflow_id(self._inp.conversation_id, pending.turn)
+            )
+        )
+        try:
+            outcome = await self._turn_task
+        except (asyncio.CancelledError, ChildWorkflowError):
+            if not self._interrupting:
+                raise
+            outcome = TurnOutcome(turn=pending.turn, status=TurnStatus.INTERRUPTED)
+        self._running = None
+        self._turn_task = None
+        state.handed_off = state.handed_off or outcome.handed_off
+        state.recent_outcomes[outcome.turn] = outcome
+        for old in sorted(state.recent_outcomes)[:-RECENT_OUTCOMES]:
+            del state.recent_outcomes[old]
+
+    @workflow.update
+    async def submit(self, msg: SubmitMessage) -> SubmitAccepted:
+        """Accept a user message: number it into a turn, or recognise a repeat of its key."""
+        await workflow.wait_condition(lambda: self._state is not None)
+        state = self.state
+        key = msg.idempotency_key
+        if key is not None and key in state.recent_keys:
+            turn = state.recent_keys[key]
+            accepted = SubmitAccepted(turn=turn, status=self._status_of(turn), duplicate=True)
+        else:
+            accepted = self._accept(msg)
+        if msg.wait_seconds > 0 and accepted.turn not in state.recent_outcomes:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: accepted.turn in state.recent_outcomes,
+                    timeout=timedelta(seconds=msg.wait_seconds),
+                )
+        outcome = state.recent_outcomes.get(accepted.turn)
+        if outcome is not None:
+            accepted.status = outcome.status
+            accepted.outcome = outcome
+        else:
+            accepted.status = self._status_of(accepted.turn)
+        return accepted
+
+    @submit.validator
+    def _validate_submit(self, msg: SubmitMessage) -> None:
+        if not msg.text.strip():
+            raise ApplicationError("message text is empty", type="EmptyMessage")
+        if self._state is not None and len(self._state.pending) >= MAX_PENDING_TURNS:
+            raise ApplicationError(
+                f"conversation has {MAX_PENDING_TURNS} turns waiting; try again later",
+                type="ConversationBusy",
+            )
+
+    def _accept(self, msg: SubmitMessage) -> SubmitAccepted:
+        state = self.state
+        state.last_message += 1
+        inbound = InboundMessage(
+            number=state.last_message, text=msg.text, idempotency_key=msg.idempotency_key
+        )
+        interrupt = msg.double_texting == DoubleTexting.INTERRUPT and not state.handed_off
+        if interrupt and state.pending:
+            # A turn that has not started yet answers this message too.
+            state.pending[-1].messages.append(inbound)
+            turn = state.pending[-1].turn
+        else:
+            state.last_turn += 1
+            turn = state.last_turn
+            carried: list[InboundMessage] = []
+            if interrupt and self._turn_task is not None and self._running is not None:
+                # The new turn re-sends the interrupted turn's messages so none is lost
+                # even if it was cancelled before recording them (writes are idempotent).
+                carried = self._running_messages
+                self._interrupting = True
+                self._turn_task.cancel()
+            state.pending.append(PendingTurn(turn=turn, messages=[*carried, inbound]))
+        if msg.idempotency_key is not None:
+            state.recent_keys[msg.idempotency_key] = turn
+            while len(state.recent_keys) > RECENT_KEYS:
+                del state.recent_keys[next(iter(state.recent_keys))]
+        status = (
+            TurnStatus.QUEUED if self._running is not None or len(state.pending) > 1 else TurnStatus.RUNNING
+        )
+        return SubmitAccepted(turn=turn, status=status)
+
+    def _status_of(self, turn: int) -> TurnStatus:
+        if turn in self.state.recent_outcomes:
+            return self.state.recent_outcomes[turn].status
+        if turn == self._running:
+            return TurnStatus.RUNNING
+        if any(p.turn == turn for p in self.state.pending):
+            return TurnStatus.QUEUED
+        return TurnStatus.COMPLETED
+
+    @workflow.update
+    async def handback(self, req: Handback) -> HandbackResult:
+        """A human hands the conversation back: the agent answers new messages again."""
+        state = self.state
+        state.handed_off = False
+        if self._running is None:
+            await workflow.execute_local_activity_method(
+                StoreActivities.set_status,
+                StatusChange(
+                    conversation_id=self._inp.conversation_id,
+                    team_id=self._inp.team_id,
+                    status=ConversationStatus.IDLE,
+                ),
+                start_to_close_timeout=STORE_TIMEOUT,
+            )
+        return HandbackResult(status=ConversationStatus.IDLE)
+
+    @handback.validator
+    def _validate_handback(self, req: Handback) -> None:
+        if self._state is None or not self._state.handed_off:
+            raise ApplicationError("conversation is not handed off", type="NotHandedOff")
