@@ -1,0 +1,1 @@
+"""Steward's tests: real Temporal, real PostgreSQL, fakes only beyond the network edge."""
