@@ -58,8 +58,10 @@ class TeamClient:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method, path, headers=self.headers, **kwargs)
+    async def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        return await self.http.request(method, path, headers={**self.headers, **(headers or {})}, **kwargs)
 
     async def create_agent(self, model: str, **fields: Any) -> dict[str, Any]:
         body = {"slug": f"a-{uuid.uuid4().hex[:8]}", "name": "Test agent", "model": model, **fields}

@@ -136,7 +136,7 @@ class ConversationWorkflow:
         if outcome is not None:
             accepted.status = outcome.status
             accepted.outcome = outcome
-        else:
+        elif msg.wait_seconds > 0:
             accepted.status = self._status_of(accepted.turn)
         return accepted
 

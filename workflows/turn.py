@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     # Activity classes are referenced for their names and types; nothing runs at import.
@@ -77,7 +77,12 @@ class TurnWorkflow:
         try:
             outcome = await self._converse(inp, settings)
         except ActivityError as err:
-            outcome = TurnOutcome(turn=inp.turn, status=TurnStatus.FAILED, error=_error_of(err))
+            if not isinstance(err.cause, CancelledError):
+                return await self._finish(
+                    inp, TurnOutcome(turn=inp.turn, status=TurnStatus.FAILED, error=_error_of(err))
+                )
+            await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.INTERRUPTED))
+            raise asyncio.CancelledError() from err
         except asyncio.CancelledError:
             # Interrupted by a newer message: record it, then end as cancelled.
             await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.INTERRUPTED))
