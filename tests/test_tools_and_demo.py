@@ -1,0 +1,92 @@
+"""Tool side effects happen once per call; the offline demo model drives the whole loop."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment
+
+from activities.tools import ToolActivities
+from schemas.payloads import ToolCall, ToolRequest
+from schemas.settings import DEMO_MODEL
+from schemas.tables import Booking, Slot, Ticket, ToolExecution
+from tests.support import TeamClient
+
+
+async def _conversation_with(team: TeamClient, tools: list[str]) -> str:
+    agent = await team.create_agent(DEMO_MODEL, tools=tools)
+    return await team.start_conversation(agent["slug"])
+
+
+async def _free_slot(sessions: async_sessionmaker[AsyncSession], team_id: str) -> str:
+    async with sessions() as session:
+        slot = (await session.execute(select(Slot.id).where(Slot.team_id == team_id).limit(1))).scalar_one()
+        return str(slot)
+
+
+async def test_a_retried_booking_call_books_once_and_returns_the_same_result(
+    team: TeamClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    conversation = await _conversation_with(team, ["book_appointment"])
+    slot = await _free_slot(sessions, team.team_id)
+    request = ToolRequest(
+        conversation_id=conversation,
+        team_id=team.team_id,
+        turn=1,
+        call=ToolCall(id="call_1", name="book_appointment", arguments=json.dumps({"slot_id": slot, "customer_name": "Ana"})),
+    )
+    tools = ToolActivities(sessions)
+
+    # What Temporal does when the first attempt's completion was lost: run it again.
+    first = await ActivityEnvironment().run(tools.run, request)
+    retried = await ActivityEnvironment().run(tools.run, request)
+
+    assert first.ok and first == retried
+    async with sessions() as session:
+        bookings = await session.execute(select(func.count()).select_from(Booking).where(Booking.slot_id == slot))
+        executions = await session.execute(
+            select(func.count()).select_from(ToolExecution).where(ToolExecution.conversation_id == conversation)
+        )
+        assert bookings.scalar() == 1
+        assert executions.scalar() == 1
+    tool_messages = [m for m in await team.messages(conversation) if m["role"] == "tool"]
+    assert len(tool_messages) == 1
+
+    # A different call for the same slot is a business refusal, not a crash.
+    other = request.model_copy(update={"call": request.call.model_copy(update={"id": "call_2"})})
+    refused = await ActivityEnvironment().run(tools.run, other)
+    assert not refused.ok and "already booked" in refused.content
+
+
+async def test_demo_model_checks_availability_books_and_opens_tickets(
+    team: TeamClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    conversation = await _conversation_with(team, ["check_availability", "book_appointment", "create_ticket"])
+
+    offered = (await team.send(conversation, "Any appointments available?")).json()
+    assert offered["tool_calls"][0]["name"] == "check_availability"
+    assert offered["reply"]["content"].startswith("[offline demo model] Free slots:")
+
+    booked = (await team.send(conversation, "Book it, my name is Ana Lima")).json()
+    assert booked["tool_calls"][0]["name"] == "book_appointment"
+    assert "Booked for Ana Lima" in booked["reply"]["content"]
+
+    ticket = (await team.send(conversation, "My login is broken")).json()
+    assert ticket["tool_calls"][0]["name"] == "create_ticket"
+    async with sessions() as session:
+        booking = (await session.execute(select(Booking).where(Booking.conversation_id == conversation))).scalar_one()
+        assert booking.customer_name == "Ana Lima"
+        subjects = (await session.execute(select(Ticket.subject).where(Ticket.conversation_id == conversation))).scalars()
+        assert list(subjects) == ["My login is broken"]
+    assistant = [m for m in await team.messages(conversation) if m["role"] == "assistant"]
+    assert {m["model"] for m in assistant} == {DEMO_MODEL}
+
+
+async def test_demo_model_without_tools_says_what_it_is(team: TeamClient) -> None:
+    conversation = await _conversation_with(team, [])
+    reply = (await team.send(conversation, f"hello {uuid.uuid4().hex[:4]}")).json()["reply"]["content"]
+    assert reply.startswith("[offline demo model]")
+    assert "OPENAI_API_KEY" in reply
