@@ -16,6 +16,7 @@ from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.routers import agents, conversations, health
 from schemas.database import create_engine, session_factory
+from schemas.keys import ensure_bootstrap_key
 from schemas.settings import Settings
 from schemas.temporal import connect
 
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.temporal = temporal
+        if settings.bootstrap_key is not None:
+            async with app.state.sessions() as session:
+                await ensure_bootstrap_key(session, settings)
         connecting = None
         if temporal is None:
             connecting = asyncio.create_task(_keep_connecting(app, settings))

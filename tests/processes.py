@@ -47,7 +47,9 @@ class WorkerProcess:
         }
         steward = Path(sys.executable).parent / "steward"
         log = self.log_file.open("ab")
-        self._process = subprocess.Popen([str(steward), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(
+            [str(steward), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, as when a machine dies."""
@@ -77,7 +79,11 @@ class Stack:
 async def own_stack(tmp_path: Path, base: Settings, *server_args: str) -> AsyncIterator[Stack]:
     """A dev server on a SQLite file in `tmp_path`, and an API client bound to it."""
     server = DevServer(
-        tmp_path / "temporal.db", free_port(), free_port(), tmp_path / "temporal.log", extra=("--headless", *server_args)
+        tmp_path / "temporal.db",
+        free_port(),
+        free_port(),
+        tmp_path / "temporal.log",
+        extra=("--headless", *server_args),
     )
     server.start()
     try:
@@ -87,7 +93,9 @@ async def own_stack(tmp_path: Path, base: Settings, *server_args: str) -> AsyncI
         app = create_app(settings, temporal=client)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://steward.test", timeout=90) as http:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://steward.test", timeout=90
+            ) as http:
                 yield Stack(server=server, settings=settings, app=app, http=http)
     finally:
         server.stop()

@@ -13,7 +13,8 @@ import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.enums import Role
-from workers.seed import create_key, ensure_slots, ensure_team
+from schemas.keys import create_key, ensure_team
+from workers.seed import ensure_slots
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 T = TypeVar("T")
@@ -75,7 +76,13 @@ class TeamClient:
         return str(response.json()["id"])
 
     async def send(
-        self, conversation_id: str, text: str, *, wait: bool = True, key: str | None = None, timeout: float = 30
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        wait: bool = True,
+        key: str | None = None,
+        timeout: float = 30,
     ) -> httpx.Response:
         body: dict[str, Any] = {"text": text}
         if key is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -9,7 +11,7 @@ from schemas.enums import Role
 from tests.support import TeamClient, add_key, new_team
 
 
-def _error(response: httpx.Response) -> dict[str, object]:
+def _error(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}, body
     return dict(body["error"])
@@ -25,7 +27,9 @@ async def test_requests_without_a_valid_key_are_401(http: httpx.AsyncClient) -> 
 async def test_agent_crud_and_duplicate_slug_conflict(team: TeamClient, model: str) -> None:
     created = await team.create_agent(model, slug="front-desk", tools=["create_ticket"])
     assert created["max_tool_rounds"] == 8 and created["double_texting"] == "enqueue"
-    duplicate = await team.request("POST", "/v1/agents", json={"slug": "front-desk", "name": "x", "model": model})
+    duplicate = await team.request(
+        "POST", "/v1/agents", json={"slug": "front-desk", "name": "x", "model": model}
+    )
     assert duplicate.status_code == 409 and _error(duplicate)["code"] == "agent_exists"
 
     patched = await team.request("PATCH", "/v1/agents/front-desk", json={"temperature": 0.9})
@@ -42,21 +46,23 @@ async def test_agent_crud_and_duplicate_slug_conflict(team: TeamClient, model: s
 
 
 async def test_malformed_agent_bodies_are_422_naming_the_field(team: TeamClient, model: str) -> None:
-    bad_slug = await team.request("POST", "/v1/agents", json={"slug": "Bad Slug", "name": "x", "model": model})
+    bad_slug = await team.request(
+        "POST", "/v1/agents", json={"slug": "Bad Slug", "name": "x", "model": model}
+    )
     assert bad_slug.status_code == 422
-    assert [d["field"] for d in _error(bad_slug)["details"]] == ["slug"]  # type: ignore[union-attr]
+    assert [d["field"] for d in _error(bad_slug)["details"]] == ["slug"]
 
     bad_tool = await team.request(
         "POST", "/v1/agents", json={"slug": "t", "name": "x", "model": model, "tools": ["launch_rockets"]}
     )
     assert bad_tool.status_code == 422
-    assert _error(bad_tool)["details"][0]["field"] == "tools"  # type: ignore[index]
+    assert _error(bad_tool)["details"][0]["field"] == "tools"
 
     bad_temperature = await team.request(
         "POST", "/v1/agents", json={"slug": "t", "name": "x", "model": model, "temperature": 7}
     )
     assert bad_temperature.status_code == 422
-    assert _error(bad_temperature)["details"][0]["field"] == "temperature"  # type: ignore[index]
+    assert _error(bad_temperature)["details"][0]["field"] == "temperature"
 
     not_json = await team.request(
         "POST", "/v1/agents", content=b"{nope", headers={"content-type": "application/json"}
@@ -109,13 +115,13 @@ async def test_conversation_and_message_input_errors(team: TeamClient, model: st
     too_long = await team.send(conversation, "x" * (16 * 1024 + 1))
     assert too_long.status_code == 413 and _error(too_long)["code"] == "text_too_large"
     empty = await team.send(conversation, "")
-    assert empty.status_code == 422 and _error(empty)["details"][0]["field"] == "text"  # type: ignore[index]
+    assert empty.status_code == 422 and _error(empty)["details"][0]["field"] == "text"
     blank = await team.send(conversation, "   ")
     assert blank.status_code == 422
     extra = await team.request(
         "POST", f"/v1/conversations/{conversation}/messages", json={"text": "hi", "colour": "red"}
     )
-    assert extra.status_code == 422 and _error(extra)["details"][0]["field"] == "colour"  # type: ignore[index]
+    assert extra.status_code == 422 and _error(extra)["details"][0]["field"] == "colour"
     bad_cursor = await team.request("GET", "/v1/conversations", params={"cursor": "!!"})
     assert bad_cursor.status_code == 422
     huge = await team.request(

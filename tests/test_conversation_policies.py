@@ -38,7 +38,8 @@ async def test_enqueued_messages_are_answered_one_turn_at_a_time_in_order(
 
 
 async def _assistant_count(team: TeamClient, conversation: str, count: int) -> bool:
-    return sum(m["role"] == "assistant" for m in await team.messages(conversation)) >= count
+    messages = await team.messages(conversation)
+    return sum(1 for m in messages if m["role"] == "assistant") >= count
 
 
 async def test_interrupt_cancels_the_running_turn_and_answers_the_newest_message(
@@ -64,7 +65,10 @@ async def test_interrupt_cancels_the_running_turn_and_answers_the_newest_message
     ]
     # The model answering turn 2 saw both user messages.
     last = fake_llm.requests(model)[-1].body["messages"]
-    assert [m["content"] for m in last if m["role"] == "user"] == ["first question", "actually, second question"]
+    assert [m["content"] for m in last if m["role"] == "user"] == [
+        "first question",
+        "actually, second question",
+    ]
     never.set()
 
 
@@ -75,7 +79,10 @@ async def test_handoff_silences_the_agent_until_handed_back(
     conversation = await team.start_conversation(agent["slug"])
     fake_llm.script(
         model,
-        [Step(tool_calls=[ToolCallSpec("handoff_to_human", {"reason": "wants a person"})]), Step(text="A human will reply.")],
+        [
+            Step(tool_calls=[ToolCallSpec("handoff_to_human", {"reason": "wants a person"})]),
+            Step(text="A human will reply."),
+        ],
     )
     handed = await team.send(conversation, "let me talk to a person")
     assert handed.json()["reply"]["content"] == "A human will reply."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -96,14 +97,14 @@ async def test_temporal_restarted_between_and_during_turns_loses_nothing(
 
 
 async def _status_is(team: TeamClient, conversation: str, status: str) -> bool:
-    return (await team.conversation(conversation))["status"] == status
+    return bool((await team.conversation(conversation))["status"] == status)
 
 
 async def _has_replies(team: TeamClient, conversation: str, count: int) -> bool:
     return len(await _replies(team, conversation)) >= count
 
 
-async def _send_until_accepted(team: TeamClient, conversation: str, text: str) -> dict[str, object]:
+async def _send_until_accepted(team: TeamClient, conversation: str, text: str) -> dict[str, Any]:
     """Send with one idempotency key until Temporal answers (the client reconnects on its own)."""
     for _ in range(50):
         response = await team.send(conversation, text, key=f"{conversation}-{text}")

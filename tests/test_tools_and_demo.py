@@ -36,7 +36,11 @@ async def test_a_retried_booking_call_books_once_and_returns_the_same_result(
         conversation_id=conversation,
         team_id=team.team_id,
         turn=1,
-        call=ToolCall(id="call_1", name="book_appointment", arguments=json.dumps({"slot_id": slot, "customer_name": "Ana"})),
+        call=ToolCall(
+            id="call_1",
+            name="book_appointment",
+            arguments=json.dumps({"slot_id": slot, "customer_name": "Ana"}),
+        ),
     )
     tools = ToolActivities(sessions)
 
@@ -46,9 +50,13 @@ async def test_a_retried_booking_call_books_once_and_returns_the_same_result(
 
     assert first.ok and first == retried
     async with sessions() as session:
-        bookings = await session.execute(select(func.count()).select_from(Booking).where(Booking.slot_id == slot))
+        bookings = await session.execute(
+            select(func.count()).select_from(Booking).where(Booking.slot_id == slot)
+        )
         executions = await session.execute(
-            select(func.count()).select_from(ToolExecution).where(ToolExecution.conversation_id == conversation)
+            select(func.count())
+            .select_from(ToolExecution)
+            .where(ToolExecution.conversation_id == conversation)
         )
         assert bookings.scalar() == 1
         assert executions.scalar() == 1
@@ -77,9 +85,13 @@ async def test_demo_model_checks_availability_books_and_opens_tickets(
     ticket = (await team.send(conversation, "My login is broken")).json()
     assert ticket["tool_calls"][0]["name"] == "create_ticket"
     async with sessions() as session:
-        booking = (await session.execute(select(Booking).where(Booking.conversation_id == conversation))).scalar_one()
+        booking = (
+            await session.execute(select(Booking).where(Booking.conversation_id == conversation))
+        ).scalar_one()
         assert booking.customer_name == "Ana Lima"
-        subjects = (await session.execute(select(Ticket.subject).where(Ticket.conversation_id == conversation))).scalars()
+        subjects = (
+            await session.execute(select(Ticket.subject).where(Ticket.conversation_id == conversation))
+        ).scalars()
         assert list(subjects) == ["My login is broken"]
     assistant = [m for m in await team.messages(conversation) if m["role"] == "assistant"]
     assert {m["model"] for m in assistant} == {DEMO_MODEL}

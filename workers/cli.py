@@ -23,12 +23,9 @@ def _cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from api.app import create_app
-    from workers.seed import ensure_bootstrap_key
 
     settings = Settings()
     logs.configure(settings.log_level)
-    if settings.bootstrap_key is not None:
-        asyncio.run(_with_session(settings, ensure_bootstrap_key))
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
 
 
@@ -50,7 +47,7 @@ def _cmd_migrate(_: argparse.Namespace) -> None:
 
 
 def _cmd_keys_create(args: argparse.Namespace) -> None:
-    from workers.seed import create_key, ensure_team
+    from schemas.keys import create_key, ensure_team
 
     settings = Settings()
 
@@ -69,17 +66,6 @@ def _cmd_keys_create(args: argparse.Namespace) -> None:
 
     key = asyncio.run(work())
     sys.stdout.write(f"created a {args.role} key for team {args.team}; it is shown only once:\n{key}\n")
-
-
-async def _with_session(settings: Settings, action: object) -> None:
-    from schemas.database import create_engine, session_factory
-
-    engine = create_engine(settings)
-    try:
-        async with session_factory(engine)() as session:
-            await action(session, settings)  # type: ignore[operator]
-    finally:
-        await engine.dispose()
 
 
 def parser() -> argparse.ArgumentParser:

@@ -20,11 +20,11 @@ import uvicorn
 from api.app import create_app
 from schemas.database import create_engine, session_factory
 from schemas.enums import Role
-from schemas.keys import generate_key
+from schemas.keys import ensure_key, generate_key
 from schemas.settings import Settings
 from schemas.temporal import connect
 from workers.migrate import migrate
-from workers.seed import DEMO_AGENT, ensure_bootstrap_key, ensure_demo, ensure_key
+from workers.seed import DEMO_AGENT, ensure_demo
 from workers.temporal_server import DevServer
 from workers.worker import build_worker
 
@@ -92,7 +92,6 @@ async def run_dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -
             team, agent = await ensure_demo(session, settings, settings.default_team)
             await ensure_key(session, team, key, Role.ADMIN, "dev admin")
             await session.commit()
-            await ensure_bootstrap_key(session, settings)
         client = await connect(settings)
         worker = build_worker(client, settings, engine)
         app = create_app(settings, temporal=client)
