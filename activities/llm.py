@@ -12,19 +12,26 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from activities.demo_model import demo_reply
-from activities.transcript import append_message, find_message, in_transaction, load_transcript
-from schemas.enums import MessageRole
-from schemas.payloads import LlmRequest, LlmResponse, ToolCall
+from activities.store import (
+    TurnRecorded,
+    count_outcome,
+    count_start,
+    record_turn_outcome,
+    record_turn_start,
+)
+from activities.transcript import add_tokens, append_message, find_message, in_transaction, load_transcript
+from schemas.enums import ConversationStatus, MessageRole, TurnStatus
+from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import Agent, Conversation, Message
 from schemas.tools import TOOLS
@@ -156,40 +163,30 @@ class LlmActivities:
     async def complete(self, req: LlmRequest) -> LlmResponse:
         """Produce and persist the assistant message for one round of a turn."""
         dedupe_key = f"t{req.turn}/r{req.round}/assistant"
-        async with self._sessions() as session:
-            done = await find_message(session, req.conversation_id, dedupe_key)
-            if done is not None:
-                return LlmResponse(
-                    content=done.content,
-                    tool_calls=[ToolCall.model_validate(c) for c in done.tool_calls or []],
-                    model=done.model or "",
-                )
+
+        async def prepare(session: AsyncSession) -> tuple[Message | None, Agent, list[Message]]:
+            if req.inbound:
+                count_start(await record_turn_start(session, self._begin(req)))
             conversation = await session.get(Conversation, req.conversation_id)
             if conversation is None or conversation.team_id != req.team_id:
                 raise ApplicationError("conversation not found", type="not_found", non_retryable=True)
             agent = await session.get(Agent, conversation.agent_id)
             assert agent is not None  # a foreign key guarantees it
-            transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
-        messages = to_chat_messages(agent.system_prompt, transcript)
-        tools = [name for name in agent.tools if name in TOOLS] if req.allow_tools else []
+            done = await find_message(session, req.conversation_id, dedupe_key)
+            if done is not None:
+                return done, agent, []
+            return None, agent, await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
 
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            if agent.model == DEMO_MODEL:
-                content, calls = demo_reply(messages, tools, f"call_t{req.turn}r{req.round}")
-                response = LlmResponse(content=content, tool_calls=calls, model=DEMO_MODEL)
-            else:
-                response = await self._chat(agent, messages, tools)
-            outcome = "ok"
-        finally:
-            metrics.LLM_LATENCY.labels(model=agent.model, outcome=outcome).observe(
-                time.perf_counter() - started
+        done, agent, transcript = await in_transaction(self._sessions, prepare)
+        if done is not None:  # an earlier attempt got as far as persisting: never ask twice
+            return LlmResponse(
+                content=done.content,
+                tool_calls=[ToolCall.model_validate(c) for c in done.tool_calls or []],
+                model=done.model or "",
             )
-        metrics.LLM_TOKENS.labels(model=agent.model, kind="prompt").inc(response.prompt_tokens)
-        metrics.LLM_TOKENS.labels(model=agent.model, kind="completion").inc(response.completion_tokens)
+        response, usage = await self._ask(req, agent, transcript)
 
-        async def persist(session: AsyncSession) -> None:
+        async def persist(session: AsyncSession) -> TurnRecorded | None:
             await append_message(
                 session,
                 team_id=req.team_id,
@@ -201,38 +198,87 @@ class LlmActivities:
                 model=response.model,
                 dedupe_key=dedupe_key,
             )
+            await add_tokens(session, req.conversation_id, req.turn, *usage)
+            if response.tool_calls:
+                return None
+            outcome = TurnOutcome(turn=req.turn, status=TurnStatus.COMPLETED, reply=response.content)
+            recorded = await record_turn_outcome(
+                session, FinishTurn(conversation_id=req.conversation_id, team_id=req.team_id, outcome=outcome)
+            )
+            conversation = await session.get(Conversation, req.conversation_id)
+            response.handed_off = (
+                conversation is not None and conversation.status == ConversationStatus.HANDED_OFF
+            )
+            return recorded
 
-        await in_transaction(self._sessions, persist)
+        finished = await in_transaction(self._sessions, persist)
+        if finished is not None:
+            count_outcome(finished, TurnStatus.COMPLETED)
         return response
 
-    async def _chat(self, agent: Agent, messages: list[dict[str, Any]], tools: list[str]) -> LlmResponse:
+    @staticmethod
+    def _begin(req: LlmRequest) -> BeginTurn:
+        return BeginTurn(
+            conversation_id=req.conversation_id, team_id=req.team_id, turn=req.turn, messages=req.inbound
+        )
+
+    async def _ask(
+        self, req: LlmRequest, agent: Agent, transcript: list[Message]
+    ) -> tuple[LlmResponse, tuple[int, int]]:
+        """Call the agent's model (or the demo) and record latency and token metrics."""
+        messages = to_chat_messages(agent.system_prompt, transcript)
+        allow_tools = req.round < agent.max_tool_rounds
+        tools = [name for name in agent.tools if name in TOOLS] if allow_tools else []
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            if agent.model == DEMO_MODEL:
+                content, calls = demo_reply(messages, tools, f"call_t{req.turn}r{req.round}")
+                response, usage = LlmResponse(content=content, tool_calls=calls, model=DEMO_MODEL), (0, 0)
+            else:
+                response, usage = await self._chat(agent, messages, tools)
+            outcome = "ok"
+        finally:
+            metrics.LLM_LATENCY.labels(model=agent.model, outcome=outcome).observe(
+                time.perf_counter() - started
+            )
+        metrics.LLM_TOKENS.labels(model=agent.model, kind="prompt").inc(usage[0])
+        metrics.LLM_TOKENS.labels(model=agent.model, kind="completion").inc(usage[1])
+        return response, usage
+
+    async def _chat(
+        self, agent: Agent, messages: list[dict[str, Any]], tools: list[str]
+    ) -> tuple[LlmResponse, tuple[int, int]]:
         if self._client is None:
             raise ApplicationError(
                 f"agent model {agent.model!r} needs an LLM endpoint: set OPENAI_API_KEY or OPENAI_BASE_URL",
                 type="llm_not_configured",
                 non_retryable=True,
             )
-        kwargs: dict[str, Any] = {}
+        body: dict[str, Any] = {
+            "model": agent.model,
+            "messages": messages,
+            "temperature": agent.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         if tools:
-            kwargs["tools"] = [TOOLS[name].openai_tool() for name in tools]
+            body["tools"] = [TOOLS[name].openai_tool() for name in tools]
         content: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = (0, 0)
         model = agent.model
         try:
             async with _heartbeating():
-                # Messages are built as plain dicts; the SDK's TypedDict overloads cannot see that.
-                create: Any = self._client.chat.completions.create
-                stream = cast(
-                    openai.AsyncStream[ChatCompletionChunk],
-                    await create(
-                        model=agent.model,
-                        messages=messages,
-                        temperature=agent.temperature,
-                        stream=True,
-                        stream_options={"include_usage": True},
-                        **kwargs,
-                    ),
+                # The SDK's raw `post` skips its request transform, which walks every message
+                # of the window on each call and was a quarter of a turn's CPU; the body is
+                # already plain JSON, so there is nothing for it to do.
+                stream = await self._client.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=ChatCompletion,
+                    stream=True,
+                    stream_cls=openai.AsyncStream[ChatCompletionChunk],
                 )
                 async for chunk in stream:
                     model = chunk.model or model
@@ -250,10 +296,7 @@ class LlmActivities:
                                 call["arguments"] += part.function.arguments or ""
         except openai.OpenAIError as err:
             raise _failure(err) from err
-        return LlmResponse(
-            content="".join(content),
-            tool_calls=[ToolCall(**calls[i]) for i in sorted(calls)],
-            model=model,
-            prompt_tokens=usage[0],
-            completion_tokens=usage[1],
+        response = LlmResponse(
+            content="".join(content), tool_calls=[ToolCall(**calls[i]) for i in sorted(calls)], model=model
         )
+        return response, usage

@@ -1,6 +1,13 @@
-"""Short database writes a workflow makes about its own progress (run as local activities)."""
+"""Turn bookkeeping in the store: starting and finishing turns, conversation status.
+
+`record_turn_start` and `record_turn_outcome` are shared: the LLM activity calls them
+inside its own transactions on the hot path (so a plain turn needs no extra round trip),
+and the local activities below call them for turns that never reach the model.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -9,19 +16,106 @@ from temporalio import activity
 from activities import metrics
 from activities.transcript import append_message, in_transaction, lock_conversation
 from schemas.enums import ConversationStatus, MessageRole, TurnStatus
-from schemas.payloads import (
-    BeginTurn,
-    ConversationRef,
-    ConversationState,
-    FinishTurn,
-    StatusChange,
-    TurnSettings,
-)
-from schemas.tables import Agent, Message, Turn, utcnow
+from schemas.payloads import BeginTurn, ConversationRef, ConversationState, FinishTurn, StatusChange
+from schemas.tables import Message, Turn, utcnow
+
+
+@dataclass
+class TurnRecorded:
+    """What a bookkeeping write did, so metrics count each turn once however often it is retried."""
+
+    fresh: bool
+    duration: float = 0.0
+
+
+async def _turn(session: AsyncSession, conversation_id: str, n: int) -> Turn | None:
+    stmt = select(Turn).where(Turn.conversation_id == conversation_id, Turn.n == n)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecorded:
+    """Record the turn and its inbound messages; idempotent on (conversation, turn, message number)."""
+    conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+    fresh = await _turn(session, req.conversation_id, req.turn) is None
+    if fresh:
+        keys = [m.idempotency_key for m in req.messages if m.idempotency_key]
+        session.add(
+            Turn(
+                team_id=req.team_id,
+                conversation_id=req.conversation_id,
+                n=req.turn,
+                status=TurnStatus.HANDED_OFF if req.silent else TurnStatus.RUNNING,
+                idempotency_key=keys[-1] if keys else None,
+            )
+        )
+        conversation.status = ConversationStatus.HANDED_OFF if req.silent else ConversationStatus.RUNNING
+        conversation.turns = max(conversation.turns, req.turn)
+        conversation.last_activity_at = utcnow()
+    for message in req.messages:
+        await append_message(
+            session,
+            team_id=req.team_id,
+            conversation_id=req.conversation_id,
+            turn=req.turn,
+            role=MessageRole.USER,
+            content=message.text,
+            dedupe_key=f"in/{message.number}",
+        )
+    return TurnRecorded(fresh=fresh)
+
+
+async def record_turn_outcome(session: AsyncSession, req: FinishTurn) -> TurnRecorded:
+    """Record a turn's outcome on the turn, the conversation and (for errors) the transcript."""
+    outcome = req.outcome
+    conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+    turn = await _turn(session, req.conversation_id, outcome.turn)
+    if turn is None:
+        raise LookupError(f"turn {outcome.turn} of {req.conversation_id} was never started")
+    if turn.completed_at is not None:
+        return TurnRecorded(fresh=False)
+    now = utcnow()
+    turn.status = outcome.status
+    turn.completed_at = now
+    if outcome.error is not None:
+        turn.error_code = outcome.error.code
+        turn.error_message = outcome.error.message
+        await append_message(
+            session,
+            team_id=req.team_id,
+            conversation_id=req.conversation_id,
+            turn=outcome.turn,
+            role=MessageRole.SYSTEM,
+            content=f"Turn failed ({outcome.error.code}): {outcome.error.message}",
+            dedupe_key=f"t{outcome.turn}/error",
+        )
+        conversation.status = ConversationStatus.FAILED
+        conversation.last_error_code = outcome.error.code
+        conversation.last_error_message = outcome.error.message
+    elif outcome.status == TurnStatus.HANDED_OFF or conversation.status == ConversationStatus.HANDED_OFF:
+        # A handoff tool earlier in this turn already put a human in charge.
+        conversation.status = ConversationStatus.HANDED_OFF
+    else:
+        conversation.status = ConversationStatus.IDLE
+        if outcome.status == TurnStatus.COMPLETED:
+            conversation.last_error_code = None
+            conversation.last_error_message = None
+    conversation.last_activity_at = now
+    return TurnRecorded(fresh=True, duration=(now - turn.started_at).total_seconds())
+
+
+def count_start(recorded: TurnRecorded) -> None:
+    if recorded.fresh:
+        metrics.TURNS_STARTED.inc()
+
+
+def count_outcome(recorded: TurnRecorded, status: TurnStatus) -> None:
+    if recorded.fresh:
+        metrics.TURNS_FINISHED.labels(status=status.value).inc()
+        metrics.TURN_DURATION.observe(recorded.duration)
 
 
 class StoreActivities:
-    """Conversation and turn bookkeeping. Each write is idempotent on business ids."""
+    """Local activities for conversation state and for turns that never reach the model."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -34,7 +128,7 @@ class StoreActivities:
             users = await session.execute(
                 select(func.count())
                 .select_from(Message)
-                .where(Message.conversation_id == ref.conversation_id, Message.role == "user")
+                .where(Message.conversation_id == ref.conversation_id, Message.role == MessageRole.USER)
             )
             return ConversationState(
                 last_turn=conversation.turns,
@@ -43,95 +137,22 @@ class StoreActivities:
             )
 
     @activity.defn(name="store.begin_turn")
-    async def begin_turn(self, req: BeginTurn) -> TurnSettings:
-        """Record the turn and its inbound messages; return the settings the turn runs with."""
+    async def begin_turn(self, req: BeginTurn) -> None:
+        """Record a turn and its inbound messages."""
 
-        async def work(session: AsyncSession) -> TurnSettings:
-            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
-            agent = await session.get(Agent, conversation.agent_id)
-            assert agent is not None  # a foreign key guarantees it
-            turn = (
-                await session.execute(
-                    select(Turn).where(Turn.conversation_id == req.conversation_id, Turn.n == req.turn)
-                )
-            ).scalar_one_or_none()
-            if turn is None:
-                keys = [m.idempotency_key for m in req.messages if m.idempotency_key]
-                session.add(
-                    Turn(
-                        team_id=req.team_id,
-                        conversation_id=req.conversation_id,
-                        n=req.turn,
-                        status=TurnStatus.HANDED_OFF if req.silent else TurnStatus.RUNNING,
-                        idempotency_key=keys[-1] if keys else None,
-                    )
-                )
-            for message in req.messages:
-                await append_message(
-                    session,
-                    team_id=req.team_id,
-                    conversation_id=req.conversation_id,
-                    turn=req.turn,
-                    role=MessageRole.USER,
-                    content=message.text,
-                    dedupe_key=f"in/{message.number}",
-                )
-            conversation.status = ConversationStatus.HANDED_OFF if req.silent else ConversationStatus.RUNNING
-            conversation.turns = max(conversation.turns, req.turn)
-            conversation.last_activity_at = utcnow()
-            return TurnSettings(max_tool_rounds=agent.max_tool_rounds, model=agent.model)
+        async def work(session: AsyncSession) -> TurnRecorded:
+            return await record_turn_start(session, req)
 
-        settings = await in_transaction(self._sessions, work)
-        if activity.info().attempt == 1:
-            metrics.TURNS_STARTED.inc()
-        return settings
+        count_start(await in_transaction(self._sessions, work))
 
     @activity.defn(name="store.finish_turn")
     async def finish_turn(self, req: FinishTurn) -> None:
-        """Record a turn's outcome on the turn, the conversation and (for errors) the transcript."""
-        outcome = req.outcome
+        """Record the outcome of a turn that did not end with a model reply."""
 
-        async def work(session: AsyncSession) -> float:
-            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
-            turn = (
-                await session.execute(
-                    select(Turn).where(Turn.conversation_id == req.conversation_id, Turn.n == outcome.turn)
-                )
-            ).scalar_one()
-            now = utcnow()
-            turn.status = outcome.status
-            turn.prompt_tokens = req.prompt_tokens
-            turn.completion_tokens = req.completion_tokens
-            turn.completed_at = now
-            if outcome.error is not None:
-                turn.error_code = outcome.error.code
-                turn.error_message = outcome.error.message
-                await append_message(
-                    session,
-                    team_id=req.team_id,
-                    conversation_id=req.conversation_id,
-                    turn=outcome.turn,
-                    role=MessageRole.SYSTEM,
-                    content=f"Turn failed ({outcome.error.code}): {outcome.error.message}",
-                    dedupe_key=f"t{outcome.turn}/error",
-                )
-                conversation.status = ConversationStatus.FAILED
-                conversation.last_error_code = outcome.error.code
-                conversation.last_error_message = outcome.error.message
-            elif outcome.handed_off or outcome.status == TurnStatus.HANDED_OFF:
-                conversation.status = ConversationStatus.HANDED_OFF
-            else:
-                conversation.status = ConversationStatus.IDLE
-                if outcome.status == TurnStatus.COMPLETED:
-                    conversation.last_error_code = None
-                    conversation.last_error_message = None
-            conversation.last_activity_at = now
-            return (now - turn.started_at).total_seconds()
+        async def work(session: AsyncSession) -> TurnRecorded:
+            return await record_turn_outcome(session, req)
 
-        duration = await in_transaction(self._sessions, work)
-        if activity.info().attempt == 1:
-            metrics.TURNS_FINISHED.labels(status=outcome.status.value).inc()
-            metrics.TURN_DURATION.observe(duration)
+        count_outcome(await in_transaction(self._sessions, work), req.outcome.status)
 
     @activity.defn(name="store.set_status")
     async def set_status(self, req: StatusChange) -> None:

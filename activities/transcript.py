@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
-from schemas.tables import Conversation, Message
+from schemas.tables import Conversation, Message, Turn
 
 T = TypeVar("T")
 
@@ -98,3 +98,17 @@ async def lock_conversation(session: AsyncSession, conversation_id: str, team_id
             f"conversation {conversation_id} not found", type="NotFound", non_retryable=True
         )
     return conversation
+
+
+async def add_tokens(
+    session: AsyncSession, conversation_id: str, turn: int, prompt: int, completion: int
+) -> None:
+    """Add one model call's token usage to its turn (called once per persisted assistant message)."""
+    await session.execute(
+        update(Turn)
+        .where(Turn.conversation_id == conversation_id, Turn.n == turn)
+        .values(
+            prompt_tokens=Turn.prompt_tokens + prompt,
+            completion_tokens=Turn.completion_tokens + completion,
+        )
+    )

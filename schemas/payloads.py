@@ -78,6 +78,13 @@ class SubmitAccepted(BaseModel):
     outcome: TurnOutcome | None = None
 
 
+class AwaitTurn(BaseModel):
+    """Update argument: wait (at most `wait_seconds`) for a turn's outcome."""
+
+    turn: int
+    wait_seconds: float
+
+
 class ConversationState(BaseModel):
     """What a conversation carries across continue-as-new."""
 
@@ -124,30 +131,25 @@ class BeginTurn(BaseModel):
     silent: bool = False
 
 
-class TurnSettings(BaseModel):
-    """The agent settings a turn needs to drive its loop, read once at its start."""
-
-    max_tool_rounds: int
-    model: str
-
-
 class FinishTurn(BaseModel):
     conversation_id: str
     team_id: str
     outcome: TurnOutcome
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 class LlmRequest(BaseModel):
-    """Ask the agent's model for the next assistant message of a turn."""
+    """Ask the agent's model for the next assistant message of a turn.
+
+    Round 0 carries the turn's inbound messages, which the activity records first; an
+    answer without tool calls is recorded as the turn's outcome in the same transaction
+    as the message. A plain turn so costs one activity and two short transactions.
+    """
 
     conversation_id: str
     team_id: str
-    agent_id: str
     turn: int
     round: int
-    allow_tools: bool = True
+    inbound: list[InboundMessage] = Field(default_factory=list)
 
 
 class LlmResponse(BaseModel):
@@ -156,8 +158,8 @@ class LlmResponse(BaseModel):
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     model: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    handed_off: bool = False
+    """The conversation is with a human (a handoff tool ran earlier in the turn)."""
 
 
 class ToolRequest(BaseModel):

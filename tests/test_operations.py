@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import inspect
 from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import inspect
 from temporalio.client import Client
 
 from api.app import create_app

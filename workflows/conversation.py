@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from schemas.enums import ConversationStatus, DoubleTexting, TurnStatus
     from schemas.payloads import (
+        AwaitTurn,
         ConversationInput,
         ConversationRef,
         ConversationState,
@@ -126,18 +127,32 @@ class ConversationWorkflow:
             accepted = SubmitAccepted(turn=turn, status=self._status_of(turn), duplicate=True)
         else:
             accepted = self._accept(msg)
-        if msg.wait_seconds > 0 and accepted.turn not in state.recent_outcomes:
+        if msg.wait_seconds > 0:
+            return await self._with_outcome(accepted, msg.wait_seconds)
+        return accepted
+
+    @workflow.update
+    async def await_turn(self, req: AwaitTurn) -> SubmitAccepted:
+        """Wait at most `wait_seconds` for a turn's outcome (for callers of a queued turn)."""
+        await workflow.wait_condition(lambda: self._state is not None)
+        accepted = SubmitAccepted(turn=req.turn, status=self._status_of(req.turn))
+        return await self._with_outcome(accepted, req.wait_seconds)
+
+    @await_turn.validator
+    def _validate_await_turn(self, req: AwaitTurn) -> None:
+        if self._state is not None and not 0 < req.turn <= self._state.last_turn:
+            raise ApplicationError(f"turn {req.turn} does not exist", type="UnknownTurn")
+
+    async def _with_outcome(self, accepted: SubmitAccepted, wait_seconds: float) -> SubmitAccepted:
+        state = self.state
+        if accepted.turn not in state.recent_outcomes:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: accepted.turn in state.recent_outcomes,
-                    timeout=timedelta(seconds=msg.wait_seconds),
+                    lambda: accepted.turn in state.recent_outcomes, timeout=timedelta(seconds=wait_seconds)
                 )
         outcome = state.recent_outcomes.get(accepted.turn)
-        if outcome is not None:
-            accepted.status = outcome.status
-            accepted.outcome = outcome
-        elif msg.wait_seconds > 0:
-            accepted.status = self._status_of(accepted.turn)
+        accepted.status = outcome.status if outcome is not None else self._status_of(accepted.turn)
+        accepted.outcome = outcome
         return accepted
 
     @submit.validator

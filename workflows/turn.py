@@ -2,6 +2,7 @@
 
 persist inbound -> LLM -> tool rounds -> persist outcome. Every step reads and
 writes the transcript in the store; the history carries only ids and small results.
+A plain turn is two workflow tasks and one activity.
 """
 
 from __future__ import annotations
@@ -23,14 +24,11 @@ with workflow.unsafe.imports_passed_through():
         BeginTurn,
         FinishTurn,
         LlmRequest,
-        LlmResponse,
         ToolCallRecord,
         ToolRequest,
-        ToolResult,
         TurnError,
         TurnInput,
         TurnOutcome,
-        TurnSettings,
     )
 
 STORE_TIMEOUT = timedelta(seconds=30)
@@ -44,6 +42,8 @@ LLM_RETRY = RetryPolicy(
 )
 TOOL_TIMEOUT = timedelta(seconds=60)
 TOOL_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=6)
+MAX_ROUNDS = 40
+"""A backstop above any agent's max_tool_rounds, for an endpoint that calls tools it was not offered."""
 
 
 def _error_of(err: ActivityError) -> TurnError:
@@ -55,13 +55,80 @@ def _error_of(err: ActivityError) -> TurnError:
 
 @workflow.defn(name="Turn")
 class TurnWorkflow:
-    def __init__(self) -> None:
-        self._prompt_tokens = 0
-        self._completion_tokens = 0
-
     @workflow.run
     async def run(self, inp: TurnInput) -> TurnOutcome:
-        settings = await workflow.execute_local_activity_method(
+        if inp.silent:
+            await self._begin(inp)
+            return await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.HANDED_OFF))
+        try:
+            return await self._converse(inp)
+        except ActivityError as err:
+            if not isinstance(err.cause, CancelledError):
+                failed = TurnOutcome(turn=inp.turn, status=TurnStatus.FAILED, error=_error_of(err))
+                await self._begin(inp)
+                return await self._finish(inp, failed)
+            await self._interrupted(inp)
+            raise asyncio.CancelledError() from err
+        except asyncio.CancelledError:
+            await self._interrupted(inp)
+            raise
+
+    async def _converse(self, inp: TurnInput) -> TurnOutcome:
+        """Model and tools in rounds until the model answers without tools.
+
+        The LLM activity records the inbound messages (round 0) and the final answer as
+        the turn's outcome, so this loop has nothing else to write.
+        """
+        records: list[ToolCallRecord] = []
+        for round_ in range(MAX_ROUNDS):
+            response = await workflow.execute_activity_method(
+                LlmActivities.complete,
+                LlmRequest(
+                    conversation_id=inp.conversation_id,
+                    team_id=inp.team_id,
+                    turn=inp.turn,
+                    round=round_,
+                    inbound=inp.messages if round_ == 0 else [],
+                ),
+                start_to_close_timeout=LLM_TIMEOUT,
+                heartbeat_timeout=LLM_HEARTBEAT,
+                retry_policy=LLM_RETRY,
+            )
+            if not response.tool_calls:
+                return TurnOutcome(
+                    turn=inp.turn,
+                    status=TurnStatus.COMPLETED,
+                    reply=response.content,
+                    tool_calls=records,
+                    handed_off=response.handed_off,
+                )
+            results = await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        ToolActivities.run,
+                        ToolRequest(
+                            conversation_id=inp.conversation_id, team_id=inp.team_id, turn=inp.turn, call=call
+                        ),
+                        start_to_close_timeout=TOOL_TIMEOUT,
+                        retry_policy=TOOL_RETRY,
+                    )
+                    for call in response.tool_calls
+                )
+            )
+            records.extend(
+                ToolCallRecord(
+                    id=call.id, name=call.name, arguments=call.arguments, ok=result.ok, result=result.content
+                )
+                for call, result in zip(response.tool_calls, results, strict=True)
+            )
+        raise ApplicationError(
+            f"the model kept calling tools for {MAX_ROUNDS} rounds",
+            type="too_many_tool_rounds",
+            non_retryable=True,
+        )
+
+    async def _begin(self, inp: TurnInput) -> None:
+        await workflow.execute_local_activity_method(
             StoreActivities.begin_turn,
             BeginTurn(
                 conversation_id=inp.conversation_id,
@@ -72,94 +139,16 @@ class TurnWorkflow:
             ),
             start_to_close_timeout=STORE_TIMEOUT,
         )
-        if inp.silent:
-            return await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.HANDED_OFF))
-        try:
-            outcome = await self._converse(inp, settings)
-        except ActivityError as err:
-            if not isinstance(err.cause, CancelledError):
-                return await self._finish(
-                    inp, TurnOutcome(turn=inp.turn, status=TurnStatus.FAILED, error=_error_of(err))
-                )
-            await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.INTERRUPTED))
-            raise asyncio.CancelledError() from err
-        except asyncio.CancelledError:
-            # Interrupted by a newer message: record it, then end as cancelled.
-            await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.INTERRUPTED))
-            raise
-        return await self._finish(inp, outcome)
 
-    async def _converse(self, inp: TurnInput, settings: TurnSettings) -> TurnOutcome:
-        records: list[ToolCallRecord] = []
-        handed_off = False
-        for round_ in range(settings.max_tool_rounds + 1):
-            response = await self._ask_model(inp, round_, allow_tools=round_ < settings.max_tool_rounds)
-            if not response.tool_calls:
-                return TurnOutcome(
-                    turn=inp.turn,
-                    status=TurnStatus.COMPLETED,
-                    reply=response.content,
-                    tool_calls=records,
-                    handed_off=handed_off,
-                )
-            results = await asyncio.gather(
-                *(
-                    workflow.execute_activity_method(
-                        ToolActivities.run,
-                        ToolRequest(
-                            conversation_id=inp.conversation_id,
-                            team_id=inp.team_id,
-                            turn=inp.turn,
-                            call=call,
-                        ),
-                        start_to_close_timeout=TOOL_TIMEOUT,
-                        retry_policy=TOOL_RETRY,
-                    )
-                    for call in response.tool_calls
-                )
-            )
-            records.extend(self._record(response, results))
-            handed_off = handed_off or any(r.handoff for r in results)
-        raise AssertionError("the last round never offers tools")
-
-    async def _ask_model(self, inp: TurnInput, round_: int, allow_tools: bool) -> LlmResponse:
-        response = await workflow.execute_activity_method(
-            LlmActivities.complete,
-            LlmRequest(
-                conversation_id=inp.conversation_id,
-                team_id=inp.team_id,
-                agent_id=inp.agent_id,
-                turn=inp.turn,
-                round=round_,
-                allow_tools=allow_tools,
-            ),
-            start_to_close_timeout=LLM_TIMEOUT,
-            heartbeat_timeout=LLM_HEARTBEAT,
-            retry_policy=LLM_RETRY,
-        )
-        self._prompt_tokens += response.prompt_tokens
-        self._completion_tokens += response.completion_tokens
-        return response
-
-    @staticmethod
-    def _record(response: LlmResponse, results: list[ToolResult]) -> list[ToolCallRecord]:
-        return [
-            ToolCallRecord(
-                id=call.id, name=call.name, arguments=call.arguments, ok=result.ok, result=result.content
-            )
-            for call, result in zip(response.tool_calls, results, strict=True)
-        ]
+    async def _interrupted(self, inp: TurnInput) -> None:
+        """A newer message cancelled this turn: make sure its messages are kept, then say so."""
+        await self._begin(inp)
+        await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.INTERRUPTED))
 
     async def _finish(self, inp: TurnInput, outcome: TurnOutcome) -> TurnOutcome:
         await workflow.execute_local_activity_method(
             StoreActivities.finish_turn,
-            FinishTurn(
-                conversation_id=inp.conversation_id,
-                team_id=inp.team_id,
-                outcome=outcome,
-                prompt_tokens=self._prompt_tokens,
-                completion_tokens=self._completion_tokens,
-            ),
+            FinishTurn(conversation_id=inp.conversation_id, team_id=inp.team_id, outcome=outcome),
             start_to_close_timeout=STORE_TIMEOUT,
         )
         return outcome

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures. They are measurements, never tests."""
