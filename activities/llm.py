@@ -214,6 +214,7 @@ class LlmActivities:
         finished = await in_transaction(self._sessions, persist)
         if finished is not None:
             count_outcome(finished, TurnStatus.COMPLETED)
+            activity.logger.info("turn completed", extra={"team": req.team_id})
         return response
 
     @staticmethod
@@ -295,7 +296,14 @@ class LlmActivities:
                                 call["name"] += part.function.name or ""
                                 call["arguments"] += part.function.arguments or ""
         except openai.OpenAIError as err:
-            raise _failure(err) from err
+            failure = _failure(err)
+            activity.logger.warning(
+                "LLM call failed (%s, %s): %s",
+                failure.type,
+                "will not retry" if failure.non_retryable else "will retry",
+                failure.message,
+            )
+            raise failure from err
         response = LlmResponse(
             content="".join(content), tool_calls=[ToolCall(**calls[i]) for i in sorted(calls)], model=model
         )

@@ -153,6 +153,13 @@ class StoreActivities:
             return await record_turn_outcome(session, req)
 
         count_outcome(await in_transaction(self._sessions, work), req.outcome.status)
+        error = req.outcome.error
+        activity.logger.info(
+            "turn %s%s",
+            req.outcome.status.value,
+            f" ({error.code}: {error.message})" if error else "",
+            extra={"team": req.team_id},
+        )
 
     @activity.defn(name="store.set_status")
     async def set_status(self, req: StatusChange) -> None:

@@ -180,6 +180,13 @@ class ToolActivities:
             return _result(execution), True
 
         result, fresh = await in_transaction(self._sessions, work)
+        activity.logger.info(
+            "tool %s %s%s",
+            req.call.name,
+            "ran" if result.ok else "refused",
+            "" if fresh else " (already ran: returned the recorded result)",
+            extra={"team": req.team_id},
+        )
         if fresh:
             metrics.TOOL_CALLS.labels(tool=req.call.name, outcome="ok" if result.ok else "error").inc()
         return result

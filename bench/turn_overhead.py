@@ -149,7 +149,7 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
             )
         )
         api_task = asyncio.create_task(api.serve())
-        while not api.started:
+        while not api.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
             await asyncio.sleep(0.05)
         steward_worker = build_worker(client, settings, engine)
         baseline_worker = Worker(
@@ -212,10 +212,11 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
     print(f"{'(a) baseline workflows':38} {base_tp:8.1f} {1.0:11.2f}x")
     print(f"{'(b) plain turns':38} {plain_tp:8.1f} {plain_tp / base_tp:11.2f}x")
     plain_ratio = statistics.median(rows[1][1]) / base_p50
+    tp_ratio = plain_tp / base_tp
     print(
-        f"\ntargets: plain p50 <= 1.5x baseline: {'met' if plain_ratio <= 1.5 else 'NOT met'} ({plain_ratio:.2f}x); "
-        f"throughput >= 0.7x baseline: {'met' if plain_tp / base_tp >= 0.7 else 'NOT met'} ({plain_tp / base_tp:.2f}x)"
+        f"\ntarget plain p50 <= 1.5x baseline: {'met' if plain_ratio <= 1.5 else 'NOT met'} ({plain_ratio:.2f}x)"
     )
+    print(f"target throughput >= 0.7x baseline: {'met' if tp_ratio >= 0.7 else 'NOT met'} ({tp_ratio:.2f}x)")
 
 
 def main() -> None:

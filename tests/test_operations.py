@@ -56,10 +56,13 @@ async def test_bootstrap_key_exists_once_the_api_starts(settings: Settings, temp
     bootstrap = "stw_bootstrap-for-tests-0123456789"
     app = create_app(settings.model_copy(update={"bootstrap_key": SecretStr(bootstrap)}), temporal=temporal)
     for _ in range(2):  # a restart finds the key and adds no second one
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-                response = await http.get("/v1/agents", headers={"Authorization": f"Bearer {bootstrap}"})
-                assert response.status_code == 200
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+        ):
+            response = await http.get("/v1/agents", headers={"Authorization": f"Bearer {bootstrap}"})
+            assert response.status_code == 200
 
 
 async def test_metrics_count_requests_by_route_and_turns_by_outcome(
