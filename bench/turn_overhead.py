@@ -213,9 +213,8 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
     print(f"{'(b) plain turns':38} {plain_tp:8.1f} {plain_tp / base_tp:11.2f}x")
     plain_ratio = statistics.median(rows[1][1]) / base_p50
     tp_ratio = plain_tp / base_tp
-    print(
-        f"\ntarget plain p50 <= 1.5x baseline: {'met' if plain_ratio <= 1.5 else 'NOT met'} ({plain_ratio:.2f}x)"
-    )
+    verdict = "met" if plain_ratio <= 1.5 else "NOT met"
+    print(f"\ntarget plain p50 <= 1.5x baseline: {verdict} ({plain_ratio:.2f}x)")
     print(f"target throughput >= 0.7x baseline: {'met' if tp_ratio >= 0.7 else 'NOT met'} ({tp_ratio:.2f}x)")
 
 
