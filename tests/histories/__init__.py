@@ -1,0 +1,1 @@
+"""Recorded workflow histories, replayed by tests against the current workflow code."""

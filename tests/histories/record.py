@@ -1,0 +1,123 @@
+"""Record fresh histories of every conversation path into tests/histories/*.json.
+
+Run only when a workflow change is meant to be incompatible (and so is guarded by
+`workflow.patched`) or a new path needs coverage; commit the files it writes:
+
+    uv run python -m tests.histories.record
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+
+from api.app import create_app
+from schemas.database import create_engine, session_factory
+from schemas.enums import Role
+from schemas.keys import create_key, ensure_team
+from schemas.settings import Settings
+from schemas.temporal import connect, conversation_workflow_id, turn_workflow_id
+from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
+from tests.processes import free_port
+from workers.migrate import migrate
+from workers.seed import ensure_slots
+from workers.temporal_server import DevServer
+from workers.worker import build_worker
+
+HERE = Path(__file__).parent
+
+
+async def record() -> None:
+    work = Path(tempfile.mkdtemp(prefix="steward-record-"))
+    server = DevServer(work / "t.db", free_port(), free_port(), work / "t.log", extra=("--headless",))
+    server.start()
+    fake = FakeOpenAI()
+    fake.start()
+    try:
+        await server.wait_ready()
+        settings = Settings(
+            database_url=f"sqlite:///{work / 's.db'}",
+            temporal_address=server.address,
+            openai_base_url=fake.base_url,
+            openai_api_key="record",
+        )
+        migrate(settings)
+        engine = create_engine(settings)
+        async with session_factory(engine)() as session:
+            team = await ensure_team(session, "record")
+            key = await create_key(session, team, Role.ADMIN, "record")
+            await ensure_slots(session, team)
+            await session.commit()
+        client = await connect(settings)
+        app = create_app(settings, temporal=client)
+        headers = {"Authorization": f"Bearer {key}"}
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            build_worker(client, settings, engine),
+            httpx.AsyncClient(transport=transport, base_url="http://r", headers=headers, timeout=60) as http,
+        ):
+
+            async def conversation(model: str, **agent: object) -> str:
+                slug = f"r-{uuid.uuid4().hex[:6]}"
+                body = {"slug": slug, "name": "r", "model": model, **agent}
+                (await http.post("/v1/agents", json=body)).raise_for_status()
+                return str((await http.post("/v1/conversations", json={"agent": slug})).json()["id"])
+
+            async def send(conversation_id: str, text: str, wait: bool = True) -> None:
+                params = {"wait": "true"} if wait else {}
+                response = await http.post(
+                    f"/v1/conversations/{conversation_id}/messages", json={"text": text}, params=params
+                )
+                response.raise_for_status()
+
+            tools = ["check_availability", "handoff_to_human"]
+            main = await conversation("main", tools=tools)
+            fake.script("main", [Step(text="hello")])
+            await send(main, "plain")
+            fake.script(
+                "main", [Step(tool_calls=[ToolCallSpec("check_availability", {})]), Step(text="slots")]
+            )
+            await send(main, "tools")
+            fake.script("main", [Step(status=401)])
+            await send(main, "fails")
+            fake.script(
+                "main",
+                [Step(tool_calls=[ToolCallSpec("handoff_to_human", {"reason": "r"})]), Step(text="bye")],
+            )
+            await send(main, "handoff")
+            await send(main, "silent")
+            (await http.post(f"/v1/conversations/{main}/handback", json={})).raise_for_status()
+
+            interrupted = await conversation("interrupt", double_texting="interrupt")
+            hold = threading.Event()
+            fake.script("interrupt", [Step(text="slow", hold=hold), Step(text="fast")])
+            await send(interrupted, "first", wait=False)
+            await asyncio.to_thread(fake.wait_for_requests, "interrupt", 1)
+            await send(interrupted, "second")
+            hold.set()
+
+            histories = {"conversation-main": main, "conversation-interrupt": interrupted}
+            for name, conversation_id in histories.items():
+                history = await client.get_workflow_handle(
+                    conversation_workflow_id(conversation_id)
+                ).fetch_history()
+                (HERE / f"{name}.json").write_text(history.to_json())
+            for n, name in [(1, "plain"), (2, "tools"), (3, "failed"), (4, "handoff"), (5, "silent")]:
+                handle = client.get_workflow_handle(turn_workflow_id(main, n))
+                (HERE / f"turn-{name}.json").write_text((await handle.fetch_history()).to_json())
+            handle = client.get_workflow_handle(turn_workflow_id(interrupted, 1))
+            (HERE / "turn-interrupted.json").write_text((await handle.fetch_history()).to_json())
+        await engine.dispose()
+    finally:
+        fake.stop()
+        server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
