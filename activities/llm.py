@@ -29,7 +29,14 @@ from activities.store import (
     record_turn_outcome,
     record_turn_start,
 )
-from activities.transcript import add_tokens, append_message, find_message, in_transaction, load_transcript
+from activities.transcript import (
+    add_tokens,
+    append_message,
+    find_message,
+    in_transaction,
+    inbound_key,
+    load_transcript,
+)
 from schemas.enums import ConversationStatus, MessageRole, TurnStatus
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.settings import DEMO_MODEL, Settings
@@ -84,6 +91,17 @@ def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict
         # System rows record failures for people; the model does not see them.
     close_open_calls()
     return messages
+
+
+def _with_inbound(transcript: list[Message], req: LlmRequest) -> list[Message]:
+    """The transcript plus this turn's inbound messages that are not in it yet."""
+    stored = {row.dedupe_key for row in transcript}
+    fresh = [
+        Message(role=MessageRole.USER, content=m.text, dedupe_key=inbound_key(m.number), turn=req.turn)
+        for m in req.inbound
+        if inbound_key(m.number) not in stored
+    ]
+    return transcript + fresh
 
 
 def _retry_after(response: Any) -> float | None:
@@ -164,27 +182,22 @@ class LlmActivities:
         """Produce and persist the assistant message for one round of a turn."""
         dedupe_key = f"t{req.turn}/r{req.round}/assistant"
 
-        async def prepare(session: AsyncSession) -> tuple[Message | None, Agent, list[Message]]:
-            if req.inbound:
-                count_start(await record_turn_start(session, self._begin(req)))
-            conversation = await session.get(Conversation, req.conversation_id)
-            if conversation is None or conversation.team_id != req.team_id:
-                raise ApplicationError("conversation not found", type="not_found", non_retryable=True)
-            agent = await session.get(Agent, conversation.agent_id)
-            assert agent is not None  # a foreign key guarantees it
-            done = await find_message(session, req.conversation_id, dedupe_key)
-            if done is not None:
-                return done, agent, []
-            return None, agent, await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
-
-        done, agent, transcript = await in_transaction(self._sessions, prepare)
+        # Round 0 records the inbound messages while the transcript is read and the model
+        # answers (it sees them from the request); the reply is persisted only after them.
+        starting = asyncio.ensure_future(self._record_start(req)) if req.inbound else None
+        try:
+            done, agent, transcript = await self._read(req, dedupe_key)
+            if done is None:
+                response, usage = await self._ask(req, agent, _with_inbound(transcript, req))
+        finally:
+            if starting is not None:
+                count_start(await starting)
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
             return LlmResponse(
                 content=done.content,
                 tool_calls=[ToolCall.model_validate(c) for c in done.tool_calls or []],
                 model=done.model or "",
             )
-        response, usage = await self._ask(req, agent, transcript)
 
         async def persist(session: AsyncSession) -> TurnRecorded | None:
             await append_message(
@@ -217,11 +230,28 @@ class LlmActivities:
             activity.logger.info("turn completed", extra={"team": req.team_id})
         return response
 
-    @staticmethod
-    def _begin(req: LlmRequest) -> BeginTurn:
-        return BeginTurn(
+    async def _record_start(self, req: LlmRequest) -> TurnRecorded:
+        begin = BeginTurn(
             conversation_id=req.conversation_id, team_id=req.team_id, turn=req.turn, messages=req.inbound
         )
+
+        async def work(session: AsyncSession) -> TurnRecorded:
+            return await record_turn_start(session, begin)
+
+        return await in_transaction(self._sessions, work)
+
+    async def _read(self, req: LlmRequest, dedupe_key: str) -> tuple[Message | None, Agent, list[Message]]:
+        """The agent, and either this round's stored answer or the transcript to answer."""
+        async with self._sessions() as session:
+            conversation = await session.get(Conversation, req.conversation_id)
+            if conversation is None or conversation.team_id != req.team_id:
+                raise ApplicationError("conversation not found", type="not_found", non_retryable=True)
+            agent = await session.get(Agent, conversation.agent_id)
+            assert agent is not None  # a foreign key guarantees it
+            done = await find_message(session, req.conversation_id, dedupe_key)
+            if done is not None:
+                return done, agent, []
+            return None, agent, await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
 
     async def _ask(
         self, req: LlmRequest, agent: Agent, transcript: list[Message]

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import metrics
-from activities.transcript import append_message, in_transaction, lock_conversation
+from activities.transcript import append_message, in_transaction, inbound_key, lock_conversation
 from schemas.enums import ConversationStatus, MessageRole, TurnStatus
 from schemas.payloads import BeginTurn, ConversationRef, ConversationState, FinishTurn, StatusChange
 from schemas.tables import Message, Turn, utcnow
@@ -59,7 +59,7 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
             turn=req.turn,
             role=MessageRole.USER,
             content=message.text,
-            dedupe_key=f"in/{message.number}",
+            dedupe_key=inbound_key(message.number),
         )
     return TurnRecorded(fresh=fresh)
 

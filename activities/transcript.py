@@ -6,11 +6,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
-from schemas.tables import Conversation, Message, Turn
+from schemas.database import write_lock
+from schemas.tables import Conversation, Message, Turn, utcnow
 
 T = TypeVar("T")
 
@@ -26,8 +29,9 @@ async def in_transaction(
     next `seq`; the loser's transaction is rolled back whole and replayed, and its
     own dedupe checks then see whatever the winner committed.
     """
+    engine = sessions.kw["bind"]
     for attempt in range(attempts):
-        async with sessions() as session:
+        async with write_lock(engine), sessions() as session:
             try:
                 result = await work(session)
                 await session.commit()
@@ -37,6 +41,11 @@ async def in_transaction(
                 if attempt == attempts - 1:
                     raise
     raise AssertionError("unreachable")
+
+
+def inbound_key(number: int) -> str:
+    """Dedupe key of a conversation's `number`th inbound message."""
+    return f"in/{number}"
 
 
 async def find_message(session: AsyncSession, conversation_id: str, dedupe_key: str) -> Message | None:
@@ -54,27 +63,37 @@ async def append_message(
     content: str,
     dedupe_key: str,
     **extra: Any,
-) -> Message:
-    """Append a message unless one with the same dedupe key exists; return the stored one."""
-    existing = await find_message(session, conversation_id, dedupe_key)
-    if existing is not None:
-        return existing
-    last = await session.execute(
-        select(func.max(Message.seq)).where(Message.conversation_id == conversation_id)
+) -> bool:
+    """Append a message as the conversation's next `seq`, unless its dedupe key is taken.
+
+    One statement: the next seq is computed in the INSERT, and a repeat of the dedupe key
+    does nothing. Two writers that take the same seq at once still collide on
+    (conversation_id, seq); `in_transaction` replays the loser. Returns whether it wrote.
+    """
+    next_seq = (
+        select(func.coalesce(func.max(Message.seq), 0) + 1)
+        .where(Message.conversation_id == conversation_id)
+        .scalar_subquery()
     )
-    message = Message(
-        team_id=team_id,
-        conversation_id=conversation_id,
-        seq=(last.scalar() or 0) + 1,
-        turn=turn,
-        role=role,
-        content=content,
-        dedupe_key=dedupe_key,
+    values = {
+        "team_id": team_id,
+        "conversation_id": conversation_id,
+        "seq": next_seq,
+        "turn": turn,
+        "role": role,
+        "content": content,
+        "dedupe_key": dedupe_key,
+        "created_at": utcnow(),
         **extra,
+    }
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    statement = (
+        insert(Message)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Message.conversation_id, Message.dedupe_key])
     )
-    session.add(message)
-    await session.flush()
-    return message
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def load_transcript(session: AsyncSession, conversation_id: str, limit: int) -> list[Message]:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import errors
+from api.deps import KeyCache
 from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.routers import agents, conversations, health
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
+        app.state.key_cache = KeyCache()
         app.state.temporal = temporal
         if settings.bootstrap_key is not None:
             async with app.state.sessions() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -51,6 +52,29 @@ class Principal:
     role: Role
 
 
+class KeyCache:
+    """Recently seen keys, so most requests skip the key lookup.
+
+    A revoked key keeps working for at most `ttl` seconds; an unknown key is never cached.
+    """
+
+    def __init__(self, ttl: float = 10.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, key_hash: str) -> Principal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key_hash] = (principal, time.monotonic() + self.ttl)
+
+
 async def get_principal(request: Request, session: SessionDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -61,12 +85,17 @@ async def get_principal(request: Request, session: SessionDep) -> Principal:
             "send an API key as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    row = (
-        await session.execute(select(ApiKey).where(ApiKey.key_hash == hash_key(token.strip())))
-    ).scalar_one_or_none()
+    key_hash = hash_key(token.strip())
+    cache: KeyCache = request.app.state.key_cache
+    principal = cache.get(key_hash)
+    if principal is not None:
+        return principal
+    row = (await session.execute(select(ApiKey).where(ApiKey.key_hash == key_hash))).scalar_one_or_none()
     if row is None or row.revoked_at is not None:
         raise ApiError(401, "unauthorized", "API key is not valid", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(key_id=row.id, key_name=row.name, team_id=row.team_id, role=Role(row.role))
+    principal = Principal(key_id=row.id, key_name=row.name, team_id=row.team_id, role=Role(row.role))
+    cache.put(key_hash, principal)
+    return principal
 
 
 CurrentKey = Annotated[Principal, Depends(get_principal)]

@@ -1,14 +1,16 @@
-"""Turn overhead: how much a Steward turn costs over the bare minimum on the same Temporal server.
+"""Turn overhead: what a Steward turn costs over the bare minimum on the same Temporal server.
 
-Starts the embedded stack (Temporal dev server with Steward's tuning, worker and API in one
-process, SQLite app database by default) with a fake LLM that answers instantly, then
-measures, in one run:
+Starts, each as its own process: the Temporal dev server (with Steward's tuning), the
+Steward stack (`steward serve`: API and worker; SQLite app database by default), a
+worker for the baseline, and a fake LLM that answers at once. This process only
+generates load, so neither side is charged for the other's client. In one run:
 
   (a) baseline   — a minimal workflow with one activity, started and awaited by a client;
-  (b) plain turn — POST /messages?wait=true over HTTP, model replies with text;
-  (c) tool turn  — the same, model calls one tool, then replies.
+  (b) plain turn — POST /messages?wait=true over HTTP, the model replies with text;
+  (c) tool turn  — the same, the model calls one tool, then replies.
 
-Latency is sequential (p50/p95/p99); throughput is 50 concurrent conversations (or starters).
+Latency is sequential (p50/p95/p99, ms); throughput is 50 concurrent conversations
+(or starters), each sending its next message as soon as the last is answered.
 
     uv run python -m bench.turn_overhead [--samples 200] [--concurrency 50] [--database-url URL]
 """
@@ -17,31 +19,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from api.app import create_app
-from bench.baseline import OneActivityWorkflow, noop
+from bench.baseline import OneActivityWorkflow
 from schemas.database import create_engine, session_factory
 from schemas.enums import Role
 from schemas.keys import create_key, ensure_team
 from schemas.settings import Settings
-from schemas.temporal import connect
-from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.processes import free_port
 from workers.migrate import migrate
 from workers.seed import ensure_slots
 from workers.temporal_server import DevServer
-from workers.worker import build_worker
+
+BASELINE_QUEUE = "bench-baseline"
+WINDOWS = 3
+"""Throughput windows per side, alternating baseline and turns."""
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -49,52 +53,83 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def timed(action: Callable[[], Awaitable[None]], samples: int, warmup: int = 10) -> list[float]:
+async def timed(
+    actions: list[Callable[[], Awaitable[object]]], samples: int, warmup: int = 10
+) -> list[list[float]]:
+    """Latency samples (ms) of each action, taken round-robin so drift hits all alike."""
     for _ in range(warmup):
-        await action()
-    result = []
+        for action in actions:
+            await action()
+    result: list[list[float]] = [[] for _ in actions]
     for _ in range(samples):
-        started = time.perf_counter()
-        await action()
-        result.append((time.perf_counter() - started) * 1000)
+        for action, lat in zip(actions, result, strict=True):
+            started = time.perf_counter()
+            await action()
+            lat.append((time.perf_counter() - started) * 1000)
     return result
 
 
-async def throughput(action: Callable[[], Awaitable[None]], concurrency: int, seconds: float) -> float:
+async def throughput(action: Callable[[int], Awaitable[object]], concurrency: int, seconds: float) -> float:
+    """Completed actions per second with `concurrency` callers, each calling `action(its index)`."""
     done = 0
     deadline = time.perf_counter() + seconds
 
-    async def runner() -> None:
+    async def caller(index: int) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            await action()
+            await action(index)
             done += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(runner() for _ in range(concurrency)))
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
     return done / (time.perf_counter() - started)
 
 
-class Bench:
-    def __init__(self, client: Client, http: httpx.AsyncClient, fake: FakeOpenAI, key: str) -> None:
+@contextmanager
+def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+    with log.open("ab") as out:
+        child = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    try:
+        yield
+    finally:
+        child.terminate()
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+async def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} not ready after {timeout}s")
+            await asyncio.sleep(0.2)
+
+
+class Load:
+    def __init__(self, client: Client, http: httpx.AsyncClient, key: str) -> None:
         self.client = client
         self.http = http
-        self.fake = fake
         self.headers = {"Authorization": f"Bearer {key}"}
 
     async def baseline(self) -> None:
         await self.client.execute_workflow(
-            OneActivityWorkflow.run, "x", id=f"bench/{uuid.uuid4().hex}", task_queue="bench-baseline"
+            OneActivityWorkflow.run, "x", id=f"bench/{uuid.uuid4().hex}", task_queue=BASELINE_QUEUE
         )
 
-    async def agent(self, model: str, tools: list[str]) -> str:
+    async def conversation(self, model: str, tools: list[str]) -> str:
         slug = f"bench-{uuid.uuid4().hex[:8]}"
         body = {"slug": slug, "name": "bench", "model": model, "tools": tools}
-        response = await self.http.post("/v1/agents", json=body, headers=self.headers)
-        response.raise_for_status()
-        return slug
-
-    async def conversation(self, slug: str) -> str:
+        (await self.http.post("/v1/agents", json=body, headers=self.headers)).raise_for_status()
         response = await self.http.post("/v1/conversations", json={"agent": slug}, headers=self.headers)
         response.raise_for_status()
         return str(response.json()["id"])
@@ -110,30 +145,30 @@ class Bench:
             raise RuntimeError(f"turn did not complete: {response.status_code} {response.text}")
 
 
-def tool_script(fake: FakeOpenAI, model: str, turns: int) -> None:
-    for _ in range(turns):
-        fake.script(
-            model, [Step(tool_calls=[ToolCallSpec("check_availability", {"days": 1})]), Step(text="ok")]
-        )
-
-
 async def run(samples: int, concurrency: int, seconds: float, database_url: str | None) -> None:
     work = Path(tempfile.mkdtemp(prefix="steward-bench-"))
     server = DevServer(
         work / "temporal.db", free_port(), free_port(), work / "temporal.log", extra=("--headless",)
     )
     server.start()
-    fake = FakeOpenAI()
-    fake.start()
+    llm_port, api_port = free_port(), free_port()
+    settings = Settings(
+        database_url=database_url or f"sqlite:///{work / 'steward.db'}",
+        temporal_address=server.address,
+        task_queue="bench-steward",
+    )
+    stack_env = {
+        "STEWARD_DATABASE_URL": settings.database_url,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "STEWARD_TASK_QUEUE": settings.task_queue,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+        "OPENAI_API_KEY": "bench",
+        "STEWARD_WORKER_METRICS_PORT": "0",
+        "STEWARD_LOG_LEVEL": "WARNING",
+    }
+    python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
     try:
         await server.wait_ready()
-        settings = Settings(
-            database_url=database_url or f"sqlite:///{work / 'steward.db'}",
-            temporal_address=server.address,
-            openai_base_url=fake.base_url,
-            openai_api_key="bench",
-            task_queue="bench-steward",
-        )
         migrate(settings)
         engine = create_engine(settings)
         async with session_factory(engine)() as session:
@@ -141,61 +176,58 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
             key = await create_key(session, team, Role.ADMIN, "bench")
             await ensure_slots(session, team)
             await session.commit()
-        client = await connect(settings)
-        port = free_port()
-        api = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings, temporal=client), port=port, log_level="warning", access_log=False
-            )
-        )
-        api_task = asyncio.create_task(api.serve())
-        while not api.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
-            await asyncio.sleep(0.05)
-        steward_worker = build_worker(client, settings, engine)
-        baseline_worker = Worker(
-            client, task_queue="bench-baseline", workflows=[OneActivityWorkflow], activities=[noop]
-        )
-        limits = httpx.Limits(max_connections=concurrency * 2)
-        async with (
-            steward_worker,
-            baseline_worker,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http,
-        ):
-            bench = Bench(client, http, fake, key)
-            plain_model, tool_model = f"plain-{uuid.uuid4().hex[:6]}", f"tool-{uuid.uuid4().hex[:6]}"
-            plain = await bench.conversation(await bench.agent(plain_model, []))
-            tool_agent = await bench.agent(tool_model, ["check_availability"])
-            tool = await bench.conversation(tool_agent)
-            tool_script(fake, tool_model, samples + 10)
-
-            rows = [
-                ("(a) baseline: 1-activity workflow", await timed(bench.baseline, samples)),
-                ("(b) plain-reply turn", await timed(lambda: bench.turn(plain), samples)),
-                ("(c) one-tool-call turn", await timed(lambda: bench.turn(tool), samples)),
-            ]
-            base_tp = await throughput(bench.baseline, concurrency, seconds)
-            plain_convs = [
-                await bench.conversation(await bench.agent(plain_model, [])) for _ in range(concurrency)
-            ]
-            queue = asyncio.Queue[str]()
-            for conversation in plain_convs:
-                queue.put_nowait(conversation)
-
-            async def one_plain_turn() -> None:
-                conversation = await queue.get()
-                try:
-                    await bench.turn(conversation)
-                finally:
-                    queue.put_nowait(conversation)
-
-            plain_tp = await throughput(one_plain_turn, concurrency, seconds)
-        api.should_exit = True
-        await api_task
         await engine.dispose()
+        with (
+            process([python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"),
+            process(
+                [steward, "serve", "--host", "127.0.0.1", "--port", str(api_port)],
+                work / "steward.log",
+                stack_env,
+            ),
+            process([python, "-m", "bench.baseline", server.address, BASELINE_QUEUE], work / "baseline.log"),
+        ):
+            await wait_http(f"http://127.0.0.1:{api_port}/readyz")
+            client = await Client.connect(server.address)
+            limits = httpx.Limits(max_connections=concurrency * 2)
+            base_url = f"http://127.0.0.1:{api_port}"
+            async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
+                load = Load(client, http, key)
+                plain = await load.conversation("plain", [])
+                tool = await load.conversation("tool-bench", ["check_availability"])
+                latencies = await timed(
+                    [load.baseline, lambda: load.turn(plain), lambda: load.turn(tool)], samples
+                )
+                names = [
+                    "(a) baseline: 1-activity workflow",
+                    "(b) plain-reply turn",
+                    "(c) one-tool-call turn",
+                ]
+                rows = list(zip(names, latencies, strict=True))
+                conversations = [await load.conversation("plain", []) for _ in range(concurrency)]
+                base_runs, plain_runs = [], []
+                for _ in range(WINDOWS):  # alternate, so drift hits both alike
+                    base_runs.append(
+                        await throughput(lambda _: load.baseline(), concurrency, seconds / WINDOWS)
+                    )
+                    plain_runs.append(
+                        await throughput(
+                            lambda i: load.turn(conversations[i]), concurrency, seconds / WINDOWS
+                        )
+                    )
+                base_tp, plain_tp = statistics.mean(base_runs), statistics.mean(plain_runs)
     finally:
-        fake.stop()
         server.stop()
+    report(rows, base_tp, plain_tp, samples, concurrency, database_url)
 
+
+def report(
+    rows: list[tuple[str, list[float]]],
+    base_tp: float,
+    plain_tp: float,
+    samples: int,
+    concurrency: int,
+    database_url: str | None,
+) -> None:
     base_p50 = statistics.median(rows[0][1])
     print(f"\nTurn overhead — {samples} sequential samples each; throughput with {concurrency} concurrent")
     print(
@@ -204,10 +236,8 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
     print(f"{'case':38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'vs baseline p50':>16}")
     for name, lat in rows:
         p50 = statistics.median(lat)
-        print(
-            f"{name:38} {p50:8.1f} {percentile(lat, 0.95):8.1f} {percentile(lat, 0.99):8.1f} "
-            f"{p50 / base_p50:15.2f}x"
-        )
+        p95, p99 = percentile(lat, 0.95), percentile(lat, 0.99)
+        print(f"{name:38} {p50:8.1f} {p95:8.1f} {p99:8.1f} {p50 / base_p50:15.2f}x")
     print(f"\n{'throughput':38} {'per s':>8} {'vs baseline':>12}")
     print(f"{'(a) baseline workflows':38} {base_tp:8.1f} {1.0:11.2f}x")
     print(f"{'(b) plain turns':38} {plain_tp:8.1f} {plain_tp / base_tp:11.2f}x")

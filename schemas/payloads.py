@@ -78,13 +78,6 @@ class SubmitAccepted(BaseModel):
     outcome: TurnOutcome | None = None
 
 
-class AwaitTurn(BaseModel):
-    """Update argument: wait (at most `wait_seconds`) for a turn's outcome."""
-
-    turn: int
-    wait_seconds: float
-
-
 class ConversationState(BaseModel):
     """What a conversation carries across continue-as-new."""
 
@@ -112,7 +105,7 @@ class ConversationInput(BaseModel):
 
 
 class TurnInput(BaseModel):
-    """Start argument of a turn workflow."""
+    """What a turn works on."""
 
     conversation_id: str
     team_id: str

@@ -18,10 +18,6 @@ def conversation_workflow_id(conversation_id: str) -> str:
     return f"conversation/{conversation_id}"
 
 
-def turn_workflow_id(conversation_id: str, turn: int) -> str:
-    return f"conversation/{conversation_id}/turn/{turn}"
-
-
 async def connect(settings: Settings) -> Client:
     """A Temporal client with Steward's data converter."""
     return await Client.connect(

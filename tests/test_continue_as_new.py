@@ -20,6 +20,7 @@ async def test_a_long_conversation_continues_as_new_and_keeps_working(
 
     for n in range(1, turns + 1):
         response = await team.send(conversation, f"message {n}", key=f"key-{n}")
+        assert response.status_code == 200, response.text
         assert response.json()["turn"] == n
         assert response.json()["reply"]["content"] == f"echo: message {n}"
 

@@ -29,6 +29,14 @@ def _cmd_api(args: argparse.Namespace) -> None:
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from workers.serve import serve
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    asyncio.run(serve(settings, args.host, args.port))
+
+
 def _cmd_worker(_: argparse.Namespace) -> None:
     from workers.run_worker import run_worker
 
@@ -83,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server binds all interfaces in a container
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(run=_cmd_api)
+
+    both = commands.add_parser("serve", help="run API and worker in one process (configured by environment)")
+    both.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server binds all interfaces in a container
+    both.add_argument("--port", type=int, default=8000)
+    both.set_defaults(run=_cmd_serve)
 
     worker = commands.add_parser("worker", help="run a Temporal worker (configured by environment)")
     worker.set_defaults(run=_cmd_worker)

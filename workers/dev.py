@@ -1,41 +1,27 @@
 """`steward dev`: the whole embedded stack in one command.
 
 Temporal dev server (SQLite file) as a child process; migrations and demo seed on a
-SQLite app database; then worker and API in this process, sharing one client.
+SQLite app database; then `serve`: worker and API in this process, sharing one client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import uvicorn
-
-from api.app import create_app
 from schemas.database import create_engine, session_factory
 from schemas.enums import Role
 from schemas.keys import ensure_key, generate_key
 from schemas.settings import Settings
-from schemas.temporal import connect
 from workers.migrate import migrate
 from workers.seed import DEMO_AGENT, ensure_demo
+from workers.serve import serve
 from workers.temporal_server import DevServer
-from workers.worker import build_worker
 
 log = logging.getLogger("steward.dev")
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The launcher owns Ctrl-C, so it can stop API, worker and Temporal in order.
-        yield
 
 
 def _dev_key(data_dir: Path) -> str:
@@ -49,7 +35,7 @@ def _dev_key(data_dir: Path) -> str:
     return key
 
 
-def _banner(settings: Settings, port: int, server: DevServer, key: str, model: str) -> str:
+def _banner(port: int, server: DevServer, key: str, model: str) -> str:
     api = f"http://127.0.0.1:{port}"
     demo = " (offline demo model: set OPENAI_API_KEY for a real one)" if model.startswith("steward-") else ""
     return f"""
@@ -92,32 +78,13 @@ async def run_dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -
             team, agent = await ensure_demo(session, settings, settings.default_team)
             await ensure_key(session, team, key, Role.ADMIN, "dev admin")
             await session.commit()
-        client = await connect(settings)
-        worker = build_worker(client, settings, engine)
-        app = create_app(settings, temporal=client)
-        api = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-
-        worker_task = asyncio.create_task(worker.run())
-        api_task = asyncio.create_task(api.serve())
-        while not api.started:
-            if api_task.done():
-                await api_task
-                raise RuntimeError(f"API could not start on port {port}")
-            await asyncio.sleep(0.05)
-        sys.stdout.write(_banner(settings, port, server, key, agent.model))
-        sys.stdout.flush()
-        await stop.wait()
-        log.info("stopping")
-        api.should_exit = True
-        await api_task
-        await worker.shutdown()
-        await worker_task
         await engine.dispose()
+
+        def ready() -> None:
+            sys.stdout.write(_banner(port, server, key, agent.model))
+            sys.stdout.flush()
+
+        await serve(settings, "127.0.0.1", port, on_ready=ready)
     finally:
         server.stop()
 

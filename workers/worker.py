@@ -13,9 +13,8 @@ from activities.tools import ToolActivities
 from schemas.database import session_factory
 from schemas.settings import Settings
 from workflows.conversation import ConversationWorkflow
-from workflows.turn import TurnWorkflow
 
-WORKFLOWS = [ConversationWorkflow, TurnWorkflow]
+WORKFLOWS = [ConversationWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:

@@ -1,8 +1,8 @@
 """ConversationWorkflow: the entity for one conversation.
 
-It numbers incoming messages into turns, runs one TurnWorkflow child at a time in
-arrival order, applies the agent's double-texting policy, and continues-as-new when
-the server suggests it and nothing is in flight.
+It numbers incoming messages into turns, runs one turn at a time in arrival order
+(each a cancellable scope, see workflows/turn.py), applies the agent's double-texting
+policy, and continues-as-new when the server suggests it and nothing is in flight.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # Pydantic models and activity references only; nothing with side effects at import.
     from activities.store import StoreActivities
     from schemas.enums import ConversationStatus, DoubleTexting, TurnStatus
     from schemas.payloads import (
-        AwaitTurn,
         ConversationInput,
         ConversationRef,
         ConversationState,
@@ -33,8 +32,7 @@ with workflow.unsafe.imports_passed_through():
         TurnInput,
         TurnOutcome,
     )
-    from schemas.temporal import turn_workflow_id
-    from workflows.turn import TurnWorkflow
+    from workflows.turn import Turn
 
 STORE_TIMEOUT = timedelta(seconds=30)
 MAX_PENDING_TURNS = 50
@@ -52,7 +50,6 @@ class ConversationWorkflow:
         self._running: int | None = None
         self._running_messages: list[InboundMessage] = []
         self._turn_task: asyncio.Task[TurnOutcome] | None = None
-        self._interrupting = False
 
     @property
     def state(self) -> ConversationState:
@@ -72,7 +69,10 @@ class ConversationWorkflow:
                 lambda: bool(self.state.pending) or workflow.info().is_continue_as_new_suggested()
             )
             if not self.state.pending:
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                # A caller waiting on a turn it just queued is a handler too: wake for either.
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or bool(self.state.pending)
+                )
                 if not self.state.pending:
                     workflow.continue_as_new(
                         ConversationInput(
@@ -89,26 +89,22 @@ class ConversationWorkflow:
         state = self.state
         self._running = pending.turn
         self._running_messages = pending.messages
-        self._interrupting = False
-        turn_input = TurnInput(
-            conversation_id=self._inp.conversation_id,
-            team_id=self._inp.team_id,
-            agent_id=self._inp.agent_id,
-            turn=pending.turn,
-            messages=pending.messages,
-            silent=state.handed_off,
-        )
-        self._turn_task = asyncio.create_task(
-            workflow.execute_child_workflow(
-                TurnWorkflow.run, turn_input, id=turn_workflow_id(self._inp.conversation_id, pending.turn)
+        turn = Turn(
+            TurnInput(
+                conversation_id=self._inp.conversation_id,
+                team_id=self._inp.team_id,
+                agent_id=self._inp.agent_id,
+                turn=pending.turn,
+                messages=pending.messages,
+                silent=state.handed_off,
             )
         )
+        self._turn_task = asyncio.create_task(turn.run())
         try:
             outcome = await self._turn_task
-        except (asyncio.CancelledError, ChildWorkflowError):
-            if not self._interrupting:
-                raise
-            outcome = TurnOutcome(turn=pending.turn, status=TurnStatus.INTERRUPTED)
+        except asyncio.CancelledError:
+            # Interrupted before the turn took its first step: it could not record itself.
+            outcome = await turn.interrupted()
         self._running = None
         self._turn_task = None
         state.handed_off = state.handed_off or outcome.handed_off
@@ -131,21 +127,10 @@ class ConversationWorkflow:
             return await self._with_outcome(accepted, msg.wait_seconds)
         return accepted
 
-    @workflow.update
-    async def await_turn(self, req: AwaitTurn) -> SubmitAccepted:
-        """Wait at most `wait_seconds` for a turn's outcome (for callers of a queued turn)."""
-        await workflow.wait_condition(lambda: self._state is not None)
-        accepted = SubmitAccepted(turn=req.turn, status=self._status_of(req.turn))
-        return await self._with_outcome(accepted, req.wait_seconds)
-
-    @await_turn.validator
-    def _validate_await_turn(self, req: AwaitTurn) -> None:
-        if self._state is not None and not 0 < req.turn <= self._state.last_turn:
-            raise ApplicationError(f"turn {req.turn} does not exist", type="UnknownTurn")
-
     async def _with_outcome(self, accepted: SubmitAccepted, wait_seconds: float) -> SubmitAccepted:
         state = self.state
-        if accepted.turn not in state.recent_outcomes:
+        in_flight = accepted.turn == self._running or any(p.turn == accepted.turn for p in state.pending)
+        if in_flight:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: accepted.turn in state.recent_outcomes, timeout=timedelta(seconds=wait_seconds)
@@ -184,7 +169,6 @@ class ConversationWorkflow:
                 # The new turn re-sends the interrupted turn's messages so none is lost
                 # even if it was cancelled before recording them (writes are idempotent).
                 carried = self._running_messages
-                self._interrupting = True
                 self._turn_task.cancel()
             state.pending.append(PendingTurn(turn=turn, messages=[*carried, inbound]))
         if msg.idempotency_key is not None:

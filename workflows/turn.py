@@ -1,8 +1,10 @@
-"""TurnWorkflow: one turn of a conversation, as a child of ConversationWorkflow.
+"""One turn of a conversation: persist inbound -> LLM -> tool rounds -> outcome.
 
-persist inbound -> LLM -> tool rounds -> persist outcome. Every step reads and
-writes the transcript in the store; the history carries only ids and small results.
-A plain turn is two workflow tasks and one activity.
+A turn runs inside ConversationWorkflow as a cancellable scope, not as a child
+workflow: a plain turn then costs one workflow task to start it, one LLM activity
+(dispatched eagerly) and one workflow task that answers the caller, which is the cost
+of the smallest workflow that does anything (see docs/decisions.md). Every step reads
+and writes the transcript in the store; the history carries only ids and small results.
 """
 
 from __future__ import annotations
@@ -53,32 +55,36 @@ def _error_of(err: ActivityError) -> TurnError:
     return TurnError(code="error", message=str(cause or err))
 
 
-@workflow.defn(name="Turn")
-class TurnWorkflow:
-    @workflow.run
-    async def run(self, inp: TurnInput) -> TurnOutcome:
-        if inp.silent:
-            await self._begin(inp)
-            return await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.HANDED_OFF))
-        try:
-            return await self._converse(inp)
-        except ActivityError as err:
-            if not isinstance(err.cause, CancelledError):
-                failed = TurnOutcome(turn=inp.turn, status=TurnStatus.FAILED, error=_error_of(err))
-                await self._begin(inp)
-                return await self._finish(inp, failed)
-            await self._interrupted(inp)
-            raise asyncio.CancelledError() from err
-        except asyncio.CancelledError:
-            await self._interrupted(inp)
-            raise
+class Turn:
+    """The steps of one turn. Activity ids name the turn (`turn/3/llm/0`) in the Temporal UI."""
 
-    async def _converse(self, inp: TurnInput) -> TurnOutcome:
+    def __init__(self, inp: TurnInput) -> None:
+        self.inp = inp
+
+    async def run(self) -> TurnOutcome:
+        """Run the turn to its outcome; a cancellation (a newer message) ends it as interrupted."""
+        try:
+            if self.inp.silent:
+                await self.begin()
+                return await self.finish(TurnOutcome(turn=self.inp.turn, status=TurnStatus.HANDED_OFF))
+            return await self._converse()
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                return await self.interrupted()
+            await self.begin()
+            return await self.finish(
+                TurnOutcome(turn=self.inp.turn, status=TurnStatus.FAILED, error=_error_of(err))
+            )
+        except asyncio.CancelledError:
+            return await self.interrupted()
+
+    async def _converse(self) -> TurnOutcome:
         """Model and tools in rounds until the model answers without tools.
 
         The LLM activity records the inbound messages (round 0) and the final answer as
         the turn's outcome, so this loop has nothing else to write.
         """
+        inp = self.inp
         records: list[ToolCallRecord] = []
         for round_ in range(MAX_ROUNDS):
             response = await workflow.execute_activity_method(
@@ -90,6 +96,7 @@ class TurnWorkflow:
                     round=round_,
                     inbound=inp.messages if round_ == 0 else [],
                 ),
+                activity_id=f"turn/{inp.turn}/llm/{round_}",
                 start_to_close_timeout=LLM_TIMEOUT,
                 heartbeat_timeout=LLM_HEARTBEAT,
                 retry_policy=LLM_RETRY,
@@ -109,10 +116,11 @@ class TurnWorkflow:
                         ToolRequest(
                             conversation_id=inp.conversation_id, team_id=inp.team_id, turn=inp.turn, call=call
                         ),
+                        activity_id=f"turn/{inp.turn}/tool/{round_}.{index}",
                         start_to_close_timeout=TOOL_TIMEOUT,
                         retry_policy=TOOL_RETRY,
                     )
-                    for call in response.tool_calls
+                    for index, call in enumerate(response.tool_calls)
                 )
             )
             records.extend(
@@ -127,7 +135,9 @@ class TurnWorkflow:
             non_retryable=True,
         )
 
-    async def _begin(self, inp: TurnInput) -> None:
+    async def begin(self) -> None:
+        """Record the turn and its messages (idempotent; the LLM activity usually did it already)."""
+        inp = self.inp
         await workflow.execute_local_activity_method(
             StoreActivities.begin_turn,
             BeginTurn(
@@ -140,15 +150,15 @@ class TurnWorkflow:
             start_to_close_timeout=STORE_TIMEOUT,
         )
 
-    async def _interrupted(self, inp: TurnInput) -> None:
+    async def interrupted(self) -> TurnOutcome:
         """A newer message cancelled this turn: make sure its messages are kept, then say so."""
-        await self._begin(inp)
-        await self._finish(inp, TurnOutcome(turn=inp.turn, status=TurnStatus.INTERRUPTED))
+        await self.begin()
+        return await self.finish(TurnOutcome(turn=self.inp.turn, status=TurnStatus.INTERRUPTED))
 
-    async def _finish(self, inp: TurnInput, outcome: TurnOutcome) -> TurnOutcome:
+    async def finish(self, outcome: TurnOutcome) -> TurnOutcome:
         await workflow.execute_local_activity_method(
             StoreActivities.finish_turn,
-            FinishTurn(conversation_id=inp.conversation_id, team_id=inp.team_id, outcome=outcome),
+            FinishTurn(conversation_id=self.inp.conversation_id, team_id=self.inp.team_id, outcome=outcome),
             start_to_close_timeout=STORE_TIMEOUT,
         )
         return outcome

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -13,14 +12,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowFailureError,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CurrentKey, Operator, SessionDep, SettingsDep, TemporalDep, Writer
@@ -40,20 +34,17 @@ from schemas.api import (
     Reply,
     TurnReply,
 )
-from schemas.enums import ConversationStatus, DoubleTexting, MessageRole, TurnStatus
+from schemas.enums import ConversationStatus, DoubleTexting, MessageRole
 from schemas.payloads import (
-    AwaitTurn,
     ConversationInput,
     Handback,
     SubmitAccepted,
     SubmitMessage,
     TurnError,
-    TurnOutcome,
 )
 from schemas.tables import Agent, Conversation, Message
-from schemas.temporal import conversation_workflow_id, turn_workflow_id
+from schemas.temporal import conversation_workflow_id
 from workflows.conversation import ConversationWorkflow
-from workflows.turn import TurnWorkflow
 
 router = APIRouter(
     prefix="/v1/conversations",
@@ -61,14 +52,10 @@ router = APIRouter(
     responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
 
-CHILD_START_POLLS = 200
-"""How many 5 ms waits to give Temporal to create a just-started turn workflow."""
-
 _UPDATE_ERRORS = {
     "ConversationBusy": (429, "conversation_busy"),
     "EmptyMessage": (422, "validation_error"),
     "NotHandedOff": (409, "not_handed_off"),
-    "UnknownTurn": (404, "turn_not_found"),
 }
 
 
@@ -200,60 +187,6 @@ async def _submit(
         raise _workflow_error(err) from err
 
 
-async def _turn_result(temporal: Client, conversation_id: str, turn: int) -> TurnOutcome | None:
-    """The running turn's outcome, read from its own workflow (None if it cannot be read there)."""
-    handle = temporal.get_workflow_handle_for(TurnWorkflow.run, turn_workflow_id(conversation_id, turn))
-    for _ in range(CHILD_START_POLLS):
-        try:
-            return await handle.result()
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                return None
-            # Started by the conversation a moment ago; Temporal creates it asynchronously.
-            await asyncio.sleep(0.005)
-        except WorkflowFailureError as err:
-            if isinstance(err.cause, CancelledError):
-                return TurnOutcome(turn=turn, status=TurnStatus.INTERRUPTED)
-            return None
-    return None
-
-
-async def _await_outcome(
-    temporal: Client, conversation_id: str, accepted: SubmitAccepted, timeout: float
-) -> TurnOutcome | None:
-    """Wait at most `timeout` seconds for a turn's outcome.
-
-    A turn that started at once is awaited on its own workflow, which answers as soon as
-    it closes; a queued one (or one whose workflow cannot be read) through the
-    conversation, which answers once it has recorded the outcome.
-    """
-    if accepted.outcome is not None:
-        return accepted.outcome
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    if accepted.status == TurnStatus.RUNNING:
-        try:
-            async with asyncio.timeout(timeout):
-                outcome = await _turn_result(temporal, conversation_id, accepted.turn)
-        except TimeoutError:
-            return None
-        if outcome is not None:
-            return outcome
-    remaining = deadline - loop.time()
-    if remaining <= 0:
-        return None
-    handle = temporal.get_workflow_handle_for(
-        ConversationWorkflow.run, conversation_workflow_id(conversation_id)
-    )
-    try:
-        waited = await handle.execute_update(
-            ConversationWorkflow.await_turn, AwaitTurn(turn=accepted.turn, wait_seconds=remaining)
-        )
-    except (WorkflowUpdateFailedError, RPCError) as err:
-        raise _workflow_error(err) from err
-    return waited.outcome
-
-
 @router.post(
     "/{conversation_id}/messages",
     status_code=202,
@@ -301,9 +234,10 @@ async def send_message(
             text=body.text,
             idempotency_key=body.idempotency_key,
             double_texting=DoubleTexting(agent.double_texting),
+            wait_seconds=timeout if wait else 0.0,
         ),
     )
-    outcome = await _await_outcome(temporal, conversation.id, accepted, timeout) if wait else None
+    outcome = accepted.outcome
     if outcome is not None:
         reply = TurnReply(
             turn=outcome.turn,

@@ -66,8 +66,17 @@ class RecordedRequest:
 class FakeOpenAI:
     """Scriptable OpenAI-compatible HTTP server bound to 127.0.0.1 on a free port."""
 
-    def __init__(self) -> None:
-        """Create the server (not yet listening; call :meth:`start`)."""
+    def __init__(self, port: int = 0, tool_model_prefix: str | None = None) -> None:
+        """Create the server (not yet listening; call :meth:`start`).
+
+        Args:
+            port: where to listen (0: a free port).
+            tool_model_prefix: unscripted requests for models with this prefix behave like
+                a model that calls ``check_availability`` for every user message and
+                answers in text once it has the result (for benchmarks, which cannot script).
+        """
+        self._port = port
+        self._tool_model_prefix = tool_model_prefix
         self._cond = threading.Condition()
         self._steps: defaultdict[str, deque[Step]] = defaultdict(deque)
         self._requests: defaultdict[str, list[RecordedRequest]] = defaultdict(list)
@@ -86,7 +95,7 @@ class FakeOpenAI:
         """Bind the socket and serve requests in a daemon thread."""
         if self._server is not None:
             return
-        self._server = _Server(("127.0.0.1", 0), _Handler, self)
+        self._server = _Server(("127.0.0.1", self._port), _Handler, self)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
         self._thread.start()
 
@@ -143,7 +152,14 @@ class FakeOpenAI:
             self._requests[model].append(RecordedRequest(model, body, headers, time.monotonic()))
             self._cond.notify_all()
             queue = self._steps[model]
-            return queue.popleft() if queue else Step(text="echo: " + _last_user_text(body))
+            if queue:
+                return queue.popleft()
+        if self._tool_model_prefix and model.startswith(self._tool_model_prefix):
+            last = (body.get("messages") or [{}])[-1]
+            if last.get("role") == "user":
+                return Step(tool_calls=[ToolCallSpec("check_availability", {"days": 1})])
+            return Step(text="done")
+        return Step(text="echo: " + _last_user_text(body))
 
     def _next_call_id(self) -> str:
         """Return a fresh ``call_<n>`` id."""
@@ -320,3 +336,25 @@ def _last_user_text(body: dict[str, Any]) -> str:
         parts = content or []
         return "".join(p.get("text", "") for p in parts if p.get("type") == "text")
     return ""
+
+
+def main() -> None:
+    """Serve until terminated: `python -m tests.fakes.openai_server --port 8700`."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="A fake OpenAI-compatible server for benchmarks and demos.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tool-model-prefix", default="tool-")
+    args = parser.parse_args()
+    fake = FakeOpenAI(port=args.port, tool_model_prefix=args.tool_model_prefix)
+    fake.start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    stopped.wait()
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -21,7 +21,7 @@ from schemas.database import create_engine, session_factory
 from schemas.enums import Role
 from schemas.keys import create_key, ensure_team
 from schemas.settings import Settings
-from schemas.temporal import connect, conversation_workflow_id, turn_workflow_id
+from schemas.temporal import connect, conversation_workflow_id
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.processes import free_port
 from workers.migrate import migrate
@@ -108,11 +108,6 @@ async def record() -> None:
                     conversation_workflow_id(conversation_id)
                 ).fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
-            for n, name in [(1, "plain"), (2, "tools"), (3, "failed"), (4, "handoff"), (5, "silent")]:
-                handle = client.get_workflow_handle(turn_workflow_id(main, n))
-                (HERE / f"turn-{name}.json").write_text((await handle.fetch_history()).to_json())
-            handle = client.get_workflow_handle(turn_workflow_id(interrupted, 1))
-            (HERE / "turn-interrupted.json").write_text((await handle.fetch_history()).to_json())
         await engine.dispose()
     finally:
         fake.stop()

@@ -1,0 +1,58 @@
+"""API and worker in one process, sharing one Temporal client: `steward serve` and `steward dev`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from api.app import create_app
+from schemas.database import create_engine
+from schemas.settings import Settings
+from schemas.temporal import connect
+from workers.worker import build_worker
+
+log = logging.getLogger("steward.serve")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # serve() owns SIGINT/SIGTERM, so it can stop API and worker in order.
+        yield
+
+
+async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
+    """Run the API and a worker until SIGINT or SIGTERM, then stop both cleanly."""
+    engine = create_engine(settings)
+    client = await connect(settings)
+    worker = build_worker(client, settings, engine)
+    api = _Server(
+        uvicorn.Config(create_app(settings, temporal=client), host=host, port=port, log_config=None)
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker_task = asyncio.create_task(worker.run())
+    api_task = asyncio.create_task(api.serve())
+    try:
+        while not api.started:
+            if api_task.done():
+                await api_task
+                raise RuntimeError(f"API could not start on {host}:{port}")
+            await asyncio.sleep(0.05)
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        api.should_exit = True
+        await api_task
+        await worker.shutdown()
+        await worker_task
+        await engine.dispose()
