@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import JSON, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from schemas.database import write_lock
-from schemas.tables import Conversation, Message, Turn, utcnow
+from schemas.tables import Conversation, Message, Turn, UTCDateTime, utcnow
 
 T = TypeVar("T")
 
@@ -53,6 +51,19 @@ async def find_message(session: AsyncSession, conversation_id: str, dedupe_key: 
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+# Written as text so it is compiled once; the same SQL runs on SQLite and PostgreSQL.
+_APPEND = text(
+    """
+    INSERT INTO messages (team_id, conversation_id, seq, turn, role, content, tool_name,
+                          tool_call_id, tool_calls, model, dedupe_key, created_at)
+    SELECT :team_id, :conversation_id, COALESCE(MAX(seq), 0) + 1, :turn, :role, :content, :tool_name,
+           :tool_call_id, :tool_calls, :model, :dedupe_key, :created_at
+    FROM messages WHERE conversation_id = :of_conversation
+    ON CONFLICT (conversation_id, dedupe_key) DO NOTHING
+    """
+).bindparams(bindparam("tool_calls", type_=JSON), bindparam("created_at", type_=UTCDateTime()))
+
+
 async def append_message(
     session: AsyncSession,
     *,
@@ -62,7 +73,10 @@ async def append_message(
     role: str,
     content: str,
     dedupe_key: str,
-    **extra: Any,
+    tool_name: str | None = None,
+    tool_call_id: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    model: str | None = None,
 ) -> bool:
     """Append a message as the conversation's next `seq`, unless its dedupe key is taken.
 
@@ -70,29 +84,23 @@ async def append_message(
     does nothing. Two writers that take the same seq at once still collide on
     (conversation_id, seq); `in_transaction` replays the loser. Returns whether it wrote.
     """
-    next_seq = (
-        select(func.coalesce(func.max(Message.seq), 0) + 1)
-        .where(Message.conversation_id == conversation_id)
-        .scalar_subquery()
+    result = await session.execute(
+        _APPEND,
+        {
+            "team_id": team_id,
+            "conversation_id": conversation_id,
+            "of_conversation": conversation_id,
+            "turn": turn,
+            "role": role,
+            "content": content,
+            "tool_name": tool_name,
+            "tool_call_id": tool_call_id,
+            "tool_calls": tool_calls,
+            "model": model,
+            "dedupe_key": dedupe_key,
+            "created_at": utcnow(),
+        },
     )
-    values = {
-        "team_id": team_id,
-        "conversation_id": conversation_id,
-        "seq": next_seq,
-        "turn": turn,
-        "role": role,
-        "content": content,
-        "dedupe_key": dedupe_key,
-        "created_at": utcnow(),
-        **extra,
-    }
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    statement = (
-        insert(Message)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[Message.conversation_id, Message.dedupe_key])
-    )
-    result = await session.execute(statement)
     return bool(getattr(result, "rowcount", 0))
 
 

@@ -46,7 +46,8 @@ async def test_worker_killed_during_the_llm_call_is_replaced_and_the_turn_replie
         second = WorkerProcess(stack.settings, tmp_path / "worker-2.log")
         second.start()
         try:
-            await eventually(lambda: _status_is(team, conversation, "idle"), timeout=60)
+            await eventually(lambda: _has_replies(team, conversation, 1), timeout=60)
+            await eventually(lambda: _status_is(team, conversation, "idle"))
             assert await _replies(team, conversation) == ["the only reply"]
             assert len(fake_llm.requests(model)) == 2
         finally:
