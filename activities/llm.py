@@ -16,6 +16,7 @@ from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -32,7 +33,6 @@ from activities.store import (
 from activities.transcript import (
     add_tokens,
     append_message,
-    find_message,
     in_transaction,
     inbound_key,
     load_transcript,
@@ -243,15 +243,20 @@ class LlmActivities:
     async def _read(self, req: LlmRequest, dedupe_key: str) -> tuple[Message | None, Agent, list[Message]]:
         """The agent, and either this round's stored answer or the transcript to answer."""
         async with self._sessions() as session:
-            conversation = await session.get(Conversation, req.conversation_id)
-            if conversation is None or conversation.team_id != req.team_id:
+            agent = (
+                await session.execute(
+                    select(Agent)
+                    .join(Conversation, Conversation.agent_id == Agent.id)
+                    .where(Conversation.id == req.conversation_id, Conversation.team_id == req.team_id)
+                )
+            ).scalar_one_or_none()
+            if agent is None:
                 raise ApplicationError("conversation not found", type="not_found", non_retryable=True)
-            agent = await session.get(Agent, conversation.agent_id)
-            assert agent is not None  # a foreign key guarantees it
-            done = await find_message(session, req.conversation_id, dedupe_key)
-            if done is not None:
-                return done, agent, []
-            return None, agent, await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
+            transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
+        # An earlier attempt's answer, if any, is the newest message: nothing follows it
+        # until this activity returns.
+        done = next((m for m in reversed(transcript) if m.dedupe_key == dedupe_key), None)
+        return done, agent, [] if done else transcript
 
     async def _ask(
         self, req: LlmRequest, agent: Agent, transcript: list[Message]

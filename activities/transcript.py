@@ -46,11 +46,6 @@ def inbound_key(number: int) -> str:
     return f"in/{number}"
 
 
-async def find_message(session: AsyncSession, conversation_id: str, dedupe_key: str) -> Message | None:
-    stmt = select(Message).where(Message.conversation_id == conversation_id, Message.dedupe_key == dedupe_key)
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 # Written as text so it is compiled once; the same SQL runs on SQLite and PostgreSQL.
 _APPEND = text(
     """

@@ -188,7 +188,9 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
         ):
             await wait_http(f"http://127.0.0.1:{api_port}/readyz")
             client = await Client.connect(server.address)
-            limits = httpx.Limits(max_connections=concurrency * 2)
+            # Expire idle connections before uvicorn's 5 s keep-alive does, or a request can
+            # race the server closing the connection it was sent on.
+            limits = httpx.Limits(max_connections=concurrency * 2, keepalive_expiry=2)
             base_url = f"http://127.0.0.1:{api_port}"
             async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
                 load = Load(client, http, key)
