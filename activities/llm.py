@@ -211,12 +211,14 @@ class LlmActivities:
                 model=response.model,
                 dedupe_key=dedupe_key,
             )
-            await add_tokens(session, req.conversation_id, req.turn, *usage)
             if response.tool_calls:
+                await add_tokens(session, req.conversation_id, req.turn, *usage)
                 return None
             outcome = TurnOutcome(turn=req.turn, status=TurnStatus.COMPLETED, reply=response.content)
             recorded = await record_turn_outcome(
-                session, FinishTurn(conversation_id=req.conversation_id, team_id=req.team_id, outcome=outcome)
+                session,
+                FinishTurn(conversation_id=req.conversation_id, team_id=req.team_id, outcome=outcome),
+                tokens=usage,
             )
             conversation = await session.get(Conversation, req.conversation_id)
             response.handed_off = (

@@ -64,8 +64,13 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
     return TurnRecorded(fresh=fresh)
 
 
-async def record_turn_outcome(session: AsyncSession, req: FinishTurn) -> TurnRecorded:
-    """Record a turn's outcome on the turn, the conversation and (for errors) the transcript."""
+async def record_turn_outcome(
+    session: AsyncSession, req: FinishTurn, tokens: tuple[int, int] = (0, 0)
+) -> TurnRecorded:
+    """Record a turn's outcome on the turn, the conversation and (for errors) the transcript.
+
+    `tokens` are the last model call's, added to the turn's count in the same update.
+    """
     outcome = req.outcome
     conversation = await lock_conversation(session, req.conversation_id, req.team_id)
     turn = await _turn(session, req.conversation_id, outcome.turn)
@@ -76,6 +81,8 @@ async def record_turn_outcome(session: AsyncSession, req: FinishTurn) -> TurnRec
     now = utcnow()
     turn.status = outcome.status
     turn.completed_at = now
+    turn.prompt_tokens += tokens[0]
+    turn.completion_tokens += tokens[1]
     if outcome.error is not None:
         turn.error_code = outcome.error.code
         turn.error_message = outcome.error.message

@@ -37,4 +37,6 @@ async def serve(address: str, task_queue: str) -> None:
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(serve(sys.argv[1], sys.argv[2]))
+    from workers import loop
+
+    loop.run(serve(sys.argv[1], sys.argv[2]))  # the same event loop as Steward's processes

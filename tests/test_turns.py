@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.tables import Booking
+from schemas.tables import Booking, Turn
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import TeamClient
 
@@ -70,6 +70,11 @@ async def test_tool_turn_books_through_the_tool_and_reports_the_call(
             select(func.count()).select_from(Booking).where(Booking.slot_id == slot_id)
         )
         assert count.scalar() == 1
+        turn = (
+            await session.execute(select(Turn).where(Turn.conversation_id == conversation, Turn.n == 2))
+        ).scalar_one()
+        # Two model calls (tool call, then the answer) at the fake's 10 + 5 tokens each.
+        assert (turn.status, turn.prompt_tokens, turn.completion_tokens) == ("completed", 20, 10)
     # The model saw the tool result before answering.
     last_request = fake_llm.requests(model)[-1].body["messages"]
     assert last_request[-1]["role"] == "tool"

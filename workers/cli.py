@@ -9,7 +9,7 @@ from pathlib import Path
 
 from schemas.enums import Role
 from schemas.settings import Settings
-from workers import logs
+from workers import logs, loop
 
 
 def _cmd_dev(args: argparse.Namespace) -> None:
@@ -34,7 +34,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
     settings = Settings()
     logs.configure(settings.log_level)
-    asyncio.run(serve(settings, args.host, args.port))
+    loop.run(serve(settings, args.host, args.port))
 
 
 def _cmd_worker(_: argparse.Namespace) -> None:
@@ -42,7 +42,7 @@ def _cmd_worker(_: argparse.Namespace) -> None:
 
     settings = Settings()
     logs.configure(settings.log_level)
-    asyncio.run(run_worker(settings))
+    loop.run(run_worker(settings))
 
 
 def _cmd_migrate(_: argparse.Namespace) -> None:

@@ -6,7 +6,6 @@ SQLite app database; then `serve`: worker and API in this process, sharing one c
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from schemas.database import create_engine, session_factory
 from schemas.enums import Role
 from schemas.keys import ensure_key, generate_key
 from schemas.settings import Settings
+from workers import loop
 from workers.migrate import migrate
 from workers.seed import DEMO_AGENT, ensure_demo
 from workers.serve import serve
@@ -91,4 +91,4 @@ async def run_dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -
 
 def main(port: int, data_dir: Path, temporal_port: int, ui_port: int) -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(run_dev(port, data_dir, temporal_port, ui_port))
+    loop.run(run_dev(port, data_dir, temporal_port, ui_port))
