@@ -91,4 +91,8 @@ async def run_dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -
 
 def main(port: int, data_dir: Path, temporal_port: int, ui_port: int) -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    loop.run(run_dev(port, data_dir, temporal_port, ui_port))
+    try:
+        loop.run(run_dev(port, data_dir, temporal_port, ui_port))
+    except (RuntimeError, TimeoutError) as err:
+        log.error("%s", err)
+        raise SystemExit(1) from err

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,17 @@ DEV_SERVER_TUNING = (
 # power cut at most the last commits, and the embedded server more than doubles its
 # throughput (14 -> 31 one-activity workflows/s, p50 78 -> 48 ms on 2 cores).
 SQLITE_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _exit_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def temporal_binary() -> Path:
@@ -63,6 +76,13 @@ class DevServer:
         return f"http://127.0.0.1:{self.ui_port}"
 
     def start(self) -> None:
+        """Start the server; refuse if its ports are taken (it would talk to whatever holds them)."""
+        for port in (self.port, self.ui_port):
+            if not _port_free(port):
+                raise RuntimeError(
+                    f"port {port} is in use: is another `steward dev` or Temporal server running? "
+                    "Stop it, or choose other ports with --temporal-port / --ui-port."
+                )
         args = [
             str(temporal_binary()),
             "server",
@@ -82,8 +102,15 @@ class DevServer:
             *self.extra,
         ]
         log = self.log_file.open("ab")
-        # Its own session: Ctrl-C in the terminal reaches us, and we stop it in order.
-        self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+        # Its own session: Ctrl-C in the terminal reaches us, and we stop it in order. On Linux
+        # it is also told to exit when we die, so a killed launcher leaves no server behind.
+        self._process = subprocess.Popen(  # noqa: S603
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_exit_with_parent if sys.platform == "linux" else None,
+        )
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         loop = asyncio.get_running_loop()

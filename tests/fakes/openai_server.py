@@ -66,7 +66,7 @@ class RecordedRequest:
 class FakeOpenAI:
     """Scriptable OpenAI-compatible HTTP server bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, port: int = 0, tool_model_prefix: str | None = None) -> None:
+    def __init__(self, port: int = 0, tool_model_prefix: str | None = None, delay: float = 0.0) -> None:
         """Create the server (not yet listening; call :meth:`start`).
 
         Args:
@@ -74,7 +74,9 @@ class FakeOpenAI:
             tool_model_prefix: unscripted requests for models with this prefix behave like
                 a model that calls ``check_availability`` for every user message and
                 answers in text once it has the result (for benchmarks, which cannot script).
+            delay: seconds before every unscripted answer starts (a slow model, for trying things by hand).
         """
+        self._delay = delay
         self._port = port
         self._tool_model_prefix = tool_model_prefix
         self._cond = threading.Condition()
@@ -157,9 +159,9 @@ class FakeOpenAI:
         if self._tool_model_prefix and model.startswith(self._tool_model_prefix):
             last = (body.get("messages") or [{}])[-1]
             if last.get("role") == "user":
-                return Step(tool_calls=[ToolCallSpec("check_availability", {"days": 1})])
-            return Step(text="done")
-        return Step(text="echo: " + _last_user_text(body))
+                return Step(tool_calls=[ToolCallSpec("check_availability", {"days": 1})], delay=self._delay)
+            return Step(text="done", delay=self._delay)
+        return Step(text="echo: " + _last_user_text(body), delay=self._delay)
 
     def _next_call_id(self) -> str:
         """Return a fresh ``call_<n>`` id."""
@@ -346,8 +348,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="A fake OpenAI-compatible server for benchmarks and demos.")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tool-model-prefix", default="tool-")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer starts")
     args = parser.parse_args()
-    fake = FakeOpenAI(port=args.port, tool_model_prefix=args.tool_model_prefix)
+    fake = FakeOpenAI(port=args.port, tool_model_prefix=args.tool_model_prefix, delay=args.delay)
     fake.start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
