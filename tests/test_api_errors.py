@@ -7,7 +7,10 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.app import create_app
 from schemas.enums import Role
+from schemas.settings import Settings
+from tests.processes import free_port
 from tests.support import TeamClient, add_key, new_team
 
 
@@ -171,3 +174,24 @@ async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
     assert ready.status_code == 200
     assert ready.json() == {"status": "ok", "checks": {"database": "ok", "temporal": "ok"}}
     assert (await http.get("/nowhere")).json()["error"]["code"] == "not_found"
+
+
+async def test_temporal_down_is_named_by_readyz_and_sends_get_503(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], model: str
+) -> None:
+    unreachable = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    app = create_app(unreachable)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+    ):
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == "ok"
+        assert ready.json()["checks"]["temporal"].startswith("down")
+        team = await new_team(sessions, http)
+        agent = await team.create_agent(model)
+        conversation = await team.start_conversation(agent["slug"])
+        sent = await team.send(conversation, "anyone there?")
+        assert sent.status_code == 503 and _error(sent)["code"] == "temporal_unavailable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -99,3 +100,22 @@ async def test_concurrent_sends_with_one_idempotency_key_make_one_turn(
     again = await team.send(conversation, "once please", key="k-1", wait=False)
     assert again.status_code == 202
     assert again.json() == {"turn": 1, "status": "completed", "duplicate": True}
+
+
+async def test_wait_that_times_out_answers_202_with_the_turn_and_the_reply_still_comes(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    release = threading.Event()
+    fake_llm.script(model, [Step(text="late but here", hold=release)])
+
+    response = await team.send(conversation, "slow one", timeout=0.5)
+
+    assert response.status_code == 202
+    assert response.json() == {"turn": 1, "status": "running", "duplicate": False}
+    release.set()
+    again = await team.send(conversation, "slow one", wait=True)  # a new message: turn 2
+    assert again.json()["turn"] == 2
+    replies = [m["content"] for m in await team.messages(conversation) if m["role"] == "assistant"]
+    assert replies == ["late but here", "echo: slow one"]
