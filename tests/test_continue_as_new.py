@@ -37,6 +37,10 @@ async def test_a_long_conversation_continues_as_new_and_keeps_working(
     # Keys sent before continue-as-new are still recognised; numbering goes on.
     repeat = await team.send(conversation, "message 1", key="key-1", wait=False)
     assert repeat.json() == {"turn": 1, "status": "completed", "duplicate": True}
+    # Turn 1's outcome has aged out of the workflow's memory (it keeps 20); the store answers.
+    waited = await team.send(conversation, "message 1", key="key-1")
+    assert waited.status_code == 200
+    assert waited.json()["reply"]["content"] == "echo: message 1"
     nxt = await team.send(conversation, "one more")
     assert nxt.json()["turn"] == turns + 1
     assert len(fake_llm.requests(model)) == turns + 1

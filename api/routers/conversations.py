@@ -34,15 +34,16 @@ from schemas.api import (
     Reply,
     TurnReply,
 )
-from schemas.enums import ConversationStatus, DoubleTexting, MessageRole
+from schemas.enums import ConversationStatus, DoubleTexting, MessageRole, TurnStatus
 from schemas.payloads import (
     ConversationInput,
     Handback,
     SubmitAccepted,
     SubmitMessage,
     TurnError,
+    TurnOutcome,
 )
-from schemas.tables import Agent, Conversation, Message
+from schemas.tables import Agent, Conversation, Message, Turn
 from schemas.temporal import conversation_workflow_id
 from workflows.conversation import ConversationWorkflow
 
@@ -187,6 +188,32 @@ async def _submit(
         raise _workflow_error(err) from err
 
 
+async def _stored_outcome(session: AsyncSession, conversation_id: str, turn: int) -> TurnOutcome | None:
+    """A finished turn's outcome as recorded in the store (its last reply, not its tool calls)."""
+    row = (
+        await session.execute(select(Turn).where(Turn.conversation_id == conversation_id, Turn.n == turn))
+    ).scalar_one_or_none()
+    if row is None or row.completed_at is None:
+        return None
+    reply = (
+        await session.execute(
+            select(Message.content)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.turn == turn,
+                Message.role == MessageRole.ASSISTANT,
+            )
+            .order_by(Message.seq.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    error = TurnError(code=row.error_code, message=row.error_message or "") if row.error_code else None
+    status = TurnStatus(row.status)
+    return TurnOutcome(
+        turn=turn, status=status, reply=reply if status == TurnStatus.COMPLETED else None, error=error
+    )
+
+
 @router.post(
     "/{conversation_id}/messages",
     status_code=202,
@@ -238,6 +265,11 @@ async def send_message(
         ),
     )
     outcome = accepted.outcome
+    if accepted.duplicate and outcome is None:
+        # The conversation no longer holds this old turn's outcome; the store does.
+        outcome = await _stored_outcome(session, conversation.id, accepted.turn)
+        accepted.status = outcome.status if outcome is not None else accepted.status
+        outcome = outcome if wait else None
     if outcome is not None:
         reply = TurnReply(
             turn=outcome.turn,
