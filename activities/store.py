@@ -33,12 +33,21 @@ async def _turn(session: AsyncSession, conversation_id: str, n: int) -> Turn | N
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def _key_taken(session: AsyncSession, conversation_id: str, key: str) -> bool:
+    stmt = select(Turn.id).where(Turn.conversation_id == conversation_id, Turn.idempotency_key == key)
+    return (await session.execute(stmt)).first() is not None
+
+
 async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecorded:
     """Record the turn and its inbound messages; idempotent on (conversation, turn, message number)."""
     conversation = await lock_conversation(session, req.conversation_id, req.team_id)
     fresh = await _turn(session, req.conversation_id, req.turn) is None
     if fresh:
         keys = [m.idempotency_key for m in req.messages if m.idempotency_key]
+        if keys and await _key_taken(session, req.conversation_id, keys[-1]):
+            # An older turn has this key (the caller re-sent it after the conversation
+            # forgot it); this turn still runs, the key stays with the original.
+            keys = []
         session.add(
             Turn(
                 team_id=req.team_id,

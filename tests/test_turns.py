@@ -7,7 +7,10 @@ import threading
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment
 
+from activities.store import StoreActivities
+from schemas.payloads import BeginTurn, InboundMessage
 from schemas.tables import Booking, Turn
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import TeamClient
@@ -119,3 +122,27 @@ async def test_wait_that_times_out_answers_202_with_the_turn_and_the_reply_still
     assert again.json()["turn"] == 2
     replies = [m["content"] for m in await team.messages(conversation) if m["role"] == "assistant"]
     assert replies == ["late but here", "echo: slow one"]
+
+
+async def test_a_key_the_conversation_forgot_does_not_block_the_turn_that_reuses_it(
+    team: TeamClient, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    await team.send(conversation, "first", key="reused")
+    store = StoreActivities(sessions)
+    # As if the workflow had forgotten "reused" and numbered a repeat as turn 2.
+    repeat = BeginTurn(
+        conversation_id=conversation,
+        team_id=team.team_id,
+        turn=2,
+        messages=[InboundMessage(number=2, text="first", idempotency_key="reused")],
+    )
+
+    await ActivityEnvironment().run(store.begin_turn, repeat)
+
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Turn.n, Turn.idempotency_key).where(Turn.conversation_id == conversation)
+        )
+        assert sorted(rows.all()) == [(1, "reused"), (2, None)]

@@ -188,6 +188,32 @@ async def _submit(
         raise _workflow_error(err) from err
 
 
+async def _finished_turn_with_key(
+    session: AsyncSession, conversation_id: str, key: str
+) -> TurnOutcome | None:
+    """A finished turn sent with this key, if any: a repeat older than the conversation remembers."""
+    n = (
+        await session.execute(
+            select(Turn.n).where(Turn.conversation_id == conversation_id, Turn.idempotency_key == key)
+        )
+    ).scalar_one_or_none()
+    return None if n is None else await _stored_outcome(session, conversation_id, n)
+
+
+def _turn_response(outcome: TurnOutcome, wait: bool, duplicate: bool) -> JSONResponse:
+    if not wait:
+        accepted = MessageAccepted(turn=outcome.turn, status=outcome.status, duplicate=duplicate)
+        return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
+    reply = TurnReply(
+        turn=outcome.turn,
+        status=outcome.status,
+        reply=Reply(content=outcome.reply) if outcome.reply is not None else None,
+        tool_calls=outcome.tool_calls,
+        error=outcome.error,
+    )
+    return JSONResponse(reply.model_dump(mode="json"), status_code=200)
+
+
 async def _stored_outcome(session: AsyncSession, conversation_id: str, turn: int) -> TurnOutcome | None:
     """A finished turn's outcome as recorded in the store (its last reply, not its tool calls)."""
     row = (
@@ -251,6 +277,10 @@ async def send_message(
     conversation, agent = await _find(session, principal.team_id, conversation_id)
     if agent.deleted_at is not None:
         raise ApiError(409, "agent_deleted", f"agent '{agent.slug}' was deleted; start a new conversation")
+    if body.idempotency_key is not None:
+        done = await _finished_turn_with_key(session, conversation.id, body.idempotency_key)
+        if done is not None:
+            return _turn_response(done, wait, duplicate=True)
     await session.close()  # do not hold a connection while the turn runs
     accepted = await _submit(
         temporal,
@@ -267,18 +297,11 @@ async def send_message(
     outcome = accepted.outcome
     if accepted.duplicate and outcome is None:
         # The conversation no longer holds this old turn's outcome; the store does.
-        outcome = await _stored_outcome(session, conversation.id, accepted.turn)
-        accepted.status = outcome.status if outcome is not None else accepted.status
-        outcome = outcome if wait else None
+        stored = await _stored_outcome(session, conversation.id, accepted.turn)
+        if stored is not None:
+            return _turn_response(stored, wait, duplicate=True)
     if outcome is not None:
-        reply = TurnReply(
-            turn=outcome.turn,
-            status=outcome.status,
-            reply=Reply(content=outcome.reply) if outcome.reply is not None else None,
-            tool_calls=outcome.tool_calls,
-            error=outcome.error,
-        )
-        return JSONResponse(reply.model_dump(mode="json"), status_code=200)
+        return _turn_response(outcome, wait=True, duplicate=accepted.duplicate)
     body_out = MessageAccepted(turn=accepted.turn, status=accepted.status, duplicate=accepted.duplicate)
     return JSONResponse(body_out.model_dump(mode="json"), status_code=202)
 
