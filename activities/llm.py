@@ -93,6 +93,15 @@ def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict
     return messages
 
 
+def _answer_of(message: Message) -> LlmResponse:
+    """The answer an earlier attempt stored."""
+    return LlmResponse(
+        content=message.content,
+        tool_calls=[ToolCall.model_validate(c) for c in message.tool_calls or []],
+        model=message.model or "",
+    )
+
+
 def _with_inbound(transcript: list[Message], req: LlmRequest) -> list[Message]:
     """The transcript plus this turn's inbound messages that are not in it yet."""
     stored = {row.dedupe_key for row in transcript}
@@ -180,6 +189,12 @@ class LlmActivities:
     @activity.defn(name="llm.complete")
     async def complete(self, req: LlmRequest) -> LlmResponse:
         """Produce and persist the assistant message for one round of a turn."""
+        # Heartbeat throughout, not only while streaming: a slow write must not look like
+        # a dead worker, or Temporal would start a second attempt beside this one.
+        async with _heartbeating():
+            return await self._complete(req)
+
+    async def _complete(self, req: LlmRequest) -> LlmResponse:
         dedupe_key = f"t{req.turn}/r{req.round}/assistant"
 
         # Round 0 records the inbound messages while the transcript is read and the model
@@ -193,14 +208,10 @@ class LlmActivities:
             if starting is not None:
                 count_start(await starting)
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
-            return LlmResponse(
-                content=done.content,
-                tool_calls=[ToolCall.model_validate(c) for c in done.tool_calls or []],
-                model=done.model or "",
-            )
+            return _answer_of(done)
 
-        async def persist(session: AsyncSession) -> TurnRecorded | None:
-            await append_message(
+        async def persist(session: AsyncSession) -> tuple[bool, TurnRecorded | None]:
+            stored = await append_message(
                 session,
                 team_id=req.team_id,
                 conversation_id=req.conversation_id,
@@ -211,9 +222,11 @@ class LlmActivities:
                 model=response.model,
                 dedupe_key=dedupe_key,
             )
+            if not stored:  # another attempt answered this round first; its answer stands
+                return False, None
             if response.tool_calls:
                 await add_tokens(session, req.conversation_id, req.turn, *usage)
-                return None
+                return True, None
             outcome = TurnOutcome(turn=req.turn, status=TurnStatus.COMPLETED, reply=response.content)
             recorded = await record_turn_outcome(
                 session,
@@ -224,13 +237,29 @@ class LlmActivities:
             response.handed_off = (
                 conversation is not None and conversation.status == ConversationStatus.HANDED_OFF
             )
-            return recorded
+            return True, recorded
 
-        finished = await in_transaction(self._sessions, persist)
+        stored, finished = await in_transaction(self._sessions, persist)
+        if not stored:
+            return await self._stored_answer(req, dedupe_key)
         if finished is not None:
             count_outcome(finished, TurnStatus.COMPLETED)
             activity.logger.info("turn completed", extra={"team": req.team_id})
         return response
+
+    async def _stored_answer(self, req: LlmRequest, dedupe_key: str) -> LlmResponse:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(Message).where(
+                        Message.conversation_id == req.conversation_id, Message.dedupe_key == dedupe_key
+                    )
+                )
+            ).scalar_one()
+            conversation = await session.get(Conversation, req.conversation_id)
+        answer = _answer_of(row)
+        answer.handed_off = conversation is not None and conversation.status == ConversationStatus.HANDED_OFF
+        return answer
 
     async def _record_start(self, req: LlmRequest) -> TurnRecorded:
         begin = BeginTurn(
@@ -275,6 +304,11 @@ class LlmActivities:
                 response, usage = LlmResponse(content=content, tool_calls=calls, model=DEMO_MODEL), (0, 0)
             else:
                 response, usage = await self._chat(agent, messages, tools)
+            # Tool messages must name the call they answer; some servers send no ids.
+            response.tool_calls = [
+                call if call.id else call.model_copy(update={"id": f"call_t{req.turn}r{req.round}i{i}"})
+                for i, call in enumerate(response.tool_calls)
+            ]
             outcome = "ok"
         finally:
             metrics.LLM_LATENCY.labels(model=agent.model, outcome=outcome).observe(
@@ -307,31 +341,30 @@ class LlmActivities:
         usage = (0, 0)
         model = agent.model
         try:
-            async with _heartbeating():
-                # The SDK's raw `post` skips its request transform, which walks every message
-                # of the window on each call and was a quarter of a turn's CPU; the body is
-                # already plain JSON, so there is nothing for it to do.
-                stream = await self._client.post(
-                    "/chat/completions",
-                    body=body,
-                    cast_to=ChatCompletion,
-                    stream=True,
-                    stream_cls=openai.AsyncStream[ChatCompletionChunk],
-                )
-                async for chunk in stream:
-                    model = chunk.model or model
-                    if chunk.usage is not None:
-                        usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    for choice in chunk.choices:
-                        delta = choice.delta
-                        if delta.content:
-                            content.append(delta.content)
-                        for part in delta.tool_calls or []:
-                            call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
-                            call["id"] = part.id or call["id"]
-                            if part.function is not None:
-                                call["name"] += part.function.name or ""
-                                call["arguments"] += part.function.arguments or ""
+            # The SDK's raw `post` skips its request transform, which walks every message
+            # of the window on each call and was a quarter of a turn's CPU; the body is
+            # already plain JSON, so there is nothing for it to do.
+            stream = await self._client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletion,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
+            async for chunk in stream:
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        content.append(delta.content)
+                    for part in delta.tool_calls or []:
+                        call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                        call["id"] = part.id or call["id"]
+                        if part.function is not None:
+                            call["name"] += part.function.name or ""
+                            call["arguments"] += part.function.arguments or ""
         except openai.OpenAIError as err:
             failure = _failure(err)
             activity.logger.warning(

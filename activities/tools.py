@@ -37,7 +37,7 @@ class ToolContext:
     team_id: str
     conversation_id: str
     idempotency_key: str
-    """`{conversation}/{turn}/{tool_call_id}`: the same call always has the same key."""
+    """`{conversation}/{turn}/{round}.{index}`: the same call always has the same key."""
 
 
 Handler = Callable[[ToolContext, Any], Awaitable[dict[str, Any]]]
@@ -147,7 +147,7 @@ class ToolActivities:
                 select(ToolExecution).where(
                     ToolExecution.conversation_id == req.conversation_id,
                     ToolExecution.turn == req.turn,
-                    ToolExecution.tool_call_id == req.call.id,
+                    ToolExecution.call_key == req.key,
                 )
             )
             existing = done.scalar_one_or_none()
@@ -159,6 +159,7 @@ class ToolActivities:
                 team_id=req.team_id,
                 conversation_id=req.conversation_id,
                 turn=req.turn,
+                call_key=req.key,
                 tool_call_id=req.call.id,
                 tool_name=req.call.name,
                 arguments=arguments,
@@ -175,7 +176,7 @@ class ToolActivities:
                 content=json.dumps(result),
                 tool_name=req.call.name,
                 tool_call_id=req.call.id,
-                dedupe_key=f"t{req.turn}/tool/{req.call.id}",
+                dedupe_key=f"t{req.turn}/tool/{req.key}",
             )
             return _result(execution), True
 
@@ -206,7 +207,7 @@ class ToolActivities:
             session=session,
             team_id=req.team_id,
             conversation_id=req.conversation_id,
-            idempotency_key=f"{req.conversation_id}/{req.turn}/{req.call.id}",
+            idempotency_key=f"{req.conversation_id}/{req.turn}/{req.key}",
         )
         arguments = args.model_dump(mode="json")
         try:

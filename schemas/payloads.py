@@ -160,6 +160,8 @@ class ToolRequest(BaseModel):
     team_id: str
     turn: int
     call: ToolCall
+    key: str
+    """The call's place in the turn (`{round}.{index}`): what its side effects are keyed on."""
 
 
 class ToolResult(BaseModel):

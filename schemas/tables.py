@@ -185,12 +185,14 @@ class ToolExecution(Base):
     """A tool call that ran; its unique key is what makes a retried call a no-op."""
 
     __tablename__ = "tool_executions"
-    __table_args__ = (UniqueConstraint("conversation_id", "turn", "tool_call_id"),)
+    __table_args__ = (UniqueConstraint("conversation_id", "turn", "call_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
     turn: Mapped[int] = mapped_column(Integer)
+    call_key: Mapped[str] = mapped_column(String(32))
+    """`{round}.{index}` in the turn: chosen by the workflow, so unique whatever ids the model sends."""
     tool_call_id: Mapped[str] = mapped_column(String(100))
     tool_name: Mapped[str] = mapped_column(String(100))
     arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)

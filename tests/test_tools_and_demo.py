@@ -36,6 +36,7 @@ async def test_a_retried_booking_call_books_once_and_returns_the_same_result(
         conversation_id=conversation,
         team_id=team.team_id,
         turn=1,
+        key="0.0",
         call=ToolCall(
             id="call_1",
             name="book_appointment",
@@ -64,7 +65,7 @@ async def test_a_retried_booking_call_books_once_and_returns_the_same_result(
     assert len(tool_messages) == 1
 
     # A different call for the same slot is a business refusal, not a crash.
-    other = request.model_copy(update={"call": request.call.model_copy(update={"id": "call_2"})})
+    other = request.model_copy(update={"key": "0.1"})
     refused = await ActivityEnvironment().run(tools.run, other)
     assert not refused.ok and "already booked" in refused.content
 

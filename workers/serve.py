@@ -48,11 +48,17 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
             await asyncio.sleep(0.05)
         if on_ready is not None:
             on_ready()
-        await stop.wait()
+        # An API whose worker died would accept messages nobody runs: stop with it.
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopping, worker_task, api_task}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if worker_task.done() and not stop.is_set():
+            log.error("the worker stopped; shutting the API down too")
         log.info("stopping")
     finally:
         api.should_exit = True
         await api_task
-        await worker.shutdown()
-        await worker_task
+        if not worker_task.done():
+            await worker.shutdown()
+        await worker_task  # re-raises what stopped the worker, if anything
         await engine.dispose()

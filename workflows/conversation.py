@@ -107,6 +107,9 @@ class ConversationWorkflow:
             outcome = await turn.interrupted()
         self._running = None
         self._turn_task = None
+        if outcome.status == TurnStatus.HANDED_OFF and not state.handed_off:
+            # Handed back while this silent turn ran: its finish wrote "handed_off" last.
+            await self._set_status(ConversationStatus.IDLE)
         state.handed_off = state.handed_off or outcome.handed_off
         state.recent_outcomes[outcome.turn] = outcome
         for old in sorted(state.recent_outcomes)[:-RECENT_OUTCOMES]:
@@ -192,19 +195,17 @@ class ConversationWorkflow:
     @workflow.update
     async def handback(self, req: Handback) -> HandbackResult:
         """A human hands the conversation back: the agent answers new messages again."""
-        state = self.state
-        state.handed_off = False
-        if self._running is None:
-            await workflow.execute_local_activity_method(
-                StoreActivities.set_status,
-                StatusChange(
-                    conversation_id=self._inp.conversation_id,
-                    team_id=self._inp.team_id,
-                    status=ConversationStatus.IDLE,
-                ),
-                start_to_close_timeout=STORE_TIMEOUT,
-            )
+        self.state.handed_off = False
+        if self._running is None:  # else the running turn's end records it
+            await self._set_status(ConversationStatus.IDLE)
         return HandbackResult(status=ConversationStatus.IDLE)
+
+    async def _set_status(self, status: ConversationStatus) -> None:
+        await workflow.execute_local_activity_method(
+            StoreActivities.set_status,
+            StatusChange(conversation_id=self._inp.conversation_id, team_id=self._inp.team_id, status=status),
+            start_to_close_timeout=STORE_TIMEOUT,
+        )
 
     @handback.validator
     def _validate_handback(self, req: Handback) -> None:

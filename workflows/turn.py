@@ -15,6 +15,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     # Activity classes are referenced for their names and types; nothing runs at import.
@@ -60,9 +61,14 @@ class Turn:
 
     def __init__(self, inp: TurnInput) -> None:
         self.inp = inp
+        self.handed_off = False
+        """A handoff tool ran in this turn: a human has the conversation whatever happens next."""
 
     async def run(self) -> TurnOutcome:
-        """Run the turn to its outcome; a cancellation (a newer message) ends it as interrupted."""
+        """Run the turn to its outcome; a cancellation (a newer message) ends it as interrupted.
+
+        Nothing a turn meets fails the conversation: errors become a failed outcome.
+        """
         try:
             if self.inp.silent:
                 await self.begin()
@@ -71,10 +77,9 @@ class Turn:
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
                 return await self.interrupted()
-            await self.begin()
-            return await self.finish(
-                TurnOutcome(turn=self.inp.turn, status=TurnStatus.FAILED, error=_error_of(err))
-            )
+            return await self.failed(_error_of(err))
+        except ApplicationError as err:
+            return await self.failed(TurnError(code=err.type or "error", message=err.message))
         except asyncio.CancelledError:
             return await self.interrupted()
 
@@ -100,6 +105,8 @@ class Turn:
                 start_to_close_timeout=LLM_TIMEOUT,
                 heartbeat_timeout=LLM_HEARTBEAT,
                 retry_policy=LLM_RETRY,
+                # An interrupted turn waits for its activities to stop, so none writes after it.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
             if not response.tool_calls:
                 return TurnOutcome(
@@ -107,22 +114,29 @@ class Turn:
                     status=TurnStatus.COMPLETED,
                     reply=response.content,
                     tool_calls=records,
-                    handed_off=response.handed_off,
+                    handed_off=self.handed_off or response.handed_off,
                 )
             results = await asyncio.gather(
                 *(
                     workflow.execute_activity_method(
                         ToolActivities.run,
                         ToolRequest(
-                            conversation_id=inp.conversation_id, team_id=inp.team_id, turn=inp.turn, call=call
+                            conversation_id=inp.conversation_id,
+                            team_id=inp.team_id,
+                            turn=inp.turn,
+                            call=call,
+                            # Our own key: models may reuse call ids across rounds, or send none.
+                            key=f"{round_}.{index}",
                         ),
                         activity_id=f"turn/{inp.turn}/tool/{round_}.{index}",
                         start_to_close_timeout=TOOL_TIMEOUT,
                         retry_policy=TOOL_RETRY,
+                        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     )
                     for index, call in enumerate(response.tool_calls)
                 )
             )
+            self.handed_off = self.handed_off or any(result.handoff for result in results)
             records.extend(
                 ToolCallRecord(
                     id=call.id, name=call.name, arguments=call.arguments, ok=result.ok, result=result.content
@@ -153,7 +167,15 @@ class Turn:
     async def interrupted(self) -> TurnOutcome:
         """A newer message cancelled this turn: make sure its messages are kept, then say so."""
         await self.begin()
-        return await self.finish(TurnOutcome(turn=self.inp.turn, status=TurnStatus.INTERRUPTED))
+        outcome = TurnOutcome(turn=self.inp.turn, status=TurnStatus.INTERRUPTED, handed_off=self.handed_off)
+        return await self.finish(outcome)
+
+    async def failed(self, error: TurnError) -> TurnOutcome:
+        await self.begin()
+        outcome = TurnOutcome(
+            turn=self.inp.turn, status=TurnStatus.FAILED, error=error, handed_off=self.handed_off
+        )
+        return await self.finish(outcome)
 
     async def finish(self, outcome: TurnOutcome) -> TurnOutcome:
         await workflow.execute_local_activity_method(

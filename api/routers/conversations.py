@@ -5,14 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -52,6 +57,9 @@ router = APIRouter(
     tags=["conversations"],
     responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
+
+ACCEPT_SECONDS = 15.0
+"""How long a conversation may take to accept a message before the API answers 503."""
 
 _UPDATE_ERRORS = {
     "ConversationBusy": (429, "conversation_busy"),
@@ -93,6 +101,15 @@ def _workflow_error(err: Exception) -> ApiError:
     if isinstance(err, WorkflowUpdateFailedError) and isinstance(err.cause, ApplicationError):
         status, code = _UPDATE_ERRORS.get(err.cause.type or "", (409, "rejected"))
         return ApiError(status, code, err.cause.message)
+    if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return ApiError(
+            503,
+            "not_accepted",
+            f"the conversation did not take the message within {ACCEPT_SECONDS:.0f} s; is a worker running? "
+            "Send it again with the same idempotency_key to be safe.",
+        )
+    if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
+        return ApiError(409, "conversation_not_running", "the conversation has no running workflow")
     if isinstance(err, RPCError):
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             return ApiError(503, "temporal_unavailable", "Temporal is not reachable; try again shortly")
@@ -120,7 +137,10 @@ def _encode_cursor(conversation: Conversation) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, conversation_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(conversation_id)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("cursor time has no timezone")
+        return when, str(conversation_id)
     except (ValueError, TypeError, binascii.Error) as err:
         raise ApiError(
             422, "validation_error", "cursor is not valid", [{"field": "cursor", "message": "not a cursor"}]
@@ -182,9 +202,13 @@ async def _submit(
     )
     try:
         return await client.execute_update_with_start_workflow(
-            ConversationWorkflow.submit, message, start_workflow_operation=start
+            ConversationWorkflow.submit,
+            message,
+            start_workflow_operation=start,
+            # Without a bound, a message to a task queue no worker polls waits forever.
+            rpc_timeout=timedelta(seconds=ACCEPT_SECONDS + message.wait_seconds),
         )
-    except (WorkflowUpdateFailedError, RPCError) as err:
+    except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
         raise _workflow_error(err) from err
 
 
@@ -357,8 +381,12 @@ async def handback(
         ConversationWorkflow.run, conversation_workflow_id(conversation_id)
     )
     try:
-        await handle.execute_update(ConversationWorkflow.handback, Handback(comment=body.comment))
-    except (WorkflowUpdateFailedError, RPCError) as err:
+        await handle.execute_update(
+            ConversationWorkflow.handback,
+            Handback(comment=body.comment),
+            rpc_timeout=timedelta(seconds=ACCEPT_SECONDS),
+        )
+    except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
         raise _workflow_error(err) from err
     await session.refresh(conversation)
     return _public(conversation, agent.slug)

@@ -154,6 +154,7 @@ def upgrade() -> None:
     sa.Column('team_id', sa.String(length=32), nullable=False),
     sa.Column('conversation_id', sa.String(length=32), nullable=False),
     sa.Column('turn', sa.Integer(), nullable=False),
+    sa.Column('call_key', sa.String(length=32), nullable=False),
     sa.Column('tool_call_id', sa.String(length=100), nullable=False),
     sa.Column('tool_name', sa.String(length=100), nullable=False),
     sa.Column('arguments', sa.JSON(), nullable=False),
@@ -163,7 +164,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_tool_executions_conversation_id_conversations')),
     sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_tool_executions_team_id_teams')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tool_executions')),
-    sa.UniqueConstraint('conversation_id', 'turn', 'tool_call_id', name=op.f('uq_tool_executions_conversation_id_turn_tool_call_id'))
+    sa.UniqueConstraint('conversation_id', 'turn', 'call_key', name=op.f('uq_tool_executions_conversation_id_turn_call_key'))
     )
     op.create_table('turns',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
