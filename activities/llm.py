@@ -37,7 +37,7 @@ from activities.transcript import (
     inbound_key,
     load_transcript,
 )
-from schemas.enums import ConversationStatus, MessageRole, TurnStatus
+from schemas.enums import MessageRole, TurnStatus
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import Agent, Conversation, Message
@@ -157,7 +157,7 @@ def _failure(err: openai.OpenAIError) -> ApplicationError:
 
 @asynccontextmanager
 async def _heartbeating(every: float = 1.0) -> AsyncIterator[None]:
-    """Heartbeat while waiting on the provider, so a dead worker is noticed in seconds."""
+    """Heartbeat every `every` seconds, so a dead worker is noticed in seconds."""
 
     async def beat() -> None:
         while True:
@@ -233,10 +233,6 @@ class LlmActivities:
                 FinishTurn(conversation_id=req.conversation_id, team_id=req.team_id, outcome=outcome),
                 tokens=usage,
             )
-            conversation = await session.get(Conversation, req.conversation_id)
-            response.handed_off = (
-                conversation is not None and conversation.status == ConversationStatus.HANDED_OFF
-            )
             return True, recorded
 
         stored, finished = await in_transaction(self._sessions, persist)
@@ -256,10 +252,7 @@ class LlmActivities:
                     )
                 )
             ).scalar_one()
-            conversation = await session.get(Conversation, req.conversation_id)
-        answer = _answer_of(row)
-        answer.handed_off = conversation is not None and conversation.status == ConversationStatus.HANDED_OFF
-        return answer
+        return _answer_of(row)
 
     async def _record_start(self, req: LlmRequest) -> TurnRecorded:
         begin = BeginTurn(

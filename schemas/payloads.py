@@ -151,8 +151,6 @@ class LlmResponse(BaseModel):
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     model: str = ""
-    handed_off: bool = False
-    """The conversation is with a human (a handoff tool ran earlier in the turn)."""
 
 
 class ToolRequest(BaseModel):

@@ -114,7 +114,7 @@ class Turn:
                     status=TurnStatus.COMPLETED,
                     reply=response.content,
                     tool_calls=records,
-                    handed_off=self.handed_off or response.handed_off,
+                    handed_off=self.handed_off,
                 )
             results = await asyncio.gather(
                 *(
