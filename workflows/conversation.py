@@ -47,9 +47,12 @@ class ConversationWorkflow:
     def __init__(self, inp: ConversationInput) -> None:
         self._inp = inp
         self._state: ConversationState | None = inp.state
-        self._running: int | None = None
-        self._running_messages: list[InboundMessage] = []
+        self._running: PendingTurn | None = None
         self._turn_task: asyncio.Task[TurnOutcome] | None = None
+
+    @property
+    def _running_turn(self) -> int | None:
+        return self._running.turn if self._running is not None else None
 
     @property
     def state(self) -> ConversationState:
@@ -87,8 +90,7 @@ class ConversationWorkflow:
 
     async def _run_turn(self, pending: PendingTurn) -> None:
         state = self.state
-        self._running = pending.turn
-        self._running_messages = pending.messages
+        self._running = pending
         turn = Turn(
             TurnInput(
                 conversation_id=self._inp.conversation_id,
@@ -132,7 +134,7 @@ class ConversationWorkflow:
 
     async def _with_outcome(self, accepted: SubmitAccepted, wait_seconds: float) -> SubmitAccepted:
         state = self.state
-        in_flight = accepted.turn == self._running or any(p.turn == accepted.turn for p in state.pending)
+        in_flight = self._running_turn == accepted.turn or any(p.turn == accepted.turn for p in state.pending)
         if in_flight:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -171,7 +173,7 @@ class ConversationWorkflow:
             if interrupt and self._turn_task is not None and self._running is not None:
                 # The new turn re-sends the interrupted turn's messages so none is lost
                 # even if it was cancelled before recording them (writes are idempotent).
-                carried = self._running_messages
+                carried = self._running.messages
                 self._turn_task.cancel()
             state.pending.append(PendingTurn(turn=turn, messages=[*carried, inbound]))
         if msg.idempotency_key is not None:
@@ -186,7 +188,7 @@ class ConversationWorkflow:
     def _status_of(self, turn: int) -> TurnStatus:
         if turn in self.state.recent_outcomes:
             return self.state.recent_outcomes[turn].status
-        if turn == self._running:
+        if turn == self._running_turn:
             return TurnStatus.RUNNING
         if any(p.turn == turn for p in self.state.pending):
             return TurnStatus.QUEUED
