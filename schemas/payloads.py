@@ -99,7 +99,6 @@ class ConversationInput(BaseModel):
 
     conversation_id: str
     team_id: str
-    agent_id: str
     state: ConversationState | None = None
     """Carried state after continue-as-new; None on a first start (loaded from the store)."""
 
@@ -109,7 +108,6 @@ class TurnInput(BaseModel):
 
     conversation_id: str
     team_id: str
-    agent_id: str
     turn: int
     messages: list[InboundMessage]
     silent: bool = False

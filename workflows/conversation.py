@@ -81,7 +81,6 @@ class ConversationWorkflow:
                         ConversationInput(
                             conversation_id=inp.conversation_id,
                             team_id=inp.team_id,
-                            agent_id=inp.agent_id,
                             state=self.state,
                         )
                     )
@@ -95,7 +94,6 @@ class ConversationWorkflow:
             TurnInput(
                 conversation_id=self._inp.conversation_id,
                 team_id=self._inp.team_id,
-                agent_id=self._inp.agent_id,
                 turn=pending.turn,
                 messages=pending.messages,
                 silent=state.handed_off,

@@ -191,11 +191,11 @@ async def get_conversation(
 
 
 async def _submit(
-    client: Client, task_queue: str, conversation: Conversation, agent: Agent, message: SubmitMessage
+    client: Client, task_queue: str, conversation: Conversation, message: SubmitMessage
 ) -> SubmitAccepted:
     start = WithStartWorkflowOperation(
         ConversationWorkflow.run,
-        ConversationInput(conversation_id=conversation.id, team_id=conversation.team_id, agent_id=agent.id),
+        ConversationInput(conversation_id=conversation.id, team_id=conversation.team_id),
         id=conversation_workflow_id(conversation.id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -310,7 +310,6 @@ async def send_message(
         temporal,
         settings.task_queue,
         conversation,
-        agent,
         SubmitMessage(
             text=body.text,
             idempotency_key=body.idempotency_key,
