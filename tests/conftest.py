@@ -23,6 +23,8 @@ from workers.migrate import migrate
 from workers.temporal_server import DEV_SERVER_TUNING, temporal_binary
 from workers.worker import build_worker
 
+pytest_plugins = ["tests.browser"]
+
 CONTINUE_AS_NEW_EVENTS = 120
 """Low enough that multi-turn tests cross continue-as-new; see test_continue_as_new."""
 
