@@ -39,6 +39,7 @@ from activities.transcript import (
 )
 from schemas.enums import MessageRole, TurnStatus
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
+from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import Agent, Conversation, Message
 from schemas.tools import TOOLS
@@ -72,6 +73,11 @@ def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict
                 open_calls.remove(row.tool_call_id)
                 messages.append({"role": "tool", "tool_call_id": row.tool_call_id, "content": row.content})
             continue
+        if row.role not in (MessageRole.USER, MessageRole.ASSISTANT):
+            # System rows record failures for people and notices speak to the user (a holding
+            # message while a call waits for approval, between the call and its result): the
+            # model sees neither.
+            continue
         close_open_calls()
         if row.role == MessageRole.USER:
             messages.append({"role": "user", "content": row.content})
@@ -88,7 +94,6 @@ def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict
                 ]
                 open_calls.extend(c["id"] for c in row.tool_calls)
             messages.append(entry)
-        # System rows record failures for people; the model does not see them.
     close_open_calls()
     return messages
 
@@ -100,6 +105,16 @@ def _answer_of(message: Message) -> LlmResponse:
         tool_calls=[ToolCall.model_validate(c) for c in message.tool_calls or []],
         model=message.model or "",
     )
+
+
+def _gated(agent: Agent, response: LlmResponse) -> LlmResponse:
+    """Mark the calls the agent's approval policy gates; they wait for an operator."""
+    now = datetime.now(UTC)
+    for call in response.tool_calls:
+        call.approval = gate(call, agent.tools, agent.tool_policies or {}, agent.approvals or {}, now)
+    if any(call.approval is not None for call in response.tool_calls):
+        response.holding_message = ApprovalSettings.model_validate(agent.approvals or {}).holding_message
+    return response
 
 
 def _with_inbound(transcript: list[Message], req: LlmRequest) -> list[Message]:
@@ -208,7 +223,7 @@ class LlmActivities:
             if starting is not None:
                 count_start(await starting)
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
-            return _answer_of(done)
+            return _gated(agent, _answer_of(done))
 
         async def persist(session: AsyncSession) -> tuple[bool, TurnRecorded | None]:
             stored = await append_message(
@@ -218,7 +233,7 @@ class LlmActivities:
                 turn=req.turn,
                 role=MessageRole.ASSISTANT,
                 content=response.content,
-                tool_calls=[c.model_dump() for c in response.tool_calls] or None,
+                tool_calls=[c.model_dump(exclude={"approval"}) for c in response.tool_calls] or None,
                 model=response.model,
                 dedupe_key=dedupe_key,
             )
@@ -237,11 +252,11 @@ class LlmActivities:
 
         stored, finished = await in_transaction(self._sessions, persist)
         if not stored:
-            return await self._stored_answer(req, dedupe_key)
+            return _gated(agent, await self._stored_answer(req, dedupe_key))
         if finished is not None:
             count_outcome(finished, TurnStatus.COMPLETED)
             activity.logger.info("turn completed", extra={"team": req.team_id})
-        return response
+        return _gated(agent, response)
 
     async def _stored_answer(self, req: LlmRequest, dedupe_key: str) -> LlmResponse:
         async with self._sessions() as session:

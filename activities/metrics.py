@@ -17,3 +17,7 @@ LLM_LATENCY = Histogram(
 )
 LLM_TOKENS = Counter("steward_llm_tokens_total", "LLM tokens used", ["model", "kind"])
 TOOL_CALLS = Counter("steward_tool_calls_total", "Tool calls, by tool and outcome", ["tool", "outcome"])
+APPROVAL_EVENTS = Counter(
+    "steward_approval_events_total", "Approval events (requested, reminded, escalated, decisions)", ["event"]
+)
+NOTIFICATIONS = Counter("steward_notifications_total", "Notifications delivered, by event", ["event"])

@@ -16,7 +16,16 @@ from temporalio import activity
 from activities import metrics
 from activities.transcript import append_message, in_transaction, inbound_key, lock_conversation
 from schemas.enums import ConversationStatus, MessageRole, TurnStatus
-from schemas.payloads import BeginTurn, ConversationRef, ConversationState, FinishTurn, StatusChange
+from schemas.payloads import (
+    AwaitApprovals,
+    BeginTurn,
+    ConversationRef,
+    ConversationState,
+    FinishTurn,
+    OperatorReply,
+    StatusChange,
+    TurnOutcome,
+)
 from schemas.tables import Message, Turn, utcnow
 
 
@@ -185,3 +194,46 @@ class StoreActivities:
             conversation.last_activity_at = utcnow()
 
         await in_transaction(self._sessions, work)
+
+    @activity.defn(name="store.await_approvals")
+    async def await_approvals(self, req: AwaitApprovals) -> None:
+        """Show the conversation as waiting for operators, and tell the user (once per round)."""
+
+        async def work(session: AsyncSession) -> None:
+            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+            conversation.status = ConversationStatus.AWAITING_APPROVAL
+            conversation.last_activity_at = utcnow()
+            if req.holding_message:
+                await append_message(
+                    session,
+                    team_id=req.team_id,
+                    conversation_id=req.conversation_id,
+                    turn=req.turn,
+                    role=MessageRole.NOTICE,
+                    content=req.holding_message,
+                    dedupe_key=f"t{req.turn}/r{req.round}/holding",
+                )
+
+        await in_transaction(self._sessions, work)
+
+    @activity.defn(name="store.operator_reply")
+    async def operator_reply(self, req: OperatorReply) -> TurnOutcome:
+        """End a turn with an operator's reply in place of the agent's (idempotent)."""
+        outcome = TurnOutcome(turn=req.turn, status=TurnStatus.COMPLETED, reply=req.text)
+
+        async def work(session: AsyncSession) -> TurnRecorded:
+            await append_message(
+                session,
+                team_id=req.team_id,
+                conversation_id=req.conversation_id,
+                turn=req.turn,
+                role=MessageRole.ASSISTANT,
+                content=req.text,
+                model=f"operator:{req.operator}",
+                dedupe_key=f"t{req.turn}/r{req.round}/operator",
+            )
+            finish = FinishTurn(conversation_id=req.conversation_id, team_id=req.team_id, outcome=outcome)
+            return await record_turn_outcome(session, finish)
+
+        count_outcome(await in_transaction(self._sessions, work), TurnStatus.COMPLETED)
+        return outcome

@@ -15,8 +15,8 @@ from temporalio import activity
 
 from activities import metrics
 from activities.transcript import append_message, in_transaction, lock_conversation
-from schemas.enums import ConversationStatus, MessageRole
-from schemas.payloads import ToolRequest, ToolResult
+from schemas.enums import ApprovalStatus, ConversationStatus, Decision, MessageRole
+from schemas.payloads import ApprovalOutcome, ToolRequest, ToolResult
 from schemas.tables import Agent, Booking, Slot, Ticket, ToolExecution
 from schemas.tools import (
     TOOLS,
@@ -120,6 +120,19 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+def _not_run(decision: ApprovalOutcome) -> dict[str, Any]:
+    """What the model hears about a gated call that was not run."""
+    if decision.decision == Decision.RESPOND:
+        return {"error": "not run: an operator answered the user directly", "operator": decision.decided_by}
+    if decision.status == ApprovalStatus.EXPIRED:
+        return {"error": "not run: the approval request expired", "message": decision.message}
+    return {
+        "error": "not run: an operator rejected this call",
+        "operator": decision.decided_by,
+        "message": decision.message or "",
+    }
+
+
 def _result(execution: ToolExecution) -> ToolResult:
     return ToolResult(
         tool_call_id=execution.tool_call_id,
@@ -193,6 +206,17 @@ class ToolActivities:
         return result
 
     async def _execute(
+        self, session: AsyncSession, req: ToolRequest, agent: Agent | None
+    ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
+        decision = req.decision
+        if decision is not None and decision.decision in (Decision.REJECT, Decision.RESPOND):
+            return {}, False, _not_run(decision)
+        arguments, ok, result = await self._run_handler(session, req, agent)
+        if decision is not None and decision.decision == Decision.EDIT:
+            result = {**result, "note": f"{decision.decided_by} changed the arguments before it ran"}
+        return arguments, ok, result
+
+    async def _run_handler(
         self, session: AsyncSession, req: ToolRequest, agent: Agent | None
     ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
         spec = TOOLS.get(req.call.name)

@@ -15,7 +15,7 @@ from api import errors
 from api.deps import KeyCache
 from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routers import agents, conversations, health
+from api.routers import agents, approvals, conversations, health
 from schemas.database import create_engine, session_factory
 from schemas.keys import ensure_bootstrap_key
 from schemas.settings import Settings
@@ -85,4 +85,5 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(metrics_router)
     app.include_router(agents.router)
     app.include_router(conversations.router)
+    app.include_router(approvals.router)
     return app

@@ -6,10 +6,19 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.enums import ConversationStatus, DoubleTexting, MessageRole, Role, TurnStatus
+from schemas.enums import (
+    ApprovalStatus,
+    ConversationStatus,
+    Decision,
+    DoubleTexting,
+    MessageRole,
+    Role,
+    TurnStatus,
+)
 from schemas.payloads import ToolCallRecord, TurnError
+from schemas.policy import ApprovalSettings, ToolPolicy
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_TEXT_BYTES = 16 * 1024
@@ -40,6 +49,9 @@ class AgentCreate(_Strict):
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     max_tool_rounds: int = Field(8, ge=1, le=32)
     double_texting: DoubleTexting = DoubleTexting.ENQUEUE
+    tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
+    """Per tool: `auto` or `require_approval` (the default for side-effecting tools), with a condition."""
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
 
     @field_validator("slug")
     @classmethod
@@ -57,6 +69,8 @@ class AgentUpdate(_Strict):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tool_rounds: int | None = Field(None, ge=1, le=32)
     double_texting: DoubleTexting | None = None
+    tool_policies: dict[str, ToolPolicy] | None = None
+    approvals: ApprovalSettings | None = None
 
 
 class AgentPublic(BaseModel):
@@ -70,6 +84,10 @@ class AgentPublic(BaseModel):
     temperature: float
     max_tool_rounds: int
     double_texting: DoubleTexting
+    tool_policies: dict[str, ToolPolicy]
+    approvals: ApprovalSettings
+    gated_tools: list[str] = Field(default_factory=list)
+    """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     created_at: datetime
     updated_at: datetime
 
@@ -157,3 +175,116 @@ class KeyCreated(BaseModel):
     team: str
     role: Role
     key: str
+
+
+class ApprovalSummary(BaseModel):
+    """One inbox item, as lists show it."""
+
+    id: str
+    status: ApprovalStatus
+    escalated: bool
+    agent: str
+    conversation_id: str
+    turn: int
+    tool: str
+    arguments: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+class ApprovalPage(BaseModel):
+    items: list[ApprovalSummary]
+    totals: dict[ApprovalStatus, int]
+    """Items per status under the same filters (but for the status filter itself)."""
+    next_cursor: str | None = None
+
+
+class ApprovalTimersPublic(BaseModel):
+    remind_at: datetime
+    escalate_at: datetime
+    expires_at: datetime
+    expiry_action: str
+    reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
+
+
+class AuditEntry(BaseModel):
+    action: str
+    actor: str
+    comment: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    at: datetime
+
+
+class ApprovalDetail(ApprovalSummary):
+    """Everything an operator needs to decide."""
+
+    tool_description: str
+    argument_schema: dict[str, Any]
+    rationale: str
+    messages: list[MessagePublic]
+    """The conversation's last messages, oldest first."""
+    timers: ApprovalTimersPublic
+    decision: Decision | None = None
+    decided_arguments: dict[str, Any] | None = None
+    message: str | None = None
+    comment: str | None = None
+    audit: list[AuditEntry]
+    workflow_id: str
+    temporal_url: str | None = None
+
+
+class DecisionCreate(_Strict):
+    decision: Decision
+    args: dict[str, Any] | None = None
+    """For `edit`: the arguments to run the tool with (validated against its schema)."""
+    message: str | None = Field(None, max_length=8000)
+    """For `reject`: what the agent hears; for `respond`: the reply the user gets."""
+    comment: str | None = Field(None, max_length=2000)
+    """For the audit trail only."""
+
+    @model_validator(mode="after")
+    def _fits_decision(self) -> DecisionCreate:
+        if self.decision == Decision.EDIT and self.args is None:
+            raise ValueError("an edit needs 'args', the arguments to run the tool with")
+        if self.decision != Decision.EDIT and self.args is not None:
+            raise ValueError("'args' goes only with the 'edit' decision")
+        if self.decision == Decision.RESPOND and not (self.message or "").strip():
+            raise ValueError("'respond' needs 'message', the reply the user gets")
+        return self
+
+
+class DecisionResult(BaseModel):
+    id: str
+    status: ApprovalStatus
+    decision: Decision
+    decided_by: str
+    decided_at: datetime
+
+
+class BulkDecisionCreate(_Strict):
+    ids: list[str] = Field(min_length=1, max_length=100)
+    decision: Decision
+    message: str | None = Field(None, max_length=8000)
+    comment: str | None = Field(None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _fits_decision(self) -> BulkDecisionCreate:
+        if self.decision == Decision.EDIT:
+            raise ValueError("'edit' changes one call's arguments; decide edits one at a time")
+        if self.decision == Decision.RESPOND and not (self.message or "").strip():
+            raise ValueError("'respond' needs 'message', the reply the users get")
+        return self
+
+
+class BulkDecisionItem(BaseModel):
+    id: str
+    ok: bool
+    result: DecisionResult | None = None
+    error: ErrorDetail | None = None
+
+
+class BulkDecisionResult(BaseModel):
+    results: list[BulkDecisionItem]

@@ -42,3 +42,63 @@ class MessageRole(StrEnum):
     ASSISTANT = "assistant"
     TOOL = "tool"
     SYSTEM = "system"
+    NOTICE = "notice"
+    """Steward's own word to the user (a holding message while approval is pending); not model context."""
+
+
+class ToolMode(StrEnum):
+    """Whether an agent's tool call runs at once or waits for an operator."""
+
+    AUTO = "auto"
+    REQUIRE_APPROVAL = "require_approval"
+
+
+class Decision(StrEnum):
+    """What an operator decides about a gated tool call."""
+
+    APPROVE = "approve"
+    EDIT = "edit"
+    """Run the tool with the operator's arguments instead of the model's."""
+    REJECT = "reject"
+    """Do not run it; the operator's message goes back to the model as the tool's result."""
+    RESPOND = "respond"
+    """Do not run it; the operator's message is the reply to the user."""
+
+
+class ExpiryAction(StrEnum):
+    REJECT = "reject"
+    APPROVE = "approve"
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    EDITED = "edited"
+    REJECTED = "rejected"
+    RESPONDED = "responded"
+    EXPIRED = "expired"
+    """Nobody decided in time; the agent's expiry action was applied by the system."""
+    CANCELLED = "cancelled"
+    """The turn that asked was interrupted by a newer message; nothing was run."""
+
+
+DECIDED_STATUS = {
+    Decision.APPROVE: ApprovalStatus.APPROVED,
+    Decision.EDIT: ApprovalStatus.EDITED,
+    Decision.REJECT: ApprovalStatus.REJECTED,
+    Decision.RESPOND: ApprovalStatus.RESPONDED,
+}
+
+
+class AuditAction(StrEnum):
+    """An entry in an approval's append-only audit trail."""
+
+    REQUESTED = "requested"
+    REMINDED = "reminded"
+    ESCALATED = "escalated"
+    APPROVED = "approved"
+    EDITED = "edited"
+    REJECTED = "rejected"
+    RESPONDED = "responded"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"

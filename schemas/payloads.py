@@ -5,9 +5,19 @@ Every model here is persisted in Temporal histories, so new fields must get defa
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
-from schemas.enums import ConversationStatus, DoubleTexting, TurnStatus
+from schemas.enums import (
+    ApprovalStatus,
+    AuditAction,
+    ConversationStatus,
+    Decision,
+    DoubleTexting,
+    ExpiryAction,
+    TurnStatus,
+)
 
 
 class InboundMessage(BaseModel):
@@ -40,12 +50,27 @@ class TurnError(BaseModel):
     message: str
 
 
+class ApprovalTimers(BaseModel):
+    """When a pending approval reminds, escalates and expires (seconds after it opened)."""
+
+    remind_after: float = 30 * 60
+    escalate_after: float = 4 * 3600
+    expires_after: float = 24 * 3600
+    expiry_action: ExpiryAction = ExpiryAction.REJECT
+    notify: bool = False
+    """The agent has a notification webhook: tell it of new, reminded and decided items."""
+    notify_escalation: bool = False
+    """The agent has a webhook for escalations (its own, or the notification one)."""
+
+
 class ToolCall(BaseModel):
     """A tool call the model asked for. `arguments` is the model's JSON text, unparsed."""
 
     id: str
     name: str
     arguments: str = "{}"
+    approval: ApprovalTimers | None = None
+    """Set when the agent's policy gates this call: it waits for an operator's decision."""
 
 
 class ToolCallRecord(BaseModel):
@@ -149,6 +174,8 @@ class LlmResponse(BaseModel):
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     model: str = ""
+    holding_message: str = ""
+    """What the user is told while gated calls wait (the agent's setting); only set if any are."""
 
 
 class ToolRequest(BaseModel):
@@ -158,6 +185,8 @@ class ToolRequest(BaseModel):
     call: ToolCall
     key: str
     """The call's place in the turn (`{round}.{index}`): what its side effects are keyed on."""
+    decision: ApprovalOutcome | None = None
+    """For a gated call: the operator's (or the system's) decision, which the tool obeys."""
 
 
 class ToolResult(BaseModel):
@@ -184,3 +213,88 @@ class Handback(BaseModel):
 
 class HandbackResult(BaseModel):
     status: ConversationStatus
+
+
+class AwaitApprovals(BaseModel):
+    """The turn waits for operators: show it, and tell the user (once per round)."""
+
+    conversation_id: str
+    team_id: str
+    turn: int
+    round: int
+    holding_message: str = ""
+
+
+class ApprovalRequest(BaseModel):
+    """Start argument of an ApprovalWorkflow: one gated tool call of one turn."""
+
+    approval_id: str
+    team_id: str
+    conversation_id: str
+    turn: int
+    call_key: str
+    call: ToolCall
+    rationale: str = ""
+    """The model's text alongside the call: why it wants to make it."""
+    timers: ApprovalTimers = Field(default_factory=ApprovalTimers)
+
+
+class DecisionRequest(BaseModel):
+    """Update argument: an operator decides a pending approval."""
+
+    decision: Decision
+    arguments: str | None = None
+    """For `edit`: the arguments to run with, as JSON text (already validated by the API)."""
+    message: str | None = None
+    comment: str | None = None
+    operator: str
+    operator_key_id: str | None = None
+
+
+class ApprovalOutcome(BaseModel):
+    """How an approval ended, and what the turn does with its tool call."""
+
+    approval_id: str
+    status: ApprovalStatus
+    decision: Decision
+    """The effective decision (for an expired item, the agent's expiry action)."""
+    arguments: str | None = None
+    message: str | None = None
+    comment: str | None = None
+    decided_by: str
+    decided_by_key_id: str | None = None
+    decided_at: datetime
+
+
+class ApprovalEvent(BaseModel):
+    """Something happened to an approval: the projection and the audit trail record it."""
+
+    approval_id: str
+    team_id: str
+    kind: AuditAction
+    """`requested` opens the inbox item; the others update it."""
+    request: ApprovalRequest | None = None
+    outcome: ApprovalOutcome | None = None
+    at: datetime
+
+
+class Notification(BaseModel):
+    """An outgoing notification about an approval; the activity resolves where it goes."""
+
+    approval_id: str
+    team_id: str
+    event: str
+    """`approval.requested`, `approval.reminder`, `approval.escalated` or `approval.decided`."""
+    escalation: bool = False
+    """Send to the agent's escalation target (else its notification target)."""
+
+
+class OperatorReply(BaseModel):
+    """An operator answered the user in the agent's place: the turn ends with their words."""
+
+    conversation_id: str
+    team_id: str
+    turn: int
+    round: int
+    text: str
+    operator: str

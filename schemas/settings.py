@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     bootstrap_key: SecretStr | None = Field(None, validation_alias=_env("STEWARD_BOOTSTRAP_KEY"))
     default_team: str = Field("default", validation_alias=_env("STEWARD_DEFAULT_TEAM"))
 
+    webhook_secret: SecretStr | None = Field(None, validation_alias=_env("STEWARD_WEBHOOK_SECRET"))
+    """Signs outgoing notification webhooks (HMAC-SHA256); unsigned without it."""
+    public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("STEWARD_PUBLIC_URL"))
+    """Where people reach the API and web pages; links in notifications point here."""
+
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
 

@@ -45,6 +45,12 @@ class ToolSpec:
     description: str
     args: type[BaseModel]
     side_effecting: bool
+    ask_by_default: bool | None = None
+    """Whether a call waits for approval when the agent sets no policy; else `side_effecting`."""
+
+    @property
+    def gated_by_default(self) -> bool:
+        return self.side_effecting if self.ask_by_default is None else self.ask_by_default
 
     def parameters(self) -> dict[str, Any]:
         return self.args.model_json_schema()
@@ -87,6 +93,8 @@ TOOLS: dict[str, ToolSpec] = {
             "Hand the conversation to a human; the agent stays silent until handed back.",
             HandoffToHumanArgs,
             side_effecting=True,
+            # Asking for a human is the way out when something needs one; gating it would be circular.
+            ask_by_default=False,
         ),
     )
 }

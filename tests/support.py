@@ -17,6 +17,8 @@ from schemas.keys import create_key, ensure_team
 from workers.seed import ensure_slots
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+NO_APPROVALS = {"book_appointment": {"mode": "auto"}, "create_ticket": {"mode": "auto"}}
+"""Tool policies for tests about tools themselves: side-effecting calls run without asking."""
 T = TypeVar("T")
 
 

@@ -11,7 +11,7 @@ from api.app import create_app
 from schemas.enums import Role
 from schemas.settings import Settings
 from tests.processes import free_port
-from tests.support import TeamClient, add_key, new_team
+from tests.support import NO_APPROVALS, TeamClient, add_key, new_team
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:
@@ -28,7 +28,9 @@ async def test_requests_without_a_valid_key_are_401(http: httpx.AsyncClient) -> 
 
 
 async def test_agent_crud_and_duplicate_slug_conflict(team: TeamClient, model: str) -> None:
-    created = await team.create_agent(model, slug="front-desk", tools=["create_ticket"])
+    created = await team.create_agent(
+        model, slug="front-desk", tools=["create_ticket"], tool_policies=NO_APPROVALS
+    )
     assert created["max_tool_rounds"] == 8 and created["double_texting"] == "enqueue"
     duplicate = await team.request(
         "POST", "/v1/agents", json={"slug": "front-desk", "name": "x", "model": model}

@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.support import TeamClient, eventually
+from tests.support import NO_APPROVALS, TeamClient, eventually
 
 
 async def test_enqueued_messages_are_answered_one_turn_at_a_time_in_order(
@@ -125,7 +125,7 @@ async def test_max_tool_rounds_ends_with_a_reply_without_tools(
 async def test_model_errors_in_tool_arguments_go_back_to_the_model(
     team: TeamClient, fake_llm: FakeOpenAI, model: str
 ) -> None:
-    agent = await team.create_agent(model, tools=["book_appointment"])
+    agent = await team.create_agent(model, tools=["book_appointment"], tool_policies=NO_APPROVALS)
     conversation = await team.start_conversation(agent["slug"])
     fake_llm.script(
         model,

@@ -18,7 +18,7 @@ from api.routers import conversations
 from schemas.settings import Settings
 from schemas.tables import Conversation, Ticket
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.support import TeamClient, new_team
+from tests.support import NO_APPROVALS, TeamClient, new_team
 from workflows.turn import MAX_ROUNDS
 
 
@@ -65,7 +65,9 @@ async def test_a_handoff_holds_when_the_turn_is_interrupted_after_it(
 async def test_tool_calls_with_reused_ids_each_run(
     team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    agent = await team.create_agent(model, tools=["check_availability", "create_ticket"])
+    agent = await team.create_agent(
+        model, tools=["check_availability", "create_ticket"], tool_policies=NO_APPROVALS
+    )
     conversation = await team.start_conversation(agent["slug"])
     fake_llm.script(
         model,

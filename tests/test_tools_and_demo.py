@@ -13,11 +13,11 @@ from activities.tools import ToolActivities
 from schemas.payloads import ToolCall, ToolRequest
 from schemas.settings import DEMO_MODEL
 from schemas.tables import Booking, Slot, Ticket, ToolExecution
-from tests.support import TeamClient
+from tests.support import NO_APPROVALS, TeamClient
 
 
 async def _conversation_with(team: TeamClient, tools: list[str]) -> str:
-    agent = await team.create_agent(DEMO_MODEL, tools=tools)
+    agent = await team.create_agent(DEMO_MODEL, tools=tools, tool_policies=NO_APPROVALS)
     return await team.start_conversation(agent["slug"])
 
 

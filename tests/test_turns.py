@@ -13,7 +13,7 @@ from activities.store import StoreActivities
 from schemas.payloads import BeginTurn, InboundMessage
 from schemas.tables import Booking, Turn
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.support import TeamClient
+from tests.support import NO_APPROVALS, TeamClient
 
 
 async def test_plain_turn_returns_the_model_reply_and_records_the_transcript(
@@ -47,7 +47,9 @@ async def test_plain_turn_returns_the_model_reply_and_records_the_transcript(
 async def test_tool_turn_books_through_the_tool_and_reports_the_call(
     team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    agent = await team.create_agent(model, tools=["check_availability", "book_appointment"])
+    agent = await team.create_agent(
+        model, tools=["check_availability", "book_appointment"], tool_policies=NO_APPROVALS
+    )
     conversation = await team.start_conversation(agent["slug"])
     fake_llm.script(model, [Step(tool_calls=[ToolCallSpec("check_availability", {"days": 7})])])
     first = await team.send(conversation, "when are you free?")

@@ -7,14 +7,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.approvals import ApprovalActivities
 from activities.llm import LlmActivities
 from activities.store import StoreActivities
 from activities.tools import ToolActivities
 from schemas.database import session_factory
 from schemas.settings import Settings
+from workflows.approval import ApprovalWorkflow
 from workflows.conversation import ConversationWorkflow
 
-WORKFLOWS = [ConversationWorkflow]
+WORKFLOWS = [ConversationWorkflow, ApprovalWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
@@ -23,6 +25,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     store = StoreActivities(sessions)
     llm = LlmActivities(sessions, settings)
     tools = ToolActivities(sessions)
+    approvals = ApprovalActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -32,12 +35,18 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             store.begin_turn,
             store.finish_turn,
             store.set_status,
+            store.await_approvals,
+            store.operator_reply,
             llm.complete,
             tools.run,
+            approvals.record,
+            approvals.notify,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             # Pydantic models are imported by workflows; passing them through keeps
             # one class identity inside and outside the sandbox.
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "sqlalchemy")
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                "pydantic", "sqlalchemy", "httpx"
+            )
         ),
     )

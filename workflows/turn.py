@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -22,17 +23,26 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import LlmActivities
     from activities.store import StoreActivities
     from activities.tools import ToolActivities
-    from schemas.enums import TurnStatus
+    from schemas.enums import ConversationStatus, Decision, TurnStatus
     from schemas.payloads import (
+        ApprovalOutcome,
+        ApprovalRequest,
+        AwaitApprovals,
         BeginTurn,
         FinishTurn,
         LlmRequest,
+        LlmResponse,
+        OperatorReply,
+        StatusChange,
+        ToolCall,
         ToolCallRecord,
         ToolRequest,
+        ToolResult,
         TurnError,
         TurnInput,
         TurnOutcome,
     )
+    from workflows.approval import ApprovalWorkflow
 
 STORE_TIMEOUT = timedelta(seconds=30)
 LLM_TIMEOUT = timedelta(minutes=5)
@@ -49,7 +59,7 @@ MAX_ROUNDS = 40
 """A backstop above any agent's max_tool_rounds, for an endpoint that calls tools it was not offered."""
 
 
-def _error_of(err: ActivityError) -> TurnError:
+def _error_of(err: ActivityError | ChildWorkflowError) -> TurnError:
     cause = err.cause
     if isinstance(cause, ApplicationError):
         return TurnError(code=cause.type or "error", message=cause.message)
@@ -74,7 +84,7 @@ class Turn:
                 await self.begin()
                 return await self.finish(TurnOutcome(turn=self.inp.turn, status=TurnStatus.HANDED_OFF))
             return await self._converse()
-        except ActivityError as err:
+        except (ActivityError, ChildWorkflowError) as err:
             if isinstance(err.cause, CancelledError):
                 return await self.interrupted()
             return await self.failed(_error_of(err))
@@ -116,38 +126,115 @@ class Turn:
                     tool_calls=records,
                     handed_off=self.handed_off,
                 )
-            results = await asyncio.gather(
-                *(
-                    workflow.execute_activity_method(
-                        ToolActivities.run,
-                        ToolRequest(
-                            conversation_id=inp.conversation_id,
-                            team_id=inp.team_id,
-                            turn=inp.turn,
-                            call=call,
-                            # Our own key: models may reuse call ids across rounds, or send none.
-                            key=f"{round_}.{index}",
-                        ),
-                        activity_id=f"turn/{inp.turn}/tool/{round_}.{index}",
-                        start_to_close_timeout=TOOL_TIMEOUT,
-                        retry_policy=TOOL_RETRY,
-                        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    )
-                    for index, call in enumerate(response.tool_calls)
+            gated = any(call.approval is not None for call in response.tool_calls)
+            if gated:
+                await self._store(
+                    StoreActivities.await_approvals,
+                    AwaitApprovals(
+                        conversation_id=inp.conversation_id,
+                        team_id=inp.team_id,
+                        turn=inp.turn,
+                        round=round_,
+                        holding_message=response.holding_message,
+                    ),
                 )
+            # Ungated calls run at once; gated ones each wait for their decision, all together.
+            results = await asyncio.gather(
+                *(self._call(round_, index, call, response) for index, call in enumerate(response.tool_calls))
             )
-            self.handed_off = self.handed_off or any(result.handoff for result in results)
+            self.handed_off = self.handed_off or any(result.handoff for result, _ in results)
             records.extend(
                 ToolCallRecord(
                     id=call.id, name=call.name, arguments=call.arguments, ok=result.ok, result=result.content
                 )
-                for call, result in zip(response.tool_calls, results, strict=True)
+                for call, (result, _) in zip(response.tool_calls, results, strict=True)
             )
+            replies = [d.message for _, d in results if d and d.decision == Decision.RESPOND and d.message]
+            if replies:
+                return await self._operator_reply(round_, replies, results, records)
+            if gated:
+                await self._store(
+                    StoreActivities.set_status,
+                    StatusChange(
+                        conversation_id=inp.conversation_id,
+                        team_id=inp.team_id,
+                        status=ConversationStatus.RUNNING,
+                    ),
+                )
         raise ApplicationError(
             f"the model kept calling tools for {MAX_ROUNDS} rounds",
             type="too_many_tool_rounds",
             non_retryable=True,
         )
+
+    async def _call(
+        self, round_: int, index: int, call: ToolCall, response: LlmResponse
+    ) -> tuple[ToolResult, ApprovalOutcome | None]:
+        """Run one tool call, first waiting for an operator's decision if the call is gated."""
+        inp = self.inp
+        key = f"{round_}.{index}"  # our own key: models may reuse call ids across rounds, or send none
+        decision: ApprovalOutcome | None = None
+        if call.approval is not None:
+            approval_id = workflow.uuid4().hex
+            decision = await workflow.execute_child_workflow(
+                ApprovalWorkflow.run,
+                ApprovalRequest(
+                    approval_id=approval_id,
+                    team_id=inp.team_id,
+                    conversation_id=inp.conversation_id,
+                    turn=inp.turn,
+                    call_key=key,
+                    call=call,
+                    rationale=response.content,
+                    timers=call.approval,
+                ),
+                id=f"approval/{approval_id}",
+                parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+            )
+        result = await workflow.execute_activity_method(
+            ToolActivities.run,
+            ToolRequest(
+                conversation_id=inp.conversation_id,
+                team_id=inp.team_id,
+                turn=inp.turn,
+                call=call,
+                key=key,
+                decision=decision,
+            ),
+            activity_id=f"turn/{inp.turn}/tool/{key}",
+            start_to_close_timeout=TOOL_TIMEOUT,
+            retry_policy=TOOL_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        return result, decision
+
+    async def _operator_reply(
+        self,
+        round_: int,
+        replies: list[str],
+        results: list[tuple[ToolResult, ApprovalOutcome | None]],
+        records: list[ToolCallRecord],
+    ) -> TurnOutcome:
+        """An operator answered the user themselves: their words end the turn, not the model's."""
+        operators = [d.decided_by for _, d in results if d and d.decision == Decision.RESPOND]
+        outcome: TurnOutcome = await workflow.execute_local_activity_method(
+            StoreActivities.operator_reply,
+            OperatorReply(
+                conversation_id=self.inp.conversation_id,
+                team_id=self.inp.team_id,
+                turn=self.inp.turn,
+                round=round_,
+                text="\n\n".join(replies),
+                operator=", ".join(dict.fromkeys(operators)),
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+        )
+        outcome.tool_calls = records
+        outcome.handed_off = self.handed_off
+        return outcome
+
+    async def _store(self, method: Any, arg: Any) -> None:
+        await workflow.execute_local_activity_method(method, arg, start_to_close_timeout=STORE_TIMEOUT)
 
     async def begin(self) -> None:
         """Record the turn and its messages (idempotent; the LLM activity usually did it already)."""

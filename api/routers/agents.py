@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -10,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import Admin, CurrentKey, SessionDep
 from api.errors import ApiError
 from schemas.api import AgentCreate, AgentList, AgentPublic, AgentUpdate, ErrorBody
+from schemas.enums import DoubleTexting, ToolMode
+from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
 from schemas.tables import Agent, utcnow
 from schemas.tools import TOOLS
 
@@ -28,6 +32,43 @@ async def find_agent(session: AsyncSession, team_id: str, slug: str) -> Agent:
     return agent
 
 
+def _check_policies(policies: dict[str, ToolPolicy]) -> dict[str, Any]:
+    errors = policy_errors(policies)
+    if errors:
+        raise ApiError(422, "validation_error", f"invalid tool policy: {errors[0]['message']}", errors)
+    return {name: p.model_dump(mode="json", exclude_none=True) for name, p in policies.items()}
+
+
+def public(agent: Agent) -> AgentPublic:
+    """The agent as the API shows it, with the tools whose calls may wait for approval."""
+    policies = {name: ToolPolicy.model_validate(p) for name, p in (agent.tool_policies or {}).items()}
+    gated = [
+        name
+        for name in agent.tools
+        if name in TOOLS
+        and (
+            policies[name].mode == ToolMode.REQUIRE_APPROVAL
+            if name in policies
+            else TOOLS[name].gated_by_default
+        )
+    ]
+    return AgentPublic(
+        slug=agent.slug,
+        name=agent.name,
+        model=agent.model,
+        system_prompt=agent.system_prompt,
+        tools=agent.tools,
+        temperature=agent.temperature,
+        max_tool_rounds=agent.max_tool_rounds,
+        double_texting=DoubleTexting(agent.double_texting),
+        tool_policies=policies,
+        approvals=ApprovalSettings.model_validate(agent.approvals or {}),
+        gated_tools=gated,
+        created_at=agent.created_at,
+        updated_at=agent.updated_at,
+    )
+
+
 def _check_tools(tools: list[str]) -> list[str]:
     unknown = [name for name in tools if name not in TOOLS]
     if unknown:
@@ -44,7 +85,7 @@ def _check_tools(tools: list[str]) -> list[str]:
 
 
 @router.post("", status_code=201, response_model=AgentPublic, responses={409: {"model": ErrorBody}})
-async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep) -> Agent:
+async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Create an agent. Slugs are unique within a team (409 on a duplicate)."""
     agent = Agent(
         team_id=principal.team_id,
@@ -56,6 +97,8 @@ async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep)
         temperature=body.temperature,
         max_tool_rounds=body.max_tool_rounds,
         double_texting=body.double_texting,
+        tool_policies=_check_policies(body.tool_policies),
+        approvals=body.approvals.model_dump(mode="json", exclude_none=True),
     )
     session.add(agent)
     try:
@@ -63,7 +106,7 @@ async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep)
     except IntegrityError as err:
         await session.rollback()
         raise ApiError(409, "agent_exists", f"an agent with slug '{body.slug}' already exists") from err
-    return agent
+    return public(agent)
 
 
 @router.get("", response_model=AgentList)
@@ -73,16 +116,16 @@ async def list_agents(principal: CurrentKey, session: SessionDep) -> AgentList:
         .where(Agent.team_id == principal.team_id, Agent.deleted_at.is_(None))
         .order_by(Agent.slug)
     )
-    return AgentList(items=[AgentPublic.model_validate(a) for a in rows.scalars()])
+    return AgentList(items=[public(a) for a in rows.scalars()])
 
 
 @router.get("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
-async def get_agent(slug: str, principal: CurrentKey, session: SessionDep) -> Agent:
-    return await find_agent(session, principal.team_id, slug)
+async def get_agent(slug: str, principal: CurrentKey, session: SessionDep) -> AgentPublic:
+    return public(await find_agent(session, principal.team_id, slug))
 
 
 @router.patch("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
-async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: SessionDep) -> Agent:
+async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Change some of an agent's settings; new turns use them."""
     agent = await find_agent(session, principal.team_id, slug)
     changes = body.model_dump(exclude_unset=True)
@@ -94,10 +137,16 @@ async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: 
                 f"{field} may not be null",
                 [{"field": field, "message": "may not be null"}],
             )
-        setattr(agent, field, _check_tools(value) if field == "tools" else value)
+        if field == "tools":
+            value = _check_tools(value)
+        elif field == "tool_policies":
+            value = _check_policies(body.tool_policies or {})
+        elif field == "approvals":
+            value = (body.approvals or ApprovalSettings()).model_dump(mode="json", exclude_none=True)
+        setattr(agent, field, value)
     agent.updated_at = utcnow()
     await session.commit()
-    return agent
+    return public(agent)
 
 
 @router.delete("/{slug}", status_code=204, responses={404: {"model": ErrorBody}})

@@ -1,0 +1,226 @@
+"""Approval activities: the inbox projection, its audit trail, and operator notifications.
+
+The ApprovalWorkflow decides; these activities only record what it decided (local
+activities, idempotent on the audit trail's unique (approval, action)) and tell people
+about it (an ordinary activity with retries: an HTTP call leaves the process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import metrics
+from activities.transcript import in_transaction
+from schemas.enums import ApprovalStatus, AuditAction
+from schemas.payloads import ApprovalEvent, Notification
+from schemas.policy import ApprovalSettings
+from schemas.settings import Settings
+from schemas.tables import Agent, Approval, ApprovalAudit, Conversation
+
+SIGNATURE_HEADER = "X-Steward-Signature"
+"""`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, keyed by STEWARD_WEBHOOK_SECRET."""
+DELIVERY_HEADER = "X-Steward-Delivery"
+"""`<approval id>/<event>`: the same for every retry of one notification, for receivers to dedupe."""
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header value for a notification body."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def _arguments(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {"_unparsed": text}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+async def _open(session: AsyncSession, event: ApprovalEvent) -> None:
+    req = event.request
+    if req is None:
+        raise ApplicationError("a 'requested' event carries its request", non_retryable=True)
+    if await session.get(Approval, req.approval_id) is not None:
+        return
+    conversation = await session.get(Conversation, req.conversation_id)
+    if conversation is None or conversation.team_id != req.team_id:
+        raise ApplicationError("conversation not found", type="not_found", non_retryable=True)
+    timers = req.timers
+    session.add(
+        Approval(
+            id=req.approval_id,
+            team_id=req.team_id,
+            conversation_id=req.conversation_id,
+            agent_id=conversation.agent_id,
+            turn=req.turn,
+            call_key=req.call_key,
+            tool_call_id=req.call.id,
+            tool_name=req.call.name,
+            arguments=_arguments(req.call.arguments),
+            rationale=req.rationale,
+            status=ApprovalStatus.PENDING,
+            remind_at=event.at + timedelta(seconds=timers.remind_after),
+            escalate_at=event.at + timedelta(seconds=timers.escalate_after),
+            expires_at=event.at + timedelta(seconds=timers.expires_after),
+            expiry_action=timers.expiry_action,
+            created_at=event.at,
+        )
+    )
+    await session.flush()
+
+
+async def record_event(session: AsyncSession, event: ApprovalEvent) -> bool:
+    """Apply one event to the projection and append it to the audit trail; False if already there."""
+    action = AuditAction(event.kind)
+    if action == AuditAction.REQUESTED:
+        await _open(session, event)
+    seen = await session.execute(
+        select(ApprovalAudit.id).where(
+            ApprovalAudit.approval_id == event.approval_id, ApprovalAudit.action == action
+        )
+    )
+    if seen.first() is not None:
+        return False
+    approval = await session.get(Approval, event.approval_id, with_for_update=True)
+    if approval is None or approval.team_id != event.team_id:
+        raise ApplicationError(
+            f"approval {event.approval_id} not found", type="not_found", non_retryable=True
+        )
+    actor, actor_key_id, comment = "system", None, None
+    detail: dict[str, Any] = {}
+    if action == AuditAction.REMINDED:
+        approval.reminded_at = event.at
+    elif action == AuditAction.ESCALATED:
+        approval.escalated = True
+        approval.escalated_at = event.at
+    elif action == AuditAction.CANCELLED:
+        approval.status = ApprovalStatus.CANCELLED
+        approval.decided_at = event.at
+    elif action != AuditAction.REQUESTED:
+        outcome = event.outcome
+        if outcome is None:
+            raise ApplicationError("a decision event carries its outcome", non_retryable=True)
+        approval.status = outcome.status
+        approval.decision = outcome.decision
+        approval.message = outcome.message
+        approval.comment = outcome.comment
+        approval.decided_by = outcome.decided_by
+        approval.decided_by_key_id = outcome.decided_by_key_id
+        approval.decided_at = outcome.decided_at
+        if outcome.arguments is not None and outcome.status == ApprovalStatus.EDITED:
+            approval.decided_arguments = _arguments(outcome.arguments)
+            detail["arguments"] = approval.decided_arguments
+        if outcome.message:
+            detail["message"] = outcome.message
+        detail["decision"] = outcome.decision.value
+        actor, actor_key_id, comment = outcome.decided_by, outcome.decided_by_key_id, outcome.comment
+    session.add(
+        ApprovalAudit(
+            team_id=event.team_id,
+            approval_id=event.approval_id,
+            action=action,
+            actor=actor,
+            actor_key_id=actor_key_id,
+            comment=comment,
+            detail=detail,
+            at=event.at,
+        )
+    )
+    return True
+
+
+class ApprovalActivities:
+    """Inbox bookkeeping and notifications for ApprovalWorkflow."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+
+    @activity.defn(name="approval.record")
+    async def record(self, event: ApprovalEvent) -> None:
+        """Record an approval's event in the inbox projection and its audit trail (idempotent)."""
+
+        async def work(session: AsyncSession) -> bool:
+            return await record_event(session, event)
+
+        if await in_transaction(self._sessions, work):
+            metrics.APPROVAL_EVENTS.labels(event=event.kind).inc()
+            activity.logger.info(
+                "approval %s %s", event.approval_id, event.kind, extra={"team": event.team_id}
+            )
+
+    @activity.defn(name="approval.notify")
+    async def notify(self, note: Notification) -> bool:
+        """POST a signed notification to the agent's webhook; False if it has none configured.
+
+        4xx answers other than 408 and 429 are final (retrying would not change them);
+        anything else is retried by Temporal.
+        """
+        async with self._sessions() as session:
+            found = (
+                await session.execute(
+                    select(Approval, Agent)
+                    .join(Agent, Agent.id == Approval.agent_id)
+                    .where(Approval.id == note.approval_id, Approval.team_id == note.team_id)
+                )
+            ).first()
+        if found is None:
+            raise ApplicationError(
+                f"approval {note.approval_id} not found", type="not_found", non_retryable=True
+            )
+        approval, agent = found.tuple()
+        settings = ApprovalSettings.model_validate(agent.approvals or {})
+        url = (settings.escalation_url or settings.notify_url) if note.escalation else settings.notify_url
+        if url is None:
+            return False
+        body = json.dumps(self._payload(note, approval, agent), separators=(",", ":")).encode()
+        headers = {"content-type": "application/json", DELIVERY_HEADER: f"{note.approval_id}/{note.event}"}
+        secret = self._settings.webhook_secret
+        if secret is not None:
+            headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), int(time.time()), body)
+        try:
+            response = await self._http.post(url, content=body, headers=headers)
+        except httpx.HTTPError as err:
+            raise ApplicationError(f"notification to {url} failed: {err}", type="notify_unreachable") from err
+        if response.status_code >= 300:
+            final = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+            raise ApplicationError(
+                f"notification to {url} answered HTTP {response.status_code}",
+                type="notify_rejected" if final else "notify_failed",
+                non_retryable=final,
+            )
+        metrics.NOTIFICATIONS.labels(event=note.event).inc()
+        return True
+
+    def _payload(self, note: Notification, approval: Approval, agent: Agent) -> dict[str, Any]:
+        return {
+            "event": note.event,
+            "escalation": note.escalation,
+            "approval": {
+                "id": approval.id,
+                "status": approval.status,
+                "escalated": approval.escalated,
+                "agent": agent.slug,
+                "conversation_id": approval.conversation_id,
+                "tool": approval.tool_name,
+                "arguments": approval.arguments,
+                "rationale": approval.rationale,
+                "decided_by": approval.decided_by,
+                "created_at": approval.created_at.isoformat(),
+                "expires_at": approval.expires_at.isoformat(),
+                "url": f"{self._settings.public_url.rstrip('/')}/inbox/{approval.id}",
+            },
+        }
