@@ -191,6 +191,8 @@ class Turn:
                 id=f"approval/{approval_id}",
                 parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             )
+            if decision.decision == Decision.EDIT and decision.arguments is not None:
+                call = call.model_copy(update={"arguments": decision.arguments})
         result = await workflow.execute_activity_method(
             ToolActivities.run,
             ToolRequest(
