@@ -181,7 +181,7 @@ class ApprovalActivities:
             raise ApplicationError(
                 f"approval {note.approval_id} not found", type="not_found", non_retryable=True
             )
-        approval, agent = found.tuple()
+        approval, agent = found[0], found[1]
         settings = ApprovalSettings.model_validate(agent.approvals or {})
         url = (settings.escalation_url or settings.notify_url) if note.escalation else settings.notify_url
         if url is None:

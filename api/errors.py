@@ -82,7 +82,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = field_errors(exc)
-        problems = "; ".join(f"{d['field']}: {d['message'].removeprefix('Value error, ')}" for d in details[:5])
+        problems = "; ".join(
+            f"{d['field']}: {d['message'].removeprefix('Value error, ')}" for d in details[:5]
+        )
         return error_response(422, "validation_error", f"invalid request: {problems}", details)
 
     @app.exception_handler(StarletteHTTPException)

@@ -70,6 +70,7 @@ def settings(database_url: str, fake_llm: FakeOpenAI, temporal_env: WorkflowEnvi
         openai_base_url=fake_llm.base_url,
         openai_api_key="test-key",
         worker_metrics_port=0,
+        webhook_secret="test-webhook-secret",
     )
 
 
