@@ -184,3 +184,14 @@ class Handback(BaseModel):
 
 class HandbackResult(BaseModel):
     status: ConversationStatus
+
+
+class PruneEvents(BaseModel):
+    """Input of the scheduled event-log prune."""
+
+    retention_days: float | None = None
+    """Override of the worker's STEWARD_EVENT_RETENTION_DAYS (None: use it)."""
+
+
+class PruneResult(BaseModel):
+    deleted: int

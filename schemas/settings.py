@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     bootstrap_key: SecretStr | None = Field(None, validation_alias=_env("STEWARD_BOOTSTRAP_KEY"))
     default_team: str = Field("default", validation_alias=_env("STEWARD_DEFAULT_TEAM"))
 
+    event_retention_days: float = Field(7.0, gt=0, validation_alias=_env("STEWARD_EVENT_RETENTION_DAYS"))
+    """How long conversation events (the streams clients resume) are kept."""
+
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
 

@@ -7,14 +7,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.events import EventActivities
 from activities.llm import LlmActivities
 from activities.store import StoreActivities
 from activities.tools import ToolActivities
 from schemas.database import session_factory
 from schemas.settings import Settings
 from workflows.conversation import ConversationWorkflow
+from workflows.maintenance import PruneEventsWorkflow
 
-WORKFLOWS = [ConversationWorkflow]
+WORKFLOWS = [ConversationWorkflow, PruneEventsWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
@@ -23,6 +25,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     store = StoreActivities(sessions)
     llm = LlmActivities(sessions, settings)
     tools = ToolActivities(sessions)
+    events = EventActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -34,6 +37,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             store.set_status,
             llm.complete,
             tools.run,
+            events.prune,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             # Pydantic models are imported by workflows; passing them through keeps
