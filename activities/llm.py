@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from sqlalchemy import select
@@ -180,6 +181,10 @@ def _failure(err: openai.OpenAIError) -> ApplicationError:
     if isinstance(err, openai.APIConnectionError):
         return ApplicationError(f"LLM endpoint unreachable: {err}", type="llm_unavailable")
     return ApplicationError(f"LLM call failed: {err}", type="llm_error", non_retryable=True)
+
+
+def _dropped(err: httpx.TransportError) -> ApplicationError:
+    return ApplicationError(f"LLM stream broke off: {err!r}", type="llm_unavailable")
 
 
 @asynccontextmanager
@@ -423,8 +428,9 @@ class LlmActivities:
                         if part.function is not None:
                             call["name"] += part.function.name or ""
                             call["arguments"] += part.function.arguments or ""
-        except openai.OpenAIError as err:
-            failure = _failure(err)
+        except (openai.OpenAIError, httpx.TransportError) as err:
+            # A connection dropped mid-stream surfaces as httpx's error, not the SDK's.
+            failure = _failure(err) if isinstance(err, openai.OpenAIError) else _dropped(err)
             activity.logger.warning(
                 "LLM call failed (%s, %s): %s",
                 failure.type,

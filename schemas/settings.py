@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     event_retention_days: float = Field(7.0, gt=0, validation_alias=_env("STEWARD_EVENT_RETENTION_DAYS"))
     """How long conversation events (the streams clients resume) are kept."""
 
+    sse_heartbeat_seconds: float = Field(15.0, gt=0, validation_alias=_env("STEWARD_SSE_HEARTBEAT"))
+    """Seconds between keep-alive comments on an idle event stream."""
+
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
 
