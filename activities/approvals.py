@@ -21,8 +21,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
+from activities.events import append_event
 from activities.transcript import in_transaction
-from schemas.enums import ApprovalStatus, AuditAction
+from schemas.enums import ApprovalStatus, AuditAction, EventKind
 from schemas.payloads import ApprovalEvent, Notification
 from schemas.policy import ApprovalSettings
 from schemas.settings import Settings
@@ -81,6 +82,22 @@ async def _open(session: AsyncSession, event: ApprovalEvent) -> None:
     await session.flush()
 
 
+_STREAMED = {
+    AuditAction.REQUESTED: EventKind.APPROVAL_REQUESTED,
+    **{
+        action: EventKind.APPROVAL_DECIDED
+        for action in (
+            AuditAction.APPROVED,
+            AuditAction.EDITED,
+            AuditAction.REJECTED,
+            AuditAction.RESPONDED,
+            AuditAction.EXPIRED,
+            AuditAction.CANCELLED,
+        )
+    },
+}
+
+
 async def record_event(session: AsyncSession, event: ApprovalEvent) -> bool:
     """Apply one event to the projection and append it to the audit trail; False if already there."""
     action = AuditAction(event.kind)
@@ -126,6 +143,24 @@ async def record_event(session: AsyncSession, event: ApprovalEvent) -> bool:
             detail["message"] = outcome.message
         detail["decision"] = outcome.decision.value
         actor, actor_key_id, comment = outcome.decided_by, outcome.decided_by_key_id, outcome.comment
+    if action in _STREAMED:
+        # Live clients (SSE, WebSocket, playground) see the pause and its resolution.
+        await append_event(
+            session,
+            team_id=event.team_id,
+            conversation_id=approval.conversation_id,
+            turn=approval.turn,
+            kind=_STREAMED[action],
+            data={
+                "approval_id": approval.id,
+                "tool": approval.tool_name,
+                "call_key": approval.call_key,
+                "arguments": approval.arguments,
+                "status": approval.status,
+                **({"decided_by": actor} if action != AuditAction.REQUESTED else {}),
+                **({"message": approval.message} if approval.message else {}),
+            },
+        )
     session.add(
         ApprovalAudit(
             team_id=event.team_id,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from activities.demo_model import demo_reply
+from activities.events import DeltaStream, append_event
 from activities.store import (
     TurnRecorded,
     count_outcome,
@@ -37,7 +39,7 @@ from activities.transcript import (
     inbound_key,
     load_transcript,
 )
-from schemas.enums import MessageRole, TurnStatus
+from schemas.enums import EventKind, MessageRole, TurnStatus
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
@@ -96,6 +98,32 @@ def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict
             messages.append(entry)
     close_open_calls()
     return messages
+
+
+async def _record_reply_events(
+    session: AsyncSession, req: LlmRequest, response: LlmResponse, streamed: int
+) -> None:
+    """The reply's events, in the transaction that persists it: the text not yet streamed as
+    a last delta, the completed message, and the tool calls it asks for."""
+
+    async def emit(kind: EventKind, data: dict[str, Any]) -> None:
+        await append_event(
+            session,
+            team_id=req.team_id,
+            conversation_id=req.conversation_id,
+            turn=req.turn,
+            kind=kind,
+            data={"round": req.round, **data},
+        )
+
+    if tail := response.content[streamed:]:
+        await emit(EventKind.MESSAGE_DELTA, {"attempt": activity.info().attempt, "text": tail})
+    calls = [c.model_dump() for c in response.tool_calls]
+    await emit(
+        EventKind.MESSAGE_COMPLETED, {"text": response.content, "tool_calls": calls, "model": response.model}
+    )
+    for call in calls:
+        await emit(EventKind.TOOL_CALL, call)
 
 
 def _answer_of(message: Message) -> LlmResponse:
@@ -170,6 +198,10 @@ def _failure(err: openai.OpenAIError) -> ApplicationError:
     return ApplicationError(f"LLM call failed: {err}", type="llm_error", non_retryable=True)
 
 
+def _dropped(err: httpx.TransportError) -> ApplicationError:
+    return ApplicationError(f"LLM stream broke off: {err!r}", type="llm_unavailable")
+
+
 @asynccontextmanager
 async def _heartbeating(every: float = 1.0) -> AsyncIterator[None]:
     """Heartbeat every `every` seconds, so a dead worker is noticed in seconds."""
@@ -215,15 +247,24 @@ class LlmActivities:
         # Round 0 records the inbound messages while the transcript is read and the model
         # answers (it sees them from the request); the reply is persisted only after them.
         starting = asyncio.ensure_future(self._record_start(req)) if req.inbound else None
+        deltas: DeltaStream | None = None
         try:
             done, agent, transcript = await self._read(req, dedupe_key)
             if done is None:
-                response, usage = await self._ask(req, agent, _with_inbound(transcript, req))
+                deltas = await self._delta_stream(req, starting)
+                try:
+                    response, usage = await self._ask(req, agent, _with_inbound(transcript, req), deltas)
+                    await deltas.finish()
+                except BaseException:
+                    deltas.abandon()
+                    raise
         finally:
             if starting is not None:
                 count_start(await starting)
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
             return _gated(agent, _answer_of(done))
+            return _answer_of(done)
+        streamed = deltas.written if deltas is not None else 0
 
         async def persist(session: AsyncSession) -> tuple[bool, TurnRecorded | None]:
             stored = await append_message(
@@ -239,6 +280,7 @@ class LlmActivities:
             )
             if not stored:  # another attempt answered this round first; its answer stands
                 return False, None
+            await _record_reply_events(session, req, response, streamed)
             if response.tool_calls:
                 await add_tokens(session, req.conversation_id, req.turn, *usage)
                 return True, None
@@ -257,6 +299,34 @@ class LlmActivities:
             count_outcome(finished, TurnStatus.COMPLETED)
             activity.logger.info("turn completed", extra={"team": req.team_id})
         return _gated(agent, response)
+
+    async def _delta_stream(self, req: LlmRequest, starting: Awaitable[object] | None) -> DeltaStream:
+        """The stream this attempt's text goes to; on a retry, first tell clients to drop the last."""
+        attempt = activity.info().attempt
+        if attempt > 1:
+            if starting is not None:
+                await asyncio.shield(starting)
+
+            async def reset(session: AsyncSession) -> int:
+                return await append_event(
+                    session,
+                    team_id=req.team_id,
+                    conversation_id=req.conversation_id,
+                    turn=req.turn,
+                    kind=EventKind.MESSAGE_RESET,
+                    data={"round": req.round, "attempt": attempt},
+                )
+
+            await in_transaction(self._sessions, reset)
+        return DeltaStream(
+            self._sessions,
+            team_id=req.team_id,
+            conversation_id=req.conversation_id,
+            turn=req.turn,
+            round_=req.round,
+            attempt=attempt,
+            after=starting,
+        )
 
     async def _stored_answer(self, req: LlmRequest, dedupe_key: str) -> LlmResponse:
         async with self._sessions() as session:
@@ -298,7 +368,7 @@ class LlmActivities:
         return done, agent, [] if done else transcript
 
     async def _ask(
-        self, req: LlmRequest, agent: Agent, transcript: list[Message]
+        self, req: LlmRequest, agent: Agent, transcript: list[Message], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         """Call the agent's model (or the demo) and record latency and token metrics."""
         messages = to_chat_messages(agent.system_prompt, transcript)
@@ -311,7 +381,7 @@ class LlmActivities:
                 content, calls = demo_reply(messages, tools, f"call_t{req.turn}r{req.round}")
                 response, usage = LlmResponse(content=content, tool_calls=calls, model=DEMO_MODEL), (0, 0)
             else:
-                response, usage = await self._chat(agent, messages, tools)
+                response, usage = await self._chat(agent, messages, tools, deltas)
             # Tool messages must name the call they answer; some servers send no ids.
             response.tool_calls = [
                 call if call.id else call.model_copy(update={"id": f"call_t{req.turn}r{req.round}i{i}"})
@@ -327,7 +397,7 @@ class LlmActivities:
         return response, usage
 
     async def _chat(
-        self, agent: Agent, messages: list[dict[str, Any]], tools: list[str]
+        self, agent: Agent, messages: list[dict[str, Any]], tools: list[str], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         if self._client is None:
             raise ApplicationError(
@@ -367,14 +437,16 @@ class LlmActivities:
                     delta = choice.delta
                     if delta.content:
                         content.append(delta.content)
+                        deltas.push(delta.content)
                     for part in delta.tool_calls or []:
                         call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
                         call["id"] = part.id or call["id"]
                         if part.function is not None:
                             call["name"] += part.function.name or ""
                             call["arguments"] += part.function.arguments or ""
-        except openai.OpenAIError as err:
-            failure = _failure(err)
+        except (openai.OpenAIError, httpx.TransportError) as err:
+            # A connection dropped mid-stream surfaces as httpx's error, not the SDK's.
+            failure = _failure(err) if isinstance(err, openai.OpenAIError) else _dropped(err)
             activity.logger.warning(
                 "LLM call failed (%s, %s): %s",
                 failure.type,

@@ -8,14 +8,16 @@ and the local activities below call them for turns that never reach the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import metrics
+from activities.events import append_event
 from activities.transcript import append_message, in_transaction, inbound_key, lock_conversation
-from schemas.enums import ConversationStatus, MessageRole, TurnStatus
+from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus
 from schemas.payloads import (
     AwaitApprovals,
     BeginTurn,
@@ -69,8 +71,9 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
         conversation.status = ConversationStatus.HANDED_OFF if req.silent else ConversationStatus.RUNNING
         conversation.turns = max(conversation.turns, req.turn)
         conversation.last_activity_at = utcnow()
+    recorded = []
     for message in req.messages:
-        await append_message(
+        stored = await append_message(
             session,
             team_id=req.team_id,
             conversation_id=req.conversation_id,
@@ -78,6 +81,18 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
             role=MessageRole.USER,
             content=message.text,
             dedupe_key=inbound_key(message.number),
+        )
+        if stored:
+            recorded.append({"number": message.number, "text": message.text})
+    if fresh:
+        # Only messages new to the transcript: an interrupted turn's carried ones were shown.
+        await append_event(
+            session,
+            team_id=req.team_id,
+            conversation_id=req.conversation_id,
+            turn=req.turn,
+            kind=EventKind.TURN_STARTED,
+            data={"messages": recorded, "silent": req.silent},
         )
     return TurnRecorded(fresh=fresh)
 
@@ -125,7 +140,28 @@ async def record_turn_outcome(
             conversation.last_error_code = None
             conversation.last_error_message = None
     conversation.last_activity_at = now
+    await _record_end_event(session, req, turn)
     return TurnRecorded(fresh=True, duration=(now - turn.started_at).total_seconds())
+
+
+async def _record_end_event(session: AsyncSession, req: FinishTurn, turn: Turn) -> None:
+    outcome = req.outcome
+    data: dict[str, Any]
+    if outcome.error is not None:
+        kind = EventKind.TURN_FAILED
+        data = {"status": outcome.status.value, "code": outcome.error.code, "message": outcome.error.message}
+    else:
+        kind = EventKind.TURN_COMPLETED
+        data = {"status": outcome.status.value, "reply": outcome.reply}
+    data["usage"] = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens}
+    await append_event(
+        session,
+        team_id=req.team_id,
+        conversation_id=req.conversation_id,
+        turn=outcome.turn,
+        kind=kind,
+        data=data,
+    )
 
 
 def count_start(recorded: TurnRecorded) -> None:

@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import metrics
+from activities.events import append_event
 from activities.transcript import append_message, in_transaction, lock_conversation
-from schemas.enums import ApprovalStatus, ConversationStatus, Decision, MessageRole
+from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
 from schemas.payloads import ApprovalOutcome, ToolRequest, ToolResult
 from schemas.tables import Agent, Booking, Slot, Ticket, ToolExecution
 from schemas.tools import (
@@ -190,6 +191,14 @@ class ToolActivities:
                 tool_name=req.call.name,
                 tool_call_id=req.call.id,
                 dedupe_key=f"t{req.turn}/tool/{req.key}",
+            )
+            await append_event(
+                session,
+                team_id=req.team_id,
+                conversation_id=req.conversation_id,
+                turn=req.turn,
+                kind=EventKind.TOOL_RESULT,
+                data={"id": req.call.id, "key": req.key, "name": req.call.name, "ok": ok, "result": result},
             )
             return _result(execution), True
 

@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import errors
 from api.deps import KeyCache
 from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routers import agents, approvals, conversations, health
+from api.routers import agents, approvals, chat_completions, conversations, events, health
+from api.streams import EventHub
+from api.web import STATIC_DIR, pages, session
 from schemas.database import create_engine, session_factory
 from schemas.keys import ensure_bootstrap_key
 from schemas.settings import Settings
@@ -57,6 +60,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.sessions = session_factory(engine)
         app.state.key_cache = KeyCache()
         app.state.temporal = temporal
+        app.state.event_hub = EventHub(app.state.sessions, settings)
+        await app.state.event_hub.start()
         if settings.bootstrap_key is not None:
             async with app.state.sessions() as session:
                 await ensure_bootstrap_key(session, settings)
@@ -70,6 +75,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
                 connecting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await connecting
+            await app.state.event_hub.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -79,6 +85,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         lifespan=lifespan,
     )
     errors.install(app)
+    session.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware)
     app.include_router(health.router)
@@ -86,4 +93,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(agents.router)
     app.include_router(conversations.router)
     app.include_router(approvals.router)
+    app.include_router(events.router)
+    app.include_router(chat_completions.router)
+    app.include_router(session.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

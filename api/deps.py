@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
 from api.errors import ApiError
@@ -19,18 +20,18 @@ from schemas.settings import Settings
 from schemas.tables import ApiKey
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_session(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     async with sessions() as session:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+def get_settings(request: HTTPConnection) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_temporal(request: Request) -> Client:
+def get_temporal(request: HTTPConnection) -> Client:
     client: Client | None = request.app.state.temporal
     if client is None:
         raise ApiError(503, "temporal_unavailable", "Temporal is not reachable yet; try again shortly")
@@ -75,9 +76,54 @@ class KeyCache:
         self._entries[key_hash] = (principal, time.monotonic() + self.ttl)
 
 
+SESSION_COOKIE = "steward_session"
+"""The web pages' sign-in cookie: it holds the API key (see api/web/session.py)."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WEB_HEADER = "x-steward-web"
+
+
+async def principal_of_key(request: HTTPConnection, session: AsyncSession, key: str) -> Principal | None:
+    """The live key's principal, or None for an unknown or revoked key."""
+    key_hash = hash_key(key.strip())
+    cache: KeyCache = request.app.state.key_cache
+    principal = cache.get(key_hash)
+    if principal is not None:
+        return principal
+    row = (await session.execute(select(ApiKey).where(ApiKey.key_hash == key_hash))).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    principal = Principal(key_id=row.id, key_name=row.name, team_id=row.team_id, role=Role(row.role))
+    cache.put(key_hash, principal)
+    return principal
+
+
+def same_origin(request: HTTPConnection) -> bool:
+    """Whether the browser says the request comes from one of our own pages."""
+    if request.headers.get("sec-fetch-site") == "same-origin":
+        return True
+    scheme = {"ws": "http", "wss": "https"}.get(request.url.scheme, request.url.scheme)
+    return request.headers.get("origin") == f"{scheme}://{request.url.netloc}"
+
+
 async def get_principal(request: Request, session: SessionDep) -> Principal:
+    """The caller: `Authorization: Bearer <key>`, or else the web pages' session cookie.
+
+    A request authenticated by the cookie alone that changes something (not GET, HEAD,
+    OPTIONS) must prove it comes from our own pages, against cross-site request forgery:
+    it needs the header `X-Steward-Web: 1` (which another site cannot send without a CORS
+    preflight we never grant), or `Sec-Fetch-Site: same-origin`, or an `Origin` equal to
+    this server's. Otherwise it is refused with 403 `csrf_failed`.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header and (cookie := request.cookies.get(SESSION_COOKIE)):
+        if request.method not in SAFE_METHODS and not (
+            request.headers.get(WEB_HEADER) == "1" or same_origin(request)
+        ):
+            raise ApiError(
+                403, "csrf_failed", "a cookie-authenticated change must come from Steward's own pages"
+            )
+        scheme, token = "bearer", cookie
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(
             401,
@@ -85,16 +131,9 @@ async def get_principal(request: Request, session: SessionDep) -> Principal:
             "send an API key as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key_hash = hash_key(token.strip())
-    cache: KeyCache = request.app.state.key_cache
-    principal = cache.get(key_hash)
-    if principal is not None:
-        return principal
-    row = (await session.execute(select(ApiKey).where(ApiKey.key_hash == key_hash))).scalar_one_or_none()
-    if row is None or row.revoked_at is not None:
+    principal = await principal_of_key(request, session, token)
+    if principal is None:
         raise ApiError(401, "unauthorized", "API key is not valid", headers={"WWW-Authenticate": "Bearer"})
-    principal = Principal(key_id=row.id, key_name=row.name, team_id=row.team_id, role=Role(row.role))
-    cache.put(key_hash, principal)
     return principal
 
 

@@ -102,3 +102,23 @@ class AuditAction(StrEnum):
     RESPONDED = "responded"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+
+
+class EventKind(StrEnum):
+    """Kinds of entries in a conversation's event log (the `event:` field of SSE)."""
+
+    TURN_STARTED = "turn.started"
+    MESSAGE_DELTA = "message.delta"
+    MESSAGE_RESET = "message.reset"
+    """An LLM attempt was abandoned: drop the text streamed for that round so far."""
+    MESSAGE_COMPLETED = "message.completed"
+    TOOL_CALL = "tool.call"
+    TOOL_RESULT = "tool.result"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_DECIDED = "approval.decided"
+    TURN_COMPLETED = "turn.completed"
+    TURN_FAILED = "turn.failed"
+
+
+TURN_ENDS = frozenset({EventKind.TURN_COMPLETED, EventKind.TURN_FAILED})
+"""The kinds that end a turn's stream."""

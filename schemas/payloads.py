@@ -298,3 +298,14 @@ class OperatorReply(BaseModel):
     round: int
     text: str
     operator: str
+
+
+class PruneEvents(BaseModel):
+    """Input of the scheduled event-log prune."""
+
+    retention_days: float | None = None
+    """Override of the worker's STEWARD_EVENT_RETENTION_DAYS (None: use it)."""
+
+
+class PruneResult(BaseModel):
+    deleted: int

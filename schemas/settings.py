@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     """Signs outgoing notification webhooks (HMAC-SHA256); unsigned without it."""
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("STEWARD_PUBLIC_URL"))
     """Where people reach the API and web pages; links in notifications point here."""
+    event_retention_days: float = Field(7.0, gt=0, validation_alias=_env("STEWARD_EVENT_RETENTION_DAYS"))
+    """How long conversation events (the streams clients resume) are kept."""
+
+    sse_heartbeat_seconds: float = Field(15.0, gt=0, validation_alias=_env("STEWARD_SSE_HEARTBEAT"))
+    """Seconds between keep-alive comments on an idle event stream."""
 
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))

@@ -299,3 +299,27 @@ class ApprovalAudit(Base):
     comment: Mapped[str | None] = mapped_column(Text, default=None)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """One entry of a conversation's event log, written by activities and tailed by the API.
+
+    `seq` is the event id clients see: it increases by one per conversation and is taken
+    as MAX + 1 in the inserting statement, so an id is only ever taken after every smaller
+    id of that conversation is committed, and a reader tailing `seq > last` never skips one.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq"),
+        Index("ix_events_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    turn: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

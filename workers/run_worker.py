@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from schemas.database import create_engine
 from schemas.settings import Settings
 from schemas.temporal import connect
+from workers.schedules import ensure_schedules
 from workers.worker import build_worker
 
 log = logging.getLogger("steward.worker")
@@ -22,6 +23,7 @@ async def run_worker(settings: Settings) -> None:
         start_http_server(settings.worker_metrics_port)
     engine = create_engine(settings)
     client = await connect(settings)
+    await ensure_schedules(client, settings)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

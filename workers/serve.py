@@ -14,6 +14,7 @@ from api.app import create_app
 from schemas.database import create_engine
 from schemas.settings import Settings
 from schemas.temporal import connect
+from workers.schedules import ensure_schedules
 from workers.worker import build_worker
 
 log = logging.getLogger("steward.serve")
@@ -30,6 +31,7 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
     """Run the API and a worker until SIGINT or SIGTERM, then stop both cleanly."""
     engine = create_engine(settings)
     client = await connect(settings)
+    await ensure_schedules(client, settings)
     worker = build_worker(client, settings, engine)
     api = _Server(
         uvicorn.Config(create_app(settings, temporal=client), host=host, port=port, log_config=None)

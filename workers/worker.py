@@ -8,6 +8,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.approvals import ApprovalActivities
+from activities.events import EventActivities
 from activities.llm import LlmActivities
 from activities.store import StoreActivities
 from activities.tools import ToolActivities
@@ -15,8 +16,9 @@ from schemas.database import session_factory
 from schemas.settings import Settings
 from workflows.approval import ApprovalWorkflow
 from workflows.conversation import ConversationWorkflow
+from workflows.maintenance import PruneEventsWorkflow
 
-WORKFLOWS = [ConversationWorkflow, ApprovalWorkflow]
+WORKFLOWS = [ConversationWorkflow, ApprovalWorkflow, PruneEventsWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
@@ -26,6 +28,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     llm = LlmActivities(sessions, settings)
     tools = ToolActivities(sessions)
     approvals = ApprovalActivities(sessions, settings)
+    events = EventActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -41,6 +44,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             tools.run,
             approvals.record,
             approvals.notify,
+            events.prune,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             # Pydantic models are imported by workflows; passing them through keeps

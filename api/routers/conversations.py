@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
-from sqlalchemy import and_, or_, select
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
@@ -22,9 +24,10 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CurrentKey, Operator, SessionDep, SettingsDep, TemporalDep, Writer
+from api.deps import CurrentKey, Operator, Principal, SessionDep, SettingsDep, TemporalDep, Writer
 from api.errors import ApiError
 from api.routers.agents import find_agent
+from api.streams import LogEvent, follow, last_event_id
 from schemas.api import (
     MAX_TEXT_BYTES,
     ConversationCreate,
@@ -48,7 +51,8 @@ from schemas.payloads import (
     TurnError,
     TurnOutcome,
 )
-from schemas.tables import Agent, Conversation, Message, Turn
+from schemas.settings import Settings
+from schemas.tables import Agent, Conversation, Event, Message, Turn
 from schemas.temporal import conversation_workflow_id
 from workflows.conversation import ConversationWorkflow
 
@@ -84,7 +88,10 @@ def _public(conversation: Conversation, agent_slug: str) -> ConversationPublic:
     )
 
 
-async def _find(session: AsyncSession, team_id: str, conversation_id: str) -> tuple[Conversation, Agent]:
+async def find_conversation(
+    session: AsyncSession, team_id: str, conversation_id: str
+) -> tuple[Conversation, Agent]:
+    """The team's conversation and its agent, or 404 (also for another team's conversation)."""
     row = (
         await session.execute(
             select(Conversation, Agent)
@@ -186,7 +193,7 @@ async def list_conversations(
 async def get_conversation(
     conversation_id: str, principal: CurrentKey, session: SessionDep
 ) -> ConversationPublic:
-    conversation, agent = await _find(session, principal.team_id, conversation_id)
+    conversation, agent = await find_conversation(session, principal.team_id, conversation_id)
     return _public(conversation, agent.slug)
 
 
@@ -264,32 +271,29 @@ async def _stored_outcome(session: AsyncSession, conversation_id: str, turn: int
     )
 
 
-@router.post(
-    "/{conversation_id}/messages",
-    status_code=202,
-    response_model=MessageAccepted,
-    responses={
-        200: {"model": TurnReply, "description": "with ?wait=true, the turn's outcome"},
-        409: {"model": ErrorBody},
-        413: {"model": ErrorBody},
-        429: {"model": ErrorBody},
-    },
-)
-async def send_message(
+@dataclass
+class Sent:
+    """What became of a sent message: its turn, and the outcome when it is already known."""
+
+    conversation: Conversation
+    turn: int
+    status: TurnStatus
+    duplicate: bool
+    outcome: TurnOutcome | None
+
+
+async def send(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    principal: Principal,
     conversation_id: str,
     body: MessageCreate,
-    principal: Writer,
-    session: SessionDep,
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    wait: bool = False,
-    timeout: Annotated[float, Query(gt=0, le=300)] = 60.0,
-) -> JSONResponse:
-    """Send a user message; it becomes a turn.
+    wait_seconds: float = 0.0,
+) -> Sent:
+    """Send a user message to a conversation (shared by REST, WebSocket and chat completions).
 
-    Returns 202 with the turn number at once, or with `?wait=true` 200 with the turn's
-    reply once it is done (202 if `timeout` seconds pass first). A repeated
-    `idempotency_key` returns the original turn and never starts another.
+    Closes `session` before it waits on Temporal, so no connection is held meanwhile.
     """
     if len(body.text.encode()) > MAX_TEXT_BYTES:
         raise ApiError(
@@ -298,13 +302,13 @@ async def send_message(
             f"text is over {MAX_TEXT_BYTES} bytes",
             [{"field": "text", "message": "too large"}],
         )
-    conversation, agent = await _find(session, principal.team_id, conversation_id)
+    conversation, agent = await find_conversation(session, principal.team_id, conversation_id)
     if agent.deleted_at is not None:
         raise ApiError(409, "agent_deleted", f"agent '{agent.slug}' was deleted; start a new conversation")
     if body.idempotency_key is not None:
         done = await _finished_turn_with_key(session, conversation.id, body.idempotency_key)
         if done is not None:
-            return _turn_response(done, wait, duplicate=True)
+            return Sent(conversation, done.turn, done.status, duplicate=True, outcome=done)
     await session.close()  # do not hold a connection while the turn runs
     accepted = await _submit(
         temporal,
@@ -314,18 +318,101 @@ async def send_message(
             text=body.text,
             idempotency_key=body.idempotency_key,
             double_texting=DoubleTexting(agent.double_texting),
-            wait_seconds=timeout if wait else 0.0,
+            wait_seconds=wait_seconds,
         ),
     )
     outcome = accepted.outcome
     if accepted.duplicate and outcome is None:
         # The conversation no longer holds this old turn's outcome; the store does.
-        stored = await _stored_outcome(session, conversation.id, accepted.turn)
-        if stored is not None:
-            return _turn_response(stored, wait, duplicate=True)
-    if outcome is not None:
-        return _turn_response(outcome, wait=True, duplicate=accepted.duplicate)
-    body_out = MessageAccepted(turn=accepted.turn, status=accepted.status, duplicate=accepted.duplicate)
+        outcome = await _stored_outcome(session, conversation.id, accepted.turn)
+    status = outcome.status if outcome is not None else accepted.status
+    return Sent(conversation, accepted.turn, status, accepted.duplicate, outcome)
+
+
+def sse_response(events: AsyncIterator[LogEvent | None], headers: dict[str, str] | None = None) -> Response:
+    """A `text/event-stream` of log events, with a comment line for each heartbeat."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"retry: 1000\n\n"
+        async for event in events:
+            yield event.sse if event is not None else b": heartbeat\n\n"
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
+    )
+
+
+async def turn_start(session: AsyncSession, conversation_id: str, turn: int) -> int:
+    """The id just before a turn's first event (0 if it has none left)."""
+    first = (
+        await session.execute(
+            select(func.min(Event.seq)).where(Event.conversation_id == conversation_id, Event.turn == turn)
+        )
+    ).scalar()
+    return int(first) - 1 if first is not None else 0
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    status_code=202,
+    response_model=MessageAccepted,
+    responses={
+        200: {
+            "model": TurnReply,
+            "description": "with ?wait=true, the turn's outcome; with ?stream=true, its events "
+            "(text/event-stream) until turn.completed or turn.failed",
+        },
+        409: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+    },
+)
+async def send_message(
+    conversation_id: str,
+    body: MessageCreate,
+    request: Request,
+    principal: Writer,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    wait: bool = False,
+    stream: bool = False,
+    timeout: Annotated[float, Query(gt=0, le=300)] = 60.0,
+) -> Response:
+    """Send a user message; it becomes a turn.
+
+    Returns 202 with the turn number at once; with `?wait=true`, 200 with the turn's
+    reply once it is done (202 if `timeout` seconds pass first); with `?stream=true`, the
+    turn's events as server-sent events until it ends. A repeated `idempotency_key`
+    returns the original turn (streamed from its first event) and never starts another.
+    """
+    if wait and stream:
+        raise ApiError(
+            422,
+            "validation_error",
+            "choose one of wait and stream",
+            [{"field": "stream", "message": "not with wait"}],
+        )
+    start = await last_event_id(session, conversation_id) if stream else 0
+    sent = await send(session, temporal, settings, principal, conversation_id, body, timeout if wait else 0.0)
+    if stream:
+        if sent.duplicate:
+            start = await turn_start(session, sent.conversation.id, sent.turn)
+        await session.close()
+        events = follow(
+            request.app.state.event_hub,
+            request.app.state.sessions,
+            sent.conversation.id,
+            after=start,
+            heartbeat=settings.sse_heartbeat_seconds,
+            turn=sent.turn,
+        )
+        return sse_response(events, {"X-Steward-Turn": str(sent.turn)})
+    if sent.outcome is not None and (wait or sent.duplicate):
+        return _turn_response(sent.outcome, wait, duplicate=sent.duplicate)
+    body_out = MessageAccepted(turn=sent.turn, status=sent.status, duplicate=sent.duplicate)
     return JSONResponse(body_out.model_dump(mode="json"), status_code=202)
 
 
@@ -338,7 +425,7 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> MessageList:
     """The transcript in order, `limit` messages after sequence number `after`."""
-    await _find(session, principal.team_id, conversation_id)
+    await find_conversation(session, principal.team_id, conversation_id)
     rows = await session.execute(
         select(Message)
         .where(Message.conversation_id == conversation_id, Message.seq > after)
@@ -373,7 +460,7 @@ async def handback(
     temporal: TemporalDep,
 ) -> ConversationPublic:
     """Give a handed-off conversation back to its agent (409 if it is not handed off)."""
-    conversation, agent = await _find(session, principal.team_id, conversation_id)
+    conversation, agent = await find_conversation(session, principal.team_id, conversation_id)
     if conversation.status != ConversationStatus.HANDED_OFF:
         raise ApiError(409, "not_handed_off", "conversation is not handed off")
     handle = temporal.get_workflow_handle_for(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import sys
 import threading
 import time
@@ -51,6 +52,10 @@ class Step:
     hold: threading.Event | None = None
     prompt_tokens: int = 10
     completion_tokens: int = 5
+    hold_at: int | None = None
+    """Stream this many characters of `text` before waiting on `hold` (mid-answer)."""
+    cut_after: int | None = None
+    """Stream this many characters of `text`, then drop the connection mid-body."""
 
 
 @dataclass
@@ -188,6 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Answers one request per connection (``Connection: close``)."""
 
     protocol_version = "HTTP/1.1"
+    _chunked = False
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default stderr request log."""
@@ -264,6 +270,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
+        # Chunked framing only when the body is to be cut: then the cut is a protocol error.
+        self._chunked = step.cut_after is not None
+        if self._chunked:
+            self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
         def send(delta: dict[str, Any], finish_reason: str | None = None) -> None:
@@ -271,9 +281,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._event({**base, "object": "chat.completion.chunk", "choices": [choice]})
 
         send({"role": "assistant", "content": ""})
-        _wait(step)
+        if step.hold_at is None:
+            _wait(step)
+        streamed = 0
         for piece in _split(step.text, _CHUNK_CHARS):
+            if step.hold_at is not None and streamed >= step.hold_at:
+                _wait(step)
+                step = Step(text=step.text, cut_after=step.cut_after)  # wait once
+            if step.cut_after is not None and streamed >= step.cut_after:
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
             send({"content": piece})
+            streamed += len(piece)
         for index, call in enumerate(calls):
             function = {"name": call["name"], "arguments": ""}
             head = {"index": index, "id": call["id"], "type": "function", "function": function}
@@ -284,13 +304,23 @@ class _Handler(BaseHTTPRequestHandler):
         send({}, finish)
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        self._write(b"data: [DONE]\n\n")
+        if self._chunked:
+            self._write_raw(b"0\r\n\r\n")
         self.close_connection = True
+
+    def _write_raw(self, data: bytes) -> None:
+        self.wfile.write(data)
+        self.wfile.flush()
 
     def _event(self, payload: dict[str, Any]) -> None:
         """Write and flush one ``data:`` line."""
-        self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        self._write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    def _write(self, data: bytes) -> None:
+        if self._chunked:
+            data = f"{len(data):x}\r\n".encode() + data + b"\r\n"
+        self.wfile.write(data)
         self.wfile.flush()
 
     def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:

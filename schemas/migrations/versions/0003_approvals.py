@@ -1,7 +1,7 @@
 """approvals
 
 Revision ID: 0003_approvals
-Revises: 0001 (0002_events on the live-turns branch; rechained at merge)
+Revises: 0002_events
 Create Date: 2026-11-22 06:37:37.985867
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = '0003_approvals'
-down_revision: str | None = '0001'
+down_revision: str | None = '0002_events'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,56 @@
+"""Pages of Steward's own: the playground (the inbox and schedules pages join this router's kin)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from api.deps import SessionDep
+from api.errors import ApiError
+from api.routers.conversations import find_conversation
+from api.web import templates
+from api.web.session import HOME, WebUser
+from schemas.enums import Role
+from schemas.tables import Agent
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+
+@router.get("/")
+async def home() -> Response:
+    return RedirectResponse(HOME, status_code=303)
+
+
+@router.get("/playground")
+async def playground(
+    request: Request, user: WebUser, session: SessionDep, conversation: str | None = None
+) -> Response:
+    """Chat with an agent: token streaming, tool calls, approval pauses, resumable on reload."""
+    agents = (
+        await session.execute(
+            select(Agent.slug, Agent.name, Agent.model)
+            .where(Agent.team_id == user.team_id, Agent.deleted_at.is_(None))
+            .order_by(Agent.slug)
+        )
+    ).all()
+    current_agent = None
+    error = None
+    if conversation is not None:
+        try:
+            _, agent = await find_conversation(session, user.team_id, conversation)
+            current_agent = agent.slug
+        except ApiError as err:
+            error, conversation = err.message, None
+    return templates.TemplateResponse(
+        request,
+        "playground.html",
+        {
+            "user": user,
+            "agents": agents,
+            "conversation": conversation,
+            "current_agent": current_agent,
+            "can_send": user.role != Role.VIEWER,
+            "error": error,
+        },
+    )
