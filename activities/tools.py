@@ -68,10 +68,29 @@ async def check_availability(ctx: ToolContext, args: CheckAvailabilityArgs) -> d
     }
 
 
+async def _slot_at(ctx: ToolContext, starts_at: dt.datetime) -> Slot:
+    free = await ctx.session.execute(
+        select(Slot)
+        .outerjoin(Booking, Booking.slot_id == Slot.id)
+        .where(Slot.team_id == ctx.team_id, Slot.starts_at == starts_at, Booking.id.is_(None))
+        .order_by(Slot.resource)
+        .limit(1)
+    )
+    slot = free.scalar_one_or_none()
+    if slot is None:
+        raise ToolRefused(f"no free slot starts at {starts_at.isoformat()}; check availability again")
+    return slot
+
+
 async def book_appointment(ctx: ToolContext, args: BookAppointmentArgs) -> dict[str, Any]:
-    slot = await ctx.session.get(Slot, args.slot_id)
-    if slot is None or slot.team_id != ctx.team_id:
-        raise ToolRefused(f"no slot with id {args.slot_id}")
+    if args.slot_id is None:
+        assert args.starts_at is not None  # the arguments' validator makes sure of one
+        slot = await _slot_at(ctx, args.starts_at)
+    else:
+        found = await ctx.session.get(Slot, args.slot_id)
+        if found is None or found.team_id != ctx.team_id:
+            raise ToolRefused(f"no slot with id {args.slot_id}")
+        slot = found
     taken = await ctx.session.execute(select(Booking).where(Booking.slot_id == slot.id))
     if taken.scalar_one_or_none() is not None:
         raise ToolRefused("that slot is already booked; check availability again")

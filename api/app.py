@@ -18,7 +18,7 @@ from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.routers import agents, approvals, chat_completions, conversations, events, health
 from api.streams import EventHub
-from api.web import STATIC_DIR, pages, session
+from api.web import STATIC_DIR, inbox, pages, session
 from schemas.database import create_engine, session_factory
 from schemas.keys import ensure_bootstrap_key
 from schemas.settings import Settings
@@ -97,5 +97,6 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(chat_completions.router)
     app.include_router(session.router)
     app.include_router(pages.router)
+    app.include_router(inbox.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

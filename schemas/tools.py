@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Args(BaseModel):
@@ -23,8 +23,21 @@ class CheckAvailabilityArgs(_Args):
 
 
 class BookAppointmentArgs(_Args):
-    slot_id: str = Field(min_length=1, max_length=64, description="A slot_id from check_availability")
+    slot_id: str | None = Field(
+        None, min_length=1, max_length=64, description="A slot_id from check_availability"
+    )
+    starts_at: dt.datetime | None = Field(
+        None, description="Or the start time (UTC) of a free slot, if no slot_id is given"
+    )
     customer_name: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_slot(self) -> BookAppointmentArgs:
+        if self.slot_id is None and self.starts_at is None:
+            raise ValueError("give slot_id or starts_at")
+        if self.starts_at is not None and self.starts_at.tzinfo is None:
+            self.starts_at = self.starts_at.replace(tzinfo=dt.UTC)
+        return self
 
 
 class CreateTicketArgs(_Args):

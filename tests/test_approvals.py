@@ -81,7 +81,8 @@ async def test_gated_booking_waits_in_the_inbox_and_runs_once_when_approved(
 
     detail = (await team.request("GET", f"/v1/approvals/{item['id']}")).json()
     assert detail["rationale"] == "I'll book that slot for Ana."
-    assert detail["argument_schema"]["required"] == ["slot_id", "customer_name"]
+    assert detail["argument_schema"]["required"] == ["customer_name"]
+    assert set(detail["argument_schema"]["properties"]) == {"slot_id", "starts_at", "customer_name"}
     assert [m["content"] for m in detail["messages"] if m["role"] == "user"] == ["book me in"]
     assert [e["action"] for e in detail["audit"]] == ["requested"]
     assert detail["workflow_id"] == f"approval/{item['id']}"
