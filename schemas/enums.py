@@ -30,6 +30,8 @@ class ConversationStatus(StrEnum):
 class TurnStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    """Running, and paused until an operator decides on a gated tool call."""
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"

@@ -70,7 +70,8 @@ async def test_gated_booking_waits_in_the_inbox_and_runs_once_when_approved(
     conversation = await booking_conversation(team, model)
     slot = (await free_slots(sessions, team.team_id))[0]
     fake_llm.script(model, [book(slot), Step(text="You're booked!")])
-    assert (await team.send(conversation, "book me in", wait=False)).status_code == 202
+    waited = await team.send(conversation, "book me in", timeout=2)
+    assert waited.status_code == 202 and waited.json()["status"] == "awaiting_approval"
 
     [item] = await pending(team, conversation)
     await eventually(lambda: status_is(team, conversation, "awaiting_approval"))

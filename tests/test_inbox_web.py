@@ -121,7 +121,7 @@ async def test_an_operator_edits_the_date_and_approves_and_a_second_operator_see
         assert slot is not None and slot.starts_at == chosen.starts_at != asked.starts_at
         messages = await eventually(lambda: _with_reply(team, conversation))
         tool = next(m for m in messages if m["role"] == "tool")
-        assert chosen.starts_at.astimezone(dt.UTC).isoformat() in tool["content"]
+        assert chosen.starts_at.astimezone(dt.UTC).isoformat() in str(tool["content"])
 
         # The second operator, still looking at the pending item, approves: too late, and told so.
         await late.click("#approve")

@@ -17,8 +17,15 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def test_every_conversation_path_has_a_recorded_history() -> None:
     names = {path.stem for path in HISTORIES}
     # conversation-main: plain, tool, failed, handoff, silent turns and a handback;
-    # conversation-interrupt: a turn interrupted by a newer message.
-    assert {"conversation-main", "conversation-interrupt"} <= names
+    # conversation-interrupt: a turn interrupted by a newer message; conversation-approvals:
+    # two gated calls in one turn, one approved and one rejected (and those approvals).
+    assert {
+        "conversation-main",
+        "conversation-interrupt",
+        "conversation-approvals",
+        "approval-approved",
+        "approval-rejected",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -49,6 +49,7 @@ class ConversationWorkflow:
         self._state: ConversationState | None = inp.state
         self._running: PendingTurn | None = None
         self._turn_task: asyncio.Task[TurnOutcome] | None = None
+        self._turn: Turn | None = None
 
     @property
     def _running_turn(self) -> int | None:
@@ -99,6 +100,7 @@ class ConversationWorkflow:
                 silent=state.handed_off,
             )
         )
+        self._turn = turn
         self._turn_task = asyncio.create_task(turn.run())
         try:
             outcome = await self._turn_task
@@ -107,6 +109,7 @@ class ConversationWorkflow:
             outcome = await turn.interrupted()
         self._running = None
         self._turn_task = None
+        self._turn = None
         if outcome.status == TurnStatus.HANDED_OFF and not state.handed_off:
             # Handed back while this silent turn ran: its finish wrote "handed_off" last.
             await self._set_status(ConversationStatus.IDLE)
@@ -187,7 +190,8 @@ class ConversationWorkflow:
         if turn in self.state.recent_outcomes:
             return self.state.recent_outcomes[turn].status
         if turn == self._running_turn:
-            return TurnStatus.RUNNING
+            waiting = self._turn is not None and self._turn.awaiting > 0
+            return TurnStatus.AWAITING_APPROVAL if waiting else TurnStatus.RUNNING
         if any(p.turn == turn for p in self.state.pending):
             return TurnStatus.QUEUED
         return TurnStatus.COMPLETED

@@ -71,6 +71,8 @@ class Turn:
 
     def __init__(self, inp: TurnInput) -> None:
         self.inp = inp
+        self.awaiting = 0
+        """Gated tool calls of this turn now waiting for an operator's decision."""
         self.handed_off = False
         """A handoff tool ran in this turn: a human has the conversation whatever happens next."""
 
@@ -176,21 +178,11 @@ class Turn:
         decision: ApprovalOutcome | None = None
         if call.approval is not None:
             approval_id = workflow.uuid4().hex
-            decision = await workflow.execute_child_workflow(
-                ApprovalWorkflow.run,
-                ApprovalRequest(
-                    approval_id=approval_id,
-                    team_id=inp.team_id,
-                    conversation_id=inp.conversation_id,
-                    turn=inp.turn,
-                    call_key=key,
-                    call=call,
-                    rationale=response.content,
-                    timers=call.approval,
-                ),
-                id=f"approval/{approval_id}",
-                parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-            )
+            self.awaiting += 1
+            try:
+                decision = await self._approval(approval_id, key, call, response)
+            finally:
+                self.awaiting -= 1
             if decision.decision == Decision.EDIT and decision.arguments is not None:
                 call = call.model_copy(update={"arguments": decision.arguments})
         result = await workflow.execute_activity_method(
@@ -209,6 +201,28 @@ class Turn:
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
         return result, decision
+
+    async def _approval(
+        self, approval_id: str, key: str, call: ToolCall, response: LlmResponse
+    ) -> ApprovalOutcome:
+        """Wait for an operator's decision on one gated call (an ApprovalWorkflow child)."""
+        assert call.approval is not None
+        inp = self.inp
+        return await workflow.execute_child_workflow(
+            ApprovalWorkflow.run,
+            ApprovalRequest(
+                approval_id=approval_id,
+                team_id=inp.team_id,
+                conversation_id=inp.conversation_id,
+                turn=inp.turn,
+                call_key=key,
+                call=call,
+                rationale=response.content,
+                timers=call.approval,
+            ),
+            id=f"approval/{approval_id}",
+            parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+        )
 
     async def _operator_reply(
         self,

@@ -55,6 +55,7 @@ def age(when: datetime, now: datetime | None = None) -> str:
 
 
 templates.env.filters["age"] = age
+templates.env.filters["ago"] = lambda when: "just now" if (text := age(when)) == "just now" else f"{text} ago"
 templates.env.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
 
 

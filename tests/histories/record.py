@@ -102,11 +102,49 @@ async def record() -> None:
             await send(interrupted, "second")
             hold.set()
 
-            histories = {"conversation-main": main, "conversation-interrupt": interrupted}
-            for name, conversation_id in histories.items():
-                history = await client.get_workflow_handle(
-                    conversation_workflow_id(conversation_id)
-                ).fetch_history()
+            gated = await conversation("gated", tools=["book_appointment", "create_ticket"])
+            fake.script(
+                "gated",
+                [
+                    Step(
+                        text="booking and filing",
+                        tool_calls=[
+                            ToolCallSpec(
+                                "book_appointment",
+                                {"starts_at": "2099-01-01T09:00:00Z", "customer_name": "a"},
+                            ),
+                            ToolCallSpec("create_ticket", {"subject": "s"}),
+                        ],
+                    ),
+                    Step(text="done"),
+                ],
+            )
+            await send(gated, "book and file", wait=False)
+            approval_ids: list[str] = []
+            for _ in range(200):
+                listing = (await http.get("/v1/approvals", params={"conversation": gated})).json()
+                if len(listing["items"]) == 2:
+                    approval_ids = [item["id"] for item in listing["items"]]
+                    break
+                await asyncio.sleep(0.05)
+            first, second = approval_ids
+            decisions = [{"decision": "approve"}, {"decision": "reject", "message": "not now"}]
+            for approval_id, decision in zip(approval_ids, decisions, strict=True):
+                (await http.post(f"/v1/approvals/{approval_id}/decision", json=decision)).raise_for_status()
+            for _ in range(200):
+                if (await http.get(f"/v1/conversations/{gated}")).json()["status"] == "idle":
+                    break
+                await asyncio.sleep(0.05)
+
+            histories = {
+                "conversation-main": conversation_workflow_id(main),
+                "conversation-interrupt": conversation_workflow_id(interrupted),
+                "conversation-approvals": conversation_workflow_id(gated),
+                "approval-approved": f"approval/{first}",
+                "approval-rejected": f"approval/{second}",
+            }
+            for name, workflow_id in histories.items():
+                history = await client.get_workflow_handle(workflow_id).fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
         await engine.dispose()
     finally:
