@@ -383,3 +383,22 @@ async def test_agent_tool_policies_are_validated_with_the_field_named(team: Team
         "PATCH", f"/v1/agents/{created['slug']}", json={"tool_policies": {"create_ticket": {"mode": "auto"}}}
     )
     assert patched.status_code == 200 and patched.json()["gated_tools"] == []
+
+
+async def test_messages_sent_while_an_approval_waits_queue_behind_it(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    conversation = await booking_conversation(team, model)  # double-texting: enqueue
+    slot = (await free_slots(sessions, team.team_id))[0]
+    fake_llm.script(model, [book(slot), Step(text="Booked."), Step(text="And here is your answer.")])
+    await team.send(conversation, "book", wait=False)
+    [item] = await pending(team, conversation)
+
+    queued = await team.send(conversation, "also, where are you?", wait=False)
+    assert queued.status_code == 202 and queued.json() == {"turn": 2, "status": "queued", "duplicate": False}
+    assert (await decide(team, item["id"], decision="approve")).status_code == 200
+    await eventually(lambda: status_is(team, conversation, "idle"))
+    replies = [
+        m["content"] for m in await team.messages(conversation) if m["role"] == "assistant" and m["content"]
+    ]
+    assert replies[-2:] == ["Booked.", "And here is your answer."]

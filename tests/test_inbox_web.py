@@ -136,3 +136,44 @@ async def test_an_operator_edits_the_date_and_approves_and_a_second_operator_see
 async def _with_reply(team: TeamClient, conversation: str) -> list[dict[str, object]]:
     messages = await team.messages(conversation)
     return messages if any(m["content"] == "Ana is booked." for m in messages) else []
+
+
+async def test_viewers_see_items_without_decision_buttons_and_clients_are_told_why_not(
+    browser: Browser,
+    live_url: str,
+    team: TeamClient,
+    fake_llm: FakeOpenAI,
+    model: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    slot, _ = await two_free_slots(sessions, team.team_id)
+    agent = await team.create_agent(model, tools=["book_appointment"])
+    conversation = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model,
+        [Step(tool_calls=[ToolCallSpec("book_appointment", {"slot_id": slot.id, "customer_name": "Bo"})])],
+    )
+    await team.send(conversation, "book", wait=False)
+    viewer = await add_key(sessions, team, Role.VIEWER)
+    client = await add_key(sessions, team, Role.CLIENT)
+
+    context, page = await sign_in(browser, live_url, viewer.key)
+    other, refused = await sign_in(browser, live_url, client.key, next_path="/playground")
+    try:
+        await expect(page.locator("#shortcuts")).to_contain_text("your role can look, not decide")
+        row = page.locator("tr.item")
+        await expect(row).to_have_count(1, timeout=5000)
+        await row.locator("a").click()
+        await expect(page.locator("#arg-customer_name")).to_be_disabled()
+        await expect(page.locator("#approve")).to_have_count(0)
+        await expect(page.locator(".decide")).to_contain_text("can look at items, not decide them")
+
+        response = await refused.goto(f"{live_url}/inbox")
+        assert response is not None and response.status == 403
+        await expect(refused.locator("h1")).to_have_text("Not for this key")
+    finally:
+        await context.close()
+        await other.close()
+    listing = (await team.request("GET", "/v1/approvals", params={"conversation": conversation})).json()
+    for item in listing["items"]:
+        await team.request("POST", f"/v1/approvals/{item['id']}/decision", json={"decision": "reject"})
