@@ -8,9 +8,8 @@ item exists in this team, is still pending, and edited arguments fit the tool).
 
 from __future__ import annotations
 
-import base64
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -22,6 +21,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateR
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.cursors import decode_cursor, encode_cursor
 from api.deps import Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
 from api.errors import ApiError
 from api.routers.agents import find_agent
@@ -99,24 +99,6 @@ async def find_approval(session: AsyncSession, team_id: str, approval_id: str) -
     return row[0], row[1]
 
 
-def _cursor(approval: Approval) -> str:
-    raw = json.dumps([approval.created_at.isoformat(), approval.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, approval_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError("cursor time has no timezone")
-        return when, str(approval_id)
-    except (ValueError, TypeError) as err:
-        raise ApiError(
-            422, "validation_error", "cursor is not valid", [{"field": "cursor", "message": "not a cursor"}]
-        ) from err
-
-
 @router.get("", response_model=ApprovalPage)
 async def list_approvals(
     principal: Reader,
@@ -148,7 +130,7 @@ async def list_approvals(
     if status is not None:
         stmt = stmt.where(Approval.status == status)
     if cursor is not None:
-        created, last_id = _decode_cursor(cursor)
+        created, last_id = decode_cursor(cursor)
         stmt = stmt.where(
             (Approval.created_at > created) | ((Approval.created_at == created) & (Approval.id > last_id))
         )
@@ -156,7 +138,7 @@ async def list_approvals(
         (await session.execute(stmt.order_by(Approval.created_at, Approval.id).limit(limit + 1))).tuples()
     )
     page = rows[:limit]
-    next_cursor = _cursor(page[-1][0]) if len(rows) > limit else None
+    next_cursor = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
     return ApprovalPage(items=[_summary(a, slug) for a, slug in page], totals=totals, next_cursor=next_cursor)
 
 
@@ -193,19 +175,7 @@ async def get_approval(
         tool_description=spec.description if spec else "",
         argument_schema=spec.parameters() if spec else {},
         rationale=approval.rationale,
-        messages=[
-            MessagePublic(
-                seq=m.seq,
-                role=MessageRole(m.role),
-                content=m.content,
-                tool_name=m.tool_name,
-                tool_call_id=m.tool_call_id,
-                turn=m.turn,
-                model=m.model,
-                created_at=m.created_at,
-            )
-            for m in reversed(list(recent))
-        ],
+        messages=[MessagePublic.model_validate(m, from_attributes=True) for m in reversed(list(recent))],
         timers=ApprovalTimersPublic(
             remind_at=approval.remind_at,
             escalate_at=approval.escalate_at,

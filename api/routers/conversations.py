@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -24,6 +21,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.cursors import decode_cursor, encode_cursor
 from api.deps import CurrentKey, Operator, Principal, SessionDep, SettingsDep, TemporalDep, Writer
 from api.errors import ApiError
 from api.routers.agents import find_agent
@@ -136,24 +134,6 @@ async def create_conversation(
     return _public(conversation, agent.slug)
 
 
-def _encode_cursor(conversation: Conversation) -> str:
-    raw = json.dumps([conversation.created_at.isoformat(), conversation.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, conversation_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError("cursor time has no timezone")
-        return when, str(conversation_id)
-    except (ValueError, TypeError, binascii.Error) as err:
-        raise ApiError(
-            422, "validation_error", "cursor is not valid", [{"field": "cursor", "message": "not a cursor"}]
-        ) from err
-
-
 @router.get("", response_model=ConversationPage)
 async def list_conversations(
     principal: CurrentKey,
@@ -176,7 +156,7 @@ async def list_conversations(
     if status is not None:
         stmt = stmt.where(Conversation.status == status)
     if cursor is not None:
-        created, last_id = _decode_cursor(cursor)
+        created, last_id = decode_cursor(cursor)
         stmt = stmt.where(
             or_(
                 Conversation.created_at < created,
@@ -185,7 +165,7 @@ async def list_conversations(
         )
     rows = (await session.execute(stmt)).all()
     page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1][0]) if len(rows) > limit else None
+    next_cursor = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
     return ConversationPage(items=[_public(c, slug) for c, slug in page], next_cursor=next_cursor)
 
 
