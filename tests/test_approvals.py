@@ -397,8 +397,10 @@ async def test_messages_sent_while_an_approval_waits_queue_behind_it(
     queued = await team.send(conversation, "also, where are you?", wait=False)
     assert queued.status_code == 202 and queued.json() == {"turn": 2, "status": "queued", "duplicate": False}
     assert (await decide(team, item["id"], decision="approve")).status_code == 200
-    await eventually(lambda: status_is(team, conversation, "idle"))
-    replies = [
-        m["content"] for m in await team.messages(conversation) if m["role"] == "assistant" and m["content"]
-    ]
-    assert replies[-2:] == ["Booked.", "And here is your answer."]
+
+    async def answered() -> list[str]:
+        messages = await team.messages(conversation)
+        replies = [m["content"] for m in messages if m["role"] == "assistant" and m["content"]]
+        return replies if "And here is your answer." in replies else []
+
+    assert (await eventually(answered))[-2:] == ["Booked.", "And here is your answer."]
