@@ -16,7 +16,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, ScheduleBackfill, ScheduleDescription, ScheduleUpdate, ScheduleUpdateInput
+from temporalio.client import (
+    Client,
+    ScheduleBackfill,
+    ScheduleDescription,
+    ScheduleOverlapPolicy,
+    ScheduleUpdateInput,
+)
+from temporalio.client import ScheduleUpdate as TemporalScheduleUpdate
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import schedule_sync
@@ -143,10 +150,16 @@ async def describe(client: Client, schedule_id: str) -> ScheduleDescription | No
         return None
 
 
-def _next_run(described: ScheduleDescription | None) -> datetime | None:
-    if described is None or not described.info.next_action_times:
-        return None
-    return described.info.next_action_times[0]
+def upcoming(described: ScheduleDescription | None, count: int = 5) -> list[datetime]:
+    """The next run times Temporal computes; none while it is paused (it lists them anyway)."""
+    if described is None or described.schedule.state.paused:
+        return []
+    return list(described.info.next_action_times[:count])
+
+
+def next_run(described: ScheduleDescription | None) -> datetime | None:
+    times = upcoming(described, 1)
+    return times[0] if times else None
 
 
 async def _on_schedule(
@@ -252,7 +265,7 @@ async def next_runs(temporal: Client | None, rows: list[Schedule]) -> list[datet
     if temporal is None:
         return [None] * len(rows)
     described = await asyncio.gather(*(describe(temporal, row.id) for row in rows))
-    return [_next_run(d) for d in described]
+    return [next_run(d) for d in described]
 
 
 @router.get("", response_model=SchedulePage)
@@ -293,7 +306,7 @@ async def _detail(session: AsyncSession, temporal: Client, row: Schedule, agent:
     if described is not None:
         info = ScheduleTemporal(
             workflow_id_prefix=ambient_run_workflow_id(row.id),
-            next_runs=list(described.info.next_action_times[:5]),
+            next_runs=upcoming(described),
             paused=described.schedule.state.paused,
             actions=described.info.num_actions,
             skipped_overlap=described.info.num_actions_skipped_overlap,
@@ -301,7 +314,7 @@ async def _detail(session: AsyncSession, temporal: Client, row: Schedule, agent:
             running=len(described.info.running_actions),
         )
     return ScheduleDetail(
-        **public(row, agent.slug, _next_run(described)).model_dump(),
+        **public(row, agent.slug, next_run(described)).model_dump(),
         recent_runs=await recent_runs(session, row.id),
         temporal=info,
     )
@@ -382,11 +395,11 @@ async def update_schedule(
         new_spec = schedule_sync.temporal_spec(ScheduleSpecBody.model_validate(row.spec))
         new_policy = schedule_sync.temporal_policy(row)
 
-        def change(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        def change(current: ScheduleUpdateInput) -> TemporalScheduleUpdate:
             schedule = current.description.schedule
             schedule.spec = new_spec
             schedule.policy = new_policy
-            return ScheduleUpdate(schedule=schedule)
+            return TemporalScheduleUpdate(schedule=schedule)
 
         try:
             await _on_schedule(temporal, settings.task_queue, row, "update", updater=change)
@@ -425,16 +438,19 @@ async def unpause_schedule(
     row.paused, row.pause_note, row.consecutive_failures, row.updated_at = False, None, 0, utcnow()
     await session.commit()
     described = await describe(temporal, row.id)
-    return public(row, agent.slug, _next_run(described))
+    return public(row, agent.slug, next_run(described))
 
 
 @router.post("/{schedule_id}/trigger", status_code=202, response_model=SchedulePublic, responses=_NOT_FOUND)
 async def trigger_schedule(
     schedule_id: str, principal: Operator, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> SchedulePublic:
-    """Run now (also when paused), under the schedule's overlap policy; the run shows in its runs."""
+    """Run now, also when paused or while another run is going (a person asked for it).
+
+    The run shows in the schedule's runs once it starts.
+    """
     row, agent = await find_schedule(session, principal.team_id, schedule_id)
-    await _on_schedule(temporal, settings.task_queue, row, "trigger")
+    await _on_schedule(temporal, settings.task_queue, row, "trigger", overlap=ScheduleOverlapPolicy.ALLOW_ALL)
     return public(row, agent.slug)
 
 

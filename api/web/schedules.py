@@ -47,7 +47,7 @@ async def schedule_page(request: Request, schedule_id: str, user: WebUser, sessi
         )
     temporal = request.app.state.temporal
     described = await schedules.describe(temporal, row.id) if temporal is not None else None
-    schedule = schedules.public(row, agent.slug, schedules._next_run(described))
+    schedule = schedules.public(row, agent.slug, schedules.next_run(described))
     runs = await schedules.recent_runs(session, row.id)
     return templates.TemplateResponse(
         request,
@@ -56,7 +56,7 @@ async def schedule_page(request: Request, schedule_id: str, user: WebUser, sessi
             "user": user,
             "schedule": schedule,
             "runs": runs,
-            "next_runs": list(described.info.next_action_times[:5]) if described else [],
+            "next_runs": schedules.upcoming(described),
             "can_operate": _operates(user.role),
             "error": None,
         },
