@@ -69,7 +69,11 @@ class AmbientActivities:
             if schedule is None or schedule.team_id != req.team_id or schedule.deleted_at is not None:
                 return RunStarted(run_id=req.run_id, proceed=False)
             if run is not None:  # a retry, or continue-as-new: the first attempt decided
-                error = TurnError(code=run.error_code, message=run.error_message or "") if run.error_code else None
+                error = (
+                    TurnError(code=run.error_code, message=run.error_message or "")
+                    if run.error_code
+                    else None
+                )
                 return RunStarted(
                     run_id=run.id,
                     proceed=run.completed_at is None,
@@ -136,7 +140,7 @@ class AmbientActivities:
             done = await _finished_turn(session, req.conversation_id, req.run_id)
         if done is not None:
             return done
-        start = WithStartWorkflowOperation(
+        start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
             CONVERSATION_WORKFLOW,
             ConversationInput(conversation_id=req.conversation_id, team_id=req.team_id),
             id=conversation_workflow_id(req.conversation_id),
@@ -169,7 +173,11 @@ class AmbientActivities:
         finally:
             beat.cancel()
         outcome = accepted.outcome
-        if outcome is None and accepted.duplicate and accepted.status not in (TurnStatus.QUEUED, TurnStatus.RUNNING):
+        if (
+            outcome is None
+            and accepted.duplicate
+            and accepted.status not in (TurnStatus.QUEUED, TurnStatus.RUNNING)
+        ):
             async with self._sessions() as session:
                 return await _finished_turn(session, req.conversation_id, req.run_id) or PromptAnswered(
                     turn=accepted.turn
@@ -328,7 +336,9 @@ class AmbientActivities:
             DELIVERY_HEADER: f"{notice.schedule_id}/{notice.event}/{notice.run_id}",
         }
         if self._settings.webhook_secret is not None:
-            headers[SIGNATURE_HEADER] = sign(self._settings.webhook_secret.get_secret_value(), int(time.time()), body)
+            headers[SIGNATURE_HEADER] = sign(
+                self._settings.webhook_secret.get_secret_value(), int(time.time()), body
+            )
         url = schedule.notify_url
         try:
             response = await self._http.post(url, content=body, headers=headers)

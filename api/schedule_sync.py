@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -19,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
-    Schedule as TemporalSchedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
@@ -27,6 +27,9 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
+)
+from temporalio.client import (
+    Schedule as TemporalSchedule,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -81,10 +84,8 @@ def temporal_schedule(row: Schedule, task_queue: str) -> TemporalSchedule:
 
 async def create(client: Client, row: Schedule, task_queue: str) -> None:
     """Make the row's Temporal Schedule; one that already exists is left as it is."""
-    try:
+    with contextlib.suppress(ScheduleAlreadyRunningError):
         await client.create_schedule(temporal_schedule_id(row.id), temporal_schedule(row, task_queue))
-    except ScheduleAlreadyRunningError:
-        pass
 
 
 async def delete(client: Client, schedule_id: str) -> None:
@@ -96,7 +97,9 @@ async def delete(client: Client, schedule_id: str) -> None:
             raise
 
 
-async def reconcile(client: Client, sessions: async_sessionmaker[AsyncSession], task_queue: str) -> tuple[int, int]:
+async def reconcile(
+    client: Client, sessions: async_sessionmaker[AsyncSession], task_queue: str
+) -> tuple[int, int]:
     """Re-make missing Temporal Schedules of live rows and delete orphans; (made, deleted)."""
     async with sessions() as session:
         rows = list((await session.execute(select(Schedule).where(Schedule.deleted_at.is_(None)))).scalars())

@@ -24,8 +24,14 @@ MIN_CATCHUP = 10.0
 """Temporal's smallest catch-up window."""
 
 _MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-_MONTHS = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
-_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
+_MONTH_NAMES = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_MONTHS = {m: i + 1 for i, m in enumerate(_MONTH_NAMES)}
+    m: i + 1
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    )
+}
+_DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
 _FIELDS: list[tuple[str, int, int, dict[str, int]]] = [
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
@@ -65,9 +71,7 @@ def check_cron(expression: str) -> str:
         raise CronError(f"unknown macro {expression.strip()!r}; use one of {', '.join(sorted(_MACROS))}")
     fields = text.split(" ") if text else []
     if len(fields) != 5:
-        raise CronError(
-            f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
-        )
+        raise CronError(f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}")
     for field, (name, low, high, names) in zip(fields, _FIELDS, strict=True):
         for part in field.split(","):
             match = _PART.match(part)

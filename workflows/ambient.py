@@ -141,7 +141,9 @@ class AmbientRunWorkflow:
                 submit,
                 start_to_close_timeout=timedelta(seconds=WAIT_SECONDS + 60),
                 heartbeat_timeout=SUBMIT_HEARTBEAT,
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+                ),
             )
             if not recorded:
                 await workflow.execute_local_activity_method(

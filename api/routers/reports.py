@@ -92,7 +92,9 @@ async def list_page(
         filters.append(Report.agent_id == (await find_agent(session, team_id, agent)).id)
     if schedule is not None:
         filters.append(Report.schedule_id == schedule)
-    counts = await session.execute(select(Report.status, func.count()).where(*filters).group_by(Report.status))
+    counts = await session.execute(
+        select(Report.status, func.count()).where(*filters).group_by(Report.status)
+    )
     totals = {s: 0 for s in ReportStatus}
     for row_status, count in counts.tuples():
         totals[ReportStatus(row_status)] = count
@@ -101,8 +103,12 @@ async def list_page(
         stmt = stmt.where(Report.status == status)
     if cursor is not None:
         created, last_id = _decode_cursor(cursor)
-        stmt = stmt.where((Report.created_at > created) | ((Report.created_at == created) & (Report.id > last_id)))
-    rows = list((await session.execute(stmt.order_by(Report.created_at, Report.id).limit(limit + 1))).tuples())
+        stmt = stmt.where(
+            (Report.created_at > created) | ((Report.created_at == created) & (Report.id > last_id))
+        )
+    rows = list(
+        (await session.execute(stmt.order_by(Report.created_at, Report.id).limit(limit + 1))).tuples()
+    )
     page = rows[:limit]
     return ReportPage(
         items=[public(r, name, slug) for r, name, slug in page],

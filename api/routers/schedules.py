@@ -59,7 +59,7 @@ router = APIRouter(
 Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.VIEWER))]
 RECENT_RUNS = 20
 TEMPORAL_SECONDS = 10.0
-_NOT_FOUND = {404: {"model": ErrorBody}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 
 
 def _spec_json(spec: ScheduleSpecBody) -> dict[str, Any]:
@@ -133,7 +133,10 @@ def temporal_error(err: RPCError) -> ApiError:
     """What the caller hears when Temporal refuses a schedule operation."""
     if err.status == RPCStatusCode.INVALID_ARGUMENT:
         return ApiError(
-            422, "validation_error", f"Temporal refused the schedule: {err.message}", [{"field": "spec", "message": err.message}]
+            422,
+            "validation_error",
+            f"Temporal refused the schedule: {err.message}",
+            [{"field": "spec", "message": err.message}],
         )
     if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return ApiError(503, "temporal_unavailable", "Temporal is not reachable; try again shortly")
@@ -181,7 +184,9 @@ async def _on_schedule(
             raise temporal_error(err) from err
 
 
-@router.post("", status_code=201, response_model=ScheduleDetail, responses={**_NOT_FOUND, 422: {"model": ErrorBody}})
+@router.post(
+    "", status_code=201, response_model=ScheduleDetail, responses={**_NOT_FOUND, 422: {"model": ErrorBody}}
+)
 async def create_schedule(
     body: ScheduleCreate, principal: Admin, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> ScheduleDetail:
@@ -255,7 +260,9 @@ async def list_rows(
         stmt = stmt.where(
             (Schedule.created_at > created) | ((Schedule.created_at == created) & (Schedule.id > last_id))
         )
-    rows = list((await session.execute(stmt.order_by(Schedule.created_at, Schedule.id).limit(limit + 1))).tuples())
+    rows = list(
+        (await session.execute(stmt.order_by(Schedule.created_at, Schedule.id).limit(limit + 1))).tuples()
+    )
     page = rows[:limit]
     return page, _cursor(page[-1][0]) if len(rows) > limit else None
 
@@ -335,7 +342,9 @@ async def list_runs(
     principal: Reader,
     session: SessionDep,
     status: RunStatus | None = None,
-    before: Annotated[str | None, Query(max_length=64, description="a run id: runs started before it")] = None,
+    before: Annotated[
+        str | None, Query(max_length=64, description="a run id: runs started before it")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RunPage:
     """Runs newest first; pass `next_cursor` back as `before` for older ones."""
@@ -350,21 +359,33 @@ async def list_runs(
     if before is not None:
         anchor = await session.get(ScheduleRun, before)
         if anchor is None or anchor.schedule_id != schedule_id:
-            raise ApiError(422, "validation_error", "'before' is not a run of this schedule", [{"field": "before", "message": "unknown run"}])
+            raise ApiError(
+                422,
+                "validation_error",
+                "'before' is not a run of this schedule",
+                [{"field": "before", "message": "unknown run"}],
+            )
         stmt = stmt.where(
             (ScheduleRun.started_at < anchor.started_at)
             | ((ScheduleRun.started_at == anchor.started_at) & (ScheduleRun.id < anchor.id))
         )
     rows = list(
-        (await session.execute(stmt.order_by(ScheduleRun.started_at.desc(), ScheduleRun.id.desc()).limit(limit + 1))).tuples()
+        (
+            await session.execute(
+                stmt.order_by(ScheduleRun.started_at.desc(), ScheduleRun.id.desc()).limit(limit + 1)
+            )
+        ).tuples()
     )
     page = rows[:limit]
     return RunPage(
-        items=[run_public(run, st) for run, st in page], next_cursor=page[-1][0].id if len(rows) > limit else None
+        items=[run_public(run, st) for run, st in page],
+        next_cursor=page[-1][0].id if len(rows) > limit else None,
     )
 
 
-@router.patch("/{schedule_id}", response_model=ScheduleDetail, responses={**_NOT_FOUND, 422: {"model": ErrorBody}})
+@router.patch(
+    "/{schedule_id}", response_model=ScheduleDetail, responses={**_NOT_FOUND, 422: {"model": ErrorBody}}
+)
 async def update_schedule(
     schedule_id: str,
     body: ScheduleUpdate,
@@ -377,7 +398,9 @@ async def update_schedule(
     row, agent = await find_schedule(session, principal.team_id, schedule_id)
     fields = body.model_fields_set
     if "spec" in fields and body.spec is None:
-        raise ApiError(422, "validation_error", "spec cannot be null", [{"field": "spec", "message": "required"}])
+        raise ApiError(
+            422, "validation_error", "spec cannot be null", [{"field": "spec", "message": "required"}]
+        )
     if body.spec is not None:
         row.spec = _spec_json(body.spec)
     for name in ("name", "prompt", "overlap", "catchup_window", "failure_limit"):
@@ -434,7 +457,9 @@ async def unpause_schedule(
 ) -> SchedulePublic:
     """Fire again; the count of failures in a row starts over."""
     row, agent = await find_schedule(session, principal.team_id, schedule_id)
-    await _on_schedule(temporal, settings.task_queue, row, "unpause", note=f"unpaused by {principal.key_name}")
+    await _on_schedule(
+        temporal, settings.task_queue, row, "unpause", note=f"unpaused by {principal.key_name}"
+    )
     row.paused, row.pause_note, row.consecutive_failures, row.updated_at = False, None, 0, utcnow()
     await session.commit()
     described = await describe(temporal, row.id)
