@@ -43,6 +43,7 @@ from workflows.ambient import AmbientRunWorkflow
 log = logging.getLogger("steward.schedules")
 
 PREFIX = "schedule/"
+RPC_TIMEOUT = timedelta(seconds=10)
 OVERLAP = {
     OverlapPolicy.SKIP: ScheduleOverlapPolicy.SKIP,
     OverlapPolicy.BUFFER_ONE: ScheduleOverlapPolicy.BUFFER_ONE,
@@ -85,13 +86,15 @@ def temporal_schedule(row: Schedule, task_queue: str) -> TemporalSchedule:
 async def create(client: Client, row: Schedule, task_queue: str) -> None:
     """Make the row's Temporal Schedule; one that already exists is left as it is."""
     with contextlib.suppress(ScheduleAlreadyRunningError):
-        await client.create_schedule(temporal_schedule_id(row.id), temporal_schedule(row, task_queue))
+        await client.create_schedule(
+            temporal_schedule_id(row.id), temporal_schedule(row, task_queue), rpc_timeout=RPC_TIMEOUT
+        )
 
 
 async def delete(client: Client, schedule_id: str) -> None:
     """Delete a Temporal Schedule; one already gone is fine."""
     try:
-        await client.get_schedule_handle(temporal_schedule_id(schedule_id)).delete()
+        await client.get_schedule_handle(temporal_schedule_id(schedule_id)).delete(rpc_timeout=RPC_TIMEOUT)
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
