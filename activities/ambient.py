@@ -42,7 +42,7 @@ from schemas.payloads import (
     TurnOutcome,
 )
 from schemas.settings import Settings
-from schemas.tables import Agent, Conversation, Message, Report, Schedule, ScheduleRun, Turn, utcnow
+from schemas.tables import Agent, Conversation, Message, Report, Schedule, ScheduleRun, Turn, new_id, utcnow
 from schemas.temporal import conversation_workflow_id, temporal_schedule_id
 
 CONVERSATION_WORKFLOW = "Conversation"
@@ -218,6 +218,7 @@ class AmbientActivities:
                 )
             ).scalar_one_or_none()
             report = Report(
+                id=new_id(),
                 team_id=run.team_id,
                 schedule_id=schedule.id,
                 run_id=run.id,

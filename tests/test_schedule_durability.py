@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -259,7 +260,7 @@ async def test_runs_missed_while_the_stack_was_down_are_caught_up_once_each(
             worker.stop()
     times = sorted(datetime.fromisoformat(r["scheduled_at"]) for r in runs)
     assert len(times) == len(set(times)), "a firing ran twice"
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert all(gap == timedelta(seconds=1) for gap in gaps), f"missed firings: {gaps}"
     assert any(down_at < t < down_at + timedelta(seconds=4) for t in times), "nothing from the down time"
 

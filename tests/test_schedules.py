@@ -207,6 +207,7 @@ async def test_trigger_runs_now_and_delivers_a_report_to_the_inbox(
     reports = (await team.request("GET", "/v1/reports", params={"schedule": created["id"]})).json()
     [report] = reports["items"]
     assert report["body"] == "Three tickets yesterday, all closed." and report["run_id"] == run["id"]
+    assert report["id"] == run["report_id"]
     assert report["status"] == "new" and reports["totals"] == {"new": 1, "acknowledged": 0}
     assert (await team.request("GET", f"/v1/reports/{report['id']}")).json()["title"] == created["name"]
     acked = await team.request("POST", f"/v1/reports/{report['id']}/ack")
