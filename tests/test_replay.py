@@ -17,8 +17,9 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def test_every_conversation_path_has_a_recorded_history() -> None:
     names = {path.stem for path in HISTORIES}
     # conversation-main: plain, tool, failed, handoff, silent turns and a handback;
-    # conversation-interrupt: a turn interrupted by a newer message.
-    assert {"conversation-main", "conversation-interrupt"} <= names
+    # conversation-interrupt: a turn interrupted by a newer message;
+    # ambient-run: a scheduled run whose turn waits for an approval.
+    assert {"conversation-main", "conversation-interrupt", "ambient-run"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

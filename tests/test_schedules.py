@@ -306,6 +306,10 @@ async def test_a_run_that_hits_a_gated_tool_waits_in_the_inbox_and_completes_aft
     [item] = await eventually(pending, timeout=30)
     [run] = await _runs(team, created["id"])
     assert run["status"] == "awaiting_approval" and item["conversation_id"] == run["conversation_id"]
+    waiting = await team.request(
+        "GET", f"/v1/schedules/{created['id']}/runs", params={"status": "awaiting_approval"}
+    )
+    assert [r["id"] for r in waiting.json()["items"]] == [run["id"]]
     assert (await team.request("GET", "/v1/reports", params={"schedule": created["id"]})).json()[
         "items"
     ] == []
@@ -342,7 +346,7 @@ async def test_three_failures_in_a_row_pause_the_schedule_and_notify(
         return bool((await _detail(team, created["id"]))["temporal"]["paused"])
 
     await eventually(temporal_paused)
-    [delivery] = webhook.wait_for(1)
+    [delivery] = await asyncio.to_thread(webhook.wait_for, 1)  # the worker shares this event loop
     assert delivery.json["event"] == "schedule.paused" and delivery.json["schedule"]["id"] == created["id"]
     assert delivery.json["run"]["error"]["code"] == "llm_auth_failed"
     signature = delivery.headers[SIGNATURE_HEADER.lower()]

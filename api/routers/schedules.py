@@ -13,7 +13,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
@@ -277,9 +277,9 @@ async def next_runs(temporal: Client | None, rows: list[Schedule]) -> list[datet
 
 @router.get("", response_model=SchedulePage)
 async def list_schedules(
+    request: Request,
     principal: Reader,
     session: SessionDep,
-    temporal: TemporalDep,
     agent: Annotated[str | None, Query(max_length=63)] = None,
     paused: bool | None = None,
     cursor: str | None = None,
@@ -287,7 +287,8 @@ async def list_schedules(
 ) -> SchedulePage:
     """Schedules oldest first with their next run and last outcome; pass `next_cursor` back as `cursor`."""
     page, next_cursor = await list_rows(session, principal.team_id, agent, paused, cursor, limit)
-    times = await next_runs(temporal, [row for row, _ in page])
+    # Without Temporal the list still answers, without next run times.
+    times = await next_runs(request.app.state.temporal, [row for row, _ in page])
     return SchedulePage(
         items=[public(row, slug, when) for (row, slug), when in zip(page, times, strict=True)],
         next_cursor=next_cursor,
@@ -354,7 +355,12 @@ async def list_runs(
         .outerjoin(Conversation, Conversation.id == ScheduleRun.conversation_id)
         .where(ScheduleRun.schedule_id == schedule_id)
     )
-    if status is not None:
+    if status == RunStatus.AWAITING_APPROVAL:  # shown, never stored: a running run's conversation waits
+        stmt = stmt.where(
+            ScheduleRun.status == RunStatus.RUNNING,
+            Conversation.status == ConversationStatus.AWAITING_APPROVAL,
+        )
+    elif status is not None:
         stmt = stmt.where(ScheduleRun.status == status)
     if before is not None:
         anchor = await session.get(ScheduleRun, before)
