@@ -4,6 +4,7 @@ Starts the embedded stack as separate processes (Temporal dev server with Stewar
 `steward serve` on SQLite, a fake LLM that answers at once), creates an every-second
 schedule (overlap `allow_all`), lets it fire `--firings` times, and reads the runs back:
 
+  Temporal = workflow start time - scheduled_at     (the Temporal Schedule's own delay)
   start  = schedule_runs.started_at - scheduled_at   (Temporal fires, workflow starts, run recorded)
   finish = schedule_runs.completed_at - scheduled_at (plus the turn and the inbox delivery)
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from bench.turn_overhead import percentile, process, wait_http
 from schemas.database import create_engine, session_factory
@@ -31,6 +33,7 @@ from schemas.settings import Settings
 from tests.processes import free_port
 from workers.migrate import migrate
 from workers.temporal_server import DevServer
+from workflows.ambient import run_id_of
 
 
 def _ms(later: str, earlier: str) -> float:
@@ -106,13 +109,26 @@ async def run(firings: int) -> None:
                     listing = await http.get(f"/v1/schedules/{schedule_id}/runs", params={"limit": 200})
                     runs = listing.json()["items"]
                 (await http.post(f"/v1/schedules/{schedule_id}/pause")).raise_for_status()
+                client = await Client.connect(server.address)
+                workflow_started = {
+                    run_id_of(w.id): w.start_time
+                    async for w in client.list_workflows(
+                        f"WorkflowId STARTS_WITH 'schedule/{schedule_id}/run'"
+                    )
+                }
         done = sorted((r for r in runs if r["completed_at"]), key=lambda r: r["scheduled_at"])[:firings]
         start = [_ms(r["started_at"], r["scheduled_at"]) for r in done]
+        temporal = [
+            (workflow_started[r["id"]] - datetime.fromisoformat(r["scheduled_at"])).total_seconds() * 1000
+            for r in done
+            if r["id"] in workflow_started
+        ]
         finish = [_ms(r["completed_at"], r["scheduled_at"]) for r in done]
         sys.stdout.write(
             "Schedule firing latency (every-second schedule, fake LLM answering at once, "
             "steward serve on SQLite, Temporal dev server)\n"
         )
+        sys.stdout.write(_line("firing -> workflow started", temporal) + "\n")
         sys.stdout.write(_line("firing -> run recorded", start) + "\n")
         sys.stdout.write(_line("firing -> delivered, done", finish) + "\n")
     finally:
