@@ -17,8 +17,11 @@ from api.deps import KeyCache
 from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.routers import agents, approvals, chat_completions, conversations, events, health
+from api.routers import reports as reports_router
+from api.routers import schedules as schedules_router
 from api.streams import EventHub
 from api.web import STATIC_DIR, inbox, pages, session
+from api.web import schedules as schedule_pages
 from schemas.database import create_engine, session_factory
 from schemas.keys import ensure_bootstrap_key
 from schemas.settings import Settings
@@ -97,6 +100,10 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(chat_completions.router)
     app.include_router(session.router)
     app.include_router(pages.router)
+    app.include_router(schedules_router.router)
+    app.include_router(reports_router.router)
+    app.include_router(schedule_pages.router)
+    # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -124,3 +124,38 @@ class EventKind(StrEnum):
 
 TURN_ENDS = frozenset({EventKind.TURN_COMPLETED, EventKind.TURN_FAILED})
 """The kinds that end a turn's stream."""
+
+
+class OverlapPolicy(StrEnum):
+    """What a schedule does when a run is due while an earlier one still runs."""
+
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"
+    """Start it once the running one ends (at most one waits)."""
+    ALLOW_ALL = "allow_all"
+
+
+class ConversationMode(StrEnum):
+    """Where a scheduled run talks to its agent."""
+
+    FRESH = "fresh"
+    """A new conversation per run: no memory between runs."""
+    PERSISTENT = "persistent"
+    """One conversation per schedule: the agent remembers earlier runs."""
+
+
+class RunStatus(StrEnum):
+    """A scheduled run, as `schedule_runs` records it."""
+
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    """Shown, never stored: the run's conversation waits for an operator."""
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ReportStatus(StrEnum):
+    """An inbox report (a scheduled run's result delivered to the inbox)."""
+
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"

@@ -25,3 +25,13 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=data_converter(),
     )
+
+
+def temporal_schedule_id(schedule_id: str) -> str:
+    """The Temporal Schedule of a schedule row."""
+    return f"schedule/{schedule_id}"
+
+
+def ambient_run_workflow_id(schedule_id: str) -> str:
+    """The id its runs get, to which Temporal appends the scheduled time (`...-2026-01-31T08:00:00Z`)."""
+    return f"schedule/{schedule_id}/run"

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -50,6 +51,18 @@ class WorkerProcess:
         self._process = subprocess.Popen(
             [str(steward), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
+        self._wait_polling()
+
+    def _wait_polling(self, timeout: float = 60.0) -> None:
+        """Return once the worker says it polls (on a loaded machine that takes seconds)."""
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        while b"worker polling" not in self.log_file.read_bytes():
+            if self._process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self._process.returncode}; see {self.log_file}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker not polling after {timeout:.0f} s; see {self.log_file}")
+            time.sleep(0.05)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, as when a machine dies."""

@@ -18,13 +18,15 @@ def test_every_conversation_path_has_a_recorded_history() -> None:
     names = {path.stem for path in HISTORIES}
     # conversation-main: plain, tool, failed, handoff, silent turns and a handback;
     # conversation-interrupt: a turn interrupted by a newer message; conversation-approvals:
-    # two gated calls in one turn, one approved and one rejected (and those approvals).
+    # two gated calls in one turn, one approved and one rejected (and those approvals);
+    # ambient-run: a scheduled run whose turn waits for an approval.
     assert {
         "conversation-main",
         "conversation-interrupt",
         "conversation-approvals",
         "approval-approved",
         "approval-rejected",
+        "ambient-run",
     } <= names
 
 

@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 from schemas.database import create_engine
 from schemas.settings import Settings
 from schemas.temporal import connect
-from workers.schedules import ensure_schedules
+from workers.schedules import ensure_schedules, reconcile_ambient
 from workers.worker import build_worker
 
 log = logging.getLogger("steward.worker")
@@ -24,6 +24,7 @@ async def run_worker(settings: Settings) -> None:
     engine = create_engine(settings)
     client = await connect(settings)
     await ensure_schedules(client, settings)
+    await reconcile_ambient(client, settings, engine)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

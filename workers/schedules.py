@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
     Schedule,
@@ -15,6 +16,8 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
+from api import schedule_sync
+from schemas.database import session_factory
 from schemas.payloads import PruneEvents
 from schemas.settings import Settings
 from workflows.maintenance import PruneEventsWorkflow
@@ -42,3 +45,10 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         log.info("created schedule %s", PRUNE_EVENTS_SCHEDULE)
     except ScheduleAlreadyRunningError:
         pass
+
+
+async def reconcile_ambient(client: Client, settings: Settings, engine: AsyncEngine) -> None:
+    """Bring the Temporal Schedules of ambient agents in line with their rows (see api/schedule_sync.py)."""
+    made, deleted = await schedule_sync.reconcile(client, session_factory(engine), settings.task_queue)
+    if made or deleted:
+        log.info("schedules reconciled: %d re-made, %d orphans deleted", made, deleted)

@@ -14,7 +14,7 @@ from api.app import create_app
 from schemas.database import create_engine
 from schemas.settings import Settings
 from schemas.temporal import connect
-from workers.schedules import ensure_schedules
+from workers.schedules import ensure_schedules, reconcile_ambient
 from workers.worker import build_worker
 
 log = logging.getLogger("steward.serve")
@@ -32,6 +32,7 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
     engine = create_engine(settings)
     client = await connect(settings)
     await ensure_schedules(client, settings)
+    await reconcile_ambient(client, settings, engine)
     worker = build_worker(client, settings, engine)
     api = _Server(
         uvicorn.Config(create_app(settings, temporal=client), host=host, port=port, log_config=None)

@@ -7,6 +7,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.ambient import AmbientActivities
 from activities.approvals import ApprovalActivities
 from activities.events import EventActivities
 from activities.llm import LlmActivities
@@ -14,11 +15,12 @@ from activities.store import StoreActivities
 from activities.tools import ToolActivities
 from schemas.database import session_factory
 from schemas.settings import Settings
+from workflows.ambient import AmbientRunWorkflow
 from workflows.approval import ApprovalWorkflow
 from workflows.conversation import ConversationWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 
-WORKFLOWS = [ConversationWorkflow, ApprovalWorkflow, PruneEventsWorkflow]
+WORKFLOWS = [ConversationWorkflow, ApprovalWorkflow, PruneEventsWorkflow, AmbientRunWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
@@ -29,6 +31,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     tools = ToolActivities(sessions)
     approvals = ApprovalActivities(sessions, settings)
     events = EventActivities(sessions, settings)
+    ambient = AmbientActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -45,6 +48,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             approvals.record,
             approvals.notify,
             events.prune,
+            ambient.begin_run,
+            ambient.submit,
+            ambient.record_turn,
+            ambient.deliver,
+            ambient.finish_run,
+            ambient.sync_schedule,
+            ambient.notify,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             # Pydantic models are imported by workflows; passing them through keeps

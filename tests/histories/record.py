@@ -136,6 +136,31 @@ async def record() -> None:
                     break
                 await asyncio.sleep(0.05)
 
+            # An ambient run whose turn calls a gated tool and waits for its approval.
+            ambient = f"r-{uuid.uuid4().hex[:6]}"
+            agent = {"slug": ambient, "name": "r", "model": "ambient", "tools": ["create_ticket"]}
+            (await http.post("/v1/agents", json=agent)).raise_for_status()
+            fake.script(
+                "ambient",
+                [Step(tool_calls=[ToolCallSpec("create_ticket", {"subject": "s"})]), Step(text="done")],
+            )
+            schedule = {"name": "r", "agent": ambient, "spec": {"interval": "1h"}, "prompt": "go"}
+            schedule_id = (await http.post("/v1/schedules", json={**schedule, "paused": True})).json()["id"]
+            (await http.post(f"/v1/schedules/{schedule_id}/trigger")).raise_for_status()
+            approvals: list[dict[str, str]] = []
+            while not approvals:
+                await asyncio.sleep(0.2)
+                approvals = (await http.get("/v1/approvals", params={"status": "pending"})).json()["items"]
+            decide = f"/v1/approvals/{approvals[0]['id']}/decision"
+            (await http.post(decide, json={"decision": "approve"})).raise_for_status()
+            runs: list[dict[str, str | None]] = []
+            while not runs or not runs[0]["completed_at"]:
+                await asyncio.sleep(0.2)
+                runs = (await http.get(f"/v1/schedules/{schedule_id}/runs")).json()["items"]
+            run_workflow = await anext(
+                aiter(client.list_workflows(f"WorkflowId STARTS_WITH 'schedule/{schedule_id}/run'"))
+            )
+
             histories = {
                 "conversation-main": conversation_workflow_id(main),
                 "conversation-interrupt": conversation_workflow_id(interrupted),
@@ -146,6 +171,8 @@ async def record() -> None:
             for name, workflow_id in histories.items():
                 history = await client.get_workflow_handle(workflow_id).fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
+            history = await client.get_workflow_handle(run_workflow.id).fetch_history()
+            (HERE / "ambient-run.json").write_text(history.to_json())
         await engine.dispose()
     finally:
         fake.stop()

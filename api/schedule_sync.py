@@ -1,0 +1,132 @@
+"""Keeping Temporal Schedules in step with schedule rows (the rows are the source of truth).
+
+- create: the row is committed first, then the Temporal Schedule made; if that fails, the
+  row is removed again, so a failed create leaves nothing.
+- delete: the Temporal Schedule is deleted first (already missing is fine), then the row
+  is marked deleted; if the second step fails the row is still live and `reconcile`
+  makes its schedule again.
+- reconcile (worker start, `steward serve`): every live row gets its Temporal Schedule
+  (re-made if missing, paused state made to match), and every `schedule/*` Temporal
+  Schedule without a live row is deleted. A run fired by such an orphan also deletes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import (
+    Client,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.client import (
+    Schedule as TemporalSchedule,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from schemas.enums import OverlapPolicy
+from schemas.payloads import AmbientRunInput
+from schemas.schedules import ScheduleSpecBody
+from schemas.tables import Schedule
+from schemas.temporal import ambient_run_workflow_id, temporal_schedule_id
+from workflows.ambient import AmbientRunWorkflow
+
+log = logging.getLogger("steward.schedules")
+
+PREFIX = "schedule/"
+RPC_TIMEOUT = timedelta(seconds=10)
+OVERLAP = {
+    OverlapPolicy.SKIP: ScheduleOverlapPolicy.SKIP,
+    OverlapPolicy.BUFFER_ONE: ScheduleOverlapPolicy.BUFFER_ONE,
+    OverlapPolicy.ALLOW_ALL: ScheduleOverlapPolicy.ALLOW_ALL,
+}
+
+
+def temporal_spec(spec: ScheduleSpecBody) -> ScheduleSpec:
+    return ScheduleSpec(
+        cron_expressions=[spec.cron] if spec.cron else [],
+        intervals=[ScheduleIntervalSpec(every=timedelta(seconds=spec.interval))] if spec.interval else [],
+        time_zone_name=spec.timezone,
+        jitter=timedelta(seconds=spec.jitter) if spec.jitter else None,
+        start_at=spec.start_at,
+        end_at=spec.end_at,
+    )
+
+
+def temporal_policy(row: Schedule) -> SchedulePolicy:
+    return SchedulePolicy(
+        overlap=OVERLAP[OverlapPolicy(row.overlap)], catchup_window=timedelta(seconds=row.catchup_window)
+    )
+
+
+def temporal_schedule(row: Schedule, task_queue: str) -> TemporalSchedule:
+    """The Temporal Schedule a row describes."""
+    return TemporalSchedule(
+        action=ScheduleActionStartWorkflow(
+            AmbientRunWorkflow.run,
+            AmbientRunInput(schedule_id=row.id, team_id=row.team_id),
+            id=ambient_run_workflow_id(row.id),
+            task_queue=task_queue,
+        ),
+        spec=temporal_spec(ScheduleSpecBody.model_validate(row.spec)),
+        policy=temporal_policy(row),
+        state=ScheduleState(paused=row.paused, note=row.pause_note or ""),
+    )
+
+
+async def create(client: Client, row: Schedule, task_queue: str) -> None:
+    """Make the row's Temporal Schedule; one that already exists is left as it is."""
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(
+            temporal_schedule_id(row.id), temporal_schedule(row, task_queue), rpc_timeout=RPC_TIMEOUT
+        )
+
+
+async def delete(client: Client, schedule_id: str) -> None:
+    """Delete a Temporal Schedule; one already gone is fine."""
+    try:
+        await client.get_schedule_handle(temporal_schedule_id(schedule_id)).delete(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+async def reconcile(
+    client: Client, sessions: async_sessionmaker[AsyncSession], task_queue: str
+) -> tuple[int, int]:
+    """Re-make missing Temporal Schedules of live rows and delete orphans; (made, deleted)."""
+    async with sessions() as session:
+        rows = list((await session.execute(select(Schedule).where(Schedule.deleted_at.is_(None)))).scalars())
+    live = {row.id: row for row in rows}
+    existing: set[str] = set()
+    async for listed in await client.list_schedules():
+        if listed.id.startswith(PREFIX):
+            existing.add(listed.id.removeprefix(PREFIX))
+    made = deleted = 0
+    for schedule_id, row in live.items():
+        if schedule_id not in existing:
+            await create(client, row, task_queue)
+            made += 1
+            log.info("re-made missing Temporal Schedule for schedule %s", schedule_id)
+            continue
+        handle = client.get_schedule_handle(temporal_schedule_id(schedule_id))
+        described = await handle.describe()
+        if described.schedule.state.paused != row.paused:
+            if row.paused:
+                await handle.pause(note=row.pause_note or "paused")
+            else:
+                await handle.unpause(note="unpaused")
+    for schedule_id in existing - live.keys():
+        await delete(client, schedule_id)
+        deleted += 1
+        log.info("deleted orphan Temporal Schedule schedule/%s (no live row)", schedule_id)
+    return made, deleted
