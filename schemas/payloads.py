@@ -343,3 +343,11 @@ class DeliveryRef(BaseModel):
 class DeliveryResult(BaseModel):
     sent: int = 0
     failed: int = 0
+
+
+class ChannelTyping(BaseModel):
+    """Show the channel user that the agent is working on an answer (best effort)."""
+
+    conversation_id: str
+    team_id: str
+    channel_id: str

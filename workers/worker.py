@@ -8,6 +8,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.approvals import ApprovalActivities
+from activities.channels.delivery import ChannelActivities
 from activities.events import EventActivities
 from activities.llm import LlmActivities
 from activities.store import StoreActivities
@@ -15,10 +16,11 @@ from activities.tools import ToolActivities
 from schemas.database import session_factory
 from schemas.settings import Settings
 from workflows.approval import ApprovalWorkflow
+from workflows.channel import ChannelDeliveryWorkflow
 from workflows.conversation import ConversationWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 
-WORKFLOWS = [ConversationWorkflow, ApprovalWorkflow, PruneEventsWorkflow]
+WORKFLOWS = [ConversationWorkflow, ApprovalWorkflow, PruneEventsWorkflow, ChannelDeliveryWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
@@ -27,7 +29,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     store = StoreActivities(sessions)
     llm = LlmActivities(sessions, settings)
     tools = ToolActivities(sessions)
-    approvals = ApprovalActivities(sessions, settings)
+    channels = ChannelActivities(sessions, settings)
+    approvals = ApprovalActivities(sessions, settings, channels.registry)
     events = EventActivities(sessions, settings)
     return Worker(
         client,
@@ -45,6 +48,9 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             approvals.record,
             approvals.notify,
             events.prune,
+            channels.deliver_turn,
+            channels.deliver,
+            channels.typing,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             # Pydantic models are imported by workflows; passing them through keeps
