@@ -130,9 +130,15 @@ class ChannelCache:
     def forget(self, channel_id: str) -> None:
         self._entries.pop(channel_id, None)
 
-    async def get(self, channel_id: str) -> ChannelConfig | None:
+    async def get(self, channel_id: str, refresh: bool = False) -> ChannelConfig | None:
+        """The channel, from the cache unless `refresh`.
+
+        Webhooks refresh before refusing a request, so a secret just set by another
+        process (`set-webhook`) is honoured at once; a refused request costs one
+        primary-key read, no more than an uncached request would.
+        """
         entry = self._entries.get(channel_id)
-        if entry is not None and entry[1] > time.monotonic():
+        if entry is not None and entry[1] > time.monotonic() and not refresh:
             return entry[0]
         async with self._sessions() as session:
             row = await session.get(Channel, channel_id[:32])

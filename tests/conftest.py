@@ -23,7 +23,7 @@ from workers.migrate import migrate
 from workers.temporal_server import DEV_SERVER_TUNING, temporal_binary
 from workers.worker import build_worker
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.channels"]
 
 TEST_SECRET_KEY = "Wk9Q0oXQ4mV3yQxKQf1S8m0hQm1zZb1m2dY6m9Yl3aE="
 """Fernet key that encrypts channel credentials in tests (the worker subprocesses get it too)."""

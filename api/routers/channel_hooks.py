@@ -96,8 +96,10 @@ def _telegram_user(sender: dict[str, Any]) -> str:
     return f"telegram:@{username}" if username else f"telegram:{sender.get('id')}"
 
 
-async def _channel(inbound: Inbound, channel_id: str, kind: ChannelType) -> ChannelConfig | Response:
-    channel = await inbound.channels.get(channel_id)
+async def _channel(
+    inbound: Inbound, channel_id: str, kind: ChannelType, refresh: bool = False
+) -> ChannelConfig | Response:
+    channel = await inbound.channels.get(channel_id, refresh=refresh)
     if channel is None or channel.type != kind:
         return error_response(404, "channel_not_found", f"no {kind.value} channel '{channel_id}'")
     return channel
@@ -119,14 +121,24 @@ async def telegram_webhook(channel_id: str, request: Request) -> Response:
     if isinstance(channel, Response):
         return channel
     given = request.headers.get(TELEGRAM_SECRET_HEADER)
-    expected = channel.webhook_secret_hash
-    if expected is None or given is None or not hmac.compare_digest(secret_hash(given), expected):
-        return error_response(403, "forbidden", "missing or wrong X-Telegram-Bot-Api-Secret-Token")
+    if given is None:
+        return error_response(403, "forbidden", "missing X-Telegram-Bot-Api-Secret-Token")
+    if not _secret_ok(channel, given):
+        channel = await _channel(inbound, channel_id, ChannelType.TELEGRAM, refresh=True)
+        if isinstance(channel, Response):
+            return channel
+        if not _secret_ok(channel, given):
+            return error_response(403, "forbidden", "wrong X-Telegram-Bot-Api-Secret-Token")
     update = _json(await request.body())
     if update is None or not isinstance(update.get("update_id"), int):
         return error_response(400, "bad_request", "body is not a Telegram update (JSON with an update_id)")
     await inbound.accept(telegram_item(channel, update))
     return _OK
+
+
+def _secret_ok(channel: ChannelConfig, given: str) -> bool:
+    expected = channel.webhook_secret_hash
+    return expected is not None and hmac.compare_digest(secret_hash(given), expected)
 
 
 def _verified(channel: ChannelConfig, request: Request, raw: bytes) -> bool:

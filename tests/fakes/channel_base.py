@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -173,6 +174,15 @@ class FakeServer:
         if not ok:
             raise TimeoutError(f"{len(found)}/{count} {method} calls after {timeout}s")
         return found
+
+    async def await_calls(
+        self, method: str, count: int = 1, where: Callable[[Call], bool] = lambda c: True, timeout: float = 30
+    ) -> list[Call]:
+        """`wait_for` without blocking the event loop (the test's worker and API run on it)."""
+        return await asyncio.to_thread(self.wait_for, method, count, where, timeout)
+
+    async def await_arrived(self, method: str, timeout: float = 30) -> None:
+        await asyncio.to_thread(self.wait_arrived, method, timeout)
 
     def wait_arrived(self, method: str, timeout: float = 30) -> None:
         with self._cond:

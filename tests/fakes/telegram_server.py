@@ -105,5 +105,8 @@ class FakeTelegram(FakeServer):
             for c in self.sent("sendMessage", lambda c: int(c.params["chat_id"]) == chat_id)
         ]
 
-    def replies(self, chat_id: int, count: int = 1, timeout: float = 30) -> list[Call]:
-        return self.wait_for("sendMessage", count, lambda c: int(c.params["chat_id"]) == chat_id, timeout)
+    async def replies(self, chat_id: int, count: int = 1, timeout: float = 30) -> list[Call]:
+        """Wait for `count` messages sent to a chat (without blocking the event loop)."""
+        return await self.await_calls(
+            "sendMessage", count, lambda c: int(c.params["chat_id"]) == chat_id, timeout
+        )
