@@ -626,7 +626,7 @@ def dead_letter_counter(sessions: async_sessionmaker[AsyncSession]) -> Callable[
                 .where(ChannelDelivery.status == DeliveryStatus.FAILED)
                 .group_by(Channel.type)
             )
-            counts = dict(rows.tuples())
+            counts = {kind: count for kind, count in rows.tuples()}  # a Result has keys(): not dict()-able
         for kind in ChannelType:
             DEAD_LETTERS.labels(channel=kind.value).set(counts.get(kind.value, 0))
 

@@ -1,4 +1,4 @@
-"""Telegram: verified webhooks, one turn per update however often it comes, replies as the Bot API wants them."""
+"""Telegram: verified webhooks, one turn per update however often it comes, replies as Telegram wants."""
 
 from __future__ import annotations
 

@@ -22,6 +22,8 @@ class Call:
     params: dict[str, Any]
     at: float
     token: str = ""
+    status: int = 200
+    """What the server answered (a refused call is recorded too)."""
 
 
 @dataclass
@@ -37,6 +39,12 @@ class Fault:
     record: bool = False
     """Carry the call out (and record it) before holding or dropping: 'posted, but the caller never knew'."""
     times: int = 1
+    reached: threading.Event = field(default_factory=threading.Event)
+    """Set when a call meets this fault."""
+
+    async def wait_reached(self, timeout: float = 30) -> None:
+        if not await asyncio.to_thread(self.reached.wait, timeout):
+            raise TimeoutError(f"no call met the fault within {timeout}s")
 
 
 class FakeServer:
@@ -121,6 +129,8 @@ class FakeServer:
             params.update({k: v[0] for k, v in parse_qs(handler.path.split("?", 1)[1]).items()})
         fault = self._take_fault(method)
         if fault is not None and not fault.record:
+            fault.reached.set()
+        if fault is not None and not fault.record:
             self._signal(method)
             if fault.hold is not None:
                 fault.hold.wait(60)
@@ -131,10 +141,11 @@ class FakeServer:
             return
         status, body, headers = self.handle(method, params, token)
         with self._cond:
-            self.calls.append(Call(method, params, time.monotonic(), token))
+            self.calls.append(Call(method, params, time.monotonic(), token, status))
             self._cond.notify_all()
         self._signal(method)
         if fault is not None:  # recorded: now lose the answer
+            fault.reached.set()
             if fault.hold is not None:
                 fault.hold.wait(60)
             handler.close_connection = True

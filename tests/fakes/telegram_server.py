@@ -100,13 +100,15 @@ class FakeTelegram(FakeServer):
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}, {}
 
     def texts(self, chat_id: int) -> list[str]:
+        """What a chat has received (refused sends are not counted)."""
         return [
-            str(c.params["text"])
-            for c in self.sent("sendMessage", lambda c: int(c.params["chat_id"]) == chat_id)
+            str(c.params["text"]) for c in self.sent("sendMessage", lambda c: self._delivered(c, chat_id))
         ]
 
     async def replies(self, chat_id: int, count: int = 1, timeout: float = 30) -> list[Call]:
-        """Wait for `count` messages sent to a chat (without blocking the event loop)."""
-        return await self.await_calls(
-            "sendMessage", count, lambda c: int(c.params["chat_id"]) == chat_id, timeout
-        )
+        """Wait for `count` messages delivered to a chat (without blocking the event loop)."""
+        return await self.await_calls("sendMessage", count, lambda c: self._delivered(c, chat_id), timeout)
+
+    @staticmethod
+    def _delivered(call: Call, chat_id: int) -> bool:
+        return call.status == 200 and int(call.params["chat_id"]) == chat_id
