@@ -67,7 +67,8 @@ log = logging.getLogger("steward.channels")
 CACHE_SECONDS = 5.0
 """A changed or deleted channel is seen by every API process within this time."""
 BATCH = 256
-DISPATCH_CONCURRENCY = 32
+DISPATCH_CONCURRENCY = 8
+"""Hand-offs at once: enough to keep Temporal busy, few enough to leave connections to the webhooks."""
 SWEEP_EVERY = 5.0
 SWEEP_AFTER = timedelta(seconds=10)
 """A row still `received` this long after it arrived lost its hand-off; the sweeper retries it."""
@@ -441,10 +442,14 @@ class Inbound:
     async def _conversation_of(
         self, row: ChannelInbound, channel: ChannelConfig, fresh: bool = False
     ) -> tuple[Conversation, Agent]:
-        """The chat's current conversation; a new one on first contact or when `fresh` (/new)."""
+        """The chat's current conversation; a new one on first contact or when `fresh` (/new).
+
+        Reads first; writes take the SQLite write lock before a connection (the order every
+        writer here keeps, so waiting writers never hold the connections the lock holder needs).
+        """
+        engine = self._sessions.kw["bind"]
         for _ in range(3):
             async with self._sessions() as session:
-                found = None
                 if not fresh:
                     found = (
                         await session.execute(
@@ -454,47 +459,46 @@ class Inbound:
                             .where(ChannelChat.channel_id == channel.id, ChannelChat.chat_key == row.chat_key)
                         )
                     ).first()
-                if found is not None:
-                    return found[0], found[1]
+                    if found is not None:
+                        return found[0], found[1]
                 agent = await session.get(Agent, channel.agent_id)
                 assert agent is not None
-                engine = self._sessions.kw["bind"]
-                async with write_lock(engine):
-                    conversation = Conversation(
-                        team_id=channel.team_id,
-                        agent_id=channel.agent_id,
-                        channel_id=channel.id,
-                        channel_address=row.address,
-                        metadata_={"channel": channel.type.value, "chat": row.chat_key},
+            async with write_lock(engine), self._sessions() as session:
+                conversation = Conversation(
+                    team_id=channel.team_id,
+                    agent_id=channel.agent_id,
+                    channel_id=channel.id,
+                    channel_address=row.address,
+                    metadata_={"channel": channel.type.value, "chat": row.chat_key},
+                )
+                session.add(conversation)
+                await session.flush()
+                chat = (
+                    await session.execute(
+                        select(ChannelChat).where(
+                            ChannelChat.channel_id == channel.id, ChannelChat.chat_key == row.chat_key
+                        )
                     )
-                    session.add(conversation)
-                    await session.flush()
-                    chat = (
-                        await session.execute(
-                            select(ChannelChat).where(
-                                ChannelChat.channel_id == channel.id, ChannelChat.chat_key == row.chat_key
-                            )
+                ).scalar_one_or_none()
+                if chat is None:
+                    session.add(
+                        ChannelChat(
+                            team_id=channel.team_id,
+                            channel_id=channel.id,
+                            chat_key=row.chat_key,
+                            conversation_id=conversation.id,
                         )
-                    ).scalar_one_or_none()
-                    if chat is None:
-                        session.add(
-                            ChannelChat(
-                                team_id=channel.team_id,
-                                channel_id=channel.id,
-                                chat_key=row.chat_key,
-                                conversation_id=conversation.id,
-                            )
-                        )
-                    elif fresh:
-                        chat.conversation_id = conversation.id
-                        chat.updated_at = utcnow()
-                    else:
-                        continue  # another process created it first: use theirs
-                    try:
-                        await session.commit()
-                    except IntegrityError:
-                        continue
-                return conversation, agent
+                    )
+                elif fresh:
+                    chat.conversation_id = conversation.id
+                    chat.updated_at = utcnow()
+                else:
+                    continue  # another process created it first: use theirs
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    continue
+            return conversation, agent
         raise RuntimeError(f"could not find or open the conversation of chat {row.chat_key}")
 
     async def _command(self, row: ChannelInbound, channel: ChannelConfig) -> None:
