@@ -149,6 +149,9 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
                     await telegram.await_calls("sendMessage", concurrency * (round_ + 1), timeout=600)
                     drained.append(time.perf_counter() - started)
                 repeats = await _post_all(http, url, secret, sent[:concurrency])
+                single: list[float] = []  # one delivery at a time: the cost of one acknowledgement
+                for update in sent[:100]:
+                    single.extend(await _post_all(http, url, secret, [update]))
                 total = concurrency * (rounds + 1)
                 await asyncio.sleep(1.0)
                 assert len(telegram.sent("sendMessage")) == total, "a redelivery was answered twice"
@@ -157,6 +160,7 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
         print(f"database: {'SQLite' if settings.database_url.startswith('sqlite') else 'PostgreSQL'}\n")
         _report(f"new updates ({rounds} rounds)", fresh)
         _report("redelivered updates", repeats)
+        _report("redelivered, one at a time", single)
         burst = statistics.mean(drained)
         print(
             f"\n{total} turns, one reply each; a burst of {concurrency} took {burst:.1f} s to answer (mean)"
