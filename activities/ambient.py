@@ -23,8 +23,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.approvals import DELIVERY_HEADER, SIGNATURE_HEADER, sign
+from activities.channels.delivery import ChannelActivities
 from activities.transcript import in_transaction
-from schemas.enums import ConversationMode, DoubleTexting, MessageRole, RunStatus, TurnStatus
+from schemas.enums import ChannelType, ConversationMode, DoubleTexting, MessageRole, RunStatus, TurnStatus
 from schemas.payloads import (
     ConversationInput,
     PromptAnswered,
@@ -54,10 +55,17 @@ tests/test_schedules.py checks these match the workflow's definitions)."""
 class AmbientActivities:
     """What an AmbientRunWorkflow does outside itself."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        channels: ChannelActivities | None = None,
+    ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        self._channels = channels
+        """Sends to Telegram and Slack, for schedules that deliver to a channel."""
 
     @activity.defn(name="ambient.begin_run")
     async def begin_run(self, req: RunStart) -> RunStarted:
@@ -187,6 +195,19 @@ class AmbientActivities:
     @activity.defn(name="ambient.deliver")
     async def deliver(self, req: RunDelivery) -> RunDelivered:
         """Deliver the run's reply where its schedule says; once per run, whatever the retries."""
+        async with self._sessions() as session:
+            run = await session.get(ScheduleRun, req.run_id)
+            schedule = await session.get(Schedule, run.schedule_id) if run is not None else None
+            reply = await _reply_of(session, run) if run is not None else None
+        if (
+            run is not None
+            and schedule is not None
+            and run.team_id == req.team_id
+            and run.delivered_at is None
+            and not schedule.deliver_to.get("inbox")
+        ):
+            # Outside any transaction: each part's own delivery row makes its send happen once.
+            await self._to_channel(run, schedule.deliver_to, reply or "")
 
         async def work(session: AsyncSession) -> RunDelivered:
             run = await session.get(ScheduleRun, req.run_id, with_for_update=True)
@@ -196,27 +217,12 @@ class AmbientActivities:
                 return RunDelivered(report_id=run.report_id)
             schedule = await session.get(Schedule, run.schedule_id)
             assert schedule is not None
-            if not schedule.deliver_to.get("inbox"):
-                raise ApplicationError(
-                    f"channel {schedule.deliver_to.get('channel')!r} cannot be delivered to: "
-                    "channels are not available in this build",
-                    type="channel_unavailable",
-                    non_retryable=True,
-                )
             conversation = await session.get(Conversation, run.conversation_id)
             assert conversation is not None
-            reply = (
-                await session.execute(
-                    select(Message.content)
-                    .where(
-                        Message.conversation_id == run.conversation_id,
-                        Message.turn == run.turn,
-                        Message.role == MessageRole.ASSISTANT,
-                    )
-                    .order_by(Message.seq.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+            if not schedule.deliver_to.get("inbox"):
+                run.delivered_at = utcnow()  # its parts were sent above
+                return RunDelivered()
+            reply = await _reply_of(session, run)
             report = Report(
                 id=new_id(),
                 team_id=run.team_id,
@@ -234,8 +240,42 @@ class AmbientActivities:
             return RunDelivered(report_id=report.id)
 
         delivered = await in_transaction(self._sessions, work)
-        activity.logger.info("run %s delivered (report %s)", req.run_id, delivered.report_id)
+        where = f"report {delivered.report_id}" if delivered.report_id else "its channel"
+        activity.logger.info("run %s delivered to %s", req.run_id, where)
         return delivered
+
+    async def _to_channel(self, run: ScheduleRun, deliver_to: dict[str, Any], text: str) -> None:
+        """Post the run's reply to the schedule's channel target, each part once (keyed by the run)."""
+        if self._channels is None:
+            raise ApplicationError("this worker has no channel sender", type="channel_unavailable")
+        channel_id = str(deliver_to.get("channel"))
+        try:
+            channel, client = await self._channels.registry.get(channel_id, run.team_id)
+        except ApplicationError as err:
+            raise ApplicationError(
+                f"channel {channel_id} cannot be delivered to: {err.message}",
+                type="channel_unavailable",
+                non_retryable=True,
+            ) from err
+        if not text.strip():
+            return
+        target = deliver_to.get("target")
+        address = {"chat_id": target} if channel.type == ChannelType.TELEGRAM else {"channel": str(target)}
+        result = await self._channels.send_text(
+            channel,
+            client,
+            address,
+            text,
+            keys=lambda part: f"r/{run.id}.{part}",
+            conversation_id=run.conversation_id,
+            turn=run.turn,
+        )
+        if result.failed:
+            raise ApplicationError(
+                f"the channel refused the run's report; see GET /v1/dead-letters ({result.failed} part(s))",
+                type="channel_undelivered",
+                non_retryable=True,
+            )
 
     @activity.defn(name="ambient.record_turn")
     async def record_turn(self, req: RunFinish) -> None:
@@ -398,3 +438,18 @@ async def _finished_turn(session: AsyncSession, conversation_id: str, key: str) 
     error = TurnError(code=turn.error_code, message=turn.error_message or "") if turn.error_code else None
     outcome = TurnOutcome(turn=turn.n, status=TurnStatus(turn.status), error=error)
     return PromptAnswered(turn=turn.n, outcome=outcome)
+
+
+async def _reply_of(session: AsyncSession, run: ScheduleRun) -> str | None:
+    """The run's answer: the last assistant message of its turn."""
+    found = await session.execute(
+        select(Message.content)
+        .where(
+            Message.conversation_id == run.conversation_id,
+            Message.turn == run.turn,
+            Message.role == MessageRole.ASSISTANT,
+        )
+        .order_by(Message.seq.desc())
+        .limit(1)
+    )
+    return found.scalar_one_or_none()

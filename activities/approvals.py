@@ -21,6 +21,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
+from activities.channels.ops import OpsNotifier
+from activities.channels.registry import ChannelRegistry
 from activities.events import append_event
 from activities.transcript import in_transaction
 from schemas.enums import ApprovalStatus, AuditAction, EventKind
@@ -179,10 +181,16 @@ async def record_event(session: AsyncSession, event: ApprovalEvent) -> bool:
 class ApprovalActivities:
     """Inbox bookkeeping and notifications for ApprovalWorkflow."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        channels: ChannelRegistry | None = None,
+    ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        self._ops = OpsNotifier(sessions, channels or ChannelRegistry(sessions, settings), settings)
 
     @activity.defn(name="approval.record")
     async def record(self, event: ApprovalEvent) -> None:
@@ -199,7 +207,9 @@ class ApprovalActivities:
 
     @activity.defn(name="approval.notify")
     async def notify(self, note: Notification) -> bool:
-        """POST a signed notification to the agent's webhook; False if it has none configured.
+        """Tell the ops chats of the agent's channels, and POST a signed notification to its webhook.
+
+        False if the agent has neither configured.
 
         4xx answers other than 408 and 429 are final (retrying would not change them);
         anything else is retried by Temporal.
@@ -217,10 +227,15 @@ class ApprovalActivities:
                 f"approval {note.approval_id} not found", type="not_found", non_retryable=True
             )
         approval, agent = found[0], found[1]
+        # Ops chats first: each message is posted once and then edited, so a retry caused
+        # by the webhook below repeats nothing there.
+        told = await self._ops.notify(note, approval, agent)
         settings = ApprovalSettings.model_validate(agent.approvals or {})
         url = (settings.escalation_url or settings.notify_url) if note.escalation else settings.notify_url
         if url is None:
-            return False
+            if told:
+                metrics.NOTIFICATIONS.labels(event=note.event).inc()
+            return told > 0
         body = json.dumps(self._payload(note, approval, agent), separators=(",", ":")).encode()
         headers = {"content-type": "application/json", DELIVERY_HEADER: f"{note.approval_id}/{note.event}"}
         secret = self._settings.webhook_secret

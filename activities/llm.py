@@ -43,7 +43,7 @@ from schemas.enums import EventKind, MessageRole, TurnStatus
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import Agent, Conversation, Message
+from schemas.tables import Agent, Channel, Conversation, Message
 from schemas.tools import TOOLS
 
 TRANSCRIPT_WINDOW = 200
@@ -135,11 +135,13 @@ def _answer_of(message: Message) -> LlmResponse:
     )
 
 
-def _gated(agent: Agent, response: LlmResponse) -> LlmResponse:
+def _gated(agent: Agent, response: LlmResponse, ops_chat: bool = False) -> LlmResponse:
     """Mark the calls the agent's approval policy gates; they wait for an operator."""
     now = datetime.now(UTC)
     for call in response.tool_calls:
-        call.approval = gate(call, agent.tools, agent.tool_policies or {}, agent.approvals or {}, now)
+        call.approval = gate(
+            call, agent.tools, agent.tool_policies or {}, agent.approvals or {}, now, ops_chat=ops_chat
+        )
     if any(call.approval is not None for call in response.tool_calls):
         response.holding_message = ApprovalSettings.model_validate(agent.approvals or {}).holding_message
     return response
@@ -262,7 +264,7 @@ class LlmActivities:
             if starting is not None:
                 count_start(await starting)
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
-            return _gated(agent, _answer_of(done))
+            return await self._gate(agent, _answer_of(done))
             return _answer_of(done)
         streamed = deltas.written if deltas is not None else 0
 
@@ -294,11 +296,22 @@ class LlmActivities:
 
         stored, finished = await in_transaction(self._sessions, persist)
         if not stored:
-            return _gated(agent, await self._stored_answer(req, dedupe_key))
+            return await self._gate(agent, await self._stored_answer(req, dedupe_key))
         if finished is not None:
             count_outcome(finished, TurnStatus.COMPLETED)
             activity.logger.info("turn completed", extra={"team": req.team_id})
-        return _gated(agent, response)
+        return await self._gate(agent, response)
+
+    async def _gate(self, agent: Agent, response: LlmResponse) -> LlmResponse:
+        """`_gated`, knowing whether the agent has an ops chat (asked only when tools are called)."""
+        ops_chat = False
+        if response.tool_calls:
+            async with self._sessions() as session:
+                channels = await session.execute(
+                    select(Channel.ops).where(Channel.agent_id == agent.id, Channel.deleted_at.is_(None))
+                )
+                ops_chat = any(ops.get("chat_id") or ops.get("channel_id") for ops in channels.scalars())
+        return _gated(agent, response, ops_chat)
 
     async def _delta_stream(self, req: LlmRequest, starting: Awaitable[object] | None) -> DeltaStream:
         """The stream this attempt's text goes to; on a retry, first tell clients to drop the last."""

@@ -21,3 +21,8 @@ APPROVAL_EVENTS = Counter(
     "steward_approval_events_total", "Approval events (requested, reminded, escalated, decisions)", ["event"]
 )
 NOTIFICATIONS = Counter("steward_notifications_total", "Notifications delivered, by event", ["event"])
+CHANNEL_SENDS = Counter(
+    "steward_channel_sends_total",
+    "Channel message sends, by channel type and outcome",
+    ["channel", "outcome"],
+)

@@ -21,6 +21,7 @@ from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus
 from schemas.payloads import (
     AwaitApprovals,
     BeginTurn,
+    ChannelRef,
     ConversationRef,
     ConversationState,
     FinishTurn,
@@ -195,6 +196,7 @@ class StoreActivities:
                 last_turn=conversation.turns,
                 last_message=users.scalar() or 0,
                 handed_off=conversation.status == ConversationStatus.HANDED_OFF,
+                channel=ChannelRef(channel_id=conversation.channel_id) if conversation.channel_id else None,
             )
 
     @activity.defn(name="store.begin_turn")

@@ -14,9 +14,20 @@ from temporalio.client import Client
 
 from api import errors
 from api.deps import KeyCache
+from api.inbound import Inbound, dead_letter_counter
 from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routers import agents, approvals, chat_completions, conversations, events, health
+from api.routers import (
+    agents,
+    approvals,
+    channel_hooks,
+    channels,
+    chat_completions,
+    conversations,
+    dead_letters,
+    events,
+    health,
+)
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
 from api.streams import EventHub
@@ -71,9 +82,13 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         connecting = None
         if temporal is None:
             connecting = asyncio.create_task(_keep_connecting(app, settings))
+        app.state.inbound = Inbound(app.state.sessions, settings)
+        app.state.inbound.start(lambda: app.state.temporal)
+        app.state.metrics_refreshers = [dead_letter_counter(app.state.sessions)]
         try:
             yield
         finally:
+            await app.state.inbound.stop()
             if connecting is not None:
                 connecting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -98,6 +113,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(approvals.router)
     app.include_router(events.router)
     app.include_router(chat_completions.router)
+    app.include_router(channels.router)
+    app.include_router(dead_letters.router)
+    app.include_router(channel_hooks.router)
     app.include_router(session.router)
     app.include_router(pages.router)
     app.include_router(schedules_router.router)

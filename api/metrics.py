@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,7 +20,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    # Gauges read from the database (dead letters) are brought up to date first.
+    for refresh in getattr(request.app.state, "metrics_refreshers", []):
+        await refresh()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

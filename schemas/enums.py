@@ -159,3 +159,45 @@ class ReportStatus(StrEnum):
 
     NEW = "new"
     ACKNOWLEDGED = "acknowledged"
+
+
+class ChannelType(StrEnum):
+    """Where channel users talk to an agent."""
+
+    TELEGRAM = "telegram"
+    SLACK = "slack"
+
+
+class ChannelMode(StrEnum):
+    """How a channel's updates reach Steward."""
+
+    WEBHOOK = "webhook"
+    """The provider POSTs to Steward (Telegram webhook, Slack Events API)."""
+    POLLING = "polling"
+    """Steward long-polls the provider (Telegram getUpdates; for development without a public URL)."""
+
+
+class InboundStatus(StrEnum):
+    """What became of one update a channel received (a row per provider dedupe key)."""
+
+    RECEIVED = "received"
+    """Recorded and acknowledged; not yet handed to its conversation."""
+    SUBMITTED = "submitted"
+    """Handed to its conversation as a turn (or queued in it)."""
+    ANSWERED = "answered"
+    """A command (/help, /new, /status) or a button press, answered without a turn."""
+    RATE_LIMITED = "rate_limited"
+    """Over the user's messages-per-minute limit: kept here with the reason, the user told to slow down."""
+    IGNORED = "ignored"
+    """Not for the agent (an edit, a bot's own message, a kind of update Steward does not handle)."""
+
+
+class DeliveryStatus(StrEnum):
+    """An outbound message's state; `failed` ones are the dead letters."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    """A provider call was started; whether it posted is checked before any retry."""
+    SENT = "sent"
+    FAILED = "failed"
+    DISCARDED = "discarded"

@@ -112,6 +112,8 @@ class ConversationState(BaseModel):
     pending: list[PendingTurn] = Field(default_factory=list)
     recent_keys: dict[str, int] = Field(default_factory=dict)
     recent_outcomes: dict[int, TurnOutcome] = Field(default_factory=dict)
+    channel: ChannelRef | None = None
+    """Set when the conversation talks on a channel: its replies are delivered there."""
 
 
 class ConversationRef(BaseModel):
@@ -137,6 +139,8 @@ class TurnInput(BaseModel):
     messages: list[InboundMessage]
     silent: bool = False
     """A human has the conversation: record the messages, do not answer."""
+    channel: ChannelRef | None = None
+    """The conversation's channel, where holding notices go while approvals wait."""
 
 
 class BeginTurn(BaseModel):
@@ -398,3 +402,41 @@ class RunResult(BaseModel):
     status: str
     conversation_id: str | None = None
     error: TurnError | None = None
+
+
+class ChannelRef(BaseModel):
+    """The channel a conversation talks on: a reference only, never credentials."""
+
+    channel_id: str
+
+
+class DeliverTurn(BaseModel):
+    """Deliver what a turn said to its channel: the reply, a holding notice, or a failure notice."""
+
+    conversation_id: str
+    team_id: str
+    channel_id: str
+    turn: int
+    kind: str = "reply"
+    """`reply` (the turn's last assistant message), `holding` (the notice of round `round`) or `failed`."""
+    round: int = 0
+
+
+class DeliveryRef(BaseModel):
+    """One stored delivery to send (a command's answer, a slow-down notice, a dead letter retried)."""
+
+    delivery_id: int
+    team_id: str
+
+
+class DeliveryResult(BaseModel):
+    sent: int = 0
+    failed: int = 0
+
+
+class ChannelTyping(BaseModel):
+    """Show the channel user that the agent is working on an answer (best effort)."""
+
+    conversation_id: str
+    team_id: str
+    channel_id: str

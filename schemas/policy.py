@@ -118,9 +118,11 @@ def gate(
     policies: dict[str, Any],
     settings: dict[str, Any],
     now: dt.datetime,
+    ops_chat: bool = False,
 ) -> ApprovalTimers | None:
     """The timers of the approval this call must wait for, or None if it runs at once.
 
+    `ops_chat`: the agent has a channel with an ops chat, which hears of approvals too.
     Calls of tools the agent was not offered are never gated: the tool activity refuses
     them. Arguments that are not valid JSON are gated whenever the tool is, so a garbled
     call cannot slip past a condition.
@@ -150,6 +152,6 @@ def gate(
         escalate_after=policy.escalate_after or base.escalate_after,
         expires_after=policy.expires_after or base.expires_after,
         expiry_action=policy.expiry_action or base.expiry_action,
-        notify=base.notify_url is not None,
-        notify_escalation=(base.escalation_url or base.notify_url) is not None,
+        notify=base.notify_url is not None or ops_chat,
+        notify_escalation=(base.escalation_url or base.notify_url) is not None or ops_chat,
     )

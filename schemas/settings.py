@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(15.0, gt=0, validation_alias=_env("STEWARD_SSE_HEARTBEAT"))
     """Seconds between keep-alive comments on an idle event stream."""
 
+    secret_key: SecretStr | None = Field(None, validation_alias=_env("STEWARD_SECRET_KEY"))
+    """Fernet key(s) that encrypt channel credentials at rest; comma-separated for rotation
+    (the first encrypts, all decrypt). Channels cannot be configured without it."""
+    channel_polling: bool = Field(False, validation_alias=_env("STEWARD_CHANNEL_POLLING"))
+    """Long-poll Telegram channels in `polling` mode from this API process (`steward dev` turns it on)."""
+
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
 

@@ -23,8 +23,10 @@ from workers.migrate import migrate
 from workers.temporal_server import DEV_SERVER_TUNING, temporal_binary
 from workers.worker import build_worker
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.channels"]
 
+TEST_SECRET_KEY = "Wk9Q0oXQ4mV3yQxKQf1S8m0hQm1zZb1m2dY6m9Yl3aE="
+"""Fernet key that encrypts channel credentials in tests (the worker subprocesses get it too)."""
 CONTINUE_AS_NEW_EVENTS = 120
 """Low enough that multi-turn tests cross continue-as-new; see test_continue_as_new."""
 
@@ -71,6 +73,7 @@ def settings(database_url: str, fake_llm: FakeOpenAI, temporal_env: WorkflowEnvi
         openai_api_key="test-key",
         worker_metrics_port=0,
         webhook_secret="test-webhook-secret",
+        secret_key=TEST_SECRET_KEY,
     )
 
 

@@ -45,6 +45,9 @@ class WorkerProcess:
             "OPENAI_BASE_URL": self.settings.openai_base_url or "",
             "OPENAI_API_KEY": "test-key",
             "STEWARD_WORKER_METRICS_PORT": "0",
+            "STEWARD_SECRET_KEY": self.settings.secret_key.get_secret_value()
+            if self.settings.secret_key
+            else "",
         }
         steward = Path(sys.executable).parent / "steward"
         log = self.log_file.open("ab")

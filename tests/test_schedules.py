@@ -16,7 +16,10 @@ from temporalio.workflow import _Definition
 from activities.ambient import CONVERSATION_WORKFLOW, SUBMIT_UPDATE
 from activities.approvals import SIGNATURE_HEADER, sign
 from schemas.enums import Role
+from tests.channels import new_chat, slack_channel, telegram_channel
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
+from tests.fakes.slack_server import FakeSlack
+from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.webhook import WebhookReceiver
 from tests.support import TeamClient, add_key, eventually
 from workflows.conversation import ConversationWorkflow
@@ -122,7 +125,7 @@ async def test_an_invalid_spec_is_refused_with_422_naming_the_field(
 
 
 async def test_schedule_requests_are_checked_for_agent_roles_and_delivery_shape(
-    team: TeamClient, model: str, sessions: Any, cleanup: list[str]
+    team: TeamClient, model: str, sessions: Any, cleanup: list[str], fake_slack: FakeSlack
 ) -> None:
     body = {"name": "x", "agent": "no-such-agent", "spec": HOURLY, "prompt": "p"}
     missing = await team.request("POST", "/v1/schedules", json=body)
@@ -133,8 +136,10 @@ async def test_schedule_requests_are_checked_for_agent_roles_and_delivery_shape(
         "POST", "/v1/schedules", json={**body, "agent": agent["slug"], "deliver_to": {"channel": "c1"}}
     )
     assert bad_delivery.status_code == 422, bad_delivery.text
-    channel = await _create(team, cleanup, agent["slug"], deliver_to={"channel": "c1", "target": "#leads"})
-    assert channel["deliver_to"] == {"channel": "c1", "target": "#leads"}
+    slack = await slack_channel(team, agent["slug"], fake_slack)
+    target = {"channel": slack["id"], "target": "C0LEADS"}
+    channel = await _create(team, cleanup, agent["slug"], deliver_to=target)
+    assert channel["deliver_to"] == target
 
     viewer = await add_key(sessions, team, Role.VIEWER)
     operator = await add_key(sessions, team, Role.OPERATOR)
@@ -357,17 +362,34 @@ async def test_three_failures_in_a_row_pause_the_schedule_and_notify(
     assert resumed.json()["consecutive_failures"] == 0 and resumed.json()["paused"] is False
 
 
-async def test_a_channel_delivery_fails_the_run_until_channels_exist(
-    team: TeamClient, model: str, cleanup: list[str]
+async def test_a_run_delivered_to_a_channel_posts_its_report_there_once(
+    team: TeamClient, model: str, fake_llm: FakeOpenAI, fake_telegram: FakeTelegram, cleanup: list[str]
 ) -> None:
     agent = await team.create_agent(model)
-    created = await _create(
-        team, cleanup, agent["slug"], deliver_to={"channel": "slack-1", "target": "#leads"}
+    unknown = await team.request(
+        "POST",
+        "/v1/schedules",
+        json={
+            "name": "nowhere",
+            "agent": agent["slug"],
+            "spec": HOURLY,
+            "prompt": "p",
+            "deliver_to": {"channel": "no-such-channel", "target": 1},
+        },
     )
-    await team.request("POST", f"/v1/schedules/{created['id']}/trigger")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "channel_not_found"
+
+    channel = await telegram_channel(team, agent["slug"], fake_telegram)
+    leads = new_chat()
+    fake_llm.script(model, [Step(text="Yesterday: 3 tickets, all closed.")])
+    created = await _create(
+        team, cleanup, agent["slug"], deliver_to={"channel": channel["id"], "target": leads}, paused=True
+    )
+    await _trigger(team, created["id"])
     [run] = await eventually(lambda: _finished(team, created["id"], 1), timeout=30)
-    assert run["status"] == "failed" and run["error"]["code"] == "channel_unavailable"
-    assert (await _detail(team, created["id"]))["consecutive_failures"] == 1
+    assert run["status"] == "completed", run
+    assert fake_telegram.texts(leads) == ["Yesterday: 3 tickets, all closed."]
+    assert (await _detail(team, created["id"]))["consecutive_failures"] == 0
 
 
 async def test_a_persistent_schedule_keeps_one_conversation_across_runs(

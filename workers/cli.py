@@ -76,6 +76,28 @@ def _cmd_keys_create(args: argparse.Namespace) -> None:
     sys.stdout.write(f"created a {args.role} key for team {args.team}; it is shown only once:\n{key}\n")
 
 
+def _cmd_set_webhook(args: argparse.Namespace) -> None:
+    from schemas.database import create_engine, session_factory
+    from workers.channels import set_telegram_webhook
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+
+    async def work() -> str:
+        engine = create_engine(settings)
+        try:
+            return await set_telegram_webhook(session_factory(engine), settings, args.channel_id, args.url)
+        finally:
+            await engine.dispose()
+
+    try:
+        hook = asyncio.run(work())
+    except LookupError as err:
+        sys.stderr.write(f"{err}\n")
+        raise SystemExit(2) from err
+    sys.stdout.write(f"Telegram now delivers updates to {hook}\n")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="steward", description="Durable orchestration for AI agents.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -110,6 +132,15 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", help="a label for the key")
     create.set_defaults(run=_cmd_keys_create)
+
+    channels = commands.add_parser("channels", help="set up channels")
+    channel_kinds = channels.add_subparsers(dest="channel_kind", required=True)
+    telegram = channel_kinds.add_parser("telegram", help="Telegram channels")
+    telegram_commands = telegram.add_subparsers(dest="telegram_command", required=True)
+    hook = telegram_commands.add_parser("set-webhook", help="register the channel's webhook with Telegram")
+    hook.add_argument("channel_id")
+    hook.add_argument("--url", required=True, help="the public https:// URL where Steward's API is reached")
+    hook.set_defaults(run=_cmd_set_webhook)
     return root
 
 

@@ -11,9 +11,12 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from schemas.database import create_engine, session_factory
 from schemas.enums import Role
 from schemas.keys import ensure_key, generate_key
+from schemas.secrets import generate_key as generate_secret_key
 from schemas.settings import Settings
 from workers import loop
 from workers.migrate import migrate
@@ -30,6 +33,17 @@ def _dev_key(data_dir: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     key = generate_key()
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _dev_secret_key(data_dir: Path) -> str:
+    """The dev stack's credentials key (STEWARD_SECRET_KEY), kept beside its database."""
+    path = data_dir / "secret-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = generate_secret_key()
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
@@ -65,7 +79,10 @@ async def run_dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -
         database_url=f"sqlite:///{(data_dir / 'steward.db').resolve()}",
         temporal_address=f"127.0.0.1:{temporal_port}",
         temporal_ui_url=f"http://127.0.0.1:{ui_port}",
+        channel_polling=True,
     )
+    if settings.secret_key is None:
+        settings.secret_key = SecretStr(_dev_secret_key(data_dir))
     server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")
     log.info("starting Temporal dev server on %s (UI %s)", server.address, server.ui_url)
     server.start()

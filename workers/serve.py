@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from api.app import create_app
-from schemas.database import create_engine
+from schemas.database import create_engine, session_factory
 from schemas.settings import Settings
 from schemas.temporal import connect
+from workers.channels import TelegramPoller
 from workers.schedules import ensure_schedules, reconcile_ambient
 from workers.worker import build_worker
 
@@ -34,13 +35,13 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
     await ensure_schedules(client, settings)
     await reconcile_ambient(client, settings, engine)
     worker = build_worker(client, settings, engine)
-    api = _Server(
-        uvicorn.Config(create_app(settings, temporal=client), host=host, port=port, log_config=None)
-    )
+    app = create_app(settings, temporal=client)
+    api = _Server(uvicorn.Config(app, host=host, port=port, log_config=None))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    poller: asyncio.Task[None] | None = None
     worker_task = asyncio.create_task(worker.run())
     api_task = asyncio.create_task(api.serve())
     try:
@@ -51,6 +52,9 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
             await asyncio.sleep(0.05)
         if on_ready is not None:
             on_ready()
+        if settings.channel_polling:
+            polling = TelegramPoller(session_factory(engine), settings, app.state.inbound)
+            poller = asyncio.create_task(polling.run())
         # An API whose worker died would accept messages nobody runs: stop with it.
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({stopping, worker_task, api_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -59,6 +63,10 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
             log.error("the worker stopped; shutting the API down too")
         log.info("stopping")
     finally:
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         api.should_exit = True
         await api_task
         if not worker_task.done():

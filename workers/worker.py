@@ -9,6 +9,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.ambient import AmbientActivities
 from activities.approvals import ApprovalActivities
+from activities.channels.delivery import ChannelActivities
 from activities.events import EventActivities
 from activities.llm import LlmActivities
 from activities.store import StoreActivities
@@ -17,10 +18,17 @@ from schemas.database import session_factory
 from schemas.settings import Settings
 from workflows.ambient import AmbientRunWorkflow
 from workflows.approval import ApprovalWorkflow
+from workflows.channel import ChannelDeliveryWorkflow
 from workflows.conversation import ConversationWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 
-WORKFLOWS = [ConversationWorkflow, ApprovalWorkflow, PruneEventsWorkflow, AmbientRunWorkflow]
+WORKFLOWS = [
+    ConversationWorkflow,
+    ApprovalWorkflow,
+    PruneEventsWorkflow,
+    AmbientRunWorkflow,
+    ChannelDeliveryWorkflow,
+]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
@@ -29,9 +37,10 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     store = StoreActivities(sessions)
     llm = LlmActivities(sessions, settings)
     tools = ToolActivities(sessions)
-    approvals = ApprovalActivities(sessions, settings)
+    channels = ChannelActivities(sessions, settings)
+    approvals = ApprovalActivities(sessions, settings, channels.registry)
     events = EventActivities(sessions, settings)
-    ambient = AmbientActivities(sessions, settings)
+    ambient = AmbientActivities(sessions, settings, channels)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -55,6 +64,9 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             ambient.finish_run,
             ambient.sync_schedule,
             ambient.notify,
+            channels.deliver_turn,
+            channels.deliver,
+            channels.typing,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             # Pydantic models are imported by workflows; passing them through keeps

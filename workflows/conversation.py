@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ConversationInput,
         ConversationRef,
         ConversationState,
+        DeliverTurn,
         Handback,
         HandbackResult,
         InboundMessage,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         TurnInput,
         TurnOutcome,
     )
+    from workflows.channel import deliver_turn
     from workflows.turn import Turn
 
 STORE_TIMEOUT = timedelta(seconds=30)
@@ -98,6 +100,7 @@ class ConversationWorkflow:
                 turn=pending.turn,
                 messages=pending.messages,
                 silent=state.handed_off,
+                channel=state.channel,
             )
         )
         self._turn = turn
@@ -117,6 +120,18 @@ class ConversationWorkflow:
         state.recent_outcomes[outcome.turn] = outcome
         for old in sorted(state.recent_outcomes)[:-RECENT_OUTCOMES]:
             del state.recent_outcomes[old]
+        if state.channel is not None and outcome.status in (TurnStatus.COMPLETED, TurnStatus.FAILED):
+            # Only conversations bound to a channel pay for delivery. It runs outside the
+            # turn's scope, so a newer message cannot interrupt a reply half sent.
+            await deliver_turn(
+                DeliverTurn(
+                    conversation_id=self._inp.conversation_id,
+                    team_id=self._inp.team_id,
+                    channel_id=state.channel.channel_id,
+                    turn=outcome.turn,
+                    kind="reply" if outcome.status == TurnStatus.COMPLETED else "failed",
+                )
+            )
 
     @workflow.update
     async def submit(self, msg: SubmitMessage) -> SubmitAccepted:

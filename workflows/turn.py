@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRequest,
         AwaitApprovals,
         BeginTurn,
+        ChannelTyping,
+        DeliverTurn,
         FinishTurn,
         LlmRequest,
         LlmResponse,
@@ -43,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         TurnOutcome,
     )
     from workflows.approval import ApprovalWorkflow
+    from workflows.channel import deliver_turn, start_typing
 
 STORE_TIMEOUT = timedelta(seconds=30)
 LLM_TIMEOUT = timedelta(minutes=5)
@@ -85,6 +88,15 @@ class Turn:
             if self.inp.silent:
                 await self.begin()
                 return await self.finish(TurnOutcome(turn=self.inp.turn, status=TurnStatus.HANDED_OFF))
+            if self.inp.channel is not None:
+                start_typing(
+                    ChannelTyping(
+                        conversation_id=self.inp.conversation_id,
+                        team_id=self.inp.team_id,
+                        channel_id=self.inp.channel.channel_id,
+                    ),
+                    self.inp.turn,
+                )
             return await self._converse()
         except (ActivityError, ChildWorkflowError) as err:
             if isinstance(err.cause, CancelledError):
@@ -140,6 +152,17 @@ class Turn:
                         holding_message=response.holding_message,
                     ),
                 )
+                if inp.channel is not None and response.holding_message:
+                    await deliver_turn(
+                        DeliverTurn(
+                            conversation_id=inp.conversation_id,
+                            team_id=inp.team_id,
+                            channel_id=inp.channel.channel_id,
+                            turn=inp.turn,
+                            kind="holding",
+                            round=round_,
+                        )
+                    )
             # Ungated calls run at once; gated ones each wait for their decision, all together.
             results = await asyncio.gather(
                 *(self._call(round_, index, call, response) for index, call in enumerate(response.tool_calls))

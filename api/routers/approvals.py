@@ -232,9 +232,18 @@ def _edited_arguments(tool: str, args: dict[str, Any]) -> str:
 
 
 async def decide(
-    session: AsyncSession, temporal: Client, principal: Principal, approval_id: str, body: DecisionCreate
+    session: AsyncSession,
+    temporal: Client,
+    principal: Principal,
+    approval_id: str,
+    body: DecisionCreate,
+    operator: str | None = None,
 ) -> DecisionResult:
-    """Send one decision to its workflow; the workflow's answer is the result."""
+    """Send one decision to its workflow; the workflow's answer is the result.
+
+    `operator` names a decider who is not an API key (`telegram:@ana`, `slack:U123`):
+    the audit trail records that name and no key id. Otherwise the caller's key decides.
+    """
     approval, _ = await find_approval(session, principal.team_id, approval_id)
     if approval.status != ApprovalStatus.PENDING:
         raise already_decided(approval)
@@ -247,8 +256,8 @@ async def decide(
         arguments=arguments,
         message=body.message,
         comment=body.comment,
-        operator=principal.key_name,
-        operator_key_id=principal.key_id,
+        operator=operator or principal.key_name,
+        operator_key_id=None if operator else principal.key_id,
     )
     try:
         outcome = await handle.execute_update(

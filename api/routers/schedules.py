@@ -30,11 +30,14 @@ from api import schedule_sync
 from api.deps import Admin, Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
 from api.errors import ApiError
 from api.routers.agents import find_agent
+from api.routers.channels import find_channel
 from schemas.api import ErrorBody
 from schemas.enums import ConversationMode, ConversationStatus, OverlapPolicy, Role, RunStatus
 from schemas.payloads import TurnError
 from schemas.schedules import (
     BackfillRequest,
+    ChannelDelivery,
+    DeliverTo,
     LastRun,
     PauseRequest,
     RunPage,
@@ -184,6 +187,12 @@ async def _on_schedule(
             raise temporal_error(err) from err
 
 
+async def _check_delivery(session: AsyncSession, team_id: str, deliver_to: DeliverTo) -> None:
+    """A channel target must be one of the team's channels (404 naming it otherwise)."""
+    if isinstance(deliver_to, ChannelDelivery):
+        await find_channel(session, team_id, deliver_to.channel)
+
+
 @router.post(
     "", status_code=201, response_model=ScheduleDetail, responses={**_NOT_FOUND, 422: {"model": ErrorBody}}
 )
@@ -192,6 +201,7 @@ async def create_schedule(
 ) -> ScheduleDetail:
     """Create a schedule and its Temporal Schedule; if either fails, neither is left behind."""
     agent = await find_agent(session, principal.team_id, body.agent)
+    await _check_delivery(session, principal.team_id, body.deliver_to)
     row = Schedule(
         team_id=principal.team_id,
         agent_id=agent.id,
@@ -414,6 +424,7 @@ async def update_schedule(
         if value is not None:
             setattr(row, name, value)
     if body.deliver_to is not None:
+        await _check_delivery(session, principal.team_id, body.deliver_to)
         row.deliver_to = body.deliver_to.model_dump(mode="json")
     if body.conversation is not None:
         row.conversation_mode = body.conversation

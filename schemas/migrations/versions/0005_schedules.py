@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = '0005_schedules'
-down_revision: str | None = '0003_approvals'
+down_revision: str | None = '0004_channels'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

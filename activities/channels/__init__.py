@@ -1,0 +1,1 @@
+"""Channels: Telegram and Slack clients, outbound delivery, and approval requests in ops chats."""

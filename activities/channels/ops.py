@@ -1,0 +1,157 @@
+"""Approval requests in operators' chats: a message with Approve / Reject buttons per channel.
+
+The ApprovalWorkflow's `approval.notify` activity calls this for every event of an
+approval whose agent has channels with an `ops` chat. `requested` posts the message
+once (its id is kept per approval and channel); later events edit that same message:
+a reminder or escalation says so, and the decision replaces the buttons with the
+outcome and who decided.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.channels.providers import ApprovalView, DeliveryError
+from activities.channels.registry import ChannelRegistry
+from activities.transcript import in_transaction
+from schemas.enums import ApprovalStatus, ChannelType
+from schemas.payloads import Notification
+from schemas.settings import Settings
+from schemas.tables import Agent, Approval, Channel, ChannelApprovalMessage
+
+_FOOTERS = {
+    "approval.reminder": "Reminder: this is still waiting for a decision.",
+    "approval.escalated": "Escalated: nobody has decided yet.",
+}
+
+
+def ops_chat(channel: Channel) -> str | None:
+    """The chat that gets this channel's approval requests, if it has one."""
+    ops = channel.ops or {}
+    value = ops.get("chat_id") if channel.type == ChannelType.TELEGRAM else ops.get("channel_id")
+    return str(value) if value not in (None, "") else None
+
+
+def view_of(approval: Approval, agent: Agent, event: str, inbox_url: str) -> ApprovalView:
+    arguments = json.dumps(approval.arguments, ensure_ascii=False, indent=1)
+    body = f"{agent.name} ({agent.slug}) wants to run {approval.tool_name} with:\n{arguments}"
+    if approval.rationale:
+        body += f"\n\nWhy: {approval.rationale}"
+    pending = approval.status == ApprovalStatus.PENDING
+    if pending:
+        return ApprovalView(
+            approval_id=approval.id,
+            title=f"Approval needed: {approval.tool_name}",
+            body=body,
+            inbox_url=inbox_url,
+            pending=True,
+            footer=_FOOTERS.get(event, ""),
+        )
+    status = ApprovalStatus(approval.status)
+    who = approval.decided_by or "system"
+    footer = {
+        ApprovalStatus.EXPIRED: f"Expired: nobody decided in time ({who} applied the agent's expiry action).",
+        ApprovalStatus.CANCELLED: "Cancelled: a newer message interrupted the turn that asked.",
+    }.get(status, f"{status.value.capitalize()} by {who}")
+    if approval.comment:
+        footer += f": {approval.comment}"
+    return ApprovalView(
+        approval_id=approval.id,
+        title=f"{status.value.capitalize()}: {approval.tool_name}",
+        body=body,
+        inbox_url=inbox_url,
+        pending=False,
+        footer=footer,
+    )
+
+
+class OpsNotifier:
+    """Posts and updates approval messages in ops chats."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], registry: ChannelRegistry, settings: Settings
+    ) -> None:
+        self._sessions = sessions
+        self._registry = registry
+        self._settings = settings
+
+    async def notify(self, note: Notification, approval: Approval, agent: Agent) -> int:
+        """Tell every ops chat of the agent's channels; returns how many were told."""
+        async with self._sessions() as session:
+            channels = list(
+                (
+                    await session.execute(
+                        select(Channel).where(
+                            Channel.agent_id == agent.id,
+                            Channel.team_id == approval.team_id,
+                            Channel.deleted_at.is_(None),
+                        )
+                    )
+                ).scalars()
+            )
+        url = f"{self._settings.public_url.rstrip('/')}/inbox/{approval.id}"
+        view = view_of(approval, agent, note.event, url)
+        told = 0
+        for channel in channels:
+            chat = ops_chat(channel)
+            if chat is None:
+                continue
+            try:
+                if await self._show(channel, chat, approval, note.event, view):
+                    told += 1
+            except DeliveryError as err:
+                if not err.permanent:
+                    delay = err.retry_after
+                    raise ApplicationError(
+                        err.message,
+                        type=err.code,
+                        next_retry_delay=None if delay is None else timedelta(seconds=delay),
+                    ) from err
+                activity.logger.warning("ops chat of channel %s refused: %s", channel.id, err.message)
+        return told
+
+    async def _show(
+        self, channel: Channel, chat: str, approval: Approval, event: str, view: ApprovalView
+    ) -> bool:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ChannelApprovalMessage).where(
+                        ChannelApprovalMessage.approval_id == approval.id,
+                        ChannelApprovalMessage.channel_id == channel.id,
+                    )
+                )
+            ).scalar_one_or_none()
+        message_id = row.message_id if row is not None else None
+        if row is not None and row.last_event == event:
+            return True  # a retry: this event is already shown
+        if message_id is None and event == "approval.decided":
+            return False  # never announced here: nothing to update
+        _, client = await self._registry.get(channel.id, channel.team_id)
+        shown = await client.show_approval(chat, view, message_id)
+
+        async def record(session: AsyncSession) -> None:
+            existing = (
+                await session.execute(
+                    select(ChannelApprovalMessage).where(
+                        ChannelApprovalMessage.approval_id == approval.id,
+                        ChannelApprovalMessage.channel_id == channel.id,
+                    )
+                )
+            ).scalar_one_or_none()
+            if existing is None:
+                existing = ChannelApprovalMessage(
+                    team_id=approval.team_id, approval_id=approval.id, channel_id=channel.id, chat=chat
+                )
+                session.add(existing)
+            existing.message_id = shown
+            existing.last_event = event
+
+        await in_transaction(self._sessions, record)
+        return True

@@ -1,0 +1,637 @@
+"""Channel inbound: acknowledge fast, lose nothing, start each turn once.
+
+A webhook (or the dev poller) hands each update to `Inbound.accept`, which writes one
+`channel_inbound` row keyed by the provider's dedupe key (`tg:{channel}:{update_id}`,
+`slack:{channel}:{event_id}`). Rows from concurrent requests are written in batches, one
+INSERT ... ON CONFLICT DO NOTHING each, and the request is acknowledged once its row is
+committed: a redelivered update finds its key taken and is acknowledged without touching
+Temporal. A new row is then handed to its conversation in the background
+(`Inbound.dispatch`): rate limit, the chat's conversation, and the `submit` update with
+the dedupe key as idempotency key and update id, so a second hand-off (another replica's
+sweeper, a restart) still starts one turn. A row stays `received` until Temporal has
+taken it, and the sweeper hands over rows left behind by a process that died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import Gauge
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from api.deps import Principal
+from api.errors import ApiError
+from api.routers.approvals import decide
+from schemas.api import DecisionCreate
+from schemas.database import write_lock
+from schemas.enums import (
+    ChannelType,
+    ConversationStatus,
+    Decision,
+    DeliveryStatus,
+    DoubleTexting,
+    InboundStatus,
+    Role,
+)
+from schemas.payloads import ConversationInput, DeliveryRef, SubmitMessage
+from schemas.secrets import SecretBox, SecretsUnavailable
+from schemas.settings import Settings
+from schemas.tables import Agent, Channel, ChannelChat, ChannelDelivery, ChannelInbound, Conversation, utcnow
+from schemas.temporal import conversation_workflow_id
+from workflows.channel import ChannelDeliveryWorkflow
+from workflows.conversation import ConversationWorkflow
+
+log = logging.getLogger("steward.channels")
+
+CACHE_SECONDS = 5.0
+"""A changed or deleted channel is seen by every API process within this time."""
+BATCH = 256
+DISPATCH_CONCURRENCY = 8
+"""Hand-offs at once: enough to keep Temporal busy, few enough to leave connections to the webhooks."""
+SWEEP_EVERY = 5.0
+SWEEP_AFTER = timedelta(seconds=10)
+"""A row still `received` this long after it arrived lost its hand-off; the sweeper retries it."""
+SUBMIT_SECONDS = 15.0
+
+HELP = (
+    "Hi! Send me a message and I'll answer.\n\n"
+    "/new starts a fresh conversation\n"
+    "/status shows where this conversation stands\n"
+    "/help shows this message"
+)
+SLOW_DOWN = (
+    "You're sending messages faster than I can read them ({limit} a minute). Please slow down a little; "
+    "I kept your message but did not answer it."
+)
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """What the webhooks need of a channel, cached in the process (the Slack secret decrypted)."""
+
+    id: str
+    team_id: str
+    agent_id: str
+    type: ChannelType
+    webhook_secret_hash: str | None
+    signing_secret: str | None
+    ops: dict[str, Any]
+    rate_limit_per_minute: int
+
+
+@dataclass
+class InboundItem:
+    """One update, normalised: what the row records."""
+
+    channel: ChannelConfig
+    dedupe_key: str
+    kind: str
+    """`message`, `command`, `decision` or `ignored`."""
+    user_key: str = ""
+    chat_key: str = ""
+    address: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+
+class ChannelCache:
+    """Channels by id for the webhooks, re-read after CACHE_SECONDS."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._entries: dict[str, tuple[ChannelConfig | None, float]] = {}
+
+    def forget(self, channel_id: str) -> None:
+        self._entries.pop(channel_id, None)
+
+    async def get(self, channel_id: str, refresh: bool = False) -> ChannelConfig | None:
+        """The channel, from the cache unless `refresh`.
+
+        Webhooks refresh before refusing a request, so a secret just set by another
+        process (`set-webhook`) is honoured at once; a refused request costs one
+        primary-key read, no more than an uncached request would.
+        """
+        entry = self._entries.get(channel_id)
+        if entry is not None and entry[1] > time.monotonic() and not refresh:
+            return entry[0]
+        async with self._sessions() as session:
+            row = await session.get(Channel, channel_id[:32])
+        config = None
+        if row is not None and row.deleted_at is None:
+            signing = None
+            if row.type == ChannelType.SLACK:
+                try:
+                    signing = str(
+                        SecretBox.of(self._settings).open(row.credentials).get("signing_secret") or ""
+                    )
+                except SecretsUnavailable:
+                    log.error("channel %s: credentials cannot be decrypted (STEWARD_SECRET_KEY?)", row.id)
+            config = ChannelConfig(
+                id=row.id,
+                team_id=row.team_id,
+                agent_id=row.agent_id,
+                type=ChannelType(row.type),
+                webhook_secret_hash=row.webhook_secret_hash,
+                signing_secret=signing or None,
+                ops=dict(row.ops or {}),
+                rate_limit_per_minute=row.rate_limit_per_minute,
+            )
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[channel_id] = (config, time.monotonic() + CACHE_SECONDS)
+        return config
+
+
+class _Writer:
+    """Writes inbound rows of concurrent requests in batches: one statement, one commit."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._queue: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def write(self, row: dict[str, Any]) -> int | None:
+        """The new row's id, or None if its dedupe key was already taken."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((row, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+            try:
+                ids = await self._insert([row for row, _ in batch])
+            except Exception as err:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for row, future in batch:
+                if not future.done():
+                    future.set_result(ids.pop(row["dedupe_key"], None))
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        engine = self._sessions.kw["bind"]
+        # The same key twice in one batch (two concurrent redeliveries): the first one wins.
+        unique = list({row["dedupe_key"]: row for row in reversed(rows)}.values())
+        dialect = engine.dialect.name
+        stmt: Any
+        if dialect == "postgresql":
+            stmt = pg_insert(ChannelInbound).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        elif dialect == "sqlite":
+            stmt = sqlite_insert(ChannelInbound).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        else:  # pragma: no cover - the two supported databases are above
+            stmt = insert(ChannelInbound)
+        stmt = stmt.returning(ChannelInbound.id, ChannelInbound.dedupe_key)
+        async with write_lock(engine), self._sessions() as session:
+            result = (
+                await session.execute(stmt, unique)
+                if len(unique) > 1
+                else await session.execute(stmt.values(unique[0]))
+            )
+            ids = {key: row_id for row_id, key in result.tuples()}
+            await session.commit()
+        return ids
+
+
+class Inbound:
+    """Accepts updates from webhooks and the poller, and hands them to conversations."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self.channels = ChannelCache(sessions, settings)
+        self.temporal: Client | None = None
+        self._writer = _Writer(sessions)
+        self._limit = asyncio.Semaphore(DISPATCH_CONCURRENCY)
+        self._in_flight: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self, temporal_of: Any) -> None:
+        """Start the sweeper; `temporal_of()` gives the (possibly not yet connected) client."""
+        self._temporal_of = temporal_of
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def accept(self, item: InboundItem) -> bool:
+        """Record an update (True) or recognise a repeat of its key (False); then hand it on."""
+        status = InboundStatus.IGNORED if item.kind == "ignored" else InboundStatus.RECEIVED
+        row_id = await self._writer.write(
+            {
+                "team_id": item.channel.team_id,
+                "channel_id": item.channel.id,
+                "dedupe_key": item.dedupe_key,
+                "kind": item.kind,
+                "status": status.value,
+                "user_key": item.user_key[:200],
+                "chat_key": item.chat_key[:200],
+                "address": item.address,
+                "text": item.text,
+                "data": item.data,
+                "reason": item.reason,
+                "received_at": utcnow(),
+            }
+        )
+        if row_id is None:
+            return False
+        if status == InboundStatus.RECEIVED:
+            self._spawn(row_id)
+        return True
+
+    def _spawn(self, row_id: int) -> None:
+        if row_id in self._in_flight:
+            return
+        self._in_flight.add(row_id)
+        task = asyncio.create_task(self._dispatch_guarded(row_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch_guarded(self, row_id: int) -> None:
+        try:
+            async with self._limit:
+                await self.dispatch(row_id)
+        except Exception:
+            log.exception("inbound %s not handed on; the sweeper will retry it", row_id)
+        finally:
+            self._in_flight.discard(row_id)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("inbound sweep failed")
+            await asyncio.sleep(SWEEP_EVERY)
+
+    async def sweep(self, older_than: timedelta = SWEEP_AFTER) -> int:
+        """Hand on rows whose hand-off was lost (a process died after acknowledging them)."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(ChannelInbound.id)
+                    .where(
+                        ChannelInbound.status == InboundStatus.RECEIVED,
+                        ChannelInbound.received_at < utcnow() - older_than,
+                    )
+                    .order_by(ChannelInbound.id)
+                    .limit(100)
+                )
+            ).scalars()
+            ids = list(rows)
+        for row_id in ids:
+            self._spawn(row_id)
+        return len(ids)
+
+    async def drain(self) -> None:
+        """Wait until every hand-off started so far has finished (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _client(self) -> Client:
+        client: Client | None = self.temporal or self._temporal_of()
+        if client is None:
+            raise RuntimeError("Temporal is not connected yet")
+        return client
+
+    async def dispatch(self, row_id: int) -> None:
+        """Hand one received update to where it goes: a turn, a command's answer, a decision."""
+        async with self._sessions() as session:
+            row = await session.get(ChannelInbound, row_id)
+        if row is None or row.status != InboundStatus.RECEIVED:
+            return
+        channel = await self.channels.get(row.channel_id)
+        if channel is None:
+            await self._finish(row.id, InboundStatus.IGNORED, reason="the channel was deleted")
+            return
+        if row.kind == "message":
+            await self._message(row, channel)
+        elif row.kind == "command":
+            await self._command(row, channel)
+        elif row.kind == "decision":
+            await self._decision(row, channel)
+        else:
+            await self._finish(row.id, InboundStatus.IGNORED)
+
+    async def _finish(
+        self,
+        row_id: int,
+        status: InboundStatus,
+        reason: str | None = None,
+        conversation_id: str | None = None,
+        turn: int | None = None,
+    ) -> None:
+        engine = self._sessions.kw["bind"]
+        async with write_lock(engine), self._sessions() as session:
+            values: dict[str, Any] = {"status": status.value, "handled_at": utcnow()}
+            if reason is not None:
+                values["reason"] = reason
+            if conversation_id is not None:
+                values["conversation_id"] = conversation_id
+            if turn is not None:
+                values["turn"] = turn
+            await session.execute(update(ChannelInbound).where(ChannelInbound.id == row_id).values(**values))
+            await session.commit()
+
+    async def _over_limit(self, row: ChannelInbound, channel: ChannelConfig) -> bool:
+        async with self._sessions() as session:
+            earlier = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(ChannelInbound)
+                    .where(
+                        ChannelInbound.channel_id == row.channel_id,
+                        ChannelInbound.user_key == row.user_key,
+                        ChannelInbound.kind == "message",
+                        ChannelInbound.status.in_([InboundStatus.RECEIVED, InboundStatus.SUBMITTED]),
+                        ChannelInbound.received_at > row.received_at - timedelta(minutes=1),
+                        ChannelInbound.id < row.id,
+                    )
+                )
+            ).scalar_one()
+        return int(earlier) >= channel.rate_limit_per_minute
+
+    async def _message(self, row: ChannelInbound, channel: ChannelConfig) -> None:
+        if await self._over_limit(row, channel):
+            limit = channel.rate_limit_per_minute
+            await self._finish(row.id, InboundStatus.RATE_LIMITED, reason=f"over {limit} messages a minute")
+            # One polite answer per user per minute, however many messages are over.
+            minute = int(row.received_at.timestamp() // 60)
+            await self.notice(
+                channel,
+                f"n/slow/{channel.id}/{row.user_key}/{minute}",
+                row.address,
+                SLOW_DOWN.format(limit=limit),
+            )
+            return
+        conversation, agent = await self._conversation_of(row, channel)
+        if agent.deleted_at is not None:
+            await self._finish(row.id, InboundStatus.IGNORED, reason=f"agent '{agent.slug}' was deleted")
+            return
+        start = WithStartWorkflowOperation(
+            ConversationWorkflow.run,
+            ConversationInput(conversation_id=conversation.id, team_id=conversation.team_id),
+            id=conversation_workflow_id(conversation.id),
+            task_queue=self._settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        try:
+            accepted = await self._client().execute_update_with_start_workflow(
+                ConversationWorkflow.submit,
+                SubmitMessage(
+                    text=row.text,
+                    idempotency_key=row.dedupe_key,
+                    double_texting=DoubleTexting(agent.double_texting),
+                ),
+                start_workflow_operation=start,
+                id=row.dedupe_key,
+                rpc_timeout=timedelta(seconds=SUBMIT_SECONDS),
+            )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            await self._finish(row.id, InboundStatus.IGNORED, reason=reason, conversation_id=conversation.id)
+            await self.notice(
+                channel, f"n/{row.dedupe_key}", row.address, f"Sorry, I could not take that message: {reason}"
+            )
+            return
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
+            log.warning("inbound %s not accepted yet (%s); the sweeper will retry", row.dedupe_key, err)
+            return
+        await self._finish(
+            row.id, InboundStatus.SUBMITTED, conversation_id=conversation.id, turn=accepted.turn
+        )
+
+    async def _conversation_of(
+        self, row: ChannelInbound, channel: ChannelConfig, fresh: bool = False
+    ) -> tuple[Conversation, Agent]:
+        """The chat's current conversation; a new one on first contact or when `fresh` (/new).
+
+        Reads first; writes take the SQLite write lock before a connection (the order every
+        writer here keeps, so waiting writers never hold the connections the lock holder needs).
+        """
+        engine = self._sessions.kw["bind"]
+        for _ in range(3):
+            async with self._sessions() as session:
+                if not fresh:
+                    found = (
+                        await session.execute(
+                            select(Conversation, Agent)
+                            .join(ChannelChat, ChannelChat.conversation_id == Conversation.id)
+                            .join(Agent, Agent.id == Conversation.agent_id)
+                            .where(ChannelChat.channel_id == channel.id, ChannelChat.chat_key == row.chat_key)
+                        )
+                    ).first()
+                    if found is not None:
+                        return found[0], found[1]
+                agent = await session.get(Agent, channel.agent_id)
+                assert agent is not None
+            async with write_lock(engine), self._sessions() as session:
+                conversation = Conversation(
+                    team_id=channel.team_id,
+                    agent_id=channel.agent_id,
+                    channel_id=channel.id,
+                    channel_address=row.address,
+                    metadata_={"channel": channel.type.value, "chat": row.chat_key},
+                )
+                session.add(conversation)
+                await session.flush()
+                chat = (
+                    await session.execute(
+                        select(ChannelChat).where(
+                            ChannelChat.channel_id == channel.id, ChannelChat.chat_key == row.chat_key
+                        )
+                    )
+                ).scalar_one_or_none()
+                if chat is None:
+                    session.add(
+                        ChannelChat(
+                            team_id=channel.team_id,
+                            channel_id=channel.id,
+                            chat_key=row.chat_key,
+                            conversation_id=conversation.id,
+                        )
+                    )
+                elif fresh:
+                    chat.conversation_id = conversation.id
+                    chat.updated_at = utcnow()
+                else:
+                    continue  # another process created it first: use theirs
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    continue
+            return conversation, agent
+        raise RuntimeError(f"could not find or open the conversation of chat {row.chat_key}")
+
+    async def _command(self, row: ChannelInbound, channel: ChannelConfig) -> None:
+        command = row.text.split()[0].lower() if row.text.split() else "/help"
+        if command == "/new":
+            conversation, _ = await self._conversation_of(row, channel, fresh=True)
+            answer = "Started a fresh conversation. What can I do for you?"
+            conversation_id: str | None = conversation.id
+        elif command == "/status":
+            conversation_id, answer = await self._status(row, channel)
+        elif command in ("/start", "/help"):
+            conversation_id, answer = None, HELP
+        else:
+            conversation_id, answer = None, f"I don't know {command}.\n\n{HELP}"
+        await self._finish(row.id, InboundStatus.ANSWERED, conversation_id=conversation_id)
+        await self.notice(channel, f"n/{row.dedupe_key}", row.address, answer)
+
+    async def _status(self, row: ChannelInbound, channel: ChannelConfig) -> tuple[str | None, str]:
+        async with self._sessions() as session:
+            conversation = (
+                await session.execute(
+                    select(Conversation)
+                    .join(ChannelChat, ChannelChat.conversation_id == Conversation.id)
+                    .where(ChannelChat.channel_id == channel.id, ChannelChat.chat_key == row.chat_key)
+                )
+            ).scalar_one_or_none()
+        if conversation is None:
+            return None, "No conversation yet: send me a message to start one."
+        status = ConversationStatus(conversation.status)
+        words = {
+            ConversationStatus.IDLE: "waiting for your next message",
+            ConversationStatus.RUNNING: "working on an answer",
+            ConversationStatus.AWAITING_APPROVAL: "waiting for a member of the team to approve a step",
+            ConversationStatus.HANDED_OFF: "with a member of the team",
+            ConversationStatus.FAILED: "stopped by an error; send a message to try again",
+        }[status]
+        return (
+            conversation.id,
+            f"Conversation {conversation.id[:8]}: {words} ({conversation.turns} turns so far).",
+        )
+
+    async def _decision(self, row: ChannelInbound, channel: ChannelConfig) -> None:
+        data = row.data
+        approvers = [str(a).lower() for a in channel.ops.get("approvers") or []]
+        alternates = {row.user_key.lower(), str(data.get("user_id_key", "")).lower()}
+        ops_chat = str(channel.ops.get("chat_id") or channel.ops.get("channel_id") or "")
+        if ops_chat and str(data.get("chat", "")) != ops_chat:
+            answer = "Approvals are decided from the ops chat only."
+        elif approvers and not (alternates & set(approvers)):
+            answer = "Sorry, you are not one of the approvers for this agent."
+        else:
+            answer = await self._decide(row, channel, str(data["approval_id"]), Decision(data["decision"]))
+        await self._finish(row.id, InboundStatus.ANSWERED)
+        await self.notice(channel, f"n/{row.dedupe_key}", dict(data.get("answer_to") or {}), answer)
+
+    async def _decide(
+        self, row: ChannelInbound, channel: ChannelConfig, approval_id: str, decision: Decision
+    ) -> str:
+        principal = Principal(key_id="", key_name=row.user_key, team_id=channel.team_id, role=Role.OPERATOR)
+        body = DecisionCreate(decision=decision, comment=None)
+        async with self._sessions() as session:
+            try:
+                result = await decide(
+                    session, self._client(), principal, approval_id, body, operator=row.user_key
+                )
+            except ApiError as err:
+                if err.code == "already_decided" and isinstance(err.details, dict):
+                    return f"Already {err.details.get('status')} by {err.details.get('decided_by')}."
+                if err.code == "not_pending":
+                    return "This is no longer pending: a newer message replaced the request."
+                if err.code == "approval_not_found":
+                    return "This approval no longer exists."
+                return f"Could not record your decision: {err.message}"
+        return f"{result.status.value.capitalize()}. Thanks!"
+
+    async def notice(self, channel: ChannelConfig, key: str, address: dict[str, Any], text: str) -> None:
+        """Send our own words to a chat once (keyed), through a ChannelDelivery workflow."""
+        if not address:
+            return
+        engine = self._sessions.kw["bind"]
+        async with write_lock(engine), self._sessions() as session:
+            row = (
+                await session.execute(select(ChannelDelivery).where(ChannelDelivery.key == key))
+            ).scalar_one_or_none()
+            if row is None:
+                row = ChannelDelivery(
+                    team_id=channel.team_id, channel_id=channel.id, key=key, address=address, text=text
+                )
+                session.add(row)
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()
+                    row = (
+                        await session.execute(select(ChannelDelivery).where(ChannelDelivery.key == key))
+                    ).scalar_one()
+        if row.status != DeliveryStatus.PENDING:
+            return
+        await start_delivery(self._client(), self._settings, row.id, row.team_id, f"delivery/{row.id}/0")
+
+
+async def start_delivery(
+    client: Client, settings: Settings, delivery_id: int, team_id: str, workflow_id: str
+) -> None:
+    """Start the workflow that sends one stored delivery (a repeat of its id is a no-op)."""
+    await client.start_workflow(
+        ChannelDeliveryWorkflow.run,
+        DeliveryRef(delivery_id=delivery_id, team_id=team_id),
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+DEAD_LETTERS = Gauge(
+    "steward_channel_dead_letters", "Channel messages not delivered, waiting in /v1/dead-letters", ["channel"]
+)
+
+
+def dead_letter_counter(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], Awaitable[None]]:
+    """Refreshes the dead-letter gauge from the database (called on each /metrics scrape)."""
+
+    async def refresh() -> None:
+        async with sessions() as session:
+            rows = await session.execute(
+                select(Channel.type, func.count())
+                .select_from(ChannelDelivery)
+                .join(Channel, Channel.id == ChannelDelivery.channel_id)
+                .where(ChannelDelivery.status == DeliveryStatus.FAILED)
+                .group_by(Channel.type)
+            )
+            counts = {kind: count for kind, count in rows.tuples()}  # a Result has keys(): not dict()-able
+        for kind in ChannelType:
+            DEAD_LETTERS.labels(channel=kind.value).set(counts.get(kind.value, 0))
+
+    return refresh

@@ -1,0 +1,151 @@
+"""Helpers for channel tests: fake provider servers as fixtures, channels, updates and events."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.inbound import Inbound
+from tests.fakes.slack_server import FakeSlack, signed_headers
+from tests.fakes.telegram_server import FakeTelegram
+from tests.support import TeamClient
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+_chat_ids = itertools.count(7_000_001)
+
+
+@pytest.fixture(scope="session")
+def fake_telegram() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as fake:
+        assert isinstance(fake, FakeTelegram)
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        assert isinstance(fake, FakeSlack)
+        yield fake
+
+
+def bot_token() -> str:
+    return f"{uuid.uuid4().int % 10**9}:{uuid.uuid4().hex}"
+
+
+def new_chat() -> int:
+    return next(_chat_ids)
+
+
+async def telegram_channel(team: TeamClient, agent: str, fake: FakeTelegram, **fields: Any) -> dict[str, Any]:
+    body = {
+        "type": "telegram",
+        "agent": agent,
+        "credentials": {"bot_token": bot_token(), "api_base_url": fake.url},
+        **fields,
+    }
+    response = await team.request("POST", "/v1/channels", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def slack_channel(team: TeamClient, agent: str, fake: FakeSlack, **fields: Any) -> dict[str, Any]:
+    body = {
+        "type": "slack",
+        "agent": agent,
+        "credentials": {
+            "bot_token": f"xoxb-{uuid.uuid4().hex}",
+            "signing_secret": SIGNING_SECRET,
+            "api_base_url": fake.url,
+        },
+        **fields,
+    }
+    response = await team.request("POST", "/v1/channels", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def register_webhook(settings: Any, sessions: Any, channel_id: str, fake: FakeTelegram) -> str:
+    """Run what `steward channels telegram set-webhook` runs; returns the secret Telegram got."""
+    from workers.channels import set_telegram_webhook
+
+    await set_telegram_webhook(sessions, settings, channel_id, "https://steward.example")
+    return str(fake.webhook["secret_token"])
+
+
+def telegram_text(update_id: int, chat_id: int, text: str, username: str = "ana") -> dict[str, Any]:
+    entities = (
+        [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
+    )
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": 1_700_000_000,
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+            "from": {
+                "id": chat_id if chat_id > 0 else 42,
+                "is_bot": False,
+                "first_name": "A",
+                "username": username,
+            },
+            "text": text,
+            **({"entities": entities} if entities else {}),
+        },
+    }
+
+
+def telegram_press(update_id: int, chat_id: int, message_id: int, data: str, username: str) -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "callback_query": {
+            "id": f"cb{update_id}",
+            "from": {"id": 99, "is_bot": False, "first_name": "Boss", "username": username},
+            "chat_instance": "1",
+            "data": data,
+            "message": {
+                "message_id": message_id,
+                "date": 1_700_000_000,
+                "chat": {"id": chat_id, "type": "supergroup"},
+                "text": "approval",
+            },
+        },
+    }
+
+
+async def post_telegram(
+    http: httpx.AsyncClient, channel_id: str, update: dict[str, Any], secret: str | None
+) -> int:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
+    response = await http.post(f"/channels/telegram/{channel_id}", json=update, headers=headers)
+    return response.status_code
+
+
+def slack_event(event_id: str, event: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T1",
+            "event_id": event_id,
+            "event_time": 1_700_000_000,
+            "event": event,
+        }
+    ).encode()
+
+
+async def post_slack(
+    http: httpx.AsyncClient, path: str, body: bytes, secret: str = SIGNING_SECRET, **headers: str
+) -> httpx.Response:
+    all_headers = {"content-type": "application/json", **signed_headers(secret, body), **headers}
+    return await http.post(path, content=body, headers=all_headers)
+
+
+def inbound_of(app: FastAPI) -> Inbound:
+    inbound: Inbound = app.state.inbound
+    return inbound
