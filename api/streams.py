@@ -1,11 +1,13 @@
 """Tailing conversation event logs: one hub per API process, shared by every subscriber.
 
 Subscribers of one conversation share a single reader (`_Channel`): a new event is read
-from the database once and handed to all of them, so 200 watchers of a conversation cost
-one query per write, not 200. On PostgreSQL the readers wake on `LISTEN steward_events`
-(one connection per process; an insert trigger sends the conversation id); on SQLite,
-which has no notifications, they poll. Subscribers catch up from the database on their
-own and fill any gap they notice, so a late joiner or a lost notification loses nothing.
+once and handed to all of them, so 200 watchers of a conversation cost one read per
+write, not 200. On PostgreSQL the process LISTENs on `steward_events` (one connection);
+an insert trigger sends each event itself when it fits in a notification, so the reader
+hands on the next event without a query, and reads the table only for a large event or
+a gap. On SQLite, which has no notifications, readers poll. Subscribers catch up from the
+database on their own and fill any gap they notice, so a late joiner or a lost
+notification loses nothing.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ class Subscription:
         """New events and whether some were dropped, or None after `timeout` seconds of quiet."""
         if not self.ready.is_set():
             try:
-                await asyncio.wait_for(self.ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.ready.wait()
             except TimeoutError:
                 return None
         self.ready.clear()
@@ -124,6 +127,18 @@ class _Channel:
     subscribers: set[Subscription] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    last: int | None = None
+    """The newest id handed on (None until the reader has looked)."""
+
+    def hand_on(self, events: list[LogEvent]) -> None:
+        """Give subscribers the events newer than any handed on before."""
+        if self.last is not None:
+            events = [e for e in events if e.id > self.last]
+        if not events:
+            return
+        self.last = events[-1].id
+        for subscription in list(self.subscribers):
+            subscription.deliver(events)
 
 
 class EventHub:
@@ -171,30 +186,37 @@ class EventHub:
                     channel.task.cancel()
 
     async def _follow(self, channel: _Channel) -> None:
-        """Read the channel's new events once per wake-up and hand them to every subscriber."""
+        """Read the channel's new events when woken and hand them to every subscriber."""
         async with self._sessions() as session:
-            last = await last_event_id(session, channel.conversation_id)
+            channel.last = await last_event_id(session, channel.conversation_id)
         wait = SAFETY_SECONDS if self.notifying else POLL_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(channel.wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await channel.wake.wait()
             channel.wake.clear()
             try:
-                events = await read_events(self._sessions, channel.conversation_id, last)
+                events = await read_events(self._sessions, channel.conversation_id, channel.last or 0)
             except Exception as err:  # a database blip: the next wake-up tries again
                 log.warning("reading events of %s failed: %s", channel.conversation_id, err)
                 await asyncio.sleep(1.0)
                 continue
-            if events:
-                last = events[-1].id
-                for subscription in list(channel.subscribers):
-                    subscription.deliver(events)
-                if len(events) == PAGE:
-                    channel.wake.set()
+            channel.hand_on(events)
+            if len(events) == PAGE:
+                channel.wake.set()
 
-    def _wake(self, conversation_id: str) -> None:
-        channel = self._channels.get(conversation_id)
-        if channel is not None:
+    def _notified(self, payload: str) -> None:
+        """A notification: hand on the event it carries, or wake the reader to fetch it."""
+        try:
+            note = json.loads(payload)
+            channel = self._channels.get(note["c"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if channel is None:
+            return
+        if "d" in note and channel.last is not None and note["s"] == channel.last + 1:
+            channel.hand_on([LogEvent(id=note["s"], kind=note["k"], turn=note["t"], data=note["d"])])
+        elif channel.last is None or note["s"] > channel.last:
             channel.wake.set()
 
     async def _listen(self) -> None:
@@ -209,7 +231,7 @@ class EventHub:
                     for channel in self._channels.values():
                         channel.wake.set()
                     async for notification in conn.notifies():
-                        self._wake(notification.payload)
+                        self._notified(notification.payload)
             except (psycopg.Error, OSError) as err:
                 log.warning("event notifications lost (%s); reconnecting", err)
                 await asyncio.sleep(delay)
