@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.enums import Role
+from activities.events import append_event
+from activities.transcript import in_transaction
+from schemas.enums import EventKind, Role
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.sse import SseEvent, collect, events
 from tests.support import TeamClient, add_key, new_team
@@ -215,14 +218,12 @@ async def test_event_streams_keep_teams_apart_and_viewers_read_but_do_not_send(
     assert both.status_code == 422
 
 
-async def test_many_subscribers_each_get_every_event_once_small_or_too_big_to_notify(
+async def test_many_subscribers_of_one_conversation_each_get_every_event_once(
     team: TeamClient, fake_llm: FakeOpenAI, model: str, live: httpx.AsyncClient
 ) -> None:
     agent = await team.create_agent(model)
     conversation = await team.start_conversation(agent["slug"])
     url = f"/v1/conversations/{conversation}/events"
-    # Small events travel inside PostgreSQL's notification; this reply's one delta is over
-    # its 8000-byte limit, so readers fetch it from the table.
     fake_llm.script(model, [Step(text="x" * 9000)])
 
     async def watch() -> list[SseEvent]:
@@ -237,3 +238,38 @@ async def test_many_subscribers_each_get_every_event_once_small_or_too_big_to_no
     assert [e.id for e in first] == list(range(1, len(first) + 1))
     assert _text(first) == "x" * 9000
     assert all([e.id for e in r] == [e.id for e in first] for r in results)
+
+
+async def test_an_event_too_big_for_a_notification_is_still_delivered_live(
+    team: TeamClient, model: str, live: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # Events travel inside PostgreSQL's notification when they fit in its 8000 bytes;
+    # a bigger one is announced by id and read from the table.
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    sizes = [10, 20_000, 30]
+
+    async def append(size: int) -> int:
+        async def work(session: AsyncSession) -> int:
+            return await append_event(
+                session,
+                team_id=team.team_id,
+                conversation_id=conversation,
+                turn=1,
+                kind=EventKind.TOOL_RESULT,
+                data={"result": "y" * size},
+            )
+
+        return await in_transaction(sessions, work)
+
+    async with live.stream(
+        "GET", f"/v1/conversations/{conversation}/events", headers=team.headers
+    ) as response:
+        stream = events(response)
+        await append(sizes[0])
+        first = await anext(stream)  # subscribed and live before the rest is written
+        for size in sizes[1:]:
+            await append(size)
+        got = [first, await anext(stream), await anext(stream)]
+    assert [e.id for e in got] == [1, 2, 3]
+    assert [len(e.data["result"]) for e in got] == sizes
