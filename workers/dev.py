@@ -43,6 +43,7 @@ def _banner(port: int, server: DevServer, key: str, model: str) -> str:
 
   API           {api}
   API docs      {api}/docs
+  Playground    {api}/playground  (sign in with the admin key)
   Temporal UI   {server.ui_url}
   Admin key     {key}
   Demo agent    {DEMO_AGENT} — model {model}{demo}
