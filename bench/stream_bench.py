@@ -68,12 +68,16 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def first_delta_ms(http: httpx.AsyncClient, conversation: str, headers: dict[str, str]) -> float:
+async def first_delta_ms(
+    http: httpx.AsyncClient, conversation: str, headers: dict[str, str]
+) -> tuple[float, float]:
+    """Milliseconds from the POST to its response's headers (message accepted) and to the first delta."""
     started = time.perf_counter()
     url = f"/v1/conversations/{conversation}/messages"
     async with http.stream(
         "POST", url, params={"stream": "true"}, json={"text": "hello"}, headers=headers
     ) as response:
+        accepted = (time.perf_counter() - started) * 1000
         first = None
         async for line in response.aiter_lines():
             if first is None and line == "event: message.delta":
@@ -82,7 +86,7 @@ async def first_delta_ms(http: httpx.AsyncClient, conversation: str, headers: di
                 break
     if first is None:
         raise RuntimeError("the turn streamed no delta")
-    return first
+    return accepted, first
 
 
 async def fake_first_token_ms(http: httpx.AsyncClient, base_url: str) -> float:
@@ -332,17 +336,21 @@ async def measure(
 
     # (1) time to first token, interleaved with its two references.
     turns = await conversation()
-    ttft, fake, hops = [], [], []
+    accepted: list[float] = []
+    ttft: list[float] = []
+    fake: list[float] = []
+    hops: list[float] = []
     for i in range(samples + 10):
-        sample = (
+        (accept, first), own, bare = (
             await first_delta_ms(http, turns, headers),
             await fake_first_token_ms(http, llm_url),
             await hop(),
         )
         if i >= 10:  # warm-up
-            ttft.append(sample[0])
-            fake.append(sample[1])
-            hops.append(sample[2])
+            accepted.append(accept)
+            ttft.append(first)
+            fake.append(own)
+            hops.append(bare)
     overhead = statistics.median(ttft) - statistics.median(fake)
     hop_p50 = statistics.median(hops)
     print(
@@ -350,6 +358,7 @@ async def measure(
     )
     print(f"{'':44} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for name, values in (
+        ("POST ?stream=true -> response headers", accepted),
         ("POST ?stream=true -> first delta at client", ttft),
         ("fake LLM's own time to first token", fake),
         ("one bare activity hop (1-activity workflow)", hops),
