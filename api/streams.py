@@ -129,6 +129,8 @@ class _Channel:
     task: asyncio.Task[None] | None = None
     last: int | None = None
     """The newest id handed on (None until the reader has looked)."""
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once `last` is known: from then on every newer event reaches the subscribers."""
 
     def hand_on(self, events: list[LogEvent]) -> None:
         """Give subscribers the events newer than any handed on before."""
@@ -177,6 +179,9 @@ class EventHub:
             channel.task = asyncio.create_task(self._follow(channel))
         channel.subscribers.add(subscription)
         try:
+            # A subscriber reads its backlog only after this, so whatever commits between
+            # that read and the reader's first look is still handed on.
+            await channel.ready.wait()
             yield subscription
         finally:
             channel.subscribers.discard(subscription)
@@ -187,8 +192,14 @@ class EventHub:
 
     async def _follow(self, channel: _Channel) -> None:
         """Read the channel's new events when woken and hand them to every subscriber."""
-        async with self._sessions() as session:
-            channel.last = await last_event_id(session, channel.conversation_id)
+        while channel.last is None:
+            try:
+                async with self._sessions() as session:
+                    channel.last = await last_event_id(session, channel.conversation_id)
+            except Exception as err:
+                log.warning("reading events of %s failed: %s", channel.conversation_id, err)
+                await asyncio.sleep(1.0)
+        channel.ready.set()
         wait = SAFETY_SECONDS if self.notifying else POLL_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
