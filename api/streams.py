@@ -97,6 +97,8 @@ class Subscription:
     conversation_id: str
     pending: list[LogEvent] = field(default_factory=list)
     overflowed: bool = False
+    closed: bool = False
+    """The process is stopping: the stream ends (clients resume elsewhere with their last id)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def deliver(self, events: list[LogEvent]) -> None:
@@ -151,12 +153,28 @@ class EventHub:
         self._settings = settings
         self._channels: dict[str, _Channel] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
         self.notifying = settings.async_database_url.startswith("postgresql")
         """Whether readers wake on notifications (PostgreSQL) rather than polling (SQLite)."""
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self.notifying:
             self._listener = asyncio.create_task(self._listen())
+
+    def close(self) -> None:
+        """End every open stream: a server waits for its open responses before it stops."""
+        self._closing = True
+        for channel in self._channels.values():
+            for subscription in channel.subscribers:
+                subscription.closed = True
+                subscription.ready.set()
+
+    def close_soon(self) -> None:
+        """`close`, from any thread (a signal handler)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.close)
 
     async def stop(self) -> None:
         tasks = [c.task for c in self._channels.values() if c.task is not None]
@@ -172,7 +190,7 @@ class EventHub:
     @contextlib.asynccontextmanager
     async def subscribe(self, conversation_id: str) -> AsyncIterator[Subscription]:
         """Receive the conversation's new events while inside the block."""
-        subscription = Subscription(conversation_id)
+        subscription = Subscription(conversation_id, closed=self._closing)
         channel = self._channels.get(conversation_id)
         if channel is None:
             channel = self._channels[conversation_id] = _Channel(conversation_id)
@@ -280,6 +298,8 @@ async def follow(
             if from_db:
                 continue
             got = await subscription.next_batch(heartbeat)
+            if subscription.closed:
+                return
             if got is None:
                 yield None
                 continue

@@ -18,7 +18,9 @@ from schemas.tables import Agent, Conversation
 from workers.migrate import migrate
 
 
-async def test_a_sqlite_stream_catches_up_then_follows_new_events_by_polling(tmp_path: Path) -> None:
+async def test_a_sqlite_stream_catches_up_follows_by_polling_and_ends_when_the_hub_closes(
+    tmp_path: Path,
+) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'steward.db'}")
     await asyncio.to_thread(migrate, settings)
     engine = create_engine(settings)
@@ -57,6 +59,17 @@ async def test_a_sqlite_stream_catches_up_then_follows_new_events_by_polling(tmp
         assert later == [3, 4]
         turn = follow(hub, sessions, conversation.id, after=0, heartbeat=30, turn=2)
         assert [e.id async for e in turn if e is not None] == [3, 4]  # ends with its turn
+
+        # A stopping server ends its open streams (else it would wait for them forever).
+        endless = follow(hub, sessions, conversation.id, after=4, heartbeat=30)
+        waiting = asyncio.ensure_future(anext(endless))
+        await asyncio.sleep(0.2)
+        hub.close()
+        try:
+            await waiting
+            raise AssertionError("the stream went on")
+        except StopAsyncIteration:
+            pass
     finally:
         await hub.stop()
         await engine.dispose()
