@@ -353,8 +353,10 @@ async def measure(
             hops.append(bare)
     overhead = statistics.median(ttft) - statistics.median(fake)
     hop_p50 = statistics.median(hops)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\nStreaming — {samples} sequential samples; database: {settings.async_database_url.split(':')[0]}"
+        f"\nStreaming — {samples} sequential samples; database: {settings.async_database_url.split(':')[0]}; "
+        f"load average {load} on {os.cpu_count()} cores"
     )
     print(f"{'':44} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for name, values in (
@@ -383,10 +385,11 @@ async def measure(
     got = await watching
     delivery, writes = lags_of(written, got)
     expected = len(written) * (SUBSCRIBERS // CONVERSATIONS)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     p99 = percentile(delivery, 0.99)
     print(
         f"\n{SUBSCRIBERS} SSE subscribers, {CONVERSATIONS} conversations, {RATE:.0f} events/s each, "
-        f"{lag_seconds:.0f} s: {len(delivery)}/{expected} deliveries"
+        f"{lag_seconds:.0f} s: {len(delivery)}/{expected} deliveries; load average {load}"
     )
     print(
         f"delivery lag (commit -> subscriber) p50 {statistics.median(delivery):.1f} ms, "
