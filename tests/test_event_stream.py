@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities.events import append_event
 from activities.transcript import in_transaction
 from schemas.enums import EventKind, Role
+from schemas.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.sse import SseEvent, collect, events
 from tests.support import TeamClient, add_key, new_team
@@ -273,3 +274,21 @@ async def test_an_event_too_big_for_a_notification_is_still_delivered_live(
         got = [first, await anext(stream), await anext(stream)]
     assert [e.id for e in got] == [1, 2, 3]
     assert [len(e.data["result"]) for e in got] == sizes
+
+
+async def test_an_idle_stream_sends_heartbeat_comments(
+    team: TeamClient, model: str, live: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "sse_heartbeat_seconds", 0.2)  # 15 s in production
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    async with live.stream(
+        "GET", f"/v1/conversations/{conversation}/events", headers=team.headers
+    ) as response:
+        lines = response.aiter_lines()
+        comments: list[str] = []
+        while len(comments) < 2:
+            line = await anext(lines)
+            if line.startswith(":"):
+                comments.append(line)
+    assert comments == [": heartbeat", ": heartbeat"]
