@@ -159,7 +159,12 @@ async def record_event(session: AsyncSession, event: ApprovalEvent) -> bool:
                 "call_key": approval.call_key,
                 "arguments": approval.arguments,
                 "status": approval.status,
-                **({"decided_by": actor} if action != AuditAction.REQUESTED else {}),
+                **(
+                    {"decided_by": actor, "decision": approval.decision or action.value}
+                    if action != AuditAction.REQUESTED
+                    else {}
+                ),
+                **({"comment": approval.comment} if approval.comment else {}),
                 **({"message": approval.message} if approval.message else {}),
             },
         )

@@ -155,6 +155,7 @@ class DeltaStream:
         if self._task is not None:
             if not self._writing:
                 self._task.cancel()
+            # A write in flight finishes, and the loop then sees `_closed` and stops.
             await asyncio.wait({self._task})
         if self._error is not None:
             raise self._error
@@ -183,9 +184,12 @@ class DeltaStream:
                 finally:
                     self._writing = False
                 self.written += len(piece)
+                if self._closed:
+                    return  # finish() is waiting for this write, not for the next batch
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._every)
+                    async with asyncio.timeout(self._every):
+                        await self._full.wait()
         except Exception as err:
             self._error = err
 

@@ -1,11 +1,13 @@
 """Tailing conversation event logs: one hub per API process, shared by every subscriber.
 
 Subscribers of one conversation share a single reader (`_Channel`): a new event is read
-from the database once and handed to all of them, so 200 watchers of a conversation cost
-one query per write, not 200. On PostgreSQL the readers wake on `LISTEN steward_events`
-(one connection per process; an insert trigger sends the conversation id); on SQLite,
-which has no notifications, they poll. Subscribers catch up from the database on their
-own and fill any gap they notice, so a late joiner or a lost notification loses nothing.
+once and handed to all of them, so 200 watchers of a conversation cost one read per
+write, not 200. On PostgreSQL the process LISTENs on `steward_events` (one connection);
+an insert trigger sends each event itself when it fits in a notification, so the reader
+hands on the next event without a query, and reads the table only for a large event or
+a gap. On SQLite, which has no notifications, readers poll. Subscribers catch up from the
+database on their own and fill any gap they notice, so a late joiner or a lost
+notification loses nothing.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class Subscription:
     conversation_id: str
     pending: list[LogEvent] = field(default_factory=list)
     overflowed: bool = False
+    closed: bool = False
+    """The process is stopping: the stream ends (clients resume elsewhere with their last id)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def deliver(self, events: list[LogEvent]) -> None:
@@ -109,7 +113,8 @@ class Subscription:
         """New events and whether some were dropped, or None after `timeout` seconds of quiet."""
         if not self.ready.is_set():
             try:
-                await asyncio.wait_for(self.ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.ready.wait()
             except TimeoutError:
                 return None
         self.ready.clear()
@@ -124,6 +129,20 @@ class _Channel:
     subscribers: set[Subscription] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    last: int | None = None
+    """The newest id handed on (None until the reader has looked)."""
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once `last` is known: from then on every newer event reaches the subscribers."""
+
+    def hand_on(self, events: list[LogEvent]) -> None:
+        """Give subscribers the events newer than any handed on before."""
+        if self.last is not None:
+            events = [e for e in events if e.id > self.last]
+        if not events:
+            return
+        self.last = events[-1].id
+        for subscription in list(self.subscribers):
+            subscription.deliver(events)
 
 
 class EventHub:
@@ -134,12 +153,28 @@ class EventHub:
         self._settings = settings
         self._channels: dict[str, _Channel] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
         self.notifying = settings.async_database_url.startswith("postgresql")
         """Whether readers wake on notifications (PostgreSQL) rather than polling (SQLite)."""
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self.notifying:
             self._listener = asyncio.create_task(self._listen())
+
+    def close(self) -> None:
+        """End every open stream: a server waits for its open responses before it stops."""
+        self._closing = True
+        for channel in self._channels.values():
+            for subscription in channel.subscribers:
+                subscription.closed = True
+                subscription.ready.set()
+
+    def close_soon(self) -> None:
+        """`close`, from any thread (a signal handler)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.close)
 
     async def stop(self) -> None:
         tasks = [c.task for c in self._channels.values() if c.task is not None]
@@ -155,13 +190,16 @@ class EventHub:
     @contextlib.asynccontextmanager
     async def subscribe(self, conversation_id: str) -> AsyncIterator[Subscription]:
         """Receive the conversation's new events while inside the block."""
-        subscription = Subscription(conversation_id)
+        subscription = Subscription(conversation_id, closed=self._closing)
         channel = self._channels.get(conversation_id)
         if channel is None:
             channel = self._channels[conversation_id] = _Channel(conversation_id)
             channel.task = asyncio.create_task(self._follow(channel))
         channel.subscribers.add(subscription)
         try:
+            # A subscriber reads its backlog only after this, so whatever commits between
+            # that read and the reader's first look is still handed on.
+            await channel.ready.wait()
             yield subscription
         finally:
             channel.subscribers.discard(subscription)
@@ -171,30 +209,43 @@ class EventHub:
                     channel.task.cancel()
 
     async def _follow(self, channel: _Channel) -> None:
-        """Read the channel's new events once per wake-up and hand them to every subscriber."""
-        async with self._sessions() as session:
-            last = await last_event_id(session, channel.conversation_id)
+        """Read the channel's new events when woken and hand them to every subscriber."""
+        while channel.last is None:
+            try:
+                async with self._sessions() as session:
+                    channel.last = await last_event_id(session, channel.conversation_id)
+            except Exception as err:
+                log.warning("reading events of %s failed: %s", channel.conversation_id, err)
+                await asyncio.sleep(1.0)
+        channel.ready.set()
         wait = SAFETY_SECONDS if self.notifying else POLL_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(channel.wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await channel.wake.wait()
             channel.wake.clear()
             try:
-                events = await read_events(self._sessions, channel.conversation_id, last)
+                events = await read_events(self._sessions, channel.conversation_id, channel.last or 0)
             except Exception as err:  # a database blip: the next wake-up tries again
                 log.warning("reading events of %s failed: %s", channel.conversation_id, err)
                 await asyncio.sleep(1.0)
                 continue
-            if events:
-                last = events[-1].id
-                for subscription in list(channel.subscribers):
-                    subscription.deliver(events)
-                if len(events) == PAGE:
-                    channel.wake.set()
+            channel.hand_on(events)
+            if len(events) == PAGE:
+                channel.wake.set()
 
-    def _wake(self, conversation_id: str) -> None:
-        channel = self._channels.get(conversation_id)
-        if channel is not None:
+    def _notified(self, payload: str) -> None:
+        """A notification: hand on the event it carries, or wake the reader to fetch it."""
+        try:
+            note = json.loads(payload)
+            channel = self._channels.get(note["c"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if channel is None:
+            return
+        if "d" in note and channel.last is not None and note["s"] == channel.last + 1:
+            channel.hand_on([LogEvent(id=note["s"], kind=note["k"], turn=note["t"], data=note["d"])])
+        elif channel.last is None or note["s"] > channel.last:
             channel.wake.set()
 
     async def _listen(self) -> None:
@@ -209,7 +260,7 @@ class EventHub:
                     for channel in self._channels.values():
                         channel.wake.set()
                     async for notification in conn.notifies():
-                        self._wake(notification.payload)
+                        self._notified(notification.payload)
             except (psycopg.Error, OSError) as err:
                 log.warning("event notifications lost (%s); reconnecting", err)
                 await asyncio.sleep(delay)
@@ -247,6 +298,8 @@ async def follow(
             if from_db:
                 continue
             got = await subscription.next_batch(heartbeat)
+            if subscription.closed:
+                return
             if got is None:
                 yield None
                 continue

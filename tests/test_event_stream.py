@@ -8,8 +8,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.enums import Role
+from activities.events import append_event
+from activities.transcript import in_transaction
+from schemas.enums import EventKind, Role
+from schemas.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.sse import SseEvent, collect, events
 from tests.support import TeamClient, add_key, new_team
@@ -221,7 +225,7 @@ async def test_many_subscribers_of_one_conversation_each_get_every_event_once(
     agent = await team.create_agent(model)
     conversation = await team.start_conversation(agent["slug"])
     url = f"/v1/conversations/{conversation}/events"
-    fake_llm.script(model, [Step(text="x" * 500)])
+    fake_llm.script(model, [Step(text="x" * 9000)])
 
     async def watch() -> list[SseEvent]:
         async with live.stream("GET", url, headers=team.headers) as response:
@@ -233,5 +237,58 @@ async def test_many_subscribers_of_one_conversation_each_get_every_event_once(
     results = await asyncio.gather(*watchers)
     first = results[0]
     assert [e.id for e in first] == list(range(1, len(first) + 1))
-    assert _text(first) == "x" * 500
+    assert _text(first) == "x" * 9000
     assert all([e.id for e in r] == [e.id for e in first] for r in results)
+
+
+async def test_an_event_too_big_for_a_notification_is_still_delivered_live(
+    team: TeamClient, model: str, live: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # Events travel inside PostgreSQL's notification when they fit in its 8000 bytes;
+    # a bigger one is announced by id and read from the table.
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    sizes = [10, 20_000, 30]
+
+    async def append(size: int) -> int:
+        async def work(session: AsyncSession) -> int:
+            return await append_event(
+                session,
+                team_id=team.team_id,
+                conversation_id=conversation,
+                turn=1,
+                kind=EventKind.TOOL_RESULT,
+                data={"result": "y" * size},
+            )
+
+        return await in_transaction(sessions, work)
+
+    async with live.stream(
+        "GET", f"/v1/conversations/{conversation}/events", headers=team.headers
+    ) as response:
+        stream = events(response)
+        await append(sizes[0])
+        first = await anext(stream)  # subscribed and live before the rest is written
+        for size in sizes[1:]:
+            await append(size)
+        got = [first, await anext(stream), await anext(stream)]
+    assert [e.id for e in got] == [1, 2, 3]
+    assert [len(e.data["result"]) for e in got] == sizes
+
+
+async def test_an_idle_stream_sends_heartbeat_comments(
+    team: TeamClient, model: str, live: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "sse_heartbeat_seconds", 0.2)  # 15 s in production
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    async with live.stream(
+        "GET", f"/v1/conversations/{conversation}/events", headers=team.headers
+    ) as response:
+        lines = response.aiter_lines()
+        comments: list[str] = []
+        while len(comments) < 2:
+            line = await anext(lines)
+            if line.startswith(":"):
+                comments.append(line)
+    assert comments == [": heartbeat", ": heartbeat"]

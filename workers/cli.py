@@ -23,10 +23,13 @@ def _cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from api.app import create_app
+    from workers.serve import ApiServer
 
     settings = Settings()
     logs.configure(settings.log_level)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    ApiServer(config, app).run()
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:

@@ -57,6 +57,9 @@ def _banner(port: int, server: DevServer, key: str, model: str) -> str:
 
   API           {api}
   API docs      {api}/docs
+  Playground    {api}/playground  (sign in with the admin key)
+  Inbox         {api}/inbox  (approvals; reports of scheduled runs at /inbox/reports)
+  Schedules     {api}/schedules
   Temporal UI   {server.ui_url}
   Admin key     {key}
   Demo agent    {DEMO_AGENT} — model {model}{demo}

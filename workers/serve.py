@@ -7,10 +7,13 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
+from api.streams import EventHub
 from schemas.database import create_engine, session_factory
 from schemas.settings import Settings
 from schemas.temporal import connect
@@ -21,7 +24,30 @@ from workers.worker import build_worker
 log = logging.getLogger("steward.serve")
 
 
-class _Server(uvicorn.Server):
+class ApiServer(uvicorn.Server):
+    """uvicorn that ends the app's open event streams when told to stop.
+
+    uvicorn waits for open responses before it stops, and an event stream never ends
+    by itself; its clients reconnect (to another process, or after the restart) with
+    their last event id.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        end_streams(self.app)
+
+
+def end_streams(app: FastAPI) -> None:
+    hub: EventHub | None = getattr(app.state, "event_hub", None)
+    if hub is not None:
+        hub.close_soon()
+
+
+class _Server(ApiServer):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         # serve() owns SIGINT/SIGTERM, so it can stop API and worker in order.
@@ -36,7 +62,7 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
     await reconcile_ambient(client, settings, engine)
     worker = build_worker(client, settings, engine)
     app = create_app(settings, temporal=client)
-    api = _Server(uvicorn.Config(app, host=host, port=port, log_config=None))
+    api = _Server(uvicorn.Config(app, host=host, port=port, log_config=None), app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,6 +93,7 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+        end_streams(app)
         api.should_exit = True
         await api_task
         if not worker_task.done():

@@ -156,6 +156,8 @@ async def conversation_socket(
         async for event in events:
             if event is not None:
                 await websocket.send_text(event.frame)
+        # The stream only ends when this process stops: tell the client to come back.
+        await websocket.close(1012, "server restarting; reconnect with ?after=<last id>")
 
     async def receive() -> None:
         while True:

@@ -58,9 +58,15 @@
       call.textContent = `→ ${item.name}(${item.arguments})`;
       li.appendChild(call);
       if (item.result !== undefined) {
-        const result = document.createElement("div");
+        // Results can be long: a one-line summary, the whole result a click away.
+        const result = document.createElement("details");
         result.className = item.ok ? "result" : "result failed";
-        result.textContent = `← ${item.ok ? "" : "failed: "}${JSON.stringify(item.result)}`;
+        const summary = document.createElement("summary");
+        const text = JSON.stringify(item.result);
+        summary.textContent = `← ${item.ok ? "result" : "failed"}: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}`;
+        const full = document.createElement("pre");
+        full.textContent = JSON.stringify(item.result, null, 2);
+        result.append(summary, full);
         li.appendChild(result);
       }
     } else if (item.kind === "approval") {

@@ -15,13 +15,22 @@ down_revision: str | None = '0001'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Every committed insert wakes the API processes that LISTEN on this channel. PostgreSQL
-# folds identical notifications of one transaction into one, so a transaction that
-# appends many events to one conversation sends one.
+# Every committed insert is announced to the API processes that LISTEN on this channel,
+# with the whole event when it fits in a notification (PostgreSQL's limit is 8000 bytes),
+# so a tailer that has seen the previous id hands it on without reading the table.
+# Notifications are delivered in commit order, which per conversation is id order.
 _NOTIFY_FUNCTION = """
 CREATE OR REPLACE FUNCTION steward_notify_event() RETURNS trigger AS $$
+DECLARE
+    payload text;
 BEGIN
-    PERFORM pg_notify('steward_events', NEW.conversation_id);
+    payload := json_build_object(
+        'c', NEW.conversation_id, 's', NEW.seq, 'k', NEW.kind, 't', NEW.turn, 'd', NEW.data
+    )::text;
+    IF octet_length(payload) > 7900 THEN
+        payload := json_build_object('c', NEW.conversation_id, 's', NEW.seq)::text;
+    END IF;
+    PERFORM pg_notify('steward_events', payload);
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql
