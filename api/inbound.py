@@ -73,6 +73,10 @@ SWEEP_EVERY = 5.0
 SWEEP_AFTER = timedelta(seconds=10)
 """A row still `received` this long after it arrived lost its hand-off; the sweeper retries it."""
 SUBMIT_SECONDS = 15.0
+ACKS_FIRST_SECONDS = 0.5
+"""Hand-offs wait (at most this long) while webhook requests are in flight: acknowledgements first."""
+SEEN_KEYS = 100_000
+"""Dedupe keys known to be committed, kept in memory so a redelivery is answered without a write."""
 
 HELP = (
     "Hi! Send me a message and I'll answer.\n\n"
@@ -236,6 +240,23 @@ class Inbound:
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._seen: dict[str, None] = {}
+        self._receiving = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+
+    def receiving(self, delta: int) -> None:
+        """A webhook request began (+1) or ended (-1); hand-offs wait while any are in flight."""
+        self._receiving += delta
+        if self._receiving > 0:
+            self._quiet.clear()
+        else:
+            self._quiet.set()
+
+    def _remember(self, key: str) -> None:
+        if len(self._seen) >= SEEN_KEYS:
+            del self._seen[next(iter(self._seen))]  # the oldest: dicts keep insertion order
+        self._seen[key] = None
 
     def start(self, temporal_of: Any) -> None:
         """Start the sweeper; `temporal_of()` gives the (possibly not yet connected) client."""
@@ -252,7 +273,13 @@ class Inbound:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def accept(self, item: InboundItem) -> bool:
-        """Record an update (True) or recognise a repeat of its key (False); then hand it on."""
+        """Record an update (True) or recognise a repeat of its key (False); then hand it on.
+
+        A key is remembered only once its row is committed (by us or found taken), so a
+        redelivery answered from memory is one whose original is already durable.
+        """
+        if item.dedupe_key in self._seen:
+            return False
         status = InboundStatus.IGNORED if item.kind == "ignored" else InboundStatus.RECEIVED
         row_id = await self._writer.write(
             {
@@ -270,6 +297,7 @@ class Inbound:
                 "received_at": utcnow(),
             }
         )
+        self._remember(item.dedupe_key)
         if row_id is None:
             return False
         if status == InboundStatus.RECEIVED:
@@ -286,6 +314,10 @@ class Inbound:
 
     async def _dispatch_guarded(self, row_id: int) -> None:
         try:
+            if not self._quiet.is_set():
+                # A burst is being acknowledged: its answers need the CPU more than Temporal does.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._quiet.wait(), ACKS_FIRST_SECONDS)
             async with self._limit:
                 await self.dispatch(row_id)
         except Exception:

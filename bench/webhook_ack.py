@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 
@@ -37,6 +40,8 @@ from workers.channels import set_telegram_webhook
 from workers.migrate import migrate
 from workers.temporal_server import DevServer
 
+T = TypeVar("T")
+
 
 async def _post_all(
     http: aiohttp.ClientSession, url: str, secret: str, updates: list[dict[str, object]]
@@ -52,6 +57,47 @@ async def _post_all(
         return (time.perf_counter() - started) * 1000
 
     return list(await asyncio.gather(*(one(u) for u in updates)))
+
+
+class CpuMeter:
+    """CPU seconds each process spent inside timed windows (Linux /proc; 10 ms ticks).
+
+    The load generator shares the machine: its own share (this process: the aiohttp client
+    plus the fake Bot API and LLM threads) is reported next to the API's, the worker's and
+    Temporal's, so a latency can be read against who had the cores.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.spent: dict[str, float] = dict.fromkeys(pids, 0.0)
+        self.wall = 0.0
+
+    def _now(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        result = {}
+        for name, pid in self.pids.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return {}
+            result[name] = (int(fields[11]) + int(fields[12])) / tick
+        return result
+
+    async def measure(self, window: Awaitable[T]) -> T:
+        before, started = self._now(), time.perf_counter()
+        result = await window
+        after = self._now()
+        self.wall += time.perf_counter() - started
+        for name in self.spent:
+            self.spent[name] += after.get(name, 0.0) - before.get(name, 0.0)
+        return result
+
+    def report(self, requests: int) -> str:
+        if not self.wall:
+            return "CPU: not measured"
+        shares = "  ".join(f"{name} {spent / self.wall:4.0%}" for name, spent in self.spent.items())
+        api = self.spent.get("api", 0.0) / max(requests, 1) * 1000
+        return f"{shares}  (of one core, over {self.wall * 1000:.0f} ms); api {api:.2f} ms CPU/request"
 
 
 def _report(name: str, samples: list[float]) -> None:
@@ -105,9 +151,15 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
         steward = str(Path(sys.executable).parent / "steward")
         api = f"http://127.0.0.1:{port}"
         with (
-            process([steward, "api", "--host", "127.0.0.1", "--port", str(port)], work / "api.log", env),
-            process([steward, "worker"], work / "worker.log", env),
+            process(
+                [steward, "api", "--host", "127.0.0.1", "--port", str(port)], work / "api.log", env
+            ) as api_process,
+            process([steward, "worker"], work / "worker.log", env) as worker_process,
         ):
+            pids = {"api": api_process.pid, "worker": worker_process.pid, "bench": os.getpid()}
+            if server.pid is not None:
+                pids["temporal"] = server.pid
+            fresh_cpu, repeat_cpu = CpuMeter(pids), CpuMeter(pids)
             await wait_http(f"{api}/healthz")
             connector = aiohttp.TCPConnector(limit=concurrency)
             async with aiohttp.ClientSession(
@@ -145,10 +197,10 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
                     updates = batch(round_)
                     sent.extend(updates)
                     started = time.perf_counter()
-                    fresh.extend(await _post_all(http, url, secret, updates))
+                    fresh.extend(await fresh_cpu.measure(_post_all(http, url, secret, updates)))
                     await telegram.await_calls("sendMessage", concurrency * (round_ + 1), timeout=600)
                     drained.append(time.perf_counter() - started)
-                repeats = await _post_all(http, url, secret, sent[:concurrency])
+                repeats = await repeat_cpu.measure(_post_all(http, url, secret, sent[:concurrency]))
                 single: list[float] = []  # one delivery at a time: the cost of one acknowledgement
                 for update in sent[:100]:
                     single.extend(await _post_all(http, url, secret, [update]))
@@ -159,7 +211,9 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
         print(f"\nWebhook acknowledgement, one API process (uvicorn), {concurrency} concurrent deliveries")
         print(f"database: {'SQLite' if settings.database_url.startswith('sqlite') else 'PostgreSQL'}\n")
         _report(f"new updates ({rounds} rounds)", fresh)
+        print(f"  CPU while acknowledging: {fresh_cpu.report(len(fresh))}")
         _report("redelivered updates", repeats)
+        print(f"  CPU while acknowledging: {repeat_cpu.report(len(repeats))}")
         _report("redelivered, one at a time", single)
         burst = statistics.mean(drained)
         print(
