@@ -131,6 +131,7 @@ class ChannelCache:
         self._sessions = sessions
         self._settings = settings
         self._entries: dict[str, tuple[ChannelConfig | None, float]] = {}
+        self._loading: dict[str, asyncio.Future[ChannelConfig | None]] = {}
 
     def forget(self, channel_id: str) -> None:
         self._entries.pop(channel_id, None)
@@ -145,6 +146,16 @@ class ChannelCache:
         entry = self._entries.get(channel_id)
         if entry is not None and entry[1] > time.monotonic() and not refresh:
             return entry[0]
+        if refresh:
+            return await self._load(channel_id)
+        # A burst after the entry expired reads the row once, not once per request.
+        loading = self._loading.get(channel_id)
+        if loading is None:
+            loading = self._loading[channel_id] = asyncio.ensure_future(self._load(channel_id))
+            loading.add_done_callback(lambda _: self._loading.pop(channel_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, channel_id: str) -> ChannelConfig | None:
         async with self._sessions() as session:
             row = await session.get(Channel, channel_id[:32])
         config = None
