@@ -2,11 +2,14 @@
 
 Starts, each as its own process: the Temporal dev server (Steward's tuning), `steward api`
 (uvicorn, one process) and `steward worker`, on a SQLite app database by default. This
-process runs the fake Bot API and the fake LLM (threads) and generates the load: rounds
+process runs the fake Bot API and the fake LLM (threads) and drives the load: rounds
 of `--concurrency` updates from different chats POSTed at once with the webhook secret,
 each timed from send to the 200. Every update is a real turn: the hand-off to Temporal,
-the turn and the reply run while later rounds are acknowledged, and the script waits
-until every chat got its reply. Redeliveries of already-seen updates are timed too.
+the turn and the reply run, and the script waits until every chat got its reply and the
+API, worker and Temporal are idle again before the next burst. Redeliveries of already-seen
+updates are timed too, also right after a burst's last reply while its turns still finish.
+The bursts come from a load-generator process of their own; the CPU each process spent
+while acknowledging is printed next to the latencies (the generator shares the 2 cores).
 
     uv run python -m bench.webhook_ack [--concurrency 200] [--rounds 5] [--database-url URL]
 """
@@ -15,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -59,6 +64,16 @@ async def _post_all(
     return list(await asyncio.gather(*(one(u) for u in updates)))
 
 
+def _burst(url: str, secret: str, updates: list[dict[str, object]]) -> list[float]:
+    """One burst from the load generator's own process, on fresh connections (as after an idle gap)."""
+
+    async def post() -> list[float]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(updates))) as http:
+            return await _post_all(http, url, secret, updates)
+
+    return asyncio.run(post())
+
+
 class CpuMeter:
     """CPU seconds each process spent inside timed windows (Linux /proc; 10 ms ticks).
 
@@ -82,6 +97,23 @@ class CpuMeter:
                 return {}
             result[name] = (int(fields[11]) + int(fields[12])) / tick
         return result
+
+    async def settle(self, timeout: float = 60.0) -> float:
+        """Wait until the API, worker and Temporal are idle (under 5% of a core for 250 ms).
+
+        Replies reach the fake Bot API before their turns are finished (the workflow records
+        the delivery, completes the update, persists history), so a burst sent right after
+        the last reply lands on two busy cores. Returns the seconds waited.
+        """
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout:
+            before = self._now()
+            await asyncio.sleep(0.25)
+            after = self._now()
+            busy = sum(after.get(n, 0.0) - before.get(n, 0.0) for n in ("api", "worker", "temporal"))
+            if busy < 0.05 * 0.25:
+                break
+        return time.perf_counter() - started
 
     async def measure(self, window: Awaitable[T]) -> T:
         before, started = self._now(), time.perf_counter()
@@ -156,10 +188,19 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
             ) as api_process,
             process([steward, "worker"], work / "worker.log", env) as worker_process,
         ):
-            pids = {"api": api_process.pid, "worker": worker_process.pid, "bench": os.getpid()}
+            # The bursts come from a process of their own, so the client does not share a GIL with
+            # the fake Bot API and LLM (this process), and its CPU is accounted on its own.
+            generator = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            loop = asyncio.get_running_loop()
+            pids = {
+                "api": api_process.pid,
+                "worker": worker_process.pid,
+                "load generator": await loop.run_in_executor(generator, os.getpid),
+                "fakes": os.getpid(),
+            }
             if server.pid is not None:
                 pids["temporal"] = server.pid
-            fresh_cpu, repeat_cpu = CpuMeter(pids), CpuMeter(pids)
+            fresh_cpu, repeat_cpu, busy_cpu = CpuMeter(pids), CpuMeter(pids), CpuMeter(pids)
             await wait_http(f"{api}/healthz")
             connector = aiohttp.TCPConnector(limit=concurrency)
             async with aiohttp.ClientSession(
@@ -192,15 +233,28 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
                 fresh: list[float] = []
                 sent: list[dict[str, object]] = []
                 drained: list[float] = []
+                settled: list[float] = []
                 for round_ in range(1, rounds + 1):
                     # Each round is a burst into a settled system; its turns all finish before the next.
+                    settled.append(await fresh_cpu.settle())
                     updates = batch(round_)
                     sent.extend(updates)
                     started = time.perf_counter()
-                    fresh.extend(await fresh_cpu.measure(_post_all(http, url, secret, updates)))
+                    fresh.extend(
+                        await fresh_cpu.measure(loop.run_in_executor(generator, _burst, url, secret, updates))
+                    )
                     await telegram.await_calls("sendMessage", concurrency * (round_ + 1), timeout=600)
                     drained.append(time.perf_counter() - started)
-                repeats = await repeat_cpu.measure(_post_all(http, url, secret, sent[:concurrency]))
+                # Redeliveries right after the last reply, while that burst's turns are finishing
+                # (the cores are busy), then again into the settled system.
+                busy_repeats = await busy_cpu.measure(
+                    loop.run_in_executor(generator, _burst, url, secret, sent[-concurrency:])
+                )
+                settled.append(await repeat_cpu.settle())
+                repeats = await repeat_cpu.measure(
+                    loop.run_in_executor(generator, _burst, url, secret, sent[:concurrency])
+                )
+                generator.shutdown()
                 single: list[float] = []  # one delivery at a time: the cost of one acknowledgement
                 for update in sent[:100]:
                     single.extend(await _post_all(http, url, secret, [update]))
@@ -214,10 +268,13 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
         print(f"  CPU while acknowledging: {fresh_cpu.report(len(fresh))}")
         _report("redelivered updates", repeats)
         print(f"  CPU while acknowledging: {repeat_cpu.report(len(repeats))}")
+        _report("redelivered, turns still finishing", busy_repeats)
+        print(f"  CPU while acknowledging: {busy_cpu.report(len(busy_repeats))}")
         _report("redelivered, one at a time", single)
         burst = statistics.mean(drained)
         print(
-            f"\n{total} turns, one reply each; a burst of {concurrency} took {burst:.1f} s to answer (mean)"
+            f"\n{total} turns, one reply each; a burst of {concurrency} took {burst:.1f} s to answer (mean); "
+            f"it settled {statistics.mean(settled):.1f} s (mean) after the last reply before the next burst"
         )
     finally:
         telegram.__exit__(None, None, None)
