@@ -22,10 +22,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Gauge
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -219,23 +219,23 @@ class _Writer:
         # The same key twice in one batch (two concurrent redeliveries): the first one wins.
         unique = list({row["dedupe_key"]: row for row in reversed(rows)}.values())
         dialect = engine.dialect.name
+        table = cast(Table, ChannelInbound.__table__)
         stmt: Any
+        # Core on the table, not the ORM: the rows are plain dicts and nothing is loaded back.
         if dialect == "postgresql":
-            stmt = pg_insert(ChannelInbound).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
         elif dialect == "sqlite":
-            stmt = sqlite_insert(ChannelInbound).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
         else:  # pragma: no cover - the two supported databases are above
-            stmt = insert(ChannelInbound)
-        stmt = stmt.returning(ChannelInbound.id, ChannelInbound.dedupe_key)
-        async with write_lock(engine), self._sessions() as session:
+            stmt = insert(table)
+        stmt = stmt.returning(table.c.id, table.c.dedupe_key)
+        async with write_lock(engine), engine.begin() as connection:
             result = (
-                await session.execute(stmt, unique)
+                await connection.execute(stmt, unique)
                 if len(unique) > 1
-                else await session.execute(stmt.values(unique[0]))
+                else await connection.execute(stmt.values(unique[0]))
             )
-            ids = {key: row_id for row_id, key in result.tuples()}
-            await session.commit()
-        return ids
+            return {key: row_id for row_id, key in result.tuples()}
 
 
 class Inbound:
