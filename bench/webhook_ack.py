@@ -74,6 +74,18 @@ def _burst(url: str, secret: str, updates: list[dict[str, object]]) -> list[floa
     return asyncio.run(post())
 
 
+async def _server_timed(http: aiohttp.ClientSession, api: str) -> dict[str, float]:
+    """The API's own latency histogram for the Telegram hook: cumulative counts by bucket."""
+    async with http.get(f"{api}/metrics") as response:
+        text = await response.text()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("steward_http_request_seconds_bucket") and "/channels/telegram/" in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            counts[le] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 class CpuMeter:
     """CPU seconds each process spent inside timed windows (Linux /proc; 10 ms ticks).
 
@@ -234,6 +246,7 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
                 sent: list[dict[str, object]] = []
                 drained: list[float] = []
                 settled: list[float] = []
+                server_before = await _server_timed(http, api)
                 for round_ in range(1, rounds + 1):
                     # Each round is a burst into a settled system; its turns all finish before the next.
                     settled.append(await fresh_cpu.settle())
@@ -245,6 +258,7 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
                     )
                     await telegram.await_calls("sendMessage", concurrency * (round_ + 1), timeout=600)
                     drained.append(time.perf_counter() - started)
+                server_after = await _server_timed(http, api)
                 # Redeliveries right after the last reply, while that burst's turns are finishing
                 # (the cores are busy), then again into the settled system.
                 busy_repeats = await busy_cpu.measure(
@@ -266,6 +280,16 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
         print(f"database: {'SQLite' if settings.database_url.startswith('sqlite') else 'PostgreSQL'}\n")
         _report(f"new updates ({rounds} rounds)", fresh)
         print(f"  CPU while acknowledging: {fresh_cpu.report(len(fresh))}")
+        in_server = {le: server_after.get(le, 0.0) - server_before.get(le, 0.0) for le in server_after}
+        if in_server.get("+Inf"):
+            print(
+                "  in the API (steward_http_request_seconds, from the handler's start): "
+                + "  ".join(
+                    f"<= {float(le) * 1000:.0f} ms {in_server[le] / in_server['+Inf']:4.0%}"
+                    for le in ("0.025", "0.05", "0.1")
+                    if le in in_server
+                )
+            )
         _report("redelivered updates", repeats)
         print(f"  CPU while acknowledging: {repeat_cpu.report(len(repeats))}")
         _report("redelivered, turns still finishing", busy_repeats)
