@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     session.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(channel_hooks.ChannelHookPath, max_bytes=MAX_BODY_BYTES)  # outermost: see there
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(agents.router)

@@ -22,10 +22,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Gauge
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -73,6 +73,10 @@ SWEEP_EVERY = 5.0
 SWEEP_AFTER = timedelta(seconds=10)
 """A row still `received` this long after it arrived lost its hand-off; the sweeper retries it."""
 SUBMIT_SECONDS = 15.0
+ACKS_FIRST_SECONDS = 0.5
+"""Hand-offs wait (at most this long) while webhook requests are in flight: acknowledgements first."""
+SEEN_KEYS = 100_000
+"""Dedupe keys known to be committed, kept in memory so a redelivery is answered without a write."""
 
 HELP = (
     "Hi! Send me a message and I'll answer.\n\n"
@@ -127,6 +131,7 @@ class ChannelCache:
         self._sessions = sessions
         self._settings = settings
         self._entries: dict[str, tuple[ChannelConfig | None, float]] = {}
+        self._loading: dict[str, asyncio.Future[ChannelConfig | None]] = {}
 
     def forget(self, channel_id: str) -> None:
         self._entries.pop(channel_id, None)
@@ -141,6 +146,16 @@ class ChannelCache:
         entry = self._entries.get(channel_id)
         if entry is not None and entry[1] > time.monotonic() and not refresh:
             return entry[0]
+        if refresh:
+            return await self._load(channel_id)
+        # A burst after the entry expired reads the row once, not once per request.
+        loading = self._loading.get(channel_id)
+        if loading is None:
+            loading = self._loading[channel_id] = asyncio.ensure_future(self._load(channel_id))
+            loading.add_done_callback(lambda _: self._loading.pop(channel_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, channel_id: str) -> ChannelConfig | None:
         async with self._sessions() as session:
             row = await session.get(Channel, channel_id[:32])
         config = None
@@ -204,23 +219,23 @@ class _Writer:
         # The same key twice in one batch (two concurrent redeliveries): the first one wins.
         unique = list({row["dedupe_key"]: row for row in reversed(rows)}.values())
         dialect = engine.dialect.name
+        table = cast(Table, ChannelInbound.__table__)
         stmt: Any
+        # Core on the table, not the ORM: the rows are plain dicts and nothing is loaded back.
         if dialect == "postgresql":
-            stmt = pg_insert(ChannelInbound).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
         elif dialect == "sqlite":
-            stmt = sqlite_insert(ChannelInbound).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
         else:  # pragma: no cover - the two supported databases are above
-            stmt = insert(ChannelInbound)
-        stmt = stmt.returning(ChannelInbound.id, ChannelInbound.dedupe_key)
-        async with write_lock(engine), self._sessions() as session:
+            stmt = insert(table)
+        stmt = stmt.returning(table.c.id, table.c.dedupe_key)
+        async with write_lock(engine), engine.begin() as connection:
             result = (
-                await session.execute(stmt, unique)
+                await connection.execute(stmt, unique)
                 if len(unique) > 1
-                else await session.execute(stmt.values(unique[0]))
+                else await connection.execute(stmt.values(unique[0]))
             )
-            ids = {key: row_id for row_id, key in result.tuples()}
-            await session.commit()
-        return ids
+            return {key: row_id for row_id, key in result.tuples()}
 
 
 class Inbound:
@@ -236,6 +251,23 @@ class Inbound:
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._seen: dict[str, None] = {}
+        self._receiving = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+
+    def receiving(self, delta: int) -> None:
+        """A webhook request began (+1) or ended (-1); hand-offs wait while any are in flight."""
+        self._receiving += delta
+        if self._receiving > 0:
+            self._quiet.clear()
+        else:
+            self._quiet.set()
+
+    def _remember(self, key: str) -> None:
+        if len(self._seen) >= SEEN_KEYS:
+            del self._seen[next(iter(self._seen))]  # the oldest: dicts keep insertion order
+        self._seen[key] = None
 
     def start(self, temporal_of: Any) -> None:
         """Start the sweeper; `temporal_of()` gives the (possibly not yet connected) client."""
@@ -252,7 +284,13 @@ class Inbound:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def accept(self, item: InboundItem) -> bool:
-        """Record an update (True) or recognise a repeat of its key (False); then hand it on."""
+        """Record an update (True) or recognise a repeat of its key (False); then hand it on.
+
+        A key is remembered only once its row is committed (by us or found taken), so a
+        redelivery answered from memory is one whose original is already durable.
+        """
+        if item.dedupe_key in self._seen:
+            return False
         status = InboundStatus.IGNORED if item.kind == "ignored" else InboundStatus.RECEIVED
         row_id = await self._writer.write(
             {
@@ -270,6 +308,7 @@ class Inbound:
                 "received_at": utcnow(),
             }
         )
+        self._remember(item.dedupe_key)
         if row_id is None:
             return False
         if status == InboundStatus.RECEIVED:
@@ -286,6 +325,10 @@ class Inbound:
 
     async def _dispatch_guarded(self, row_id: int) -> None:
         try:
+            if not self._quiet.is_set():
+                # A burst is being acknowledged: its answers need the CPU more than Temporal does.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._quiet.wait(), ACKS_FIRST_SECONDS)
             async with self._limit:
                 await self.dispatch(row_id)
         except Exception:

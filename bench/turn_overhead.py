@@ -86,13 +86,15 @@ async def throughput(action: Callable[[int], Awaitable[object]], concurrency: in
 
 
 @contextmanager
-def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         child = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
     try:
-        yield
+        yield child
     finally:
         child.terminate()
         try:

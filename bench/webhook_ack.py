@@ -2,11 +2,14 @@
 
 Starts, each as its own process: the Temporal dev server (Steward's tuning), `steward api`
 (uvicorn, one process) and `steward worker`, on a SQLite app database by default. This
-process runs the fake Bot API and the fake LLM (threads) and generates the load: rounds
+process runs the fake Bot API and the fake LLM (threads) and drives the load: rounds
 of `--concurrency` updates from different chats POSTed at once with the webhook secret,
 each timed from send to the 200. Every update is a real turn: the hand-off to Temporal,
-the turn and the reply run while later rounds are acknowledged, and the script waits
-until every chat got its reply. Redeliveries of already-seen updates are timed too.
+the turn and the reply run, and the script waits until every chat got its reply and the
+API, worker and Temporal are idle again before the next burst. Redeliveries of already-seen
+updates are timed too, also right after a burst's last reply while its turns still finish.
+The bursts come from a load-generator process of their own; the CPU each process spent
+while acknowledging is printed next to the latencies (the generator shares the 2 cores).
 
     uv run python -m bench.webhook_ack [--concurrency 200] [--rounds 5] [--database-url URL]
 """
@@ -15,11 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 
@@ -37,6 +45,8 @@ from workers.channels import set_telegram_webhook
 from workers.migrate import migrate
 from workers.temporal_server import DevServer
 
+T = TypeVar("T")
+
 
 async def _post_all(
     http: aiohttp.ClientSession, url: str, secret: str, updates: list[dict[str, object]]
@@ -52,6 +62,86 @@ async def _post_all(
         return (time.perf_counter() - started) * 1000
 
     return list(await asyncio.gather(*(one(u) for u in updates)))
+
+
+def _burst(url: str, secret: str, updates: list[dict[str, object]]) -> list[float]:
+    """One burst from the load generator's own process, on fresh connections (as after an idle gap)."""
+
+    async def post() -> list[float]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(updates))) as http:
+            return await _post_all(http, url, secret, updates)
+
+    return asyncio.run(post())
+
+
+async def _server_timed(http: aiohttp.ClientSession, api: str) -> dict[str, float]:
+    """The API's own latency histogram for the Telegram hook: cumulative counts by bucket."""
+    async with http.get(f"{api}/metrics") as response:
+        text = await response.text()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("steward_http_request_seconds_bucket") and "/channels/telegram/" in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            counts[le] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+class CpuMeter:
+    """CPU seconds each process spent inside timed windows (Linux /proc; 10 ms ticks).
+
+    The load generator shares the machine: its own share (this process: the aiohttp client
+    plus the fake Bot API and LLM threads) is reported next to the API's, the worker's and
+    Temporal's, so a latency can be read against who had the cores.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.spent: dict[str, float] = dict.fromkeys(pids, 0.0)
+        self.wall = 0.0
+
+    def _now(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        result = {}
+        for name, pid in self.pids.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return {}
+            result[name] = (int(fields[11]) + int(fields[12])) / tick
+        return result
+
+    async def settle(self, timeout: float = 60.0) -> float:
+        """Wait until the API, worker and Temporal are idle (under 5% of a core for 250 ms).
+
+        Replies reach the fake Bot API before their turns are finished (the workflow records
+        the delivery, completes the update, persists history), so a burst sent right after
+        the last reply lands on two busy cores. Returns the seconds waited.
+        """
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout:
+            before = self._now()
+            await asyncio.sleep(0.25)
+            after = self._now()
+            busy = sum(after.get(n, 0.0) - before.get(n, 0.0) for n in ("api", "worker", "temporal"))
+            if busy < 0.05 * 0.25:
+                break
+        return time.perf_counter() - started
+
+    async def measure(self, window: Awaitable[T]) -> T:
+        before, started = self._now(), time.perf_counter()
+        result = await window
+        after = self._now()
+        self.wall += time.perf_counter() - started
+        for name in self.spent:
+            self.spent[name] += after.get(name, 0.0) - before.get(name, 0.0)
+        return result
+
+    def report(self, requests: int) -> str:
+        if not self.wall:
+            return "CPU: not measured"
+        shares = "  ".join(f"{name} {spent / self.wall:4.0%}" for name, spent in self.spent.items())
+        api = self.spent.get("api", 0.0) / max(requests, 1) * 1000
+        return f"{shares}  (of one core, over {self.wall * 1000:.0f} ms); api {api:.2f} ms CPU/request"
 
 
 def _report(name: str, samples: list[float]) -> None:
@@ -105,9 +195,24 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
         steward = str(Path(sys.executable).parent / "steward")
         api = f"http://127.0.0.1:{port}"
         with (
-            process([steward, "api", "--host", "127.0.0.1", "--port", str(port)], work / "api.log", env),
-            process([steward, "worker"], work / "worker.log", env),
+            process(
+                [steward, "api", "--host", "127.0.0.1", "--port", str(port)], work / "api.log", env
+            ) as api_process,
+            process([steward, "worker"], work / "worker.log", env) as worker_process,
         ):
+            # The bursts come from a process of their own, so the client does not share a GIL with
+            # the fake Bot API and LLM (this process), and its CPU is accounted on its own.
+            generator = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            loop = asyncio.get_running_loop()
+            pids = {
+                "api": api_process.pid,
+                "worker": worker_process.pid,
+                "load generator": await loop.run_in_executor(generator, os.getpid),
+                "fakes": os.getpid(),
+            }
+            if server.pid is not None:
+                pids["temporal"] = server.pid
+            fresh_cpu, repeat_cpu, busy_cpu = CpuMeter(pids), CpuMeter(pids), CpuMeter(pids)
             await wait_http(f"{api}/healthz")
             connector = aiohttp.TCPConnector(limit=concurrency)
             async with aiohttp.ClientSession(
@@ -140,15 +245,30 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
                 fresh: list[float] = []
                 sent: list[dict[str, object]] = []
                 drained: list[float] = []
+                settled: list[float] = []
+                server_before = await _server_timed(http, api)
                 for round_ in range(1, rounds + 1):
                     # Each round is a burst into a settled system; its turns all finish before the next.
+                    settled.append(await fresh_cpu.settle())
                     updates = batch(round_)
                     sent.extend(updates)
                     started = time.perf_counter()
-                    fresh.extend(await _post_all(http, url, secret, updates))
+                    fresh.extend(
+                        await fresh_cpu.measure(loop.run_in_executor(generator, _burst, url, secret, updates))
+                    )
                     await telegram.await_calls("sendMessage", concurrency * (round_ + 1), timeout=600)
                     drained.append(time.perf_counter() - started)
-                repeats = await _post_all(http, url, secret, sent[:concurrency])
+                server_after = await _server_timed(http, api)
+                # Redeliveries right after the last reply, while that burst's turns are finishing
+                # (the cores are busy), then again into the settled system.
+                busy_repeats = await busy_cpu.measure(
+                    loop.run_in_executor(generator, _burst, url, secret, sent[-concurrency:])
+                )
+                settled.append(await repeat_cpu.settle())
+                repeats = await repeat_cpu.measure(
+                    loop.run_in_executor(generator, _burst, url, secret, sent[:concurrency])
+                )
+                generator.shutdown()
                 single: list[float] = []  # one delivery at a time: the cost of one acknowledgement
                 for update in sent[:100]:
                     single.extend(await _post_all(http, url, secret, [update]))
@@ -159,11 +279,26 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
         print(f"\nWebhook acknowledgement, one API process (uvicorn), {concurrency} concurrent deliveries")
         print(f"database: {'SQLite' if settings.database_url.startswith('sqlite') else 'PostgreSQL'}\n")
         _report(f"new updates ({rounds} rounds)", fresh)
+        print(f"  CPU while acknowledging: {fresh_cpu.report(len(fresh))}")
+        in_server = {le: server_after.get(le, 0.0) - server_before.get(le, 0.0) for le in server_after}
+        if in_server.get("+Inf"):
+            print(
+                "  in the API (steward_http_request_seconds, from the handler's start): "
+                + "  ".join(
+                    f"<= {float(le) * 1000:.0f} ms {in_server[le] / in_server['+Inf']:4.0%}"
+                    for le in ("0.025", "0.05", "0.1")
+                    if le in in_server
+                )
+            )
         _report("redelivered updates", repeats)
+        print(f"  CPU while acknowledging: {repeat_cpu.report(len(repeats))}")
+        _report("redelivered, turns still finishing", busy_repeats)
+        print(f"  CPU while acknowledging: {busy_cpu.report(len(busy_repeats))}")
         _report("redelivered, one at a time", single)
         burst = statistics.mean(drained)
         print(
-            f"\n{total} turns, one reply each; a burst of {concurrency} took {burst:.1f} s to answer (mean)"
+            f"\n{total} turns, one reply each; a burst of {concurrency} took {burst:.1f} s to answer (mean); "
+            f"it settled {statistics.mean(settled):.1f} s (mean) after the last reply before the next burst"
         )
     finally:
         telegram.__exit__(None, None, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 from sqlalchemy import select
@@ -261,3 +262,41 @@ async def test_polling_mode_reads_updates_and_its_offset_survives_a_restart(
 
 async def _status(team: TeamClient, conversation: str, status: str) -> bool:
     return bool((await team.conversation(conversation))["status"] == status)
+
+
+def _hook_count(metrics: str, status: int) -> float:
+    route = "/channels/telegram/{channel_id}"
+    prefix = f'steward_http_requests_total{{method="POST",route="{route}",status="{status}"}}'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(prefix))
+
+
+async def test_the_webhook_fast_path_keeps_the_body_limit_and_the_route_metrics(
+    team: TeamClient,
+    model: str,
+    fake_telegram: FakeTelegram,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> None:
+    channel, secret = await _setup(team, model, fake_telegram, settings, sessions)
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+    before = (await http.get("/metrics")).text
+    announced = await http.post(
+        f"/channels/telegram/{channel}", content=b" " * (1024 * 1024 + 1), headers=headers
+    )
+    assert announced.status_code == 413 and announced.json()["error"]["code"] == "payload_too_large"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit holds while reading
+        for _ in range(3):
+            yield b" " * (512 * 1024)
+
+    streamed = await http.post(f"/channels/telegram/{channel}", content=chunks(), headers=headers)
+    assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "payload_too_large"
+    update = telegram_text(fake_telegram.next_update_id(), new_chat(), "/help")
+    assert await post_telegram(http, channel, update, secret) == 200
+    after = (await http.get("/metrics")).text
+    assert _hook_count(after, 413) - _hook_count(before, 413) == 2
+    assert _hook_count(after, 200) - _hook_count(before, 200) == 1
+    async with sessions() as session:
+        rows = await session.execute(select(ChannelInbound).where(ChannelInbound.channel_id == channel))
+        assert [row.kind for row in rows.scalars()] == ["command"]

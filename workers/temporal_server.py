@@ -72,6 +72,11 @@ class DevServer:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (benchmarks account its CPU)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
