@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.cursors import decode_cursor, encode_cursor
 from api.deps import Operator, Principal, SessionDep, require
 from api.errors import ApiError
 from api.routers.agents import find_agent
@@ -60,23 +58,6 @@ async def find_report(session: AsyncSession, team_id: str, report_id: str) -> tu
     return row[0], row[1], row[2]
 
 
-def _cursor(report: Report) -> str:
-    return base64.urlsafe_b64encode(json.dumps([report.created_at.isoformat(), report.id]).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError("cursor time has no timezone")
-        return when, str(last_id)
-    except (ValueError, TypeError) as err:
-        raise ApiError(
-            422, "validation_error", "cursor is not valid", [{"field": "cursor", "message": "not a cursor"}]
-        ) from err
-
-
 async def list_page(
     session: AsyncSession,
     team_id: str,
@@ -102,7 +83,7 @@ async def list_page(
     if status is not None:
         stmt = stmt.where(Report.status == status)
     if cursor is not None:
-        created, last_id = _decode_cursor(cursor)
+        created, last_id = decode_cursor(cursor)
         stmt = stmt.where(
             (Report.created_at > created) | ((Report.created_at == created) & (Report.id > last_id))
         )
@@ -113,7 +94,7 @@ async def list_page(
     return ReportPage(
         items=[public(r, name, slug) for r, name, slug in page],
         totals=totals,
-        next_cursor=_cursor(page[-1][0]) if len(rows) > limit else None,
+        next_cursor=encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None,
     )
 
 

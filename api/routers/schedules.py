@@ -8,8 +8,6 @@ database, so lists still answer when Temporal is unreachable.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -27,6 +25,7 @@ from temporalio.client import ScheduleUpdate as TemporalScheduleUpdate
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import schedule_sync
+from api.cursors import decode_cursor, encode_cursor
 from api.deps import Admin, Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
 from api.errors import ApiError
 from api.routers.agents import find_agent
@@ -230,23 +229,6 @@ async def create_schedule(
     return await _detail(session, temporal, row, agent)
 
 
-def _cursor(row: Schedule) -> str:
-    return base64.urlsafe_b64encode(json.dumps([row.created_at.isoformat(), row.id]).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError("cursor time has no timezone")
-        return when, str(last_id)
-    except (ValueError, TypeError) as err:
-        raise ApiError(
-            422, "validation_error", "cursor is not valid", [{"field": "cursor", "message": "not a cursor"}]
-        ) from err
-
-
 async def list_rows(
     session: AsyncSession,
     team_id: str,
@@ -266,7 +248,7 @@ async def list_rows(
     if paused is not None:
         stmt = stmt.where(Schedule.paused.is_(paused))
     if cursor is not None:
-        created, last_id = _decode_cursor(cursor)
+        created, last_id = decode_cursor(cursor)
         stmt = stmt.where(
             (Schedule.created_at > created) | ((Schedule.created_at == created) & (Schedule.id > last_id))
         )
@@ -274,7 +256,7 @@ async def list_rows(
         (await session.execute(stmt.order_by(Schedule.created_at, Schedule.id).limit(limit + 1))).tuples()
     )
     page = rows[:limit]
-    return page, _cursor(page[-1][0]) if len(rows) > limit else None
+    return page, encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
 
 
 async def next_runs(temporal: Client | None, rows: list[Schedule]) -> list[datetime | None]:
