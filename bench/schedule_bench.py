@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from bench.turn_overhead import percentile, process, wait_http
+from bench.turn_overhead import percentile, process, stack_env, wait_http
 from schemas.database import create_engine, session_factory
 from schemas.enums import Role
 from schemas.keys import create_key, ensure_team
@@ -61,15 +61,7 @@ async def run(firings: int) -> None:
     settings = Settings(
         database_url=f"sqlite:///{work / 'steward.db'}", temporal_address=server.address, task_queue="bench"
     )
-    env = {
-        "STEWARD_DATABASE_URL": settings.database_url,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "STEWARD_TASK_QUEUE": settings.task_queue,
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-        "OPENAI_API_KEY": "bench",
-        "STEWARD_WORKER_METRICS_PORT": "0",
-        "STEWARD_LOG_LEVEL": "WARNING",
-    }
+    env = stack_env(settings, f"http://127.0.0.1:{llm_port}/v1")
     python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
     try:
         await server.wait_ready()

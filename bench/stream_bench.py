@@ -39,7 +39,7 @@ from temporalio.client import Client
 from activities.events import append_event
 from activities.transcript import in_transaction
 from bench.baseline import OneActivityWorkflow
-from bench.turn_overhead import BASELINE_QUEUE, percentile, process, wait_http
+from bench.turn_overhead import BASELINE_QUEUE, percentile, process, stack_env, wait_http
 from schemas.database import create_engine, session_factory
 from schemas.enums import EventKind, Role
 from schemas.keys import create_key, ensure_team
@@ -244,15 +244,7 @@ async def run(samples: int, stream_minutes: float, lag_seconds: float, database_
     llm_port, api_port = free_port(), free_port()
     llm_url = f"http://127.0.0.1:{llm_port}/v1"
     settings = Settings(database_url=url, temporal_address=server.address, task_queue="bench-stream")
-    env = {
-        "STEWARD_DATABASE_URL": url,
-        "TEMPORAL_ADDRESS": server.address,
-        "STEWARD_TASK_QUEUE": settings.task_queue,
-        "OPENAI_BASE_URL": llm_url,
-        "OPENAI_API_KEY": "bench",
-        "STEWARD_WORKER_METRICS_PORT": "0",
-        "STEWARD_LOG_LEVEL": "WARNING",
-    }
+    env = stack_env(settings, llm_url)
     python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
     try:
         await server.wait_ready()

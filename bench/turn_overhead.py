@@ -103,6 +103,20 @@ def process(
             child.kill()
 
 
+def stack_env(settings: Settings, llm_url: str, **extra: str) -> dict[str, str]:
+    """Environment of a benchmark's `steward api` and `steward worker` processes."""
+    return {
+        "STEWARD_DATABASE_URL": settings.database_url,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "STEWARD_TASK_QUEUE": settings.task_queue,
+        "OPENAI_BASE_URL": llm_url,
+        "OPENAI_API_KEY": "bench",
+        "STEWARD_WORKER_METRICS_PORT": "0",
+        "STEWARD_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 async def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as http:
@@ -159,15 +173,7 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
         temporal_address=server.address,
         task_queue="bench-steward",
     )
-    stack_env = {
-        "STEWARD_DATABASE_URL": settings.database_url,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "STEWARD_TASK_QUEUE": settings.task_queue,
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-        "OPENAI_API_KEY": "bench",
-        "STEWARD_WORKER_METRICS_PORT": "0",
-        "STEWARD_LOG_LEVEL": "WARNING",
-    }
+    env = stack_env(settings, f"http://127.0.0.1:{llm_port}/v1")
     python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
     try:
         await server.wait_ready()
@@ -184,7 +190,7 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
             process(
                 [steward, "serve", "--host", "127.0.0.1", "--port", str(api_port)],
                 work / "steward.log",
-                stack_env,
+                env,
             ),
             process([python, "-m", "bench.baseline", server.address, BASELINE_QUEUE], work / "baseline.log"),
         ):

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from bench.turn_overhead import percentile, process, wait_http
+from bench.turn_overhead import percentile, process, stack_env, wait_http
 from schemas.database import create_engine, session_factory
 from schemas.enums import Role
 from schemas.keys import create_key, ensure_team
@@ -183,15 +183,8 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
             team = await ensure_team(session, "bench")
             key = await create_key(session, team, Role.ADMIN, "bench")
             await session.commit()
-        env = {
-            "STEWARD_DATABASE_URL": settings.database_url,
-            "TEMPORAL_ADDRESS": settings.temporal_address,
-            "OPENAI_BASE_URL": fake_llm.base_url,
-            "OPENAI_API_KEY": "bench",
-            "STEWARD_SECRET_KEY": settings.secret_key.get_secret_value() if settings.secret_key else "",
-            "STEWARD_WORKER_METRICS_PORT": "0",
-            "STEWARD_LOG_LEVEL": "WARNING",
-        }
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
+        env = stack_env(settings, fake_llm.base_url, STEWARD_SECRET_KEY=secret)
         steward = str(Path(sys.executable).parent / "steward")
         api = f"http://127.0.0.1:{port}"
         with (
