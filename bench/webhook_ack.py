@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
+import json
 import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
 
+from bench.loadgen import LoadGenerator, request_bytes
 from bench.turn_overhead import percentile, process, stack_env, wait_http
 from schemas.database import create_engine, session_factory
 from schemas.enums import Role
@@ -46,32 +46,6 @@ from workers.migrate import migrate
 from workers.temporal_server import DevServer
 
 T = TypeVar("T")
-
-
-async def _post_all(
-    http: aiohttp.ClientSession, url: str, secret: str, updates: list[dict[str, object]]
-) -> list[float]:
-    async def one(update: dict[str, object]) -> float:
-        started = time.perf_counter()
-        async with http.post(
-            url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
-        ) as response:
-            await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"webhook answered {response.status}")
-        return (time.perf_counter() - started) * 1000
-
-    return list(await asyncio.gather(*(one(u) for u in updates)))
-
-
-def _burst(url: str, secret: str, updates: list[dict[str, object]]) -> list[float]:
-    """One burst from the load generator's own process, on fresh connections (as after an idle gap)."""
-
-    async def post() -> list[float]:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(updates))) as http:
-            return await _post_all(http, url, secret, updates)
-
-    return asyncio.run(post())
 
 
 async def _server_timed(http: aiohttp.ClientSession, api: str) -> dict[str, float]:
@@ -144,6 +118,15 @@ class CpuMeter:
         return f"{shares}  (of one core, over {self.wall * 1000:.0f} ms); api {api:.2f} ms CPU/request"
 
 
+MEASURES = (
+    "new, warm connections",
+    "new, fresh connections",
+    "redelivered, warm",
+    "redelivered, fresh",
+    "redelivered, turns still finishing",
+)
+
+
 def _report(name: str, samples: list[float]) -> None:
     print(
         f"{name:<34} n={len(samples):<5} p50={percentile(samples, 0.50):6.1f} ms  "
@@ -195,22 +178,19 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
         ):
             # The bursts come from a process of their own, so the client does not share a GIL with
             # the fake Bot API and LLM (this process), and its CPU is accounted on its own.
-            generator = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            generator = LoadGenerator("127.0.0.1", port)
             loop = asyncio.get_running_loop()
             pids = {
                 "api": api_process.pid,
                 "worker": worker_process.pid,
-                "load generator": await loop.run_in_executor(generator, os.getpid),
+                "load generator": generator.pid,
                 "fakes": os.getpid(),
             }
             if server.pid is not None:
                 pids["temporal"] = server.pid
-            fresh_cpu, repeat_cpu, busy_cpu = CpuMeter(pids), CpuMeter(pids), CpuMeter(pids)
+            meters = {name: CpuMeter(pids) for name in MEASURES}
             await wait_http(f"{api}/healthz")
-            connector = aiohttp.TCPConnector(limit=concurrency)
-            async with aiohttp.ClientSession(
-                connector=connector, headers={"Authorization": f"Bearer {key}"}
-            ) as http:
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
                 async with http.post(
                     f"{api}/v1/agents", json={"slug": "bench", "name": "Bench", "model": "bench-model"}
                 ) as response:
@@ -227,71 +207,78 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
                     channel = (await response.json())["id"]
                 await set_telegram_webhook(sessions, settings, channel, api)
                 secret = str(telegram.webhook["secret_token"])
-                url = f"{api}/channels/telegram/{channel}"
+                path = f"/channels/telegram/{channel}"
+                headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
 
-                def batch(round_: int) -> list[dict[str, object]]:
-                    chats = [9_000_000 + round_ * concurrency + i for i in range(concurrency)]
-                    return [telegram_text(telegram.next_update_id(), c, "hello", f"user{c}") for c in chats]
+                def batch(burst: int) -> list[bytes]:
+                    chats = [9_000_000 + burst * concurrency + i for i in range(concurrency)]
+                    updates = [telegram_text(telegram.next_update_id(), c, "hi", f"user{c}") for c in chats]
+                    host = f"127.0.0.1:{port}"
+                    return [request_bytes(host, path, json.dumps(u).encode(), headers) for u in updates]
 
-                await _post_all(http, url, secret, batch(0))  # warm-up: connections, caches, first turns
+                async def burst(measure: str, requests: list[bytes], warm: bool) -> list[float]:
+                    return await meters[measure].measure(
+                        loop.run_in_executor(None, generator.burst, requests, warm)
+                    )
+
+                # Warm-up: connections, caches, the first turns.
+                await loop.run_in_executor(None, generator.burst, batch(0), True)
+                bursts = 1
                 await telegram.await_calls("sendMessage", concurrency, timeout=600)
-                fresh: list[float] = []
-                sent: list[dict[str, object]] = []
+                samples: dict[str, list[float]] = {name: [] for name in MEASURES}
+                sent: list[bytes] = []
                 drained: list[float] = []
                 settled: list[float] = []
                 server_before = await _server_timed(http, api)
-                for round_ in range(1, rounds + 1):
-                    # Each round is a burst into a settled system; its turns all finish before the next.
-                    settled.append(await fresh_cpu.settle())
-                    updates = batch(round_)
-                    sent.extend(updates)
-                    started = time.perf_counter()
-                    fresh.extend(
-                        await fresh_cpu.measure(loop.run_in_executor(generator, _burst, url, secret, updates))
-                    )
-                    await telegram.await_calls("sendMessage", concurrency * (round_ + 1), timeout=600)
-                    drained.append(time.perf_counter() - started)
+                for _ in range(rounds):
+                    # Each burst goes into a settled system; its turns all finish before the next.
+                    for measure, warm in (("new, warm connections", True), ("new, fresh connections", False)):
+                        settled.append(await meters[measure].settle())
+                        requests = batch(bursts)
+                        sent.extend(requests)
+                        started = time.perf_counter()
+                        samples[measure].extend(await burst(measure, requests, warm))
+                        bursts += 1
+                        await telegram.await_calls("sendMessage", concurrency * bursts, timeout=600)
+                        drained.append(time.perf_counter() - started)
                 server_after = await _server_timed(http, api)
                 # Redeliveries right after the last reply, while that burst's turns are finishing
                 # (the cores are busy), then again into the settled system.
-                busy_repeats = await busy_cpu.measure(
-                    loop.run_in_executor(generator, _burst, url, secret, sent[-concurrency:])
+                samples["redelivered, turns still finishing"] = await burst(
+                    "redelivered, turns still finishing", sent[-concurrency:], True
                 )
-                settled.append(await repeat_cpu.settle())
-                repeats = await repeat_cpu.measure(
-                    loop.run_in_executor(generator, _burst, url, secret, sent[:concurrency])
-                )
-                generator.shutdown()
+                for measure, warm in (("redelivered, warm", True), ("redelivered, fresh", False)):
+                    settled.append(await meters[measure].settle())
+                    samples[measure] = await burst(measure, sent[:concurrency], warm)
                 single: list[float] = []  # one delivery at a time: the cost of one acknowledgement
-                for update in sent[:100]:
-                    single.extend(await _post_all(http, url, secret, [update]))
-                total = concurrency * (rounds + 1)
+                for request in sent[:100]:
+                    single.extend(await loop.run_in_executor(None, generator.burst, [request], True))
+                generator.close()
+                total = concurrency * bursts
                 await asyncio.sleep(1.0)
                 assert len(telegram.sent("sendMessage")) == total, "a redelivery was answered twice"
 
         print(f"\nWebhook acknowledgement, one API process (uvicorn), {concurrency} concurrent deliveries")
-        print(f"database: {'SQLite' if settings.database_url.startswith('sqlite') else 'PostgreSQL'}\n")
-        _report(f"new updates ({rounds} rounds)", fresh)
-        print(f"  CPU while acknowledging: {fresh_cpu.report(len(fresh))}")
+        database = "SQLite" if settings.database_url.startswith("sqlite") else "PostgreSQL"
+        print(f"database: {database}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
+        for measure in MEASURES:
+            _report(measure, samples[measure])
+            print(f"  CPU while acknowledging: {meters[measure].report(len(samples[measure]))}")
         in_server = {le: server_after.get(le, 0.0) - server_before.get(le, 0.0) for le in server_after}
         if in_server.get("+Inf"):
             print(
-                "  in the API (steward_http_request_seconds, from the handler's start): "
+                "new updates in the API (steward_http_request_seconds, from the handler's start): "
                 + "  ".join(
                     f"<= {float(le) * 1000:.0f} ms {in_server[le] / in_server['+Inf']:4.0%}"
                     for le in ("0.025", "0.05", "0.1")
                     if le in in_server
                 )
             )
-        _report("redelivered updates", repeats)
-        print(f"  CPU while acknowledging: {repeat_cpu.report(len(repeats))}")
-        _report("redelivered, turns still finishing", busy_repeats)
-        print(f"  CPU while acknowledging: {busy_cpu.report(len(busy_repeats))}")
         _report("redelivered, one at a time", single)
-        burst = statistics.mean(drained)
         print(
-            f"\n{total} turns, one reply each; a burst of {concurrency} took {burst:.1f} s to answer (mean); "
-            f"it settled {statistics.mean(settled):.1f} s (mean) after the last reply before the next burst"
+            f"\n{total} turns, one reply each; a burst of {concurrency} took "
+            f"{statistics.mean(drained):.1f} s to answer (mean); it settled "
+            f"{statistics.mean(settled):.1f} s (mean) after the last reply before the next burst"
         )
     finally:
         telegram.__exit__(None, None, None)
