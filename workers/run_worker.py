@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from schemas.database import create_engine
 from schemas.settings import Settings
 from schemas.temporal import connect
+from workers.loop import freeze_heap
 from workers.schedules import ensure_schedules, reconcile_ambient
 from workers.worker import build_worker
 
@@ -26,6 +27,7 @@ async def run_worker(settings: Settings) -> None:
     await ensure_schedules(client, settings)
     await reconcile_ambient(client, settings, engine)
     worker = build_worker(client, settings, engine)
+    freeze_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from types import FrameType
 
@@ -18,6 +19,7 @@ from schemas.database import create_engine, session_factory
 from schemas.settings import Settings
 from schemas.temporal import connect
 from workers.channels import TelegramPoller
+from workers.loop import freeze_heap
 from workers.schedules import ensure_schedules, reconcile_ambient
 from workers.worker import build_worker
 
@@ -35,6 +37,10 @@ class ApiServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self.app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        freeze_heap()  # the app has started: what it holds now lives as long as the process
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
