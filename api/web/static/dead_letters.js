@@ -9,7 +9,13 @@
   function showCount(n) {
     if (!count) return;
     count.dataset.count = String(n);
-    count.querySelector(".n").textContent = n > 0 ? String(n) : "";
+    count.textContent = n > 0 ? String(n) : "";
+    if (n > 0) {
+      const words = document.createElement("span");
+      words.className = "visually-hidden";
+      words.textContent = " undelivered";
+      count.append(words);
+    }
     count.hidden = n <= 0;
   }
 
