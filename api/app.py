@@ -32,6 +32,7 @@ from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
 from api.streams import EventHub
 from api.web import STATIC_DIR, inbox, pages, session
+from api.web import dead_letters as dead_letter_pages
 from api.web import schedules as schedule_pages
 from schemas.database import create_engine, session_factory
 from schemas.keys import ensure_bootstrap_key
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(schedules_router.router)
     app.include_router(reports_router.router)
     app.include_router(schedule_pages.router)
+    app.include_router(dead_letter_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -22,7 +22,9 @@ router = APIRouter(
     responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
 )
 
-Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.VIEWER))]
+READERS = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
+"""Who may see dead letters (the web page asks the same)."""
+Reader = Annotated[Principal, Depends(require(*READERS))]
 
 
 def _public(row: ChannelDelivery, channel_type: str) -> DeadLetter:
@@ -43,16 +45,23 @@ def _public(row: ChannelDelivery, channel_type: str) -> DeadLetter:
     )
 
 
-@router.get("", response_model=DeadLetterPage)
-async def list_dead_letters(
-    principal: Reader,
-    session: SessionDep,
-    channel: Annotated[str | None, Query(max_length=32)] = None,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+async def list_page(
+    session: AsyncSession,
+    team_id: str,
+    channel: str | None = None,
+    cursor: int | None = None,
+    limit: int = 50,
 ) -> DeadLetterPage:
-    """Undelivered messages, oldest first, with the provider's reason."""
-    filters = [ChannelDelivery.team_id == principal.team_id, ChannelDelivery.status == DeliveryStatus.FAILED]
+    """A team's undelivered messages, oldest first, and how many there are under the same filter.
+
+    Args:
+        session: the database session.
+        team_id: whose messages.
+        channel: only this channel's (by id); an unknown id gives an empty page.
+        cursor: the `next_cursor` of the page before.
+        limit: at most this many items.
+    """
+    filters = [ChannelDelivery.team_id == team_id, ChannelDelivery.status == DeliveryStatus.FAILED]
     if channel is not None:
         filters.append(ChannelDelivery.channel_id == channel)
     total = (
@@ -72,6 +81,18 @@ async def list_dead_letters(
         total=int(total),
         next_cursor=page[-1][0].id if len(rows) > limit else None,
     )
+
+
+@router.get("", response_model=DeadLetterPage)
+async def list_dead_letters(
+    principal: Reader,
+    session: SessionDep,
+    channel: Annotated[str | None, Query(max_length=32)] = None,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DeadLetterPage:
+    """Undelivered messages, oldest first, with the provider's reason."""
+    return await list_page(session, principal.team_id, channel=channel, cursor=cursor, limit=limit)
 
 
 async def _find(session: AsyncSession, team_id: str, delivery_id: int) -> tuple[ChannelDelivery, str]:
