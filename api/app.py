@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors
@@ -58,6 +59,22 @@ async def _keep_connecting(app: FastAPI, settings: Settings) -> None:
             delay = min(delay * 2, 5.0)
 
 
+class StewardAPI(FastAPI):
+    """FastAPI, with the channel webhooks answered ahead of its middleware stack (`ChannelHooks`)."""
+
+    hooks = channel_hooks.ChannelHooks(MAX_BODY_BYTES)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = self.hooks.find(scope)
+            inbound: Inbound | None = getattr(self.state, "inbound", None)
+            if found is not None and inbound is not None:
+                scope["app"] = self
+                await self.hooks.answer(found, inbound, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
     """Build the API.
 
@@ -97,7 +114,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
             await app.state.event_hub.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    app = StewardAPI(
         title="Steward",
         summary="Durable orchestration for AI agents",
         version="0.1.0",
@@ -107,7 +124,6 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     session.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(channel_hooks.ChannelHookPath, max_bytes=MAX_BODY_BYTES)  # outermost: see there
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(agents.router)

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -247,9 +248,13 @@ class Inbound:
         self.channels = ChannelCache(sessions, settings)
         self.temporal: Client | None = None
         self._writer = _Writer(sessions)
-        self._limit = asyncio.Semaphore(DISPATCH_CONCURRENCY)
+        self._waiting: deque[int] = deque()
         self._in_flight: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        """Rows waiting for a dispatcher or being handed on; a row is in here once."""
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._dispatchers: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._seen: dict[str, None] = {}
         self._receiving = 0
@@ -270,18 +275,18 @@ class Inbound:
         self._seen[key] = None
 
     def start(self, temporal_of: Any) -> None:
-        """Start the sweeper; `temporal_of()` gives the (possibly not yet connected) client."""
+        """Start the dispatchers and the sweeper; `temporal_of()` gives the (maybe unconnected) client."""
         self._temporal_of = temporal_of
+        self._dispatchers = [
+            asyncio.create_task(self._dispatch_forever()) for _ in range(DISPATCH_CONCURRENCY)
+        ]
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        for task in list(self._tasks):
+        tasks = [t for t in (self._sweeper, *self._dispatchers) if t is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def accept(self, item: InboundItem) -> bool:
         """Record an update (True) or recognise a repeat of its key (False); then hand it on.
@@ -319,22 +324,36 @@ class Inbound:
         if row_id in self._in_flight:
             return
         self._in_flight.add(row_id)
-        task = asyncio.create_task(self._dispatch_guarded(row_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._waiting.append(row_id)
+        self._idle.clear()
+        self._wake.set()
 
-    async def _dispatch_guarded(self, row_id: int) -> None:
-        try:
+    async def _dispatch_forever(self) -> None:
+        """One of DISPATCH_CONCURRENCY loops handing waiting rows on, one at a time each.
+
+        A fixed set of loops rather than a task per row: a burst of webhooks only appends
+        row ids, and the loops start once it has been acknowledged.
+        """
+        while True:
+            if not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             if not self._quiet.is_set():
                 # A burst is being acknowledged: its answers need the CPU more than Temporal does.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._quiet.wait(), ACKS_FIRST_SECONDS)
-            async with self._limit:
+                if not self._waiting:
+                    continue
+            row_id = self._waiting.popleft()
+            try:
                 await self.dispatch(row_id)
-        except Exception:
-            log.exception("inbound %s not handed on; the sweeper will retry it", row_id)
-        finally:
-            self._in_flight.discard(row_id)
+            except Exception:
+                log.exception("inbound %s not handed on; the sweeper will retry it", row_id)
+            finally:
+                self._in_flight.discard(row_id)
+                if not self._in_flight:
+                    self._idle.set()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -364,9 +383,8 @@ class Inbound:
         return len(ids)
 
     async def drain(self) -> None:
-        """Wait until every hand-off started so far has finished (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Wait until every row handed to the dispatchers so far has been handed on (tests)."""
+        await self._idle.wait()
 
     def _client(self) -> Client:
         client: Client | None = self.temporal or self._temporal_of()

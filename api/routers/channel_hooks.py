@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,8 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from slack_sdk.signature import SignatureVerifier
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from api.errors import error_response
 from api.inbound import ChannelConfig, Inbound, InboundItem, secret_hash
@@ -27,6 +29,7 @@ from api.metrics import LATENCY, REQUESTS
 from schemas.api import MAX_TEXT_BYTES
 from schemas.enums import ChannelType
 
+log = logging.getLogger("steward.api")
 router = APIRouter(tags=["channels"], include_in_schema=True)
 
 TELEGRAM_SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
@@ -117,14 +120,12 @@ def _json(raw: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-@router.post("/channels/telegram/{channel_id}", status_code=200, summary="Telegram webhook")
-async def telegram_webhook(channel_id: str, request: Request) -> Response:
+async def telegram_webhook(inbound: Inbound, channel_id: str, headers: Headers, body: bytes) -> Response:
     """Bot API updates; needs the secret token set by `steward channels telegram set-webhook`."""
-    inbound: Inbound = request.app.state.inbound
     channel = await _channel(inbound, channel_id, ChannelType.TELEGRAM)
     if isinstance(channel, Response):
         return channel
-    given = request.headers.get(TELEGRAM_SECRET_HEADER)
+    given = headers.get(TELEGRAM_SECRET_HEADER)
     if given is None:
         return error_response(403, "forbidden", "missing X-Telegram-Bot-Api-Secret-Token")
     if not _secret_ok(channel, given):
@@ -133,7 +134,7 @@ async def telegram_webhook(channel_id: str, request: Request) -> Response:
             return channel
         if not _secret_ok(channel, given):
             return error_response(403, "forbidden", "wrong X-Telegram-Bot-Api-Secret-Token")
-    update = _json(await request.body())
+    update = _json(body)
     if update is None or not isinstance(update.get("update_id"), int):
         return error_response(400, "bad_request", "body is not a Telegram update (JSON with an update_id)")
     await inbound.accept(telegram_item(channel, update))
@@ -145,9 +146,9 @@ def _secret_ok(channel: ChannelConfig, given: str) -> bool:
     return expected is not None and hmac.compare_digest(secret_hash(given), expected)
 
 
-def _verified(channel: ChannelConfig, request: Request, raw: bytes) -> bool:
-    timestamp = request.headers.get("x-slack-request-timestamp", "")
-    signature = request.headers.get("x-slack-signature", "")
+def _verified(channel: ChannelConfig, headers: Headers, raw: bytes) -> bool:
+    timestamp = headers.get("x-slack-request-timestamp", "")
+    signature = headers.get("x-slack-signature", "")
     if not channel.signing_secret or not timestamp.isdigit() or not signature:
         return False
     # v0 HMAC-SHA256 of "v0:<timestamp>:<raw body>", at most five minutes old, compared in constant time.
@@ -185,15 +186,12 @@ def slack_item(channel: ChannelConfig, payload: dict[str, Any]) -> InboundItem:
     )
 
 
-@router.post("/channels/slack/{channel_id}/events", status_code=200, summary="Slack Events API")
-async def slack_events(channel_id: str, request: Request) -> Response:
+async def slack_events(inbound: Inbound, channel_id: str, headers: Headers, raw: bytes) -> Response:
     """Signed event callbacks; `url_verification` is answered, each `event_id` handled once."""
-    inbound: Inbound = request.app.state.inbound
     channel = await _channel(inbound, channel_id, ChannelType.SLACK)
     if isinstance(channel, Response):
         return channel
-    raw = await request.body()
-    if not _verified(channel, request, raw):
+    if not _verified(channel, headers, raw):
         return error_response(401, "unauthorized", "Slack signature missing, wrong or too old")
     payload = _json(raw)
     if payload is None:
@@ -206,15 +204,12 @@ async def slack_events(channel_id: str, request: Request) -> Response:
     return _OK
 
 
-@router.post("/channels/slack/{channel_id}/interactions", status_code=200, summary="Slack interactivity")
-async def slack_interactions(channel_id: str, request: Request) -> Response:
+async def slack_interactions(inbound: Inbound, channel_id: str, headers: Headers, raw: bytes) -> Response:
     """Signed button presses (Approve / Reject on approval requests in the ops channel)."""
-    inbound: Inbound = request.app.state.inbound
     channel = await _channel(inbound, channel_id, ChannelType.SLACK)
     if isinstance(channel, Response):
         return channel
-    raw = await request.body()
-    if not _verified(channel, request, raw):
+    if not _verified(channel, headers, raw):
         return error_response(401, "unauthorized", "Slack signature missing, wrong or too old")
     form = parse_qs(raw.decode(errors="replace"))
     payload = _json((form.get("payload") or [""])[0].encode())
@@ -248,49 +243,78 @@ async def slack_interactions(channel_id: str, request: Request) -> Response:
     return _OK
 
 
-_Handler = Callable[[str, Request], Awaitable[Response]]
-_HOOKS: tuple[tuple[re.Pattern[str], str, _Handler], ...] = (
-    (re.compile(r"/channels/telegram/([^/]+)"), "/channels/telegram/{channel_id}", telegram_webhook),
-    (re.compile(r"/channels/slack/([^/]+)/events"), "/channels/slack/{channel_id}/events", slack_events),
+_Handler = Callable[[Inbound, str, Headers, bytes], Awaitable[Response]]
+_HOOKS: tuple[tuple[re.Pattern[str], str, _Handler, str], ...] = (
+    (
+        re.compile(r"/channels/telegram/([^/]+)"),
+        "/channels/telegram/{channel_id}",
+        telegram_webhook,
+        "Telegram webhook",
+    ),
+    (
+        re.compile(r"/channels/slack/([^/]+)/events"),
+        "/channels/slack/{channel_id}/events",
+        slack_events,
+        "Slack Events API",
+    ),
     (
         re.compile(r"/channels/slack/([^/]+)/interactions"),
         "/channels/slack/{channel_id}/interactions",
         slack_interactions,
+        "Slack interactivity",
     ),
 )
 
 
-class ChannelHookPath:
-    """The webhooks' lean path: straight to the handlers above, ahead of the framework.
+def _route(template: str, handler: _Handler, summary: str) -> None:
+    """The hook as a FastAPI route too: the same handler, for the OpenAPI document and any caller
+    that reaches the app past `ChannelHooks` (it answers first in Steward's own app)."""
+
+    async def endpoint(channel_id: str, request: Request) -> Response:
+        return await handler(request.app.state.inbound, channel_id, request.headers, await request.body())
+
+    endpoint.__doc__ = handler.__doc__
+    router.add_api_route(template, endpoint, methods=["POST"], status_code=200, summary=summary)
+
+
+for _pattern, _template, _handler, _summary in _HOOKS:
+    _route(_template, _handler, _summary)
+
+
+class ChannelHooks:
+    """The webhooks' lean path: straight from the ASGI call to the handlers above.
 
     Providers deliver in bursts (Telegram up to 100 connections per bot) and time out fast,
-    so an acknowledgement is on the hot path. This ASGI middleware, outermost but for
-    Starlette's error handler, answers the three webhook routes itself: no route table
-    scan, no dependency solving, no further middlewares. It keeps what they gave: the body
-    limit (413 by Content-Length), the request metrics under the same route templates, and
-    unexpected errors still reach the 500 handler. The FastAPI routes stay registered for
-    the OpenAPI document and behave the same.
+    so an acknowledgement is on the hot path. The app (`api.app.StewardAPI`) asks this
+    first, before its middleware stack: no route table scan, no dependency solving, no
+    middlewares. What they gave is kept here: the body limit (413 by Content-Length and
+    while reading), the request metrics under the same route templates, and an unexpected
+    error answered 500 in the API's error shape and logged.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
+        self._counted: dict[tuple[str, int], Any] = {}
+        self._timed = {t: LATENCY.labels(method="POST", route=t) for _, t, _, _ in _HOOKS}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith("/channels/"):
-            await self.app(scope, receive, send)
-            return
-        hook = next(((m, t, h) for p, t, h in _HOOKS if (m := p.fullmatch(path)) is not None), None)
-        if hook is None:
-            await self.app(scope, receive, send)
-            return
-        match, template, handler = hook
+    def find(self, scope: Scope) -> tuple[str, str, _Handler] | None:
+        """(channel id, route template, handler) when the request is a webhook delivery."""
+        path: str = scope["path"]
+        if scope["method"] != "POST" or not path.startswith("/channels/"):
+            return None
+        for pattern, template, handler, _ in _HOOKS:
+            match = pattern.fullmatch(path)
+            if match is not None:
+                return match.group(1), template, handler
+        return None
+
+    async def answer(
+        self, found: tuple[str, str, _Handler], inbound: Inbound, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        channel_id, template, handler = found
         started = time.perf_counter()
         status = 500
-        inbound: Inbound | None = getattr(scope["app"].state, "inbound", None)
-        if inbound is not None:
-            inbound.receiving(1)
+        inbound.receiving(1)
         try:
             body = await self._body(scope, receive)
             response: Response
@@ -299,14 +323,22 @@ class ChannelHookPath:
                     413, "payload_too_large", f"request body is over {self.max_bytes} bytes"
                 )
             else:
-                response = await handler(match.group(1), Request(scope, _replay(body)))
+                try:
+                    response = await handler(inbound, channel_id, Headers(scope=scope), body)
+                except Exception:
+                    log.exception("unhandled error on POST %s", scope["path"])
+                    response = error_response(500, "internal_error", "internal error; see the server log")
             status = response.status_code
             await response(scope, receive, send)
         finally:
-            if inbound is not None:
-                inbound.receiving(-1)
-            REQUESTS.labels(method="POST", route=template, status=str(status)).inc()
-            LATENCY.labels(method="POST", route=template).observe(time.perf_counter() - started)
+            inbound.receiving(-1)
+            counter = self._counted.get((template, status))
+            if counter is None:
+                counter = self._counted[(template, status)] = REQUESTS.labels(
+                    method="POST", route=template, status=str(status)
+                )
+            counter.inc()
+            self._timed[template].observe(time.perf_counter() - started)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or None when it is (announced or found) over the limit."""
@@ -328,16 +360,3 @@ class ChannelHookPath:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
