@@ -26,9 +26,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from prometheus_client import Gauge
-from sqlalchemy import Table, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Dialect, Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
@@ -219,24 +217,54 @@ class _Writer:
         engine = self._sessions.kw["bind"]
         # The same key twice in one batch (two concurrent redeliveries): the first one wins.
         unique = list({row["dedupe_key"]: row for row in reversed(rows)}.values())
-        dialect = engine.dialect.name
-        table = cast(Table, ChannelInbound.__table__)
-        stmt: Any
-        # Core on the table, not the ORM: the rows are plain dicts and nothing is loaded back.
-        if dialect == "postgresql":
-            stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        elif dialect == "sqlite":
-            stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        else:  # pragma: no cover - the two supported databases are above
-            stmt = insert(table)
-        stmt = stmt.returning(table.c.id, table.c.dedupe_key)
+        statement, params = _insert_statement(engine.dialect, unique)
         async with write_lock(engine), engine.begin() as connection:
-            result = (
-                await connection.execute(stmt, unique)
-                if len(unique) > 1
-                else await connection.execute(stmt.values(unique[0]))
-            )
+            result = await connection.exec_driver_sql(statement, params)
             return {key: row_id for row_id, key in result.tuples()}
+
+
+_COLUMNS = (
+    "team_id",
+    "channel_id",
+    "dedupe_key",
+    "kind",
+    "status",
+    "user_key",
+    "chat_key",
+    "address",
+    "text",
+    "data",
+    "reason",
+    "received_at",
+)
+_BINDERS: dict[str, list[Callable[[Any], Any] | None]] = {}
+
+
+def _insert_statement(dialect: Dialect, rows: list[dict[str, Any]]) -> tuple[str, tuple[Any, ...]]:
+    """One multi-row INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING, with its parameters.
+
+    Written for the driver, not compiled by SQLAlchemy per batch (a third of a batch's cost):
+    the values still go through each column type's own bind processor, so they are stored
+    exactly as the ORM stores them (JSON text, SQLite's timestamp format).
+    """
+    binders = _BINDERS.get(dialect.name)
+    if binders is None:
+        table = cast(Table, ChannelInbound.__table__)
+        binders = _BINDERS[dialect.name] = [
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS
+        ]
+    mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+    one = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+    statement = (
+        f"INSERT INTO channel_inbound ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * len(rows))} "  # noqa: S608
+        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
+    )
+    params = tuple(
+        value if bind is None else bind(value)
+        for row in rows
+        for value, bind in zip((row[name] for name in _COLUMNS), binders, strict=True)
+    )
+    return statement, params
 
 
 class Inbound:
