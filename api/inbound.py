@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
+import psycopg
 from prometheus_client import Gauge
 from sqlalchemy import Dialect, Table, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -66,6 +67,8 @@ log = logging.getLogger("steward.channels")
 CACHE_SECONDS = 5.0
 """A changed or deleted channel is seen by every API process within this time."""
 BATCH = 256
+GATHER_TURNS = 50
+"""At most this many event-loop turns for a burst's requests to join one batch."""
 DISPATCH_CONCURRENCY = 8
 """Hand-offs at once: enough to keep Temporal busy, few enough to leave connections to the webhooks."""
 SWEEP_EVERY = 5.0
@@ -201,6 +204,7 @@ class _Writer:
 
     async def _flush(self) -> None:
         while self._queue:
+            await self._gather()
             batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
             try:
                 ids = await self._insert([row for row, _ in batch])
@@ -213,14 +217,42 @@ class _Writer:
                 if not future.done():
                     future.set_result(ids.pop(row["dedupe_key"], None))
 
+    async def _gather(self) -> None:
+        """Let the rest of a burst join the batch before it is written (group commit).
+
+        The first request of a burst used to commit alone while the other 199 waited for it:
+        one commit more on every burst, 5-15 ms on PostgreSQL. The requests whose bytes are
+        already in are parsed and queued within a few turns of the event loop, so the batch
+        waits while it keeps growing, for at most GATHER_TURNS turns; a lone request waits
+        two turns, microseconds.
+        """
+        size = -1
+        quiet_turns = 0
+        for _ in range(GATHER_TURNS):
+            if len(self._queue) == size:
+                quiet_turns += 1
+                if quiet_turns == 2:
+                    return
+            else:
+                size, quiet_turns = len(self._queue), 0
+            await asyncio.sleep(0)
+
     async def _insert(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         engine = self._sessions.kw["bind"]
         # The same key twice in one batch (two concurrent redeliveries): the first one wins.
         unique = list({row["dedupe_key"]: row for row in reversed(rows)}.values())
         statement, params = _insert_statement(engine.dialect, unique)
         async with write_lock(engine), engine.begin() as connection:
-            result = await connection.exec_driver_sql(statement, params)
-            return {key: row_id for row_id, key in result.tuples()}
+            if engine.dialect.name == "postgresql":
+                # psycopg's own cursor parses `%s` placeholders in Python, ~50 us per row of a
+                # long statement it cannot cache; the raw cursor sends `$n` to the server as is.
+                raw = await connection.get_raw_connection()
+                async with psycopg.AsyncRawCursor(raw.driver_connection) as cursor:
+                    await cursor.execute(statement, params)
+                    returned = await cursor.fetchall()
+            else:
+                returned = list((await connection.exec_driver_sql(statement, params)).tuples())
+            return {key: row_id for row_id, key in returned}
 
 
 _COLUMNS = (
@@ -253,10 +285,16 @@ def _insert_statement(dialect: Dialect, rows: list[dict[str, Any]]) -> tuple[str
         binders = _BINDERS[dialect.name] = [
             table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS
         ]
-    mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
-    one = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+    width = len(_COLUMNS)
+    if dialect.name == "postgresql":  # numbered, for the raw cursor
+        values = ", ".join(
+            "(" + ", ".join(f"${row * width + column + 1}" for column in range(width)) + ")"
+            for row in range(len(rows))
+        )
+    else:
+        values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * len(rows))
     statement = (
-        f"INSERT INTO channel_inbound ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * len(rows))} "  # noqa: S608
+        f"INSERT INTO channel_inbound ({', '.join(_COLUMNS)}) VALUES {values} "  # noqa: S608
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
     )
     params = tuple(
