@@ -60,7 +60,7 @@ class _Generator:
         sock.connect_ex(self.address)
         return sock
 
-    def _open_warm(self, count: int) -> None:
+    def connect(self, count: int) -> None:
         """Keep `count` open connections, replacing those the server closed while idle."""
         alive = []
         for sock in self.warm:
@@ -89,7 +89,7 @@ class _Generator:
     def burst(self, requests: list[bytes], warm: bool, timeout: float = 60.0) -> list[float]:
         """Send every request at once, one per connection; their latencies in ms, in order."""
         if warm:
-            self._open_warm(len(requests))
+            self.connect(len(requests))
             exchanges = [_Exchange(r, s) for r, s in zip(requests, self.warm, strict=False)]
             for exchange in exchanges:
                 exchange.started = time.perf_counter()
@@ -157,6 +157,10 @@ def _serve(pipe: Connection, address: tuple[str, int]) -> None:
             return
         requests, warm = message
         try:
+            if requests is None:  # open `warm` connections, no burst
+                generator.connect(warm)
+                pipe.send([])
+                continue
             pipe.send(generator.burst(requests, warm))
         except Exception as err:
             pipe.send(err)
@@ -181,6 +185,11 @@ class LoadGenerator:
         if isinstance(result, Exception):
             raise result
         return list(result)
+
+    def connect(self, count: int) -> None:
+        """Blocking: have `count` open connections for the next warm burst (not timed)."""
+        self._pipe.send((None, count))
+        self._pipe.recv()
 
     def close(self) -> None:
         self._pipe.send(None)

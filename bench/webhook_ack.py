@@ -217,6 +217,8 @@ async def run(concurrency: int, rounds: int, database_url: str | None) -> None:
                     return [request_bytes(host, path, json.dumps(u).encode(), headers) for u in updates]
 
                 async def burst(measure: str, requests: list[bytes], warm: bool) -> list[float]:
+                    if warm:  # connections the server closed while idle are opened again first
+                        await loop.run_in_executor(None, generator.connect, len(requests))
                     return await meters[measure].measure(
                         loop.run_in_executor(None, generator.burst, requests, warm)
                     )
