@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     channel_polling: bool = Field(False, validation_alias=_env("STEWARD_CHANNEL_POLLING"))
     """Long-poll Telegram channels in `polling` mode from this API process (`steward dev` turns it on)."""
 
+    http_keep_alive_seconds: int = Field(75, ge=1, validation_alias=_env("STEWARD_HTTP_KEEP_ALIVE"))
+    """How long the API keeps an idle client connection open. Providers and proxies keep their
+    connections to the webhooks between bursts, and a burst on open connections is acknowledged
+    sooner (uvicorn's own default, 5 s, closed them between any two bursts)."""
+
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
 

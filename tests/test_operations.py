@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -19,8 +20,10 @@ from temporalio.client import Client
 from api.app import create_app
 from schemas.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.support import TeamClient
+from tests.processes import free_port
+from tests.support import TeamClient, eventually
 from workers.logs import JsonFormatter
+from workers.serve import ApiServer, api_config
 
 STEWARD = str(Path(sys.executable).parent / "steward")
 
@@ -95,3 +98,37 @@ def test_json_logs_carry_conversation_and_turn_from_the_activity() -> None:
     assert entry["team"] == "team-1"
     assert entry["activity"] == "tool.run"
     assert entry["msg"] == "tool ran"
+
+
+async def test_the_api_keeps_an_idle_connection_open_past_uvicorns_five_seconds(
+    settings: Settings, temporal: Client
+) -> None:
+    """Providers deliver bursts on the connections they keep; uvicorn alone closed them after 5 s idle."""
+    configured = settings.model_copy(update={"http_keep_alive_seconds": 9})
+    app = create_app(configured, temporal=temporal)
+    port = free_port()
+    server = ApiServer(api_config(app, configured, "127.0.0.1", port), app)
+    serving = asyncio.create_task(server.serve())
+    try:
+
+        async def started() -> bool:
+            return server.started
+
+        await eventually(started)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = b"GET /healthz HTTP/1.1\r\nHost: steward\r\n\r\n"
+        for wait in (0.0, 6.0):
+            await asyncio.sleep(wait)
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+        writer.close()
+    finally:
+        server.should_exit = True
+        await serving

@@ -20,16 +20,13 @@ def _cmd_dev(args: argparse.Namespace) -> None:
 
 
 def _cmd_api(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from api.app import create_app
-    from workers.serve import ApiServer
+    from workers.serve import ApiServer, api_config
 
     settings = Settings()
     logs.configure(settings.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
-    ApiServer(config, app).run()
+    ApiServer(api_config(app, settings, args.host, args.port), app).run()
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:

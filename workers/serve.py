@@ -47,6 +47,18 @@ class ApiServer(uvicorn.Server):
         end_streams(self.app)
 
 
+def api_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's configuration for the API, the same for `steward api`, `serve` and `dev`."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+    )
+
+
 def end_streams(app: FastAPI) -> None:
     hub: EventHub | None = getattr(app.state, "event_hub", None)
     if hub is not None:
@@ -68,7 +80,7 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
     await reconcile_ambient(client, settings, engine)
     worker = build_worker(client, settings, engine)
     app = create_app(settings, temporal=client)
-    api = _Server(uvicorn.Config(app, host=host, port=port, log_config=None), app)
+    api = _Server(api_config(app, settings, host, port), app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
