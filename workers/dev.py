@@ -60,6 +60,7 @@ def _banner(port: int, server: DevServer, key: str, model: str) -> str:
   Playground    {api}/playground  (sign in with the admin key)
   Inbox         {api}/inbox  (approvals; reports of scheduled runs at /inbox/reports)
   Schedules     {api}/schedules
+  Dead letters  {api}/dead-letters  (channel messages that could not be delivered)
   Temporal UI   {server.ui_url}
   Admin key     {key}
   Demo agent    {DEMO_AGENT} — model {model}{demo}
