@@ -274,7 +274,9 @@ def _route(template: str, handler: _Handler, summary: str) -> None:
         return await handler(request.app.state.inbound, channel_id, request.headers, await request.body())
 
     endpoint.__doc__ = handler.__doc__
-    router.add_api_route(template, endpoint, methods=["POST"], status_code=200, summary=summary)
+    router.add_api_route(
+        template, endpoint, methods=["POST"], status_code=200, summary=summary, name=handler.__name__
+    )
 
 
 for _pattern, _template, _handler, _summary in _HOOKS:
