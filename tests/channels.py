@@ -79,6 +79,21 @@ async def register_webhook(settings: Any, sessions: Any, channel_id: str, fake: 
     return str(fake.webhook["secret_token"])
 
 
+async def telegram_webhook_channel(
+    team: TeamClient,
+    model: str,
+    fake: FakeTelegram,
+    settings: Any,
+    sessions: Any,
+    tools: list[str] | None = None,
+    **fields: Any,
+) -> tuple[str, str]:
+    """A new agent behind a Telegram channel whose webhook is registered: (channel id, webhook secret)."""
+    agent = await team.create_agent(model, **({"tools": tools} if tools is not None else {}))
+    channel = (await telegram_channel(team, agent["slug"], fake, **fields))["id"]
+    return channel, await register_webhook(settings, sessions, channel, fake)
+
+
 def telegram_text(update_id: int, chat_id: int, text: str, username: str = "ana") -> dict[str, Any]:
     entities = (
         [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
@@ -125,6 +140,15 @@ async def post_telegram(
     headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
     response = await http.post(f"/channels/telegram/{channel_id}", json=update, headers=headers)
     return response.status_code
+
+
+async def send_telegram_text(
+    http: httpx.AsyncClient, fake: FakeTelegram, channel_id: str, secret: str, chat_id: int, text: str
+) -> None:
+    """A chat's new message, as a fresh update on the channel's webhook, which must take it."""
+    update = telegram_text(fake.next_update_id(), chat_id, text)
+    status = await post_telegram(http, channel_id, update, secret)
+    assert status == 200, f"the webhook answered {status} to {text!r}"
 
 
 def slack_event(event_id: str, event: dict[str, Any]) -> bytes:
