@@ -13,9 +13,10 @@ import pytest
 from fastapi import FastAPI
 
 from api.inbound import Inbound
+from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.fakes.slack_server import FakeSlack, signed_headers
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support import TeamClient
+from tests.support import TeamClient, eventually
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 _chat_ids = itertools.count(7_000_001)
@@ -149,6 +150,31 @@ async def send_telegram_text(
     update = telegram_text(fake.next_update_id(), chat_id, text)
     status = await post_telegram(http, channel_id, update, secret)
     assert status == 200, f"the webhook answered {status} to {text!r}"
+
+
+async def blocked_chat_with_dead_letters(
+    team: TeamClient,
+    model: str,
+    replies: list[str],
+    fake_telegram: FakeTelegram,
+    fake_llm: FakeOpenAI,
+    settings: Any,
+    sessions: Any,
+    http: httpx.AsyncClient,
+) -> tuple[str, int, list[dict[str, Any]]]:
+    """A Telegram chat that blocked the bot, one message from it per reply: (channel, chat, letters)."""
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
+    chat = new_chat()
+    fake_telegram.blocked.add(chat)
+    fake_llm.script(model, [Step(text=text) for text in replies])
+    for n in range(len(replies)):
+        await send_telegram_text(http, fake_telegram, channel, secret, chat, f"message {n}")
+
+    async def dead() -> list[dict[str, Any]]:
+        page = (await team.request("GET", "/v1/dead-letters")).json()
+        return list(page["items"]) if page["total"] == len(replies) else []
+
+    return channel, chat, await eventually(dead, timeout=30)
 
 
 def slack_event(event_id: str, event: dict[str, Any]) -> bytes:

@@ -18,12 +18,11 @@ from tests.channels import (
     new_chat,
     post_slack,
     post_telegram,
-    register_webhook,
+    send_telegram_text,
     slack_channel,
     slack_event,
-    telegram_channel,
     telegram_press,
-    telegram_text,
+    telegram_webhook_channel,
 )
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.slack_server import FakeSlack, signed_headers
@@ -54,18 +53,13 @@ async def test_an_operator_approves_from_telegram_and_the_message_shows_who_deci
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    agent = await team.create_agent(model, tools=["book_appointment"])
     ops = -new_chat()
-    channel = (await telegram_channel(team, agent["slug"], fake_telegram, ops={"chat_id": ops}))["id"]
-    secret = await register_webhook(settings, sessions, channel, fake_telegram)
+    channel, secret = await telegram_webhook_channel(
+        team, model, fake_telegram, settings, sessions, tools=["book_appointment"], ops={"chat_id": ops}
+    )
     user = new_chat()
     fake_llm.script(model, [_book(await _slot(sessions, team.team_id)), Step(text="You're booked!")])
-    assert (
-        await post_telegram(
-            http, channel, telegram_text(fake_telegram.next_update_id(), user, "book me"), secret
-        )
-        == 200
-    )
+    await send_telegram_text(http, fake_telegram, channel, secret, user, "book me")
 
     [holding] = await fake_telegram.replies(user)
     assert "quick check" in str(holding.params["text"])
@@ -116,22 +110,19 @@ async def test_only_listed_approvers_may_decide_from_telegram(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    agent = await team.create_agent(model, tools=["book_appointment"])
     ops = -new_chat()
-    channel = (
-        await telegram_channel(
-            team, agent["slug"], fake_telegram, ops={"chat_id": ops, "approvers": ["telegram:@boss"]}
-        )
-    )["id"]
-    secret = await register_webhook(settings, sessions, channel, fake_telegram)
+    channel, secret = await telegram_webhook_channel(
+        team,
+        model,
+        fake_telegram,
+        settings,
+        sessions,
+        tools=["book_appointment"],
+        ops={"chat_id": ops, "approvers": ["telegram:@boss"]},
+    )
     user = new_chat()
     fake_llm.script(model, [_book(await _slot(sessions, team.team_id))])
-    assert (
-        await post_telegram(
-            http, channel, telegram_text(fake_telegram.next_update_id(), user, "book"), secret
-        )
-        == 200
-    )
+    await send_telegram_text(http, fake_telegram, channel, secret, user, "book")
     [request] = await fake_telegram.replies(ops)
     data = request.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     press = telegram_press(fake_telegram.next_update_id(), ops, 1, data, "intruder")
