@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from api.inbound import Inbound
+from tests.fakes.channel_base import Call
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.fakes.slack_server import FakeSlack, signed_headers
 from tests.fakes.telegram_server import FakeTelegram
@@ -70,6 +71,19 @@ async def slack_channel(team: TeamClient, agent: str, fake: FakeSlack, **fields:
     response = await team.request("POST", "/v1/channels", json=body)
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+async def slack_agent_channel(
+    team: TeamClient, model: str, fake: FakeSlack, tools: list[str] | None = None, **fields: Any
+) -> str:
+    """A new agent behind a Slack channel (Slack needs no registration step): the channel id."""
+    agent = await team.create_agent(model, **({"tools": tools} if tools is not None else {}))
+    return str((await slack_channel(team, agent["slug"], fake, **fields))["id"])
+
+
+def new_slack_conversation(kind: str = "C") -> str:
+    """A fresh Slack conversation id: "C" for a channel, "D" for a direct message."""
+    return f"{kind}{uuid.uuid4().hex[:9].upper()}"
 
 
 async def register_webhook(settings: Any, sessions: Any, channel_id: str, fake: FakeTelegram) -> str:
@@ -189,11 +203,31 @@ def slack_event(event_id: str, event: dict[str, Any]) -> bytes:
     ).encode()
 
 
+def slack_mention(where: str, text: str, *, user: str, ts: str, event_id: str | None = None) -> bytes:
+    """An `app_mention` event from `user` in conversation `where`; a fresh event id unless given."""
+    return slack_event(
+        event_id or f"Ev{uuid.uuid4().hex[:8]}",
+        {"type": "app_mention", "user": user, "channel": where, "ts": ts, "text": text},
+    )
+
+
 async def post_slack(
     http: httpx.AsyncClient, path: str, body: bytes, secret: str = SIGNING_SECRET, **headers: str
 ) -> httpx.Response:
     all_headers = {"content-type": "application/json", **signed_headers(secret, body), **headers}
     return await http.post(path, content=body, headers=all_headers)
+
+
+async def post_slack_event(
+    http: httpx.AsyncClient, channel_id: str, body: bytes, **headers: str
+) -> httpx.Response:
+    """Post a signed event to the channel's Events API URL."""
+    return await post_slack(http, f"/channels/slack/{channel_id}/events", body, **headers)
+
+
+async def slack_posts(fake: FakeSlack, where: str, count: int = 1) -> list[Call]:
+    """Wait for `count` `chat.postMessage` calls into conversation `where`."""
+    return await fake.await_calls("chat.postMessage", count, lambda c: c.params.get("channel") == where)
 
 
 def inbound_of(app: FastAPI) -> Inbound:

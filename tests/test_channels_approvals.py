@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-import uuid
 from typing import Any
 
 import httpx
@@ -16,11 +15,13 @@ from schemas.settings import Settings
 from schemas.tables import ApprovalAudit, Slot
 from tests.channels import (
     new_chat,
-    post_slack,
+    new_slack_conversation,
+    post_slack_event,
     post_telegram,
     send_telegram_text,
-    slack_channel,
-    slack_event,
+    slack_agent_channel,
+    slack_mention,
+    slack_posts,
     telegram_press,
     telegram_webhook_channel,
 )
@@ -143,17 +144,15 @@ async def test_an_operator_approves_from_slack_and_the_message_is_updated(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    agent = await team.create_agent(model, tools=["book_appointment"])
-    ops = f"C{uuid.uuid4().hex[:9].upper()}"
-    where = f"C{uuid.uuid4().hex[:9].upper()}"
-    channel = (await slack_channel(team, agent["slug"], fake_slack, ops={"channel_id": ops}))["id"]
-    fake_llm.script(model, [_book(await _slot(sessions, team.team_id)), Step(text="Booked from Slack.")])
-    event = slack_event(
-        f"Ev{uuid.uuid4().hex[:8]}",
-        {"type": "app_mention", "user": "U5", "channel": where, "ts": "77.7", "text": "book"},
+    ops = new_slack_conversation()
+    where = new_slack_conversation()
+    channel = await slack_agent_channel(
+        team, model, fake_slack, tools=["book_appointment"], ops={"channel_id": ops}
     )
-    assert (await post_slack(http, f"/channels/slack/{channel}/events", event)).status_code == 200
-    [request] = await fake_slack.await_calls("chat.postMessage", 1, lambda c: c.params.get("channel") == ops)
+    fake_llm.script(model, [_book(await _slot(sessions, team.team_id)), Step(text="Booked from Slack.")])
+    event = slack_mention(where, "book", user="U5", ts="77.7")
+    assert (await post_slack_event(http, channel, event)).status_code == 200
+    [request] = await slack_posts(fake_slack, ops)
     actions = next(b for b in request.params["blocks"] if b["type"] == "actions")["elements"]
     approve = next(a for a in actions if a["action_id"] == "approve")
     payload: dict[str, Any] = {
@@ -178,7 +177,7 @@ async def test_an_operator_approves_from_slack_and_the_message_is_updated(
     }
     assert (await http.post(path, content=form, headers=signed)).status_code == 200
 
-    replies = await fake_slack.await_calls("chat.postMessage", 2, lambda c: c.params.get("channel") == where)
+    replies = await slack_posts(fake_slack, where, 2)
     assert replies[-1].params["text"] == "Booked from Slack." and replies[-1].params["thread_ts"] == "77.7"
     [update] = await fake_slack.await_calls("chat.update", 1, lambda c: c.params.get("channel") == ops)
     context = next(b for b in update.params["blocks"] if b["type"] == "context")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 
 import httpx
@@ -17,10 +16,11 @@ from tests.channels import (
     blocked_chat_with_dead_letters,
     bot_token,
     new_chat,
-    post_slack,
+    new_slack_conversation,
+    post_slack_event,
     send_telegram_text,
-    slack_channel,
-    slack_event,
+    slack_agent_channel,
+    slack_mention,
     telegram_webhook_channel,
 )
 from tests.fakes.channel_base import Fault
@@ -151,9 +151,8 @@ async def test_worker_killed_between_reply_and_send_delivers_exactly_one_message
         team = await new_team(sessions, stack.http)
         tg, secret = await telegram_webhook_channel(team, model, fake_telegram, stack.settings, sessions)
         slack_model = f"{model}-slack"
-        slack_agent = await team.create_agent(slack_model)
-        sl = (await slack_channel(team, slack_agent["slug"], fake_slack))["id"]
-        chat, where = new_chat(), f"C{uuid.uuid4().hex[:9].upper()}"
+        sl = await slack_agent_channel(team, slack_model, fake_slack)
+        chat, where = new_chat(), new_slack_conversation()
         fake_llm.script(model, [Step(text="telegram reply")])
         fake_llm.script(slack_model, [Step(text="slack reply")])
         # Telegram: the send is cut off before the Bot API took it (the worker dies mid-call).
@@ -170,11 +169,8 @@ async def test_worker_killed_between_reply_and_send_delivers_exactly_one_message
         try:
             await send_telegram_text(stack.http, fake_telegram, tg, secret, chat, "hi telegram")
             await cut_off.wait_reached(timeout=60)
-            event = slack_event(
-                f"Ev{uuid.uuid4().hex[:8]}",
-                {"type": "app_mention", "user": "U1", "channel": where, "ts": "3.3", "text": "hi"},
-            )
-            assert (await post_slack(stack.http, f"/channels/slack/{sl}/events", event)).status_code == 200
+            event = slack_mention(where, "hi", user="U1", ts="3.3")
+            assert (await post_slack_event(stack.http, sl, event)).status_code == 200
             await posted_unheard.wait_reached(timeout=60)
             first.kill()
         finally:
