@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.settings import Settings
 from schemas.tables import ApprovalAudit, Slot
 from tests.channels import (
+    SIGNING_SECRET,
     new_chat,
     new_slack_conversation,
     post_slack_event,
@@ -25,6 +26,7 @@ from tests.channels import (
     telegram_press,
     telegram_webhook_channel,
 )
+from tests.fakes.channel_base import Call
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.slack_server import FakeSlack, signed_headers
 from tests.fakes.telegram_server import FakeTelegram
@@ -36,6 +38,14 @@ async def _slot(sessions: async_sessionmaker[AsyncSession], team_id: str) -> str
         return str(
             (await session.execute(select(Slot.id).where(Slot.team_id == team_id).limit(1))).scalar_one()
         )
+
+
+async def _answers_to(fake: FakeTelegram, press: dict[str, Any]) -> list[Call]:
+    """Wait for Telegram to be told what to show the operator who pressed the button."""
+    query_id = press["callback_query"]["id"]
+    return await fake.await_calls(
+        "answerCallbackQuery", 1, lambda c: c.params["callback_query_id"] == query_id
+    )
 
 
 def _book(slot: str) -> Step:
@@ -74,9 +84,7 @@ async def test_an_operator_approves_from_telegram_and_the_message_shows_who_deci
 
     [_, reply] = await fake_telegram.replies(user, 2)
     assert reply.params["text"] == "You're booked!"
-    [answer] = await fake_telegram.await_calls(
-        "answerCallbackQuery", 1, lambda c: c.params["callback_query_id"] == press["callback_query"]["id"]
-    )
+    [answer] = await _answers_to(fake_telegram, press)
     assert answer.params["text"].startswith("Approved")
     [edited] = await fake_telegram.await_calls(
         "editMessageText", 1, lambda c: int(c.params["chat_id"]) == ops
@@ -96,9 +104,7 @@ async def test_an_operator_approves_from_telegram_and_the_message_shows_who_deci
 
     late = telegram_press(fake_telegram.next_update_id(), ops, 1, buttons[1]["callback_data"], "other")
     assert await post_telegram(http, channel, late, secret) == 200
-    [friendly] = await fake_telegram.await_calls(
-        "answerCallbackQuery", 1, lambda c: c.params["callback_query_id"] == late["callback_query"]["id"]
-    )
+    [friendly] = await _answers_to(fake_telegram, late)
     assert friendly.params["text"] == "Already approved by telegram:@boss."
 
 
@@ -128,9 +134,7 @@ async def test_only_listed_approvers_may_decide_from_telegram(
     data = request.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     press = telegram_press(fake_telegram.next_update_id(), ops, 1, data, "intruder")
     assert await post_telegram(http, channel, press, secret) == 200
-    [answer] = await fake_telegram.await_calls(
-        "answerCallbackQuery", 1, lambda c: c.params["callback_query_id"] == press["callback_query"]["id"]
-    )
+    [answer] = await _answers_to(fake_telegram, press)
     assert "not one of the approvers" in answer.params["text"]
     approvals = await team.request("GET", "/v1/approvals", params={"status": "pending"})
     assert len(approvals.json()["items"]) == 1
@@ -173,7 +177,7 @@ async def test_an_operator_approves_from_slack_and_the_message_is_updated(
     assert unsigned.status_code == 401
     signed = {
         "content-type": "application/x-www-form-urlencoded",
-        **signed_headers("8f742231b10e8888abcd99yyyzzz85a5", form),
+        **signed_headers(SIGNING_SECRET, form),
     }
     assert (await http.post(path, content=form, headers=signed)).status_code == 200
 
