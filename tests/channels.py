@@ -13,9 +13,11 @@ import pytest
 from fastapi import FastAPI
 
 from api.inbound import Inbound
+from tests.fakes.channel_base import Call
+from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.fakes.slack_server import FakeSlack, signed_headers
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support import TeamClient
+from tests.support import TeamClient, eventually
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 _chat_ids = itertools.count(7_000_001)
@@ -71,12 +73,40 @@ async def slack_channel(team: TeamClient, agent: str, fake: FakeSlack, **fields:
     return dict(response.json())
 
 
+async def slack_agent_channel(
+    team: TeamClient, model: str, fake: FakeSlack, tools: list[str] | None = None, **fields: Any
+) -> str:
+    """A new agent behind a Slack channel (Slack needs no registration step): the channel id."""
+    agent = await team.create_agent(model, **({"tools": tools} if tools is not None else {}))
+    return str((await slack_channel(team, agent["slug"], fake, **fields))["id"])
+
+
+def new_slack_conversation(kind: str = "C") -> str:
+    """A fresh Slack conversation id: "C" for a channel, "D" for a direct message."""
+    return f"{kind}{uuid.uuid4().hex[:9].upper()}"
+
+
 async def register_webhook(settings: Any, sessions: Any, channel_id: str, fake: FakeTelegram) -> str:
     """Run what `steward channels telegram set-webhook` runs; returns the secret Telegram got."""
     from workers.channels import set_telegram_webhook
 
     await set_telegram_webhook(sessions, settings, channel_id, "https://steward.example")
     return str(fake.webhook["secret_token"])
+
+
+async def telegram_webhook_channel(
+    team: TeamClient,
+    model: str,
+    fake: FakeTelegram,
+    settings: Any,
+    sessions: Any,
+    tools: list[str] | None = None,
+    **fields: Any,
+) -> tuple[str, str]:
+    """A new agent behind a Telegram channel whose webhook is registered: (channel id, webhook secret)."""
+    agent = await team.create_agent(model, **({"tools": tools} if tools is not None else {}))
+    channel = (await telegram_channel(team, agent["slug"], fake, **fields))["id"]
+    return channel, await register_webhook(settings, sessions, channel, fake)
 
 
 def telegram_text(update_id: int, chat_id: int, text: str, username: str = "ana") -> dict[str, Any]:
@@ -127,6 +157,40 @@ async def post_telegram(
     return response.status_code
 
 
+async def send_telegram_text(
+    http: httpx.AsyncClient, fake: FakeTelegram, channel_id: str, secret: str, chat_id: int, text: str
+) -> None:
+    """A chat's new message, as a fresh update on the channel's webhook, which must take it."""
+    update = telegram_text(fake.next_update_id(), chat_id, text)
+    status = await post_telegram(http, channel_id, update, secret)
+    assert status == 200, f"the webhook answered {status} to {text!r}"
+
+
+async def blocked_chat_with_dead_letters(
+    team: TeamClient,
+    model: str,
+    replies: list[str],
+    fake_telegram: FakeTelegram,
+    fake_llm: FakeOpenAI,
+    settings: Any,
+    sessions: Any,
+    http: httpx.AsyncClient,
+) -> tuple[str, int, list[dict[str, Any]]]:
+    """A Telegram chat that blocked the bot, one message from it per reply: (channel, chat, letters)."""
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
+    chat = new_chat()
+    fake_telegram.blocked.add(chat)
+    fake_llm.script(model, [Step(text=text) for text in replies])
+    for n in range(len(replies)):
+        await send_telegram_text(http, fake_telegram, channel, secret, chat, f"message {n}")
+
+    async def dead() -> list[dict[str, Any]]:
+        page = (await team.request("GET", "/v1/dead-letters")).json()
+        return list(page["items"]) if page["total"] == len(replies) else []
+
+    return channel, chat, await eventually(dead, timeout=30)
+
+
 def slack_event(event_id: str, event: dict[str, Any]) -> bytes:
     return json.dumps(
         {
@@ -139,11 +203,31 @@ def slack_event(event_id: str, event: dict[str, Any]) -> bytes:
     ).encode()
 
 
+def slack_mention(where: str, text: str, *, user: str, ts: str, event_id: str | None = None) -> bytes:
+    """An `app_mention` event from `user` in conversation `where`; a fresh event id unless given."""
+    return slack_event(
+        event_id or f"Ev{uuid.uuid4().hex[:8]}",
+        {"type": "app_mention", "user": user, "channel": where, "ts": ts, "text": text},
+    )
+
+
 async def post_slack(
     http: httpx.AsyncClient, path: str, body: bytes, secret: str = SIGNING_SECRET, **headers: str
 ) -> httpx.Response:
     all_headers = {"content-type": "application/json", **signed_headers(secret, body), **headers}
     return await http.post(path, content=body, headers=all_headers)
+
+
+async def post_slack_event(
+    http: httpx.AsyncClient, channel_id: str, body: bytes, **headers: str
+) -> httpx.Response:
+    """Post a signed event to the channel's Events API URL."""
+    return await post_slack(http, f"/channels/slack/{channel_id}/events", body, **headers)
+
+
+async def slack_posts(fake: FakeSlack, where: str, count: int = 1) -> list[Call]:
+    """Wait for `count` `chat.postMessage` calls into conversation `where`."""
+    return await fake.await_calls("chat.postMessage", count, lambda c: c.params.get("channel") == where)
 
 
 def inbound_of(app: FastAPI) -> Inbound:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-import uuid
 from typing import Any
 
 import httpx
@@ -15,16 +14,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.settings import Settings
 from schemas.tables import ApprovalAudit, Slot
 from tests.channels import (
+    SIGNING_SECRET,
     new_chat,
-    post_slack,
+    new_slack_conversation,
+    post_slack_event,
     post_telegram,
-    register_webhook,
-    slack_channel,
-    slack_event,
-    telegram_channel,
+    send_telegram_text,
+    slack_agent_channel,
+    slack_mention,
+    slack_posts,
     telegram_press,
-    telegram_text,
+    telegram_webhook_channel,
 )
+from tests.fakes.channel_base import Call
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.slack_server import FakeSlack, signed_headers
 from tests.fakes.telegram_server import FakeTelegram
@@ -36,6 +38,14 @@ async def _slot(sessions: async_sessionmaker[AsyncSession], team_id: str) -> str
         return str(
             (await session.execute(select(Slot.id).where(Slot.team_id == team_id).limit(1))).scalar_one()
         )
+
+
+async def _answers_to(fake: FakeTelegram, press: dict[str, Any]) -> list[Call]:
+    """Wait for Telegram to be told what to show the operator who pressed the button."""
+    query_id = press["callback_query"]["id"]
+    return await fake.await_calls(
+        "answerCallbackQuery", 1, lambda c: c.params["callback_query_id"] == query_id
+    )
 
 
 def _book(slot: str) -> Step:
@@ -54,18 +64,13 @@ async def test_an_operator_approves_from_telegram_and_the_message_shows_who_deci
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    agent = await team.create_agent(model, tools=["book_appointment"])
     ops = -new_chat()
-    channel = (await telegram_channel(team, agent["slug"], fake_telegram, ops={"chat_id": ops}))["id"]
-    secret = await register_webhook(settings, sessions, channel, fake_telegram)
+    channel, secret = await telegram_webhook_channel(
+        team, model, fake_telegram, settings, sessions, tools=["book_appointment"], ops={"chat_id": ops}
+    )
     user = new_chat()
     fake_llm.script(model, [_book(await _slot(sessions, team.team_id)), Step(text="You're booked!")])
-    assert (
-        await post_telegram(
-            http, channel, telegram_text(fake_telegram.next_update_id(), user, "book me"), secret
-        )
-        == 200
-    )
+    await send_telegram_text(http, fake_telegram, channel, secret, user, "book me")
 
     [holding] = await fake_telegram.replies(user)
     assert "quick check" in str(holding.params["text"])
@@ -79,9 +84,7 @@ async def test_an_operator_approves_from_telegram_and_the_message_shows_who_deci
 
     [_, reply] = await fake_telegram.replies(user, 2)
     assert reply.params["text"] == "You're booked!"
-    [answer] = await fake_telegram.await_calls(
-        "answerCallbackQuery", 1, lambda c: c.params["callback_query_id"] == press["callback_query"]["id"]
-    )
+    [answer] = await _answers_to(fake_telegram, press)
     assert answer.params["text"].startswith("Approved")
     [edited] = await fake_telegram.await_calls(
         "editMessageText", 1, lambda c: int(c.params["chat_id"]) == ops
@@ -101,9 +104,7 @@ async def test_an_operator_approves_from_telegram_and_the_message_shows_who_deci
 
     late = telegram_press(fake_telegram.next_update_id(), ops, 1, buttons[1]["callback_data"], "other")
     assert await post_telegram(http, channel, late, secret) == 200
-    [friendly] = await fake_telegram.await_calls(
-        "answerCallbackQuery", 1, lambda c: c.params["callback_query_id"] == late["callback_query"]["id"]
-    )
+    [friendly] = await _answers_to(fake_telegram, late)
     assert friendly.params["text"] == "Already approved by telegram:@boss."
 
 
@@ -116,29 +117,24 @@ async def test_only_listed_approvers_may_decide_from_telegram(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    agent = await team.create_agent(model, tools=["book_appointment"])
     ops = -new_chat()
-    channel = (
-        await telegram_channel(
-            team, agent["slug"], fake_telegram, ops={"chat_id": ops, "approvers": ["telegram:@boss"]}
-        )
-    )["id"]
-    secret = await register_webhook(settings, sessions, channel, fake_telegram)
+    channel, secret = await telegram_webhook_channel(
+        team,
+        model,
+        fake_telegram,
+        settings,
+        sessions,
+        tools=["book_appointment"],
+        ops={"chat_id": ops, "approvers": ["telegram:@boss"]},
+    )
     user = new_chat()
     fake_llm.script(model, [_book(await _slot(sessions, team.team_id))])
-    assert (
-        await post_telegram(
-            http, channel, telegram_text(fake_telegram.next_update_id(), user, "book"), secret
-        )
-        == 200
-    )
+    await send_telegram_text(http, fake_telegram, channel, secret, user, "book")
     [request] = await fake_telegram.replies(ops)
     data = request.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     press = telegram_press(fake_telegram.next_update_id(), ops, 1, data, "intruder")
     assert await post_telegram(http, channel, press, secret) == 200
-    [answer] = await fake_telegram.await_calls(
-        "answerCallbackQuery", 1, lambda c: c.params["callback_query_id"] == press["callback_query"]["id"]
-    )
+    [answer] = await _answers_to(fake_telegram, press)
     assert "not one of the approvers" in answer.params["text"]
     approvals = await team.request("GET", "/v1/approvals", params={"status": "pending"})
     assert len(approvals.json()["items"]) == 1
@@ -152,17 +148,15 @@ async def test_an_operator_approves_from_slack_and_the_message_is_updated(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    agent = await team.create_agent(model, tools=["book_appointment"])
-    ops = f"C{uuid.uuid4().hex[:9].upper()}"
-    where = f"C{uuid.uuid4().hex[:9].upper()}"
-    channel = (await slack_channel(team, agent["slug"], fake_slack, ops={"channel_id": ops}))["id"]
-    fake_llm.script(model, [_book(await _slot(sessions, team.team_id)), Step(text="Booked from Slack.")])
-    event = slack_event(
-        f"Ev{uuid.uuid4().hex[:8]}",
-        {"type": "app_mention", "user": "U5", "channel": where, "ts": "77.7", "text": "book"},
+    ops = new_slack_conversation()
+    where = new_slack_conversation()
+    channel = await slack_agent_channel(
+        team, model, fake_slack, tools=["book_appointment"], ops={"channel_id": ops}
     )
-    assert (await post_slack(http, f"/channels/slack/{channel}/events", event)).status_code == 200
-    [request] = await fake_slack.await_calls("chat.postMessage", 1, lambda c: c.params.get("channel") == ops)
+    fake_llm.script(model, [_book(await _slot(sessions, team.team_id)), Step(text="Booked from Slack.")])
+    event = slack_mention(where, "book", user="U5", ts="77.7")
+    assert (await post_slack_event(http, channel, event)).status_code == 200
+    [request] = await slack_posts(fake_slack, ops)
     actions = next(b for b in request.params["blocks"] if b["type"] == "actions")["elements"]
     approve = next(a for a in actions if a["action_id"] == "approve")
     payload: dict[str, Any] = {
@@ -183,11 +177,11 @@ async def test_an_operator_approves_from_slack_and_the_message_is_updated(
     assert unsigned.status_code == 401
     signed = {
         "content-type": "application/x-www-form-urlencoded",
-        **signed_headers("8f742231b10e8888abcd99yyyzzz85a5", form),
+        **signed_headers(SIGNING_SECRET, form),
     }
     assert (await http.post(path, content=form, headers=signed)).status_code == 200
 
-    replies = await fake_slack.await_calls("chat.postMessage", 2, lambda c: c.params.get("channel") == where)
+    replies = await slack_posts(fake_slack, where, 2)
     assert replies[-1].params["text"] == "Booked from Slack." and replies[-1].params["thread_ts"] == "77.7"
     [update] = await fake_slack.await_calls("chat.update", 1, lambda c: c.params.get("channel") == ops)
     context = next(b for b in update.params["blocks"] if b["type"] == "context")

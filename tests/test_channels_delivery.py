@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 
 import httpx
@@ -14,15 +13,15 @@ from schemas.settings import Settings
 from schemas.tables import Channel, ChannelDelivery
 from tests.channels import (
     SIGNING_SECRET,
+    blocked_chat_with_dead_letters,
     bot_token,
     new_chat,
-    post_slack,
-    post_telegram,
-    register_webhook,
-    slack_channel,
-    slack_event,
-    telegram_channel,
-    telegram_text,
+    new_slack_conversation,
+    post_slack_event,
+    send_telegram_text,
+    slack_agent_channel,
+    slack_mention,
+    telegram_webhook_channel,
 )
 from tests.fakes.channel_base import Fault
 from tests.fakes.openai_server import FakeOpenAI, Step
@@ -113,21 +112,9 @@ async def test_a_blocked_bot_leaves_a_dead_letter_that_can_be_retried_or_discard
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    agent = await team.create_agent(model)
-    channel = (await telegram_channel(team, agent["slug"], fake_telegram))["id"]
-    secret = await register_webhook(settings, sessions, channel, fake_telegram)
-    chat = new_chat()
-    fake_telegram.blocked.add(chat)
-    fake_llm.script(model, [Step(text="nobody hears this"), Step(text="or this")])
-    for text in ("one", "two"):
-        update = telegram_text(fake_telegram.next_update_id(), chat, text)
-        assert await post_telegram(http, channel, update, secret) == 200
-
-    async def dead() -> list[dict[str, object]]:
-        page = (await team.request("GET", "/v1/dead-letters")).json()
-        return list(page["items"]) if page["total"] == 2 else []
-
-    letters = await eventually(dead, timeout=30)
+    channel, chat, letters = await blocked_chat_with_dead_letters(
+        team, model, ["nobody hears this", "or this"], fake_telegram, fake_llm, settings, sessions, http
+    )
     assert letters[0]["error_code"] == "forbidden" and "blocked" in str(letters[0]["error_message"])
     assert letters[0]["text"] == "nobody hears this" and letters[0]["status"] == "failed"
     metrics = (await http.get("/metrics")).text
@@ -162,13 +149,10 @@ async def test_worker_killed_between_reply_and_send_delivers_exactly_one_message
 ) -> None:
     async with own_stack(tmp_path, settings) as stack:
         team = await new_team(sessions, stack.http)
-        agent = await team.create_agent(model)
+        tg, secret = await telegram_webhook_channel(team, model, fake_telegram, stack.settings, sessions)
         slack_model = f"{model}-slack"
-        slack_agent = await team.create_agent(slack_model)
-        tg = (await telegram_channel(team, agent["slug"], fake_telegram))["id"]
-        secret = await register_webhook(stack.settings, sessions, tg, fake_telegram)
-        sl = (await slack_channel(team, slack_agent["slug"], fake_slack))["id"]
-        chat, where = new_chat(), f"C{uuid.uuid4().hex[:9].upper()}"
+        sl = await slack_agent_channel(team, slack_model, fake_slack)
+        chat, where = new_chat(), new_slack_conversation()
         fake_llm.script(model, [Step(text="telegram reply")])
         fake_llm.script(slack_model, [Step(text="slack reply")])
         # Telegram: the send is cut off before the Bot API took it (the worker dies mid-call).
@@ -183,14 +167,10 @@ async def test_worker_killed_between_reply_and_send_delivers_exactly_one_message
         first = WorkerProcess(stack.settings, tmp_path / "worker-1.log")
         first.start()
         try:
-            update = telegram_text(fake_telegram.next_update_id(), chat, "hi telegram")
-            assert await post_telegram(stack.http, tg, update, secret) == 200
+            await send_telegram_text(stack.http, fake_telegram, tg, secret, chat, "hi telegram")
             await cut_off.wait_reached(timeout=60)
-            event = slack_event(
-                f"Ev{uuid.uuid4().hex[:8]}",
-                {"type": "app_mention", "user": "U1", "channel": where, "ts": "3.3", "text": "hi"},
-            )
-            assert (await post_slack(stack.http, f"/channels/slack/{sl}/events", event)).status_code == 200
+            event = slack_mention(where, "hi", user="U1", ts="3.3")
+            assert (await post_slack_event(stack.http, sl, event)).status_code == 200
             await posted_unheard.wait_reached(timeout=60)
             first.kill()
         finally:

@@ -11,24 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.settings import Settings
 from schemas.tables import Channel, ChannelInbound
-from tests.channels import new_chat, post_telegram, register_webhook, telegram_channel, telegram_text
+from tests.channels import (
+    new_chat,
+    post_telegram,
+    register_webhook,
+    send_telegram_text,
+    telegram_channel,
+    telegram_text,
+    telegram_webhook_channel,
+)
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.fakes.telegram_server import FakeTelegram, too_many_requests
 from tests.support import TeamClient, eventually
-
-
-async def _setup(
-    team: TeamClient,
-    model: str,
-    fake: FakeTelegram,
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    **fields: object,
-) -> tuple[str, str]:
-    agent = await team.create_agent(model)
-    channel = await telegram_channel(team, agent["slug"], fake, **fields)
-    secret = await register_webhook(settings, sessions, channel["id"], fake)
-    return channel["id"], secret
 
 
 async def test_webhook_without_the_registered_secret_is_refused(
@@ -47,9 +41,7 @@ async def test_webhook_without_the_registered_secret_is_refused(
     assert fake_telegram.webhook["url"] == f"https://steward.example/channels/telegram/{channel}"
     assert await post_telegram(http, channel, update, None) == 403
     assert await post_telegram(http, channel, update, secret + "x") == 403
-    async with sessions() as session:
-        rows = await session.execute(select(ChannelInbound).where(ChannelInbound.channel_id == channel))
-        assert list(rows.scalars()) == []
+    assert await _inbound(sessions, channel) == []
     assert await post_telegram(http, channel, update, secret) == 200
     bad = await http.post(
         f"/channels/telegram/{channel}",
@@ -69,7 +61,7 @@ async def test_the_same_update_delivered_three_times_is_one_turn_and_one_reply(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    channel, secret = await _setup(team, model, fake_telegram, settings, sessions)
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
     chat = new_chat()
     fake_llm.script(model, [Step(text="Hello **Ana** <3")])
     update = telegram_text(fake_telegram.next_update_id(), chat, "hello")
@@ -97,16 +89,11 @@ async def test_a_long_reply_is_split_at_4096_characters(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    channel, secret = await _setup(team, model, fake_telegram, settings, sessions)
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
     chat = new_chat()
     long = " ".join(["word"] * 2000)  # 9,999 characters
     fake_llm.script(model, [Step(text=long)])
-    assert (
-        await post_telegram(
-            http, channel, telegram_text(fake_telegram.next_update_id(), chat, "talk"), secret
-        )
-        == 200
-    )
+    await send_telegram_text(http, fake_telegram, channel, secret, chat, "talk")
     parts = await fake_telegram.replies(chat, 3)
     assert all(len(p.params["text"]) <= 4096 for p in parts)
     assert " ".join(str(p.params["text"]) for p in parts) == long
@@ -121,16 +108,13 @@ async def test_429_from_telegram_is_retried_after_the_advertised_delay(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    channel, secret = await _setup(team, model, fake_telegram, settings, sessions)
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
     chat = new_chat()
     fake_llm.script(model, [Step(text="after the flood")])
     limited = too_many_requests(2)
     fake_telegram.fault("sendMessage", limited)
     started = asyncio.get_running_loop().time()
-    assert (
-        await post_telegram(http, channel, telegram_text(fake_telegram.next_update_id(), chat, "hi"), secret)
-        == 200
-    )
+    await send_telegram_text(http, fake_telegram, channel, secret, chat, "hi")
     [reply] = await fake_telegram.replies(chat)
     # Lower bound only: the retry did not come before Telegram said it may.
     assert reply.params["text"] == "after the flood"
@@ -146,16 +130,11 @@ async def test_commands_answer_without_a_turn_and_new_starts_a_fresh_conversatio
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    channel, secret = await _setup(team, model, fake_telegram, settings, sessions)
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
     chat = new_chat()
 
     async def send(text: str) -> None:
-        assert (
-            await post_telegram(
-                http, channel, telegram_text(fake_telegram.next_update_id(), chat, text), secret
-            )
-            == 200
-        )
+        await send_telegram_text(http, fake_telegram, channel, secret, chat, text)
 
     await send("/help@fake_bot")
     assert "/new" in str((await fake_telegram.replies(chat, 1))[0].params["text"])
@@ -186,24 +165,16 @@ async def test_over_the_rate_limit_the_user_is_asked_to_slow_down_and_nothing_is
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    channel, secret = await _setup(team, model, fake_telegram, settings, sessions, rate_limit_per_minute=2)
+    channel, secret = await telegram_webhook_channel(
+        team, model, fake_telegram, settings, sessions, rate_limit_per_minute=2
+    )
     chat = new_chat()
     fake_llm.script(model, [Step(text="one"), Step(text="two")])
     for n in range(4):
-        update = telegram_text(fake_telegram.next_update_id(), chat, f"message {n}")
-        assert await post_telegram(http, channel, update, secret) == 200
+        await send_telegram_text(http, fake_telegram, channel, secret, chat, f"message {n}")
 
     async def handled() -> list[ChannelInbound]:
-        async with sessions() as session:
-            rows = list(
-                (
-                    await session.execute(
-                        select(ChannelInbound)
-                        .where(ChannelInbound.channel_id == channel)
-                        .order_by(ChannelInbound.id)
-                    )
-                ).scalars()
-            )
+        rows = await _inbound(sessions, channel)
         return rows if all(r.status != "received" for r in rows) and len(rows) == 4 else []
 
     rows = await eventually(handled)
@@ -253,11 +224,16 @@ async def test_polling_mode_reads_updates_and_its_offset_survives_a_restart(
         # A new poller (a restart) starts from the stored offset: the old update is not read again.
         again = TelegramPoller(sessions, settings, inbound_of(app))
         assert await again.poll_once(channel, client, 0) == 0
-        async with sessions() as session:
-            rows = await session.execute(select(ChannelInbound).where(ChannelInbound.channel_id == channel))
-            assert len(list(rows.scalars())) == 1
+        assert len(await _inbound(sessions, channel)) == 1
     finally:
         await client.close()
+
+
+async def _inbound(sessions: async_sessionmaker[AsyncSession], channel: str) -> list[ChannelInbound]:
+    """What the webhook stored for a channel, in arrival order."""
+    async with sessions() as session:
+        query = select(ChannelInbound).where(ChannelInbound.channel_id == channel).order_by(ChannelInbound.id)
+        return list((await session.execute(query)).scalars())
 
 
 async def _status(team: TeamClient, conversation: str, status: str) -> bool:
@@ -278,7 +254,7 @@ async def test_the_webhook_fast_path_keeps_the_body_limit_and_the_route_metrics(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    channel, secret = await _setup(team, model, fake_telegram, settings, sessions)
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
     headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
     before = (await http.get("/metrics")).text
     announced = await http.post(
@@ -297,6 +273,4 @@ async def test_the_webhook_fast_path_keeps_the_body_limit_and_the_route_metrics(
     after = (await http.get("/metrics")).text
     assert _hook_count(after, 413) - _hook_count(before, 413) == 2
     assert _hook_count(after, 200) - _hook_count(before, 200) == 1
-    async with sessions() as session:
-        rows = await session.execute(select(ChannelInbound).where(ChannelInbound.channel_id == channel))
-        assert [row.kind for row in rows.scalars()] == ["command"]
+    assert [row.kind for row in await _inbound(sessions, channel)] == ["command"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 from playwright.async_api import Browser, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.enums import Role
 from schemas.settings import Settings
 from schemas.tables import ChannelDelivery
-from tests.channels import new_chat, post_telegram, register_webhook, telegram_channel, telegram_text
-from tests.fakes.openai_server import FakeOpenAI, Step
+from tests.channels import blocked_chat_with_dead_letters, telegram_channel
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import TeamClient, add_key, eventually
 from tests.web import sign_in
@@ -22,34 +20,6 @@ LONG_REPLY = (
     "the time or add a note for the kitchen."
 )
 BLOCKED = "Forbidden: bot was blocked by the user"
-
-
-async def _blocked_chat_with_dead_letters(
-    team: TeamClient,
-    model: str,
-    replies: list[str],
-    fake_telegram: FakeTelegram,
-    fake_llm: FakeOpenAI,
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,
-) -> tuple[str, int, list[dict[str, Any]]]:
-    """A Telegram chat that blocked the bot, one message from it per reply: (channel, chat, letters)."""
-    agent = await team.create_agent(model)
-    channel = (await telegram_channel(team, agent["slug"], fake_telegram))["id"]
-    secret = await register_webhook(settings, sessions, channel, fake_telegram)
-    chat = new_chat()
-    fake_telegram.blocked.add(chat)
-    fake_llm.script(model, [Step(text=text) for text in replies])
-    for n in range(len(replies)):
-        update = telegram_text(fake_telegram.next_update_id(), chat, f"message {n}")
-        assert await post_telegram(http, channel, update, secret) == 200
-
-    async def dead() -> list[dict[str, Any]]:
-        page = (await team.request("GET", "/v1/dead-letters")).json()
-        return list(page["items"]) if page["total"] == len(replies) else []
-
-    return channel, chat, await eventually(dead, timeout=30)
 
 
 async def _status(sessions: async_sessionmaker[AsyncSession], delivery_id: int) -> str:
@@ -73,7 +43,7 @@ async def test_an_operator_sees_why_a_message_was_not_delivered_retries_it_once_
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> None:
-    channel, chat, letters = await _blocked_chat_with_dead_letters(
+    channel, chat, letters = await blocked_chat_with_dead_letters(
         team, model, [LONG_REPLY, "Noted."], fake_telegram, fake_llm, settings, sessions, http
     )
     first, second = letters
@@ -169,7 +139,7 @@ async def test_a_viewer_sees_dead_letters_without_buttons_and_a_client_key_is_re
         await expect(page.locator("#no-dead-letters")).to_have_text("Nothing undelivered.")
         await expect(page.locator("#dead-letter-count")).to_be_hidden()
 
-        _, _, [letter] = await _blocked_chat_with_dead_letters(
+        _, _, [letter] = await blocked_chat_with_dead_letters(
             team, model, ["Nobody hears this."], fake_telegram, fake_llm, settings, sessions, http
         )
         await page.reload()
