@@ -126,3 +126,32 @@ async def test_rows_written_in_a_batch_are_stored_as_the_orm_stores_them_and_a_r
     assert rows[f"{prefix}:2"].reason == "not handled: edited_message"
     assert rows[f"{prefix}:2"].data == {}
     assert swept == {f"{prefix}:orm", f"{prefix}:1", f"{prefix}:2"}
+
+
+async def test_concurrent_writes_of_one_key_store_it_once_and_every_writer_learns_its_fate(
+    database: tuple[AsyncEngine, async_sessionmaker[AsyncSession]],
+) -> None:
+    """Batches commit side by side on PostgreSQL: a key in two of them is taken by one only."""
+    _, sessions = database
+    channel = await _channel(sessions)
+    writer = _Writer(sessions)
+    keys = [f"tg:{channel.id}:{n}" for n in range(40)]
+    first, second = await asyncio.gather(
+        writer._insert([_row(channel, key) for key in keys[:30]]),
+        writer._insert([_row(channel, key) for key in keys[10:]]),
+    )
+    assert not set(first) & set(second)
+    assert set(first) | set(second) == set(keys)
+    # Through the queue: concurrent requests, each key three times; one gets an id, two get None.
+    results = await asyncio.gather(*(writer.write(_row(channel, f"{key}:q")) for key in keys * 3))
+    by_key: dict[str, list[int | None]] = {}
+    for key, result in zip(keys * 3, results, strict=True):
+        by_key.setdefault(key, []).append(result)
+    assert all(sum(r is not None for r in found) == 1 for found in by_key.values()), by_key
+    async with sessions() as session:
+        stored = (
+            await session.execute(
+                select(ChannelInbound.dedupe_key).where(ChannelInbound.channel_id == channel.id)
+            )
+        ).scalars()
+        assert sorted(stored) == sorted([*keys, *(f"{key}:q" for key in keys)])
