@@ -69,8 +69,6 @@ CACHE_SECONDS = 5.0
 BATCH = 256
 GATHER_TURNS = 50
 """At most this many event-loop turns for a burst's requests to join one batch."""
-WRITERS_AT_ONCE = 3
-"""Batches committing at once on PostgreSQL."""
 DISPATCH_CONCURRENCY = 8
 """Hand-offs at once: enough to keep Temporal busy, few enough to leave connections to the webhooks."""
 SWEEP_EVERY = 5.0
@@ -189,39 +187,24 @@ class ChannelCache:
 
 
 class _Writer:
-    """Writes inbound rows of concurrent requests in batches: one statement, one commit.
-
-    On PostgreSQL up to WRITERS_AT_ONCE batches commit at once, so the rows that arrive while
-    one batch commits need not wait for it (rows with the same key in two batches: the
-    database lets one in, the other finds it taken); SQLite has one writer at a time.
-    """
+    """Writes inbound rows of concurrent requests in batches: one statement, one commit."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._queue: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
-        dialect = sessions.kw["bind"].dialect.name
-        self._most = WRITERS_AT_ONCE if dialect == "postgresql" else 1
-        self._flushers: set[asyncio.Task[None]] = set()
-        self._gathering = False
+        self._flushing: asyncio.Task[None] | None = None
 
     async def write(self, row: dict[str, Any]) -> int | None:
         """The new row's id, or None if its dedupe key was already taken."""
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._queue.append((row, future))
-        if not self._gathering and len(self._flushers) < self._most:
-            task = asyncio.create_task(self._flush())
-            self._flushers.add(task)
-            task.add_done_callback(self._flushers.discard)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
-        # One flusher gathers at a time; the others are committing what they took.
-        while self._queue and not self._gathering:
-            self._gathering = True
-            try:
-                await self._gather()
-            finally:
-                self._gathering = False
+        while self._queue:
+            await self._gather()
             batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
             try:
                 ids = await self._insert([row for row, _ in batch])

@@ -131,7 +131,7 @@ async def test_rows_written_in_a_batch_are_stored_as_the_orm_stores_them_and_a_r
 async def test_concurrent_writes_of_one_key_store_it_once_and_every_writer_learns_its_fate(
     database: tuple[AsyncEngine, async_sessionmaker[AsyncSession]],
 ) -> None:
-    """Batches commit side by side on PostgreSQL: a key in two of them is taken by one only."""
+    """Two API processes commit batches side by side: a key in two of them is taken by one only."""
     _, sessions = database
     channel = await _channel(sessions)
     writer = _Writer(sessions)
