@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
+import pytest
+from prometheus_client import generate_latest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.app import create_app
 from schemas.settings import Settings
 from schemas.tables import Channel, ChannelInbound
 from tests.channels import (
@@ -274,3 +279,32 @@ async def test_the_webhook_fast_path_keeps_the_body_limit_and_the_route_metrics(
     assert _hook_count(after, 413) - _hook_count(before, 413) == 2
     assert _hook_count(after, 200) - _hook_count(before, 200) == 1
     assert [row.kind for row in await _inbound(sessions, channel)] == ["command"]
+
+
+async def test_a_webhook_that_fails_inside_answers_500_in_the_error_shape_and_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hook path runs ahead of the framework's error handler, so it answers failures itself."""
+    broken = Settings(database_url=f"sqlite:///{tmp_path / 'never-migrated.db'}")  # no tables at all
+    app = create_app(broken)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://steward.test") as client,
+    ):
+        before = generate_latest().decode()  # /metrics itself needs the database
+        with caplog.at_level(logging.ERROR, logger="steward.api"):
+            response = await client.post(
+                "/channels/telegram/somechannel",
+                json=telegram_text(1, new_chat(), "hello"),
+                headers={"X-Telegram-Bot-Api-Secret-Token": "whatever"},
+            )
+        after = generate_latest().decode()
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "internal error; see the server log"}
+    }
+    assert any(
+        r.message == "unhandled error on POST /channels/telegram/somechannel" and r.exc_info
+        for r in caplog.records
+    )
+    assert _hook_count(after, 500) - _hook_count(before, 500) == 1
