@@ -92,7 +92,7 @@ async def test_a_pending_approval_reminds_escalates_and_expires_on_durable_timer
         task_queue=own.task_queue,
     )
     await eventually(lambda: _audit(sessions, approval_id))
-    webhook.wait_for(1)
+    await webhook.arrived(1)
 
     await env.sleep(timedelta(minutes=31))
     await eventually(lambda: _has(sessions, approval_id, "reminded"))
@@ -107,7 +107,7 @@ async def test_a_pending_approval_reminds_escalates_and_expires_on_durable_timer
     assert outcome.message is not None and "24 hours" in outcome.message
     assert await _audit(sessions, approval_id) == ["requested", "reminded", "escalated", "expired"]
 
-    deliveries = webhook.wait_for(4)
+    deliveries = await webhook.arrived(4)
     assert [d.json["event"] for d in deliveries] == [
         "approval.requested",
         "approval.reminder",

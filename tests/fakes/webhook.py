@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ class WebhookReceiver:
     def events(self) -> list[str]:
         with self._cond:
             return [d.json["event"] for d in self.deliveries]
+
+    async def arrived(self, count: int, timeout: float = 20.0) -> list[Delivery]:
+        """`wait_for` off the event loop: a worker in the same process must go on sending meanwhile."""
+        return await asyncio.to_thread(self.wait_for, count, timeout)
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[Delivery]:
         with self._cond:
