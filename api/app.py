@@ -65,10 +65,10 @@ class StewardAPI(FastAPI):
     hooks = channel_hooks.ChannelHooks(MAX_BODY_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            found = self.hooks.find(scope)
+        found = self.hooks.find(scope) if scope["type"] == "http" else None
+        if found is not None:
             inbound: Inbound | None = getattr(self.state, "inbound", None)
-            if found is not None and inbound is not None:
+            if inbound is not None:  # None before the lifespan has run: the routes answer
                 scope["app"] = self
                 await self.hooks.answer(found, inbound, scope, receive, send)
                 return
