@@ -7,9 +7,6 @@ gates, same transcript. Every write here is idempotent on the run id.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,17 +14,18 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.approvals import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 from activities.channels.delivery import ChannelActivities
+from activities.heartbeat import heartbeating
 from activities.transcript import in_transaction
+from activities.webhooks import post_signed
 from schemas.enums import ChannelType, ConversationMode, DoubleTexting, MessageRole, RunStatus, TurnStatus
+from schemas.errors import ErrorType
+from schemas.keys import run_delivery_key
 from schemas.payloads import (
-    ConversationInput,
     PromptAnswered,
     RunDelivered,
     RunDelivery,
@@ -36,7 +34,6 @@ from schemas.payloads import (
     RunStart,
     RunStarted,
     ScheduleNotice,
-    SubmitAccepted,
     SubmitMessage,
     SubmitPrompt,
     TurnError,
@@ -44,12 +41,7 @@ from schemas.payloads import (
 )
 from schemas.settings import Settings
 from schemas.tables import Agent, Conversation, Message, Report, Schedule, ScheduleRun, Turn, new_id, utcnow
-from schemas.temporal import conversation_workflow_id, temporal_schedule_id
-
-CONVERSATION_WORKFLOW = "Conversation"
-SUBMIT_UPDATE = "submit"
-"""ConversationWorkflow's name and its update's (activities do not import workflows;
-tests/test_schedules.py checks these match the workflow's definitions)."""
+from workflows import contract
 
 
 class AmbientActivities:
@@ -148,38 +140,30 @@ class AmbientActivities:
             done = await _finished_turn(session, req.conversation_id, req.run_id)
         if done is not None:
             return done
-        start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
-            CONVERSATION_WORKFLOW,
-            ConversationInput(conversation_id=req.conversation_id, team_id=req.team_id),
-            id=conversation_workflow_id(req.conversation_id),
-            task_queue=activity.info().task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
         message = SubmitMessage(
             text=req.prompt,
             idempotency_key=req.run_id,
             double_texting=DoubleTexting.ENQUEUE,
             wait_seconds=req.wait_seconds,
         )
-        beat = asyncio.create_task(_heartbeat())
         try:
-            accepted = await activity.client().execute_update_with_start_workflow(
-                SUBMIT_UPDATE,
-                message,
-                start_workflow_operation=start,
-                result_type=SubmitAccepted,
-                rpc_timeout=timedelta(seconds=req.wait_seconds + 30),
-            )
+            async with heartbeating(every=2.0):
+                accepted = await contract.submit_message(
+                    activity.client(),
+                    task_queue=activity.info().task_queue,
+                    conversation_id=req.conversation_id,
+                    team_id=req.team_id,
+                    message=message,
+                    rpc_timeout=timedelta(seconds=req.wait_seconds + 30),
+                )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
-            busy = isinstance(cause, ApplicationError) and cause.type == "ConversationBusy"
+            busy = isinstance(cause, ApplicationError) and cause.type == ErrorType.CONVERSATION_BUSY
             raise ApplicationError(
                 f"the conversation refused the prompt: {cause or err}",
-                type="conversation_busy" if busy else "prompt_refused",
+                type=ErrorType.CONVERSATION_BUSY if busy else ErrorType.PROMPT_REFUSED,
                 non_retryable=not busy,
             ) from err
-        finally:
-            beat.cancel()
         outcome = accepted.outcome
         if (
             outcome is None
@@ -212,7 +196,9 @@ class AmbientActivities:
         async def work(session: AsyncSession) -> RunDelivered:
             run = await session.get(ScheduleRun, req.run_id, with_for_update=True)
             if run is None or run.team_id != req.team_id:
-                raise ApplicationError(f"run {req.run_id} not found", type="not_found", non_retryable=True)
+                raise ApplicationError(
+                    f"run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+                )
             if run.delivered_at is not None:
                 return RunDelivered(report_id=run.report_id)
             schedule = await session.get(Schedule, run.schedule_id)
@@ -247,14 +233,14 @@ class AmbientActivities:
     async def _to_channel(self, run: ScheduleRun, deliver_to: dict[str, Any], text: str) -> None:
         """Post the run's reply to the schedule's channel target, each part once (keyed by the run)."""
         if self._channels is None:
-            raise ApplicationError("this worker has no channel sender", type="channel_unavailable")
+            raise ApplicationError("this worker has no channel sender", type=ErrorType.CHANNEL_UNAVAILABLE)
         channel_id = str(deliver_to.get("channel"))
         try:
             channel, client = await self._channels.registry.get(channel_id, run.team_id)
         except ApplicationError as err:
             raise ApplicationError(
                 f"channel {channel_id} cannot be delivered to: {err.message}",
-                type="channel_unavailable",
+                type=ErrorType.CHANNEL_UNAVAILABLE,
                 non_retryable=True,
             ) from err
         if not text.strip():
@@ -266,14 +252,14 @@ class AmbientActivities:
             client,
             address,
             text,
-            keys=lambda part: f"r/{run.id}.{part}",
+            keys=lambda part: run_delivery_key(run.id, part),
             conversation_id=run.conversation_id,
             turn=run.turn,
         )
         if result.failed:
             raise ApplicationError(
                 f"the channel refused the run's report; see GET /v1/dead-letters ({result.failed} part(s))",
-                type="channel_undelivered",
+                type=ErrorType.CHANNEL_UNDELIVERED,
                 non_retryable=True,
             )
 
@@ -300,7 +286,9 @@ class AmbientActivities:
         async def work(session: AsyncSession) -> RunFinished:
             run = await session.get(ScheduleRun, req.run_id, with_for_update=True)
             if run is None or run.team_id != req.team_id:
-                raise ApplicationError(f"run {req.run_id} not found", type="not_found", non_retryable=True)
+                raise ApplicationError(
+                    f"run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+                )
             if run.completed_at is not None:
                 return RunFinished(status=run.status, pause=run.paused_schedule)
             schedule = await session.get(Schedule, run.schedule_id, with_for_update=True)
@@ -344,7 +332,7 @@ class AmbientActivities:
         """Make the Temporal Schedule follow its row: deleted with it, or paused with its note."""
         async with self._sessions() as session:
             schedule = await session.get(Schedule, notice.schedule_id)
-        handle = activity.client().get_schedule_handle(temporal_schedule_id(notice.schedule_id))
+        handle = activity.client().get_schedule_handle(contract.temporal_schedule_id(notice.schedule_id))
         try:
             if schedule is None or schedule.deleted_at is not None or schedule.team_id != notice.team_id:
                 await handle.delete()
@@ -367,31 +355,17 @@ class AmbientActivities:
             ).first()
             run = await session.get(ScheduleRun, notice.run_id)
         if found is None:
-            raise ApplicationError("schedule not found", type="not_found", non_retryable=True)
+            raise ApplicationError("schedule not found", type=ErrorType.NOT_FOUND, non_retryable=True)
         schedule, agent = found[0], found[1]
         if schedule.notify_url is None:
             return False
-        body = json.dumps(self._payload(notice, schedule, agent, run), separators=(",", ":")).encode()
-        headers = {
-            "content-type": "application/json",
-            DELIVERY_HEADER: f"{notice.schedule_id}/{notice.event}/{notice.run_id}",
-        }
-        if self._settings.webhook_secret is not None:
-            headers[SIGNATURE_HEADER] = sign(
-                self._settings.webhook_secret.get_secret_value(), int(time.time()), body
-            )
-        url = schedule.notify_url
-        try:
-            response = await self._http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as err:
-            raise ApplicationError(f"notification to {url} failed: {err}", type="notify_unreachable") from err
-        if response.status_code >= 300:
-            final = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
-            raise ApplicationError(
-                f"notification to {url} answered HTTP {response.status_code}",
-                type="notify_rejected" if final else "notify_failed",
-                non_retryable=final,
-            )
+        await post_signed(
+            self._http,
+            schedule.notify_url,
+            self._payload(notice, schedule, agent, run),
+            delivery=f"{notice.schedule_id}/{notice.event}/{notice.run_id}",
+            secret=self._settings.webhook_secret,
+        )
         return True
 
     def _payload(
@@ -418,12 +392,6 @@ class AmbientActivities:
                 "error": {"code": run.error_code, "message": run.error_message} if run.error_code else None,
             },
         }
-
-
-async def _heartbeat(every: float = 2.0) -> None:
-    while True:
-        activity.heartbeat()
-        await asyncio.sleep(every)
 
 
 async def _finished_turn(session: AsyncSession, conversation_id: str, key: str) -> PromptAnswered | None:

@@ -7,10 +7,7 @@ about it (an ordinary activity with retries: an HTTP call leaves the process).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -25,22 +22,13 @@ from activities.channels.ops import OpsNotifier
 from activities.channels.registry import ChannelRegistry
 from activities.events import append_event
 from activities.transcript import in_transaction
+from activities.webhooks import post_signed
 from schemas.enums import ApprovalStatus, AuditAction, EventKind
+from schemas.errors import ErrorType
 from schemas.payloads import ApprovalEvent, Notification
 from schemas.policy import ApprovalSettings
 from schemas.settings import Settings
 from schemas.tables import Agent, Approval, ApprovalAudit, Conversation
-
-SIGNATURE_HEADER = "X-Steward-Signature"
-"""`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, keyed by STEWARD_WEBHOOK_SECRET."""
-DELIVERY_HEADER = "X-Steward-Delivery"
-"""`<approval id>/<event>`: the same for every retry of one notification, for receivers to dedupe."""
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The signature header value for a notification body."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
 
 
 def _arguments(text: str | None) -> dict[str, Any]:
@@ -59,7 +47,7 @@ async def _open(session: AsyncSession, event: ApprovalEvent) -> None:
         return
     conversation = await session.get(Conversation, req.conversation_id)
     if conversation is None or conversation.team_id != req.team_id:
-        raise ApplicationError("conversation not found", type="not_found", non_retryable=True)
+        raise ApplicationError("conversation not found", type=ErrorType.NOT_FOUND, non_retryable=True)
     timers = req.timers
     session.add(
         Approval(
@@ -115,7 +103,7 @@ async def record_event(session: AsyncSession, event: ApprovalEvent) -> bool:
     approval = await session.get(Approval, event.approval_id, with_for_update=True)
     if approval is None or approval.team_id != event.team_id:
         raise ApplicationError(
-            f"approval {event.approval_id} not found", type="not_found", non_retryable=True
+            f"approval {event.approval_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
         )
     actor, actor_key_id, comment = "system", None, None
     detail: dict[str, Any] = {}
@@ -229,7 +217,7 @@ class ApprovalActivities:
             ).first()
         if found is None:
             raise ApplicationError(
-                f"approval {note.approval_id} not found", type="not_found", non_retryable=True
+                f"approval {note.approval_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
             )
         approval, agent = found[0], found[1]
         # Ops chats first: each message is posted once and then edited, so a retry caused
@@ -241,22 +229,13 @@ class ApprovalActivities:
             if told:
                 metrics.NOTIFICATIONS.labels(event=note.event).inc()
             return told > 0
-        body = json.dumps(self._payload(note, approval, agent), separators=(",", ":")).encode()
-        headers = {"content-type": "application/json", DELIVERY_HEADER: f"{note.approval_id}/{note.event}"}
-        secret = self._settings.webhook_secret
-        if secret is not None:
-            headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), int(time.time()), body)
-        try:
-            response = await self._http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as err:
-            raise ApplicationError(f"notification to {url} failed: {err}", type="notify_unreachable") from err
-        if response.status_code >= 300:
-            final = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
-            raise ApplicationError(
-                f"notification to {url} answered HTTP {response.status_code}",
-                type="notify_rejected" if final else "notify_failed",
-                non_retryable=final,
-            )
+        await post_signed(
+            self._http,
+            url,
+            self._payload(note, approval, agent),
+            delivery=f"{note.approval_id}/{note.event}",
+            secret=self._settings.webhook_secret,
+        )
         metrics.NOTIFICATIONS.labels(event=note.event).inc()
         return True
 

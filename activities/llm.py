@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 from activities import metrics
 from activities.demo_model import demo_reply
 from activities.events import DeltaStream, append_event
+from activities.heartbeat import heartbeating
 from activities.store import (
     TurnRecorded,
     count_outcome,
@@ -36,10 +36,11 @@ from activities.transcript import (
     add_tokens,
     append_message,
     in_transaction,
-    inbound_key,
     load_transcript,
 )
 from schemas.enums import EventKind, MessageRole, TurnStatus
+from schemas.errors import ErrorType
+from schemas.keys import assistant_key, inbound_key
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
@@ -183,11 +184,11 @@ def _failure(err: openai.OpenAIError) -> ApplicationError:
         status = err.status_code
         retryable = status in RETRYABLE_STATUS or status >= 500
         code = {
-            401: "llm_auth_failed",
-            403: "llm_forbidden",
-            404: "llm_not_found",
-            429: "llm_rate_limited",
-        }.get(status, "llm_unavailable" if retryable else "llm_rejected")
+            401: ErrorType.LLM_AUTH_FAILED,
+            403: ErrorType.LLM_FORBIDDEN,
+            404: ErrorType.LLM_NOT_FOUND,
+            429: ErrorType.LLM_RATE_LIMITED,
+        }.get(status, ErrorType.LLM_UNAVAILABLE if retryable else ErrorType.LLM_REJECTED)
         delay = _retry_after(err.response) if retryable else None
         return ApplicationError(
             f"LLM endpoint answered HTTP {status}: {err.message}",
@@ -196,28 +197,12 @@ def _failure(err: openai.OpenAIError) -> ApplicationError:
             next_retry_delay=timedelta(seconds=delay) if delay is not None else None,
         )
     if isinstance(err, openai.APIConnectionError):
-        return ApplicationError(f"LLM endpoint unreachable: {err}", type="llm_unavailable")
-    return ApplicationError(f"LLM call failed: {err}", type="llm_error", non_retryable=True)
+        return ApplicationError(f"LLM endpoint unreachable: {err}", type=ErrorType.LLM_UNAVAILABLE)
+    return ApplicationError(f"LLM call failed: {err}", type=ErrorType.LLM_ERROR, non_retryable=True)
 
 
 def _dropped(err: httpx.TransportError) -> ApplicationError:
-    return ApplicationError(f"LLM stream broke off: {err!r}", type="llm_unavailable")
-
-
-@asynccontextmanager
-async def _heartbeating(every: float = 1.0) -> AsyncIterator[None]:
-    """Heartbeat every `every` seconds, so a dead worker is noticed in seconds."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
+    return ApplicationError(f"LLM stream broke off: {err!r}", type=ErrorType.LLM_UNAVAILABLE)
 
 
 class LlmActivities:
@@ -240,11 +225,11 @@ class LlmActivities:
         """Produce and persist the assistant message for one round of a turn."""
         # Heartbeat throughout, not only while streaming: a slow write must not look like
         # a dead worker, or Temporal would start a second attempt beside this one.
-        async with _heartbeating():
+        async with heartbeating(every=1.0):
             return await self._complete(req)
 
     async def _complete(self, req: LlmRequest) -> LlmResponse:
-        dedupe_key = f"t{req.turn}/r{req.round}/assistant"
+        dedupe_key = assistant_key(req.turn, req.round)
 
         # Round 0 records the inbound messages while the transcript is read and the model
         # answers (it sees them from the request); the reply is persisted only after them.
@@ -373,7 +358,7 @@ class LlmActivities:
                 )
             ).scalar_one_or_none()
             if agent is None:
-                raise ApplicationError("conversation not found", type="not_found", non_retryable=True)
+                raise ApplicationError("conversation not found", type=ErrorType.NOT_FOUND, non_retryable=True)
             transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
         # An earlier attempt's answer, if any, is the newest message: nothing follows it
         # until this activity returns.
@@ -415,7 +400,7 @@ class LlmActivities:
         if self._client is None:
             raise ApplicationError(
                 f"agent model {agent.model!r} needs an LLM endpoint: set OPENAI_API_KEY or OPENAI_BASE_URL",
-                type="llm_not_configured",
+                type=ErrorType.LLM_NOT_CONFIGURED,
                 non_retryable=True,
             )
         body: dict[str, Any] = {

@@ -16,8 +16,9 @@ from temporalio import activity
 
 from activities import metrics
 from activities.events import append_event
-from activities.transcript import append_message, in_transaction, inbound_key, lock_conversation
+from activities.transcript import append_message, in_transaction, lock_conversation
 from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus
+from schemas.keys import holding_key, inbound_key, operator_reply_key, turn_error_key
 from schemas.payloads import (
     AwaitApprovals,
     BeginTurn,
@@ -127,7 +128,7 @@ async def record_turn_outcome(
             turn=outcome.turn,
             role=MessageRole.SYSTEM,
             content=f"Turn failed ({outcome.error.code}): {outcome.error.message}",
-            dedupe_key=f"t{outcome.turn}/error",
+            dedupe_key=turn_error_key(outcome.turn),
         )
         conversation.status = ConversationStatus.FAILED
         conversation.last_error_code = outcome.error.code
@@ -249,7 +250,7 @@ class StoreActivities:
                     turn=req.turn,
                     role=MessageRole.NOTICE,
                     content=req.holding_message,
-                    dedupe_key=f"t{req.turn}/r{req.round}/holding",
+                    dedupe_key=holding_key(req.turn, req.round),
                 )
 
         await in_transaction(self._sessions, work)
@@ -268,7 +269,7 @@ class StoreActivities:
                 role=MessageRole.ASSISTANT,
                 content=req.text,
                 model=f"operator:{req.operator}",
-                dedupe_key=f"t{req.turn}/r{req.round}/operator",
+                dedupe_key=operator_reply_key(req.turn, req.round),
             )
             finish = FinishTurn(conversation_id=req.conversation_id, team_id=req.team_id, outcome=outcome)
             return await record_turn_outcome(session, finish)

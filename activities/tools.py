@@ -17,6 +17,7 @@ from activities import metrics
 from activities.events import append_event
 from activities.transcript import append_message, in_transaction, lock_conversation
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
+from schemas.keys import tool_result_key
 from schemas.payloads import ApprovalOutcome, ToolRequest, ToolResult
 from schemas.tables import Agent, Booking, Slot, Ticket, ToolExecution
 from schemas.tools import (
@@ -209,7 +210,7 @@ class ToolActivities:
                 content=json.dumps(result),
                 tool_name=req.call.name,
                 tool_call_id=req.call.id,
-                dedupe_key=f"t{req.turn}/tool/{req.key}",
+                dedupe_key=tool_result_key(req.turn, req.key),
             )
             await append_event(
                 session,

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
-from schemas.database import write_lock
+from activities.infra.database import write_lock
+from schemas.errors import ErrorType
 from schemas.tables import Conversation, Message, Turn, UTCDateTime, utcnow
 
 T = TypeVar("T")
@@ -39,11 +40,6 @@ async def in_transaction(
                 if attempt == attempts - 1:
                     raise
     raise AssertionError("unreachable")
-
-
-def inbound_key(number: int) -> str:
-    """Dedupe key of a conversation's `number`th inbound message."""
-    return f"in/{number}"
 
 
 # Written as text so it is compiled once; the same SQL runs on SQLite and PostgreSQL.
@@ -117,7 +113,7 @@ async def lock_conversation(session: AsyncSession, conversation_id: str, team_id
     conversation = await session.get(Conversation, conversation_id, with_for_update=True)
     if conversation is None or conversation.team_id != team_id:
         raise ApplicationError(
-            f"conversation {conversation_id} not found", type="NotFound", non_retryable=True
+            f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
         )
     return conversation
 

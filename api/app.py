@@ -7,12 +7,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from temporalio.client import Client
 
+from activities.infra.database import create_engine, session_factory
+from activities.infra.temporal import connect
 from api import errors
 from api.deps import KeyCache
 from api.inbound import Inbound, dead_letter_counter
@@ -31,14 +34,12 @@ from api.routers import (
 )
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
+from api.services.keys import ensure_bootstrap_key
 from api.streams import EventHub
 from api.web import STATIC_DIR, inbox, pages, session
 from api.web import dead_letters as dead_letter_pages
 from api.web import schedules as schedule_pages
-from schemas.database import create_engine, session_factory
-from schemas.keys import ensure_bootstrap_key
 from schemas.settings import Settings
-from schemas.temporal import connect
 
 log = logging.getLogger("steward.api")
 
@@ -62,7 +63,10 @@ async def _keep_connecting(app: FastAPI, settings: Settings) -> None:
 class StewardAPI(FastAPI):
     """FastAPI, with the channel webhooks answered ahead of its middleware stack (`ChannelHooks`)."""
 
-    hooks = channel_hooks.ChannelHooks(MAX_BODY_BYTES)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # One per app: each app has its own Inbound, and its hooks' caches are its own.
+        self.hooks = channel_hooks.ChannelHooks(MAX_BODY_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self.hooks.find(scope) if scope["type"] == "http" else None

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
+from activities.infra.hashing import hash_secret
 from api.errors import ApiError
 from schemas.enums import Role
-from schemas.keys import hash_key
 from schemas.settings import Settings
 from schemas.tables import ApiKey
 
@@ -84,7 +84,7 @@ WEB_HEADER = "x-steward-web"
 
 async def principal_of_key(request: HTTPConnection, session: AsyncSession, key: str) -> Principal | None:
     """The live key's principal, or None for an unknown or revoked key."""
-    key_hash = hash_key(key.strip())
+    key_hash = hash_secret(key.strip())
     cache: KeyCache = request.app.state.key_cache
     principal = cache.get(key_hash)
     if principal is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections import deque
@@ -32,19 +31,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from activities.infra.database import write_lock
+from activities.infra.secrets import SecretBox, SecretsUnavailable
 from api.deps import Principal
 from api.errors import ApiError
 from api.routers.approvals import decide
 from schemas.api import DecisionCreate
-from schemas.database import write_lock
 from schemas.enums import (
     ChannelType,
     ConversationStatus,
@@ -54,13 +52,10 @@ from schemas.enums import (
     InboundStatus,
     Role,
 )
-from schemas.payloads import ConversationInput, DeliveryRef, SubmitMessage
-from schemas.secrets import SecretBox, SecretsUnavailable
+from schemas.payloads import SubmitMessage
 from schemas.settings import Settings
 from schemas.tables import Agent, Channel, ChannelChat, ChannelDelivery, ChannelInbound, Conversation, utcnow
-from schemas.temporal import conversation_workflow_id
-from workflows.channel import ChannelDeliveryWorkflow
-from workflows.conversation import ConversationWorkflow
+from workflows import contract
 
 log = logging.getLogger("steward.channels")
 
@@ -90,10 +85,6 @@ SLOW_DOWN = (
     "You're sending messages faster than I can read them ({limit} a minute). Please slow down a little; "
     "I kept your message but did not answer it."
 )
-
-
-def secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -532,23 +523,18 @@ class Inbound:
         if agent.deleted_at is not None:
             await self._finish(row.id, InboundStatus.IGNORED, reason=f"agent '{agent.slug}' was deleted")
             return
-        start = WithStartWorkflowOperation(
-            ConversationWorkflow.run,
-            ConversationInput(conversation_id=conversation.id, team_id=conversation.team_id),
-            id=conversation_workflow_id(conversation.id),
-            task_queue=self._settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
         try:
-            accepted = await self._client().execute_update_with_start_workflow(
-                ConversationWorkflow.submit,
-                SubmitMessage(
+            accepted = await contract.submit_message(
+                self._client(),
+                task_queue=self._settings.task_queue,
+                conversation_id=conversation.id,
+                team_id=conversation.team_id,
+                message=SubmitMessage(
                     text=row.text,
                     idempotency_key=row.dedupe_key,
                     double_texting=DoubleTexting(agent.double_texting),
                 ),
-                start_workflow_operation=start,
-                id=row.dedupe_key,
+                update_id=row.dedupe_key,
                 rpc_timeout=timedelta(seconds=SUBMIT_SECONDS),
             )
         except WorkflowUpdateFailedError as err:
@@ -724,20 +710,7 @@ class Inbound:
                     ).scalar_one()
         if row.status != DeliveryStatus.PENDING:
             return
-        await start_delivery(self._client(), self._settings, row.id, row.team_id, f"delivery/{row.id}/0")
-
-
-async def start_delivery(
-    client: Client, settings: Settings, delivery_id: int, team_id: str, workflow_id: str
-) -> None:
-    """Start the workflow that sends one stored delivery (a repeat of its id is a no-op)."""
-    await client.start_workflow(
-        ChannelDeliveryWorkflow.run,
-        DeliveryRef(delivery_id=delivery_id, team_id=team_id),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
+        await contract.start_delivery(self._client(), self._settings.task_queue, row.id, row.team_id)
 
 
 DEAD_LETTERS = Gauge(

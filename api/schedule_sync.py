@@ -20,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
-    ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
@@ -34,15 +33,12 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.enums import OverlapPolicy
-from schemas.payloads import AmbientRunInput
 from schemas.schedules import ScheduleSpecBody
 from schemas.tables import Schedule
-from schemas.temporal import ambient_run_workflow_id, temporal_schedule_id
-from workflows.ambient import AmbientRunWorkflow
+from workflows.contract import ambient_run_action, schedule_row_id, temporal_schedule_id
 
 log = logging.getLogger("steward.schedules")
 
-PREFIX = "schedule/"
 RPC_TIMEOUT = timedelta(seconds=10)
 OVERLAP = {
     OverlapPolicy.SKIP: ScheduleOverlapPolicy.SKIP,
@@ -71,12 +67,7 @@ def temporal_policy(row: Schedule) -> SchedulePolicy:
 def temporal_schedule(row: Schedule, task_queue: str) -> TemporalSchedule:
     """The Temporal Schedule a row describes."""
     return TemporalSchedule(
-        action=ScheduleActionStartWorkflow(
-            AmbientRunWorkflow.run,
-            AmbientRunInput(schedule_id=row.id, team_id=row.team_id),
-            id=ambient_run_workflow_id(row.id),
-            task_queue=task_queue,
-        ),
+        action=ambient_run_action(row.id, row.team_id, task_queue),
         spec=temporal_spec(ScheduleSpecBody.model_validate(row.spec)),
         policy=temporal_policy(row),
         state=ScheduleState(paused=row.paused, note=row.pause_note or ""),
@@ -109,8 +100,8 @@ async def reconcile(
     live = {row.id: row for row in rows}
     existing: set[str] = set()
     async for listed in await client.list_schedules():
-        if listed.id.startswith(PREFIX):
-            existing.add(listed.id.removeprefix(PREFIX))
+        if (row_id := schedule_row_id(listed.id)) is not None:
+            existing.add(row_id)
     made = deleted = 0
     for schedule_id, row in live.items():
         if schedule_id not in existing:

@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from activities.infra.database import create_engine, session_factory
+from api.services.keys import create_key, ensure_team
 from bench.turn_overhead import percentile, process, stack_env, wait_http
-from schemas.database import create_engine, session_factory
 from schemas.enums import Role
-from schemas.keys import create_key, ensure_team
 from schemas.settings import Settings
 from tests.processes import free_port
 from workers.migrate import migrate

@@ -37,12 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from activities.events import append_event
+from activities.infra.database import create_engine, session_factory
 from activities.transcript import in_transaction
+from api.services.keys import create_key, ensure_team
 from bench.baseline import OneActivityWorkflow
 from bench.turn_overhead import BASELINE_QUEUE, percentile, process, stack_env, wait_http
-from schemas.database import create_engine, session_factory
 from schemas.enums import EventKind, Role
-from schemas.keys import create_key, ensure_team
 from schemas.settings import Settings
 from tests.processes import free_port
 from tests.support import create_database, drop_database

@@ -33,10 +33,10 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
+from activities.infra.database import create_engine, session_factory
+from api.services.keys import create_key, ensure_team
 from bench.baseline import OneActivityWorkflow
-from schemas.database import create_engine, session_factory
 from schemas.enums import Role
-from schemas.keys import create_key, ensure_team
 from schemas.settings import Settings
 from tests.processes import free_port
 from workers.migrate import migrate

@@ -30,12 +30,12 @@ from typing import TypeVar
 
 import aiohttp
 
+from activities.infra.database import create_engine, session_factory
+from activities.infra.secrets import generate_key
+from api.services.keys import create_key, ensure_team
 from bench.loadgen import LoadGenerator, request_bytes
 from bench.turn_overhead import percentile, process, stack_env, wait_http
-from schemas.database import create_engine, session_factory
 from schemas.enums import Role
-from schemas.keys import create_key, ensure_team
-from schemas.secrets import generate_key
 from schemas.settings import Settings
 from tests.channels import telegram_text
 from tests.fakes.openai_server import FakeOpenAI

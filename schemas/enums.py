@@ -201,3 +201,23 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     DISCARDED = "discarded"
+
+
+class ReplyKind(StrEnum):
+    """Which of a turn's words a channel delivery carries (`DeliverTurn.kind`)."""
+
+    REPLY = "reply"
+    HOLDING = "holding"
+    """The holding message sent while a gated call waits for an operator."""
+    FAILED = "failed"
+    """The apology a channel user gets when the turn failed."""
+
+
+class InboundKind(StrEnum):
+    """What a channel update is, once normalised (`channel_inbound.kind`)."""
+
+    MESSAGE = "message"
+    COMMAND = "command"
+    DECISION = "decision"
+    """An operator's button press on an approval request."""
+    IGNORED = "ignored"

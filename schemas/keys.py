@@ -1,64 +1,99 @@
-"""API keys: generated once, shown once, stored only as a hash."""
+"""Dedupe keys: every business key a store or a provider enforces once-only on, built in one place.
 
-from __future__ import annotations
+Two writers that must meet on one row (a retried activity and its first attempt, the
+LLM activity and `begin_turn`, a webhook and its redelivery) build the key here, so they
+cannot spell it differently. None of these carries an attempt number.
+"""
 
-import hashlib
-import secrets
+from schemas.enums import ReplyKind
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from schemas.enums import Role
-from schemas.settings import Settings
-from schemas.tables import ApiKey, Team
-
-KEY_PREFIX = "stw_"
+# --- transcript messages (unique per conversation) ----------------------------------
 
 
-def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+def inbound_key(number: int) -> str:
+    """A conversation's `number`th inbound message."""
+    return f"in/{number}"
 
 
-def hash_key(key: str) -> str:
-    # Keys carry 256 bits of entropy, so a fast unsalted hash is safe and lets us look them up.
-    return hashlib.sha256(key.encode()).hexdigest()
+def seed_key(seq: int) -> str:
+    """An earlier message a chat-completions request seeds a new conversation with."""
+    return f"seed/{seq}"
 
 
-def display_prefix(key: str) -> str:
-    return key[:10]
+def assistant_key(turn: int, round_: int) -> str:
+    """The model's answer in one round of a turn."""
+    return f"t{turn}/r{round_}/assistant"
 
 
-async def ensure_team(session: AsyncSession, slug: str) -> Team:
-    team = (await session.execute(select(Team).where(Team.slug == slug))).scalar_one_or_none()
-    if team is None:
-        team = Team(slug=slug, name=slug)
-        session.add(team)
-        await session.flush()
-    return team
+def holding_key(turn: int, round_: int) -> str:
+    """The holding message of a round whose calls wait for an operator."""
+    return f"t{turn}/r{round_}/holding"
 
 
-async def create_key(session: AsyncSession, team: Team, role: Role, name: str, key: str | None = None) -> str:
-    """Store a new key (hashed) and return it in the clear, the only time it is seen."""
-    key = key or generate_key()
-    session.add(
-        ApiKey(team_id=team.id, name=name, role=role, key_hash=hash_key(key), prefix=display_prefix(key))
-    )
-    await session.flush()
-    return key
+def operator_reply_key(turn: int, round_: int) -> str:
+    """An operator's own answer to the user, in place of the model's."""
+    return f"t{turn}/r{round_}/operator"
 
 
-async def ensure_key(session: AsyncSession, team: Team, key: str, role: Role, name: str) -> None:
-    """Make sure exactly this key exists (for STEWARD_BOOTSTRAP_KEY and the dev key)."""
-    found = (
-        await session.execute(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-    ).scalar_one_or_none()
-    if found is None:
-        await create_key(session, team, role, name, key)
+def tool_result_key(turn: int, call_key: str) -> str:
+    """A tool call's result (`call_key` is the turn's own `round.index`)."""
+    return f"t{turn}/tool/{call_key}"
 
 
-async def ensure_bootstrap_key(session: AsyncSession, settings: Settings) -> None:
-    if settings.bootstrap_key is None:
-        return
-    team = await ensure_team(session, settings.default_team)
-    await ensure_key(session, team, settings.bootstrap_key.get_secret_value(), Role.ADMIN, "bootstrap")
-    await session.commit()
+def turn_error_key(turn: int) -> str:
+    """The notice recorded when a turn failed."""
+    return f"t{turn}/error"
+
+
+# --- channel deliveries (unique per team) -------------------------------------------
+
+
+def turn_delivery_key(conversation_id: str, turn: int, kind: ReplyKind, round_: int, part: int) -> str:
+    """One part of what a turn says on a channel: (conversation, turn, part)."""
+    which = f"{ReplyKind.HOLDING}{round_}" if kind == ReplyKind.HOLDING else str(kind)
+    return f"c/{conversation_id}/t{turn}/{which}.{part}"
+
+
+def run_delivery_key(run_id: str, part: int) -> str:
+    """One part of an ambient run's reply posted to a channel."""
+    return f"r/{run_id}.{part}"
+
+
+def notice_key(inbound_key: str) -> str:
+    """Steward's own answer to one inbound update (a command, a refusal, a decision)."""
+    return f"n/{inbound_key}"
+
+
+def slow_down_key(channel_id: str, user_key: str, minute: int) -> str:
+    """The one "please slow down" a user gets per minute, however many messages are over."""
+    return f"n/slow/{channel_id}/{user_key}/{minute}"
+
+
+# --- channel inbound updates (unique) -----------------------------------------------
+
+
+def telegram_update_key(channel_id: str, update_id: object) -> str:
+    return f"tg:{channel_id}:{update_id}"
+
+
+def telegram_chat_key(chat_id: object, thread: object) -> str:
+    """One Telegram chat and forum topic: one conversation."""
+    return f"tg:{chat_id}:{thread or 0}"
+
+
+def slack_event_key(channel_id: str, event_id: object) -> str:
+    return f"slack:{channel_id}:{event_id}"
+
+
+def slack_action_key(channel_id: str, action: object, user: object) -> str:
+    """One button press (Slack sends `action_ts`, or at least a `trigger_id`)."""
+    return f"slack:{channel_id}:action:{action}:{user}"
+
+
+def slack_user_key(user: object) -> str:
+    return f"slack:{user}"
+
+
+def slack_chat_key(where: object, thread: object) -> str:
+    """One Slack thread or DM: one conversation."""
+    return f"slack:{where}:{thread}"

@@ -16,6 +16,7 @@ from schemas.enums import (
     Decision,
     DoubleTexting,
     ExpiryAction,
+    ReplyKind,
     TurnStatus,
 )
 
@@ -417,7 +418,7 @@ class DeliverTurn(BaseModel):
     team_id: str
     channel_id: str
     turn: int
-    kind: str = "reply"
+    kind: ReplyKind = ReplyKind.REPLY
     """`reply` (the turn's last assistant message), `holding` (the notice of round `round`) or `failed`."""
     round: int = 0
 

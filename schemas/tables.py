@@ -378,7 +378,7 @@ class Channel(Base):
     mode: Mapped[str] = mapped_column(String(16), default="webhook")
     name: Mapped[str] = mapped_column(String(200), default="")
     credentials: Mapped[str] = mapped_column(Text)
-    """Fernet token of the credentials JSON (schemas/secrets.py); never shown, never logged."""
+    """Fernet token of the credentials JSON (activities/infra/secrets.py); never shown, never logged."""
     webhook_secret_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     """SHA-256 of the Telegram webhook secret set by `set-webhook`; the secret itself is not kept."""
     ops: Mapped[dict[str, Any]] = mapped_column(default=dict)

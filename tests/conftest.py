@@ -13,10 +13,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.infra.database import create_engine, session_factory
+from activities.infra.temporal import StewardPlugin
 from api.app import create_app
-from schemas.database import create_engine, session_factory
 from schemas.settings import Settings
-from schemas.temporal import data_converter
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import TeamClient, create_database, drop_database, new_team
 from workers.migrate import migrate
@@ -50,7 +50,7 @@ def database_url() -> Iterator[str]:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=data_converter(),
+        plugins=[StewardPlugin()],
         dev_server_extra_args=[
             *DEV_SERVER_TUNING,
             "--dynamic-config-value",

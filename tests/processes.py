@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from activities.infra.temporal import connect
 from api.app import create_app
 from schemas.settings import Settings
-from schemas.temporal import connect
 from workers.temporal_server import DevServer
 
 

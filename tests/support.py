@@ -12,8 +12,8 @@ import httpx
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.services.keys import create_key, ensure_team
 from schemas.enums import Role
-from schemas.keys import create_key, ensure_team
 from workers.seed import ensure_slots
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -16,12 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from activities.approvals import DELIVERY_HEADER, SIGNATURE_HEADER, sign
+from activities.infra.temporal import StewardPlugin
+from activities.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 from api.app import create_app
 from schemas.payloads import ApprovalRequest, ApprovalTimers, ToolCall
 from schemas.settings import Settings
 from schemas.tables import Approval, ApprovalAudit, Booking, Slot
-from schemas.temporal import data_converter
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.webhook import WebhookReceiver
 from tests.support import TeamClient, eventually, new_team
@@ -37,7 +37,7 @@ async def skipping(
 ) -> AsyncIterator[tuple[WorkflowEnvironment, Settings]]:
     """The Java time-skipping test server, with a worker of its own against the same database."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(), test_server_existing_path=str(TEST_SERVER)
+        plugins=[StewardPlugin()], test_server_existing_path=str(TEST_SERVER)
     )
     own = settings.model_copy(update={"task_queue": f"skipping-{uuid.uuid4().hex[:8]}"})
     try:

@@ -202,7 +202,7 @@ async def test_polling_mode_reads_updates_and_its_offset_survives_a_restart(
     http: httpx.AsyncClient,
 ) -> None:
     from activities.channels.providers import TelegramProvider
-    from schemas.secrets import SecretBox
+    from activities.infra.secrets import SecretBox
     from tests.channels import inbound_of
     from workers.channels import TelegramPoller
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from schemas.temporal import conversation_workflow_id
 from tests.conftest import CONTINUE_AS_NEW_EVENTS
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import TeamClient
+from workflows.contract import conversation_workflow_id
 
 
 async def test_a_long_conversation_continues_as_new_and_keeps_working(

@@ -8,11 +8,11 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.events import append_event
+from activities.infra.database import create_engine, session_factory
 from activities.transcript import in_transaction
+from api.services.keys import ensure_team
 from api.streams import EventHub, LogEvent, follow
-from schemas.database import create_engine, session_factory
 from schemas.enums import EventKind
-from schemas.keys import ensure_team
 from schemas.settings import Settings
 from schemas.tables import Agent, Conversation
 from workers.migrate import migrate

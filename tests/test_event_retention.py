@@ -16,7 +16,8 @@ from schemas.payloads import PruneEvents
 from schemas.settings import Settings
 from schemas.tables import Event, utcnow
 from tests.support import TeamClient
-from workers.schedules import PRUNE_EVENTS_SCHEDULE, ensure_schedules
+from workers.schedules import ensure_schedules
+from workflows.contract import prune_events_schedule_id
 from workflows.maintenance import PruneEventsWorkflow
 
 
@@ -74,7 +75,7 @@ async def test_a_schedule_runs_the_prune_workflow(
 ) -> None:
     await ensure_schedules(temporal, settings)
     await ensure_schedules(temporal, settings)  # a second worker starting finds it there
-    handle = temporal.get_schedule_handle(f"{PRUNE_EVENTS_SCHEDULE}/{settings.task_queue}")
+    handle = temporal.get_schedule_handle(prune_events_schedule_id(settings.task_queue))
     description = await handle.describe()
     assert description.schedule.spec.intervals[0].every == timedelta(hours=1)
 

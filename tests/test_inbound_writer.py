@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from activities.infra.database import create_engine, session_factory
 from api.inbound import _Writer
-from schemas.database import create_engine, session_factory
-from schemas.keys import ensure_team
+from api.services.keys import ensure_team
 from schemas.settings import Settings
 from schemas.tables import Agent, Channel, ChannelInbound, utcnow
 from workers.migrate import migrate

@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.workflow import _Definition
 
-from activities.ambient import CONVERSATION_WORKFLOW, SUBMIT_UPDATE
-from activities.approvals import SIGNATURE_HEADER, sign
+from activities.webhooks import SIGNATURE_HEADER, sign
 from schemas.enums import Role
 from tests.channels import new_chat, slack_channel, telegram_channel
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
@@ -22,7 +20,6 @@ from tests.fakes.slack_server import FakeSlack
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.webhook import WebhookReceiver
 from tests.support import TeamClient, add_key, eventually
-from workflows.conversation import ConversationWorkflow
 
 HOURLY = {"interval": "1h"}
 
@@ -88,12 +85,6 @@ async def _trigger(team: TeamClient, schedule_id: str) -> None:
     await asyncio.sleep(1 - now.microsecond / 1e6)
     response = await team.request("POST", f"/v1/schedules/{schedule_id}/trigger")
     assert response.status_code == 202, response.text
-
-
-def test_the_activity_names_the_conversation_workflow_and_update_it_calls() -> None:
-    definition = _Definition.must_from_class(ConversationWorkflow)
-    assert definition.name == CONVERSATION_WORKFLOW
-    assert SUBMIT_UPDATE in definition.updates
 
 
 @pytest.mark.parametrize(

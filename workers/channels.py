@@ -21,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.error import TelegramError
 
 from activities.channels.providers import TelegramProvider
-from api.inbound import Inbound, secret_hash
+from activities.infra.database import write_lock
+from activities.infra.hashing import hash_secret
+from activities.infra.secrets import SecretBox
+from api.inbound import Inbound
 from api.routers.channel_hooks import telegram_item
-from schemas.database import write_lock
 from schemas.enums import ChannelMode, ChannelType
-from schemas.secrets import SecretBox
 from schemas.settings import Settings
 from schemas.tables import Channel, utcnow
 
@@ -57,7 +58,7 @@ async def set_telegram_webhook(
         await session.execute(
             update(Channel)
             .where(Channel.id == channel_id)
-            .values(webhook_secret_hash=secret_hash(secret), mode=ChannelMode.WEBHOOK, updated_at=utcnow())
+            .values(webhook_secret_hash=hash_secret(secret), mode=ChannelMode.WEBHOOK, updated_at=utcnow())
         )
         await session.commit()
     return hook

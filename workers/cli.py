@@ -55,12 +55,12 @@ def _cmd_migrate(_: argparse.Namespace) -> None:
 
 
 def _cmd_keys_create(args: argparse.Namespace) -> None:
-    from schemas.keys import create_key, ensure_team
+    from api.services.keys import create_key, ensure_team
 
     settings = Settings()
 
     async def work() -> str:
-        from schemas.database import create_engine, session_factory
+        from activities.infra.database import create_engine, session_factory
 
         engine = create_engine(settings)
         try:
@@ -77,7 +77,7 @@ def _cmd_keys_create(args: argparse.Namespace) -> None:
 
 
 def _cmd_set_webhook(args: argparse.Namespace) -> None:
-    from schemas.database import create_engine, session_factory
+    from activities.infra.database import create_engine, session_factory
     from workers.channels import set_telegram_webhook
 
     settings = Settings()

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from schemas.database import create_engine, session_factory
+from activities.infra.database import create_engine, session_factory
+from activities.infra.hashing import generate_key
+from activities.infra.secrets import generate_key as generate_secret_key
+from api.services.keys import ensure_key
 from schemas.enums import Role
-from schemas.keys import ensure_key, generate_key
-from schemas.secrets import generate_key as generate_secret_key
 from schemas.settings import Settings
 from workers import loop
 from workers.migrate import migrate

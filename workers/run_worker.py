@@ -8,9 +8,9 @@ import signal
 
 from prometheus_client import start_http_server
 
-from schemas.database import create_engine
+from activities.infra.database import create_engine
+from activities.infra.temporal import connect
 from schemas.settings import Settings
-from schemas.temporal import connect
 from workers.loop import freeze_heap
 from workers.schedules import ensure_schedules, reconcile_ambient
 from workers.worker import build_worker

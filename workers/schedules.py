@@ -9,40 +9,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     SchedulePolicy,
     ScheduleSpec,
 )
 
+from activities.infra.database import session_factory
 from api import schedule_sync
-from schemas.database import session_factory
-from schemas.payloads import PruneEvents
 from schemas.settings import Settings
-from workflows.maintenance import PruneEventsWorkflow
+from workflows import contract
 
 log = logging.getLogger("steward.schedules")
 
-PRUNE_EVENTS_SCHEDULE = "steward/prune-events"
 PRUNE_EVERY = timedelta(hours=1)
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     """Create the event-log prune schedule unless it exists (any number of workers may call this)."""
     schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            PruneEventsWorkflow.run,
-            PruneEvents(),
-            id=f"{PRUNE_EVENTS_SCHEDULE}/{settings.task_queue}",
-            task_queue=settings.task_queue,
-        ),
+        action=contract.prune_events_action(settings.task_queue),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=PRUNE_EVERY)]),
         policy=SchedulePolicy(),
     )
     try:
-        await client.create_schedule(f"{PRUNE_EVENTS_SCHEDULE}/{settings.task_queue}", schedule)
-        log.info("created schedule %s", PRUNE_EVENTS_SCHEDULE)
+        await client.create_schedule(contract.prune_events_schedule_id(settings.task_queue), schedule)
+        log.info("created schedule %s", contract.prune_events_schedule_id(settings.task_queue))
     except ScheduleAlreadyRunningError:
         pass
 

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.keys import ensure_team
+from api.services.keys import ensure_team
 from schemas.settings import Settings
 from schemas.tables import Agent, Slot, Team
 from schemas.tools import TOOLS

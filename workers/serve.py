@@ -13,11 +13,11 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from activities.infra.database import create_engine, session_factory
+from activities.infra.temporal import connect
 from api.app import create_app
 from api.streams import EventHub
-from schemas.database import create_engine, session_factory
 from schemas.settings import Settings
-from schemas.temporal import connect
 from workers.channels import TelegramPoller
 from workers.loop import freeze_heap
 from workers.schedules import ensure_schedules, reconcile_ambient

@@ -5,16 +5,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.ambient import AmbientActivities
 from activities.approvals import ApprovalActivities
 from activities.channels.delivery import ChannelActivities
 from activities.events import EventActivities
+from activities.infra.database import session_factory
+from activities.infra.temporal import StewardPlugin, has_plugin
 from activities.llm import LlmActivities
 from activities.store import StoreActivities
 from activities.tools import ToolActivities
-from schemas.database import session_factory
 from schemas.settings import Settings
 from workflows.ambient import AmbientRunWorkflow
 from workflows.approval import ApprovalWorkflow
@@ -68,11 +68,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             channels.deliver,
             channels.typing,
         ],
-        workflow_runner=SandboxedWorkflowRunner(
-            # Pydantic models are imported by workflows; passing them through keeps
-            # one class identity inside and outside the sandbox.
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                "pydantic", "sqlalchemy", "httpx"
-            )
-        ),
+        # The sandbox, converter and failure types come with Steward's plugin: from the
+        # client when it carries it (as every client Steward connects does), else here.
+        plugins=[] if has_plugin(client) else [StewardPlugin()],
     )

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     # Pydantic models and activity references only; nothing with side effects at import.
     from activities.approvals import ApprovalActivities
     from schemas.enums import DECIDED_STATUS, ApprovalStatus, AuditAction, Decision, ExpiryAction
+    from schemas.errors import ErrorType
     from schemas.payloads import (
         ApprovalEvent,
         ApprovalOutcome,
@@ -44,7 +45,7 @@ def already_decided(outcome: ApprovalOutcome) -> ApplicationError:
     return ApplicationError(
         f"already {outcome.status.value} by {outcome.decided_by} at {when}",
         {"status": outcome.status.value, "decided_by": outcome.decided_by, "decided_at": when},
-        type="AlreadyDecided",
+        type=ErrorType.ALREADY_DECIDED,
         non_retryable=True,
     )
 
@@ -147,12 +148,17 @@ class ApprovalWorkflow:
             raise already_decided(self._outcome)
         if self._cancelled:
             raise ApplicationError(
-                "no longer pending: a newer message interrupted the turn that asked", type="NotPending"
+                "no longer pending: a newer message interrupted the turn that asked",
+                type=ErrorType.NOT_PENDING,
             )
         if req.decision == Decision.EDIT and req.arguments is None:
-            raise ApplicationError("an edit carries the arguments to run with", type="InvalidDecision")
+            raise ApplicationError(
+                "an edit carries the arguments to run with", type=ErrorType.INVALID_DECISION
+            )
         if req.decision == Decision.RESPOND and not (req.message or "").strip():
-            raise ApplicationError("a response carries the message for the user", type="InvalidDecision")
+            raise ApplicationError(
+                "a response carries the message for the user", type=ErrorType.INVALID_DECISION
+            )
 
     async def _record(
         self, action: AuditAction, at: datetime, outcome: ApprovalOutcome | None = None

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     # An activity reference and pydantic models only; nothing with side effects at import.
     from activities.channels.delivery import ChannelActivities
+    from schemas.enums import ReplyKind
     from schemas.payloads import ChannelTyping, DeliverTurn, DeliveryRef, DeliveryResult
 
 DELIVERY_TIMEOUT = timedelta(seconds=30)
@@ -31,11 +32,12 @@ DELIVERY_RETRY = RetryPolicy(
 
 async def deliver_turn(req: DeliverTurn) -> DeliveryResult:
     """Deliver part of a turn to its channel; a delivery problem never fails the conversation."""
+    which = f"{req.kind}{req.round}" if req.kind == ReplyKind.HOLDING else str(req.kind)
     try:
         return await workflow.execute_activity_method(
             ChannelActivities.deliver_turn,
             req,
-            activity_id=f"turn/{req.turn}/deliver/{req.kind}{req.round if req.kind == 'holding' else ''}",
+            activity_id=f"turn/{req.turn}/deliver/{which}",
             start_to_close_timeout=DELIVERY_TIMEOUT,
             retry_policy=DELIVERY_RETRY,
         )

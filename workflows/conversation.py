@@ -17,7 +17,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     # Pydantic models and activity references only; nothing with side effects at import.
     from activities.store import StoreActivities
-    from schemas.enums import ConversationStatus, DoubleTexting, TurnStatus
+    from schemas.enums import ConversationStatus, DoubleTexting, ReplyKind, TurnStatus
+    from schemas.errors import ErrorType
     from schemas.payloads import (
         ConversationInput,
         ConversationRef,
@@ -129,7 +130,7 @@ class ConversationWorkflow:
                     team_id=self._inp.team_id,
                     channel_id=state.channel.channel_id,
                     turn=outcome.turn,
-                    kind="reply" if outcome.status == TurnStatus.COMPLETED else "failed",
+                    kind=ReplyKind.REPLY if outcome.status == TurnStatus.COMPLETED else ReplyKind.FAILED,
                 )
             )
 
@@ -164,11 +165,11 @@ class ConversationWorkflow:
     @submit.validator
     def _validate_submit(self, msg: SubmitMessage) -> None:
         if not msg.text.strip():
-            raise ApplicationError("message text is empty", type="EmptyMessage")
+            raise ApplicationError("message text is empty", type=ErrorType.EMPTY_MESSAGE)
         if self._state is not None and len(self._state.pending) >= MAX_PENDING_TURNS:
             raise ApplicationError(
                 f"conversation has {MAX_PENDING_TURNS} turns waiting; try again later",
-                type="ConversationBusy",
+                type=ErrorType.CONVERSATION_BUSY,
             )
 
     def _accept(self, msg: SubmitMessage) -> SubmitAccepted:
@@ -229,4 +230,4 @@ class ConversationWorkflow:
     @handback.validator
     def _validate_handback(self, req: Handback) -> None:
         if self._state is None or not self._state.handed_off:
-            raise ApplicationError("conversation is not handed off", type="NotHandedOff")
+            raise ApplicationError("conversation is not handed off", type=ErrorType.NOT_HANDED_OFF)

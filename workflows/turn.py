@@ -23,7 +23,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import LlmActivities
     from activities.store import StoreActivities
     from activities.tools import ToolActivities
-    from schemas.enums import ConversationStatus, Decision, TurnStatus
+    from schemas.enums import ConversationStatus, Decision, ReplyKind, TurnStatus
+    from schemas.errors import ErrorType
     from schemas.payloads import (
         ApprovalOutcome,
         ApprovalRequest,
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.approval import ApprovalWorkflow
     from workflows.channel import deliver_turn, start_typing
+    from workflows.contract import approval_workflow_id
 
 STORE_TIMEOUT = timedelta(seconds=30)
 LLM_TIMEOUT = timedelta(minutes=5)
@@ -159,7 +161,7 @@ class Turn:
                             team_id=inp.team_id,
                             channel_id=inp.channel.channel_id,
                             turn=inp.turn,
-                            kind="holding",
+                            kind=ReplyKind.HOLDING,
                             round=round_,
                         )
                     )
@@ -188,7 +190,7 @@ class Turn:
                 )
         raise ApplicationError(
             f"the model kept calling tools for {MAX_ROUNDS} rounds",
-            type="too_many_tool_rounds",
+            type=ErrorType.TOO_MANY_TOOL_ROUNDS,
             non_retryable=True,
         )
 
@@ -243,7 +245,7 @@ class Turn:
                 rationale=response.content,
                 timers=call.approval,
             ),
-            id=f"approval/{approval_id}",
+            id=approval_workflow_id(approval_id),
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
         )
 

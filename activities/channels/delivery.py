@@ -34,7 +34,8 @@ from activities.channels.format import split
 from activities.channels.providers import DeliveryError, Provider
 from activities.channels.registry import ChannelRegistry
 from activities.transcript import in_transaction
-from schemas.enums import DeliveryStatus, MessageRole
+from schemas.enums import DeliveryStatus, MessageRole, ReplyKind
+from schemas.keys import holding_key, turn_delivery_key
 from schemas.payloads import ChannelTyping, DeliverTurn, DeliveryRef, DeliveryResult
 from schemas.settings import Settings
 from schemas.tables import Channel, ChannelDelivery, Conversation, Message, utcnow
@@ -42,12 +43,6 @@ from schemas.tables import Channel, ChannelDelivery, Conversation, Message, utcn
 log = logging.getLogger("steward.channels")
 
 FAILED_TEXT = "Sorry, I couldn't answer that just now. Please send your message again in a moment."
-
-
-def delivery_key(conversation_id: str, turn: int, kind: str, round_: int, part: int) -> str:
-    """The business key of one part of what a turn says: (conversation, turn, part)."""
-    which = f"holding{round_}" if kind == "holding" else kind
-    return f"c/{conversation_id}/t{turn}/{which}.{part}"
 
 
 def _last_attempt() -> bool:
@@ -80,7 +75,7 @@ class ChannelActivities:
             client,
             address,
             text,
-            keys=lambda part: delivery_key(req.conversation_id, req.turn, req.kind, req.round, part),
+            keys=lambda part: turn_delivery_key(req.conversation_id, req.turn, req.kind, req.round, part),
             conversation_id=req.conversation_id,
             turn=req.turn,
         )
@@ -134,13 +129,13 @@ class ChannelActivities:
         return result
 
     async def _text_of(self, session: AsyncSession, req: DeliverTurn) -> str:
-        if req.kind == "failed":
+        if req.kind == ReplyKind.FAILED:
             return FAILED_TEXT
         stmt = select(Message.content).where(
             Message.conversation_id == req.conversation_id, Message.turn == req.turn
         )
-        if req.kind == "holding":
-            stmt = stmt.where(Message.dedupe_key == f"t{req.turn}/r{req.round}/holding")
+        if req.kind == ReplyKind.HOLDING:
+            stmt = stmt.where(Message.dedupe_key == holding_key(req.turn, req.round))
         else:
             stmt = stmt.where(Message.role == MessageRole.ASSISTANT, Message.content != "")
         found = (await session.execute(stmt.order_by(Message.seq.desc()).limit(1))).scalar_one_or_none()

@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from activities.channels.providers import Provider, provider
-from schemas.secrets import SecretBox, SecretsUnavailable
+from activities.infra.secrets import SecretBox, SecretsUnavailable
+from schemas.errors import ErrorType
 from schemas.settings import Settings
 from schemas.tables import Channel
 
@@ -25,7 +26,7 @@ class ChannelRegistry:
         try:
             return SecretBox.of(self._settings)
         except SecretsUnavailable as err:
-            raise ApplicationError(str(err), type="secrets_unavailable") from err
+            raise ApplicationError(str(err), type=ErrorType.SECRETS_UNAVAILABLE) from err
 
     async def get(self, channel_id: str, team_id: str) -> tuple[Channel, Provider]:
         """The channel and its client, or a non-retryable error if it is gone."""
@@ -33,7 +34,7 @@ class ChannelRegistry:
             channel = await session.get(Channel, channel_id)
         if channel is None or channel.team_id != team_id:
             raise ApplicationError(
-                f"channel {channel_id} not found", type="channel_not_found", non_retryable=True
+                f"channel {channel_id} not found", type=ErrorType.CHANNEL_NOT_FOUND, non_retryable=True
             )
         cached = self._clients.get(channel_id)
         if cached is not None and cached[0] == channel.updated_at:
@@ -41,7 +42,7 @@ class ChannelRegistry:
         try:
             credentials = self._box().open(channel.credentials)
         except SecretsUnavailable as err:
-            raise ApplicationError(str(err), type="secrets_unavailable") from err
+            raise ApplicationError(str(err), type=ErrorType.SECRETS_UNAVAILABLE) from err
         client = provider(channel.type, credentials)
         self._clients[channel_id] = (channel.updated_at, client)
         if cached is not None:

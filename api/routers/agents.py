@@ -2,157 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Admin, CurrentKey, SessionDep
-from api.errors import ApiError
+from api.services import agents
 from schemas.api import AgentCreate, AgentList, AgentPublic, AgentUpdate, ErrorBody
-from schemas.enums import DoubleTexting, ToolMode
-from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
-from schemas.tables import Agent, utcnow
-from schemas.tools import TOOLS
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses={401: {"model": ErrorBody}})
-
-
-async def find_agent(session: AsyncSession, team_id: str, slug: str) -> Agent:
-    """The team's live agent with this slug, or 404."""
-    agent = (
-        await session.execute(
-            select(Agent).where(Agent.team_id == team_id, Agent.slug == slug, Agent.deleted_at.is_(None))
-        )
-    ).scalar_one_or_none()
-    if agent is None:
-        raise ApiError(404, "agent_not_found", f"no agent '{slug}' in this team")
-    return agent
-
-
-def _check_policies(policies: dict[str, ToolPolicy]) -> dict[str, Any]:
-    errors = policy_errors(policies)
-    if errors:
-        raise ApiError(422, "validation_error", f"invalid tool policy: {errors[0]['message']}", errors)
-    return {name: p.model_dump(mode="json", exclude_none=True) for name, p in policies.items()}
-
-
-def public(agent: Agent) -> AgentPublic:
-    """The agent as the API shows it, with the tools whose calls may wait for approval."""
-    policies = {name: ToolPolicy.model_validate(p) for name, p in (agent.tool_policies or {}).items()}
-    gated = [
-        name
-        for name in agent.tools
-        if name in TOOLS
-        and (
-            policies[name].mode == ToolMode.REQUIRE_APPROVAL
-            if name in policies
-            else TOOLS[name].gated_by_default
-        )
-    ]
-    return AgentPublic(
-        slug=agent.slug,
-        name=agent.name,
-        model=agent.model,
-        system_prompt=agent.system_prompt,
-        tools=agent.tools,
-        temperature=agent.temperature,
-        max_tool_rounds=agent.max_tool_rounds,
-        double_texting=DoubleTexting(agent.double_texting),
-        tool_policies=policies,
-        approvals=ApprovalSettings.model_validate(agent.approvals or {}),
-        gated_tools=gated,
-        created_at=agent.created_at,
-        updated_at=agent.updated_at,
-    )
-
-
-def _check_tools(tools: list[str]) -> list[str]:
-    unknown = [name for name in tools if name not in TOOLS]
-    if unknown:
-        raise ApiError(
-            422,
-            "validation_error",
-            f"unknown tools: {', '.join(unknown)}",
-            [
-                {"field": "tools", "message": f"unknown tool '{n}'; known: {', '.join(TOOLS)}"}
-                for n in unknown
-            ],
-        )
-    return list(dict.fromkeys(tools))
 
 
 @router.post("", status_code=201, response_model=AgentPublic, responses={409: {"model": ErrorBody}})
 async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Create an agent. Slugs are unique within a team (409 on a duplicate)."""
-    agent = Agent(
-        team_id=principal.team_id,
-        slug=body.slug,
-        name=body.name,
-        model=body.model,
-        system_prompt=body.system_prompt,
-        tools=_check_tools(body.tools),
-        temperature=body.temperature,
-        max_tool_rounds=body.max_tool_rounds,
-        double_texting=body.double_texting,
-        tool_policies=_check_policies(body.tool_policies),
-        approvals=body.approvals.model_dump(mode="json", exclude_none=True),
-    )
-    session.add(agent)
-    try:
-        await session.commit()
-    except IntegrityError as err:
-        await session.rollback()
-        raise ApiError(409, "agent_exists", f"an agent with slug '{body.slug}' already exists") from err
-    return public(agent)
+    return agents.public(await agents.create_agent(session, principal.team_id, body))
 
 
 @router.get("", response_model=AgentList)
 async def list_agents(principal: CurrentKey, session: SessionDep) -> AgentList:
-    rows = await session.execute(
-        select(Agent)
-        .where(Agent.team_id == principal.team_id, Agent.deleted_at.is_(None))
-        .order_by(Agent.slug)
-    )
-    return AgentList(items=[public(a) for a in rows.scalars()])
+    return AgentList(items=[agents.public(a) for a in await agents.list_agents(session, principal.team_id)])
 
 
 @router.get("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
 async def get_agent(slug: str, principal: CurrentKey, session: SessionDep) -> AgentPublic:
-    return public(await find_agent(session, principal.team_id, slug))
+    return agents.public(await agents.find_agent(session, principal.team_id, slug))
 
 
 @router.patch("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
 async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Change some of an agent's settings; new turns use them."""
-    agent = await find_agent(session, principal.team_id, slug)
-    changes = body.model_dump(exclude_unset=True)
-    for field, value in changes.items():
-        if value is None:
-            raise ApiError(
-                422,
-                "validation_error",
-                f"{field} may not be null",
-                [{"field": field, "message": "may not be null"}],
-            )
-        if field == "tools":
-            value = _check_tools(value)
-        elif field == "tool_policies":
-            value = _check_policies(body.tool_policies or {})
-        elif field == "approvals":
-            value = (body.approvals or ApprovalSettings()).model_dump(mode="json", exclude_none=True)
-        setattr(agent, field, value)
-    agent.updated_at = utcnow()
-    await session.commit()
-    return public(agent)
+    return agents.public(await agents.update_agent(session, principal.team_id, slug, body))
 
 
 @router.delete("/{slug}", status_code=204, responses={404: {"model": ErrorBody}})
 async def delete_agent(slug: str, principal: Admin, session: SessionDep) -> Response:
     """Delete an agent. Its conversations stay readable; new messages to them get 409."""
-    agent = await find_agent(session, principal.team_id, slug)
-    agent.deleted_at = utcnow()
-    await session.commit()
+    await agents.delete_agent(session, principal.team_id, slug)
     return Response(status_code=204)

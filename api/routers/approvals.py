@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
 from api.errors import ApiError
-from api.routers.agents import find_agent
+from api.services.agents import find_agent
 from schemas.api import (
     ApprovalDetail,
     ApprovalPage,
@@ -41,11 +41,12 @@ from schemas.api import (
     MessagePublic,
 )
 from schemas.enums import ApprovalStatus, Decision, MessageRole, Role
+from schemas.errors import ErrorType
 from schemas.payloads import DecisionRequest
 from schemas.settings import Settings
 from schemas.tables import Agent, Approval, ApprovalAudit, Message
 from schemas.tools import TOOLS
-from workflows.approval import ApprovalWorkflow
+from workflows import contract
 
 router = APIRouter(
     prefix="/v1/approvals",
@@ -57,15 +58,11 @@ Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.VI
 DECIDE_SECONDS = 15.0
 CONTEXT_MESSAGES = 12
 
-_UPDATE_ERRORS = {
-    "AlreadyDecided": (409, "already_decided"),
-    "NotPending": (409, "not_pending"),
-    "InvalidDecision": (422, "validation_error"),
+_UPDATE_ERRORS: dict[str, tuple[int, str]] = {
+    ErrorType.ALREADY_DECIDED: (409, "already_decided"),
+    ErrorType.NOT_PENDING: (409, "not_pending"),
+    ErrorType.INVALID_DECISION: (422, "validation_error"),
 }
-
-
-def workflow_id(approval_id: str) -> str:
-    return f"approval/{approval_id}"
 
 
 def _summary(approval: Approval, agent_slug: str) -> ApprovalSummary:
@@ -146,7 +143,7 @@ def temporal_url(settings: Settings, approval_id: str) -> str | None:
     if settings.temporal_ui_url is None:
         return None
     base = settings.temporal_ui_url.rstrip("/")
-    workflow = quote(workflow_id(approval_id), safe="")
+    workflow = quote(contract.approval_workflow_id(approval_id), safe="")
     return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{workflow}"
 
 
@@ -192,7 +189,7 @@ async def get_approval(
             AuditEntry(action=e.action, actor=e.actor, comment=e.comment, detail=e.detail, at=e.at)
             for e in audit
         ],
-        workflow_id=workflow_id(approval.id),
+        workflow_id=contract.approval_workflow_id(approval.id),
         temporal_url=temporal_url(settings, approval.id),
     )
 
@@ -250,7 +247,6 @@ async def decide(
     arguments = (
         _edited_arguments(approval.tool_name, body.args or {}) if body.decision == Decision.EDIT else None
     )
-    handle = temporal.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id(approval_id))
     request = DecisionRequest(
         decision=body.decision,
         arguments=arguments,
@@ -260,8 +256,8 @@ async def decide(
         operator_key_id=None if operator else principal.key_id,
     )
     try:
-        outcome = await handle.execute_update(
-            ApprovalWorkflow.decide, request, rpc_timeout=timedelta(seconds=DECIDE_SECONDS)
+        outcome = await contract.decide_approval(
+            temporal, approval_id, request, timedelta(seconds=DECIDE_SECONDS)
         )
     except WorkflowUpdateFailedError as err:
         cause = err.cause

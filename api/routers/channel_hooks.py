@@ -23,8 +23,9 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from activities.infra.hashing import hash_secret
 from api.errors import error_response
-from api.inbound import ChannelConfig, Inbound, InboundItem, secret_hash
+from api.inbound import ChannelConfig, Inbound, InboundItem
 from api.metrics import LATENCY, REQUESTS
 from schemas.api import MAX_TEXT_BYTES
 from schemas.enums import ChannelType
@@ -143,7 +144,7 @@ async def telegram_webhook(inbound: Inbound, channel_id: str, headers: Headers, 
 
 def _secret_ok(channel: ChannelConfig, given: str) -> bool:
     expected = channel.webhook_secret_hash
-    return expected is not None and hmac.compare_digest(secret_hash(given), expected)
+    return expected is not None and hmac.compare_digest(hash_secret(given), expected)
 
 
 def _verified(channel: ChannelConfig, headers: Headers, raw: bytes) -> bool:

@@ -13,10 +13,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.infra.secrets import SecretBox, SecretsUnavailable
 from api.deps import Admin, Principal, SessionDep, SettingsDep, require
 from api.errors import ApiError
 from api.inbound import Inbound
-from api.routers.agents import find_agent
+from api.services.agents import find_agent
 from schemas.api import (
     ChannelCreate,
     ChannelList,
@@ -27,7 +28,6 @@ from schemas.api import (
     credentials_model,
 )
 from schemas.enums import ChannelMode, ChannelType, Role
-from schemas.secrets import SecretBox, SecretsUnavailable
 from schemas.settings import Settings
 from schemas.tables import Agent, Channel, utcnow
 

@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentKey, Principal, SessionDep, SettingsDep, TemporalDep, Writer
 from api.errors import ApiError
-from api.routers.agents import find_agent
 from api.routers.conversations import find_conversation, send
+from api.services.agents import find_agent
 from api.streams import LogEvent, follow, last_event_id
 from schemas.api import MAX_TEXT_BYTES, ErrorBody, MessageCreate
 from schemas.enums import EventKind, MessageRole, TurnStatus

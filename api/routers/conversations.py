@@ -13,18 +13,16 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import CurrentKey, Operator, Principal, SessionDep, SettingsDep, TemporalDep, Writer
 from api.errors import ApiError
-from api.routers.agents import find_agent
+from api.services.agents import find_agent
 from api.streams import LogEvent, follow, last_event_id
 from schemas.api import (
     MAX_TEXT_BYTES,
@@ -41,8 +39,8 @@ from schemas.api import (
     TurnReply,
 )
 from schemas.enums import ConversationStatus, DoubleTexting, MessageRole, TurnStatus
+from schemas.errors import ErrorType
 from schemas.payloads import (
-    ConversationInput,
     Handback,
     SubmitAccepted,
     SubmitMessage,
@@ -51,8 +49,7 @@ from schemas.payloads import (
 )
 from schemas.settings import Settings
 from schemas.tables import Agent, Conversation, Event, Message, Turn
-from schemas.temporal import conversation_workflow_id
-from workflows.conversation import ConversationWorkflow
+from workflows import contract
 
 router = APIRouter(
     prefix="/v1/conversations",
@@ -63,10 +60,10 @@ router = APIRouter(
 ACCEPT_SECONDS = 15.0
 """How long a conversation may take to accept a message before the API answers 503."""
 
-_UPDATE_ERRORS = {
-    "ConversationBusy": (429, "conversation_busy"),
-    "EmptyMessage": (422, "validation_error"),
-    "NotHandedOff": (409, "not_handed_off"),
+_UPDATE_ERRORS: dict[str, tuple[int, str]] = {
+    ErrorType.CONVERSATION_BUSY: (429, "conversation_busy"),
+    ErrorType.EMPTY_MESSAGE: (422, "validation_error"),
+    ErrorType.NOT_HANDED_OFF: (409, "not_handed_off"),
 }
 
 
@@ -180,18 +177,13 @@ async def get_conversation(
 async def _submit(
     client: Client, task_queue: str, conversation: Conversation, message: SubmitMessage
 ) -> SubmitAccepted:
-    start = WithStartWorkflowOperation(
-        ConversationWorkflow.run,
-        ConversationInput(conversation_id=conversation.id, team_id=conversation.team_id),
-        id=conversation_workflow_id(conversation.id),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
     try:
-        return await client.execute_update_with_start_workflow(
-            ConversationWorkflow.submit,
-            message,
-            start_workflow_operation=start,
+        return await contract.submit_message(
+            client,
+            task_queue=task_queue,
+            conversation_id=conversation.id,
+            team_id=conversation.team_id,
+            message=message,
             # Without a bound, a message to a task queue no worker polls waits forever.
             rpc_timeout=timedelta(seconds=ACCEPT_SECONDS + message.wait_seconds),
         )
@@ -443,14 +435,9 @@ async def handback(
     conversation, agent = await find_conversation(session, principal.team_id, conversation_id)
     if conversation.status != ConversationStatus.HANDED_OFF:
         raise ApiError(409, "not_handed_off", "conversation is not handed off")
-    handle = temporal.get_workflow_handle_for(
-        ConversationWorkflow.run, conversation_workflow_id(conversation_id)
-    )
     try:
-        await handle.execute_update(
-            ConversationWorkflow.handback,
-            Handback(comment=body.comment),
-            rpc_timeout=timedelta(seconds=ACCEPT_SECONDS),
+        await contract.hand_back(
+            temporal, conversation_id, Handback(comment=body.comment), timedelta(seconds=ACCEPT_SECONDS)
         )
     except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
         raise _workflow_error(err) from err

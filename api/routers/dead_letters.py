@@ -11,10 +11,10 @@ from temporalio.service import RPCError
 
 from api.deps import Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
 from api.errors import ApiError
-from api.inbound import start_delivery
 from schemas.api import DeadLetter, DeadLetterPage, ErrorBody
 from schemas.enums import ChannelType, DeliveryStatus, Role
 from schemas.tables import Channel, ChannelDelivery
+from workflows import contract
 
 router = APIRouter(
     prefix="/v1/dead-letters",
@@ -133,8 +133,8 @@ async def retry_dead_letter(
     attempts = delivery.attempts
     await session.commit()
     try:
-        await start_delivery(
-            temporal, settings, delivery.id, delivery.team_id, f"delivery/{delivery.id}/retry-{attempts}"
+        await contract.start_delivery(
+            temporal, settings.task_queue, delivery.id, delivery.team_id, retry=attempts
         )
     except RPCError as err:
         delivery.status = DeliveryStatus.FAILED

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import Operator, Principal, SessionDep, require
 from api.errors import ApiError
-from api.routers.agents import find_agent
+from api.services.agents import find_agent
 from schemas.api import ErrorBody
 from schemas.enums import ReportStatus, Role
 from schemas.schedules import ReportPage, ReportPublic

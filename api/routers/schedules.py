@@ -28,8 +28,8 @@ from api import schedule_sync
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import Admin, Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
 from api.errors import ApiError
-from api.routers.agents import find_agent
 from api.routers.channels import find_channel
+from api.services.agents import find_agent
 from schemas.api import ErrorBody
 from schemas.enums import ConversationMode, ConversationStatus, OverlapPolicy, Role, RunStatus
 from schemas.payloads import TurnError
@@ -50,7 +50,7 @@ from schemas.schedules import (
     ScheduleUpdate,
 )
 from schemas.tables import Agent, Conversation, Schedule, ScheduleRun, utcnow
-from schemas.temporal import ambient_run_workflow_id, temporal_schedule_id
+from workflows.contract import ambient_run_workflow_id, temporal_schedule_id
 
 router = APIRouter(
     prefix="/v1/schedules",

@@ -16,18 +16,19 @@ from pathlib import Path
 
 import httpx
 
+from activities.infra.database import create_engine, session_factory
+from activities.infra.temporal import connect
 from api.app import create_app
-from schemas.database import create_engine, session_factory
+from api.services.keys import create_key, ensure_team
 from schemas.enums import Role
-from schemas.keys import create_key, ensure_team
 from schemas.settings import Settings
-from schemas.temporal import connect, conversation_workflow_id
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.processes import free_port
 from workers.migrate import migrate
 from workers.seed import ensure_slots
 from workers.temporal_server import DevServer
 from workers.worker import build_worker
+from workflows.contract import conversation_workflow_id
 
 HERE = Path(__file__).parent
 

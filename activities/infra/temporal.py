@@ -1,0 +1,73 @@
+"""What every Temporal client, worker and replayer of Steward must agree on: one plugin.
+
+`StewardPlugin` bundles the data converter, the workflow sandbox's pass-through modules
+and the exception types that fail a workflow, so the API's client, every worker and the
+test `Replayer` cannot drift apart. A worker built from a client that carries the plugin
+gets it from the client (temporalio applies a client's worker plugins to its workers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.plugin import SimplePlugin
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from schemas.settings import Settings
+
+PLUGIN_NAME = "steward"
+
+PASSTHROUGH_MODULES = (
+    # Payload models are pydantic: one class identity inside and outside the sandbox, and
+    # no re-import of pydantic-core for every workflow run.
+    "pydantic",
+    # Table classes are imported (never queried) by the activity modules workflows reference.
+    "sqlalchemy",
+    # Imported at module level by activity modules workflows reference; never called there.
+    "httpx",
+)
+
+WORKFLOW_FAILURE_TYPES: Sequence[type[BaseException]] = ()
+"""None beyond Temporal's own: a workflow fails only by `ApplicationError`. Any other
+exception is a bug and fails the workflow *task*, which Temporal retries, so the
+workflow resumes once a fixed build is deployed instead of ending on the bug."""
+
+
+def data_converter() -> DataConverter:
+    """Pydantic models as JSON, for every payload."""
+    return pydantic_data_converter
+
+
+def sandboxed_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
+
+
+class StewardPlugin(SimplePlugin):
+    """Converter, sandbox and failure types for clients, workers and replayers alike."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            PLUGIN_NAME,
+            data_converter=data_converter(),
+            workflow_runner=sandboxed_runner(),
+            workflow_failure_exception_types=list(WORKFLOW_FAILURE_TYPES),
+        )
+
+
+def has_plugin(client: Client) -> bool:
+    """Whether the client already carries Steward's plugin (and so passes it to its workers)."""
+    return any(isinstance(plugin, StewardPlugin) for plugin in client.config()["plugins"])
+
+
+async def connect(settings: Settings) -> Client:
+    """A Temporal client with Steward's plugin."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        plugins=[StewardPlugin()],
+    )

@@ -1,0 +1,143 @@
+"""Agents: find one, create, list, change and delete them, and how the API shows one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import ApiError
+from schemas.api import AgentCreate, AgentPublic, AgentUpdate
+from schemas.enums import DoubleTexting, ToolMode
+from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
+from schemas.tables import Agent, utcnow
+from schemas.tools import TOOLS
+
+
+async def find_agent(session: AsyncSession, team_id: str, slug: str) -> Agent:
+    """The team's live agent with this slug, or 404."""
+    agent = (
+        await session.execute(
+            select(Agent).where(Agent.team_id == team_id, Agent.slug == slug, Agent.deleted_at.is_(None))
+        )
+    ).scalar_one_or_none()
+    if agent is None:
+        raise ApiError(404, "agent_not_found", f"no agent '{slug}' in this team")
+    return agent
+
+
+def _check_policies(policies: dict[str, ToolPolicy]) -> dict[str, Any]:
+    errors = policy_errors(policies)
+    if errors:
+        raise ApiError(422, "validation_error", f"invalid tool policy: {errors[0]['message']}", errors)
+    return {name: p.model_dump(mode="json", exclude_none=True) for name, p in policies.items()}
+
+
+def public(agent: Agent) -> AgentPublic:
+    """The agent as the API shows it, with the tools whose calls may wait for approval."""
+    policies = {name: ToolPolicy.model_validate(p) for name, p in (agent.tool_policies or {}).items()}
+    gated = [
+        name
+        for name in agent.tools
+        if name in TOOLS
+        and (
+            policies[name].mode == ToolMode.REQUIRE_APPROVAL
+            if name in policies
+            else TOOLS[name].gated_by_default
+        )
+    ]
+    return AgentPublic(
+        slug=agent.slug,
+        name=agent.name,
+        model=agent.model,
+        system_prompt=agent.system_prompt,
+        tools=agent.tools,
+        temperature=agent.temperature,
+        max_tool_rounds=agent.max_tool_rounds,
+        double_texting=DoubleTexting(agent.double_texting),
+        tool_policies=policies,
+        approvals=ApprovalSettings.model_validate(agent.approvals or {}),
+        gated_tools=gated,
+        created_at=agent.created_at,
+        updated_at=agent.updated_at,
+    )
+
+
+def _check_tools(tools: list[str]) -> list[str]:
+    unknown = [name for name in tools if name not in TOOLS]
+    if unknown:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"unknown tools: {', '.join(unknown)}",
+            [
+                {"field": "tools", "message": f"unknown tool '{n}'; known: {', '.join(TOOLS)}"}
+                for n in unknown
+            ],
+        )
+    return list(dict.fromkeys(tools))
+
+
+async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate) -> Agent:
+    """Create an agent. Slugs are unique within a team (409 on a duplicate)."""
+    agent = Agent(
+        team_id=team_id,
+        slug=body.slug,
+        name=body.name,
+        model=body.model,
+        system_prompt=body.system_prompt,
+        tools=_check_tools(body.tools),
+        temperature=body.temperature,
+        max_tool_rounds=body.max_tool_rounds,
+        double_texting=body.double_texting,
+        tool_policies=_check_policies(body.tool_policies),
+        approvals=body.approvals.model_dump(mode="json", exclude_none=True),
+    )
+    session.add(agent)
+    try:
+        await session.commit()
+    except IntegrityError as err:
+        await session.rollback()
+        raise ApiError(409, "agent_exists", f"an agent with slug '{body.slug}' already exists") from err
+    return agent
+
+
+async def list_agents(session: AsyncSession, team_id: str) -> list[Agent]:
+    """The team's live agents by slug."""
+    rows = await session.execute(
+        select(Agent).where(Agent.team_id == team_id, Agent.deleted_at.is_(None)).order_by(Agent.slug)
+    )
+    return list(rows.scalars())
+
+
+async def update_agent(session: AsyncSession, team_id: str, slug: str, body: AgentUpdate) -> Agent:
+    """Change some of an agent's settings; new turns use them."""
+    agent = await find_agent(session, team_id, slug)
+    changes = body.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"{field} may not be null",
+                [{"field": field, "message": "may not be null"}],
+            )
+        if field == "tools":
+            value = _check_tools(value)
+        elif field == "tool_policies":
+            value = _check_policies(body.tool_policies or {})
+        elif field == "approvals":
+            value = (body.approvals or ApprovalSettings()).model_dump(mode="json", exclude_none=True)
+        setattr(agent, field, value)
+    agent.updated_at = utcnow()
+    await session.commit()
+    return agent
+
+
+async def delete_agent(session: AsyncSession, team_id: str, slug: str) -> None:
+    """Delete an agent. Its conversations stay readable; new messages to them get 409."""
+    agent = await find_agent(session, team_id, slug)
+    agent.deleted_at = utcnow()
+    await session.commit()

@@ -1,0 +1,185 @@
+"""The Temporal contract: every workflow id Steward uses, and every way it starts or asks a workflow.
+
+Routers, services, channel inbound, activities and workers call these functions instead
+of spelling ids or calling `start_workflow` themselves, so two callers can never disagree
+on an id (which would make one conversation two workflows).
+
+The ids are plain functions that workflow code uses too (`ApprovalWorkflow` children are
+started from a turn). The starters reference the workflow classes, which import this
+module for those ids, so each starter imports its class when it runs, not when this
+module is imported: either side can then be imported first.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio.client import (
+    Client,
+    ScheduleActionStartWorkflow,
+    WithStartWorkflowOperation,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+
+from schemas.payloads import (
+    AmbientRunInput,
+    ApprovalOutcome,
+    ConversationInput,
+    DecisionRequest,
+    DeliveryRef,
+    Handback,
+    PruneEvents,
+    SubmitAccepted,
+    SubmitMessage,
+)
+
+if TYPE_CHECKING:
+    from workflows.conversation import ConversationWorkflow
+
+SCHEDULE_PREFIX = "schedule/"
+"""Every Temporal Schedule of a schedule row, and nothing else, has an id starting so."""
+
+
+# --- ids ----------------------------------------------------------------------------
+
+
+def conversation_workflow_id(conversation_id: str) -> str:
+    """The entity workflow of one conversation."""
+    return f"conversation/{conversation_id}"
+
+
+def approval_workflow_id(approval_id: str) -> str:
+    """The inbox item of one gated tool call (a child of its conversation)."""
+    return f"approval/{approval_id}"
+
+
+def delivery_workflow_id(delivery_id: int, retry: int | None = None) -> str:
+    """The workflow sending one stored channel delivery: its first send, or an operator's retry
+    (numbered by the attempts made before it, so each retry is a workflow of its own)."""
+    return f"delivery/{delivery_id}/0" if retry is None else f"delivery/{delivery_id}/retry-{retry}"
+
+
+def temporal_schedule_id(schedule_id: str) -> str:
+    """The Temporal Schedule of a schedule row."""
+    return f"{SCHEDULE_PREFIX}{schedule_id}"
+
+
+def schedule_row_id(temporal_id: str) -> str | None:
+    """The schedule row a Temporal Schedule id belongs to, or None for one that is not a row's."""
+    return temporal_id.removeprefix(SCHEDULE_PREFIX) if temporal_id.startswith(SCHEDULE_PREFIX) else None
+
+
+def ambient_run_workflow_id(schedule_id: str) -> str:
+    """The id its runs get, to which Temporal appends the scheduled time (`...-2026-01-31T08:00:00Z`)."""
+    return f"{SCHEDULE_PREFIX}{schedule_id}/run"
+
+
+def prune_events_schedule_id(task_queue: str) -> str:
+    """The hourly event-log prune of one deployment (its task queue), and its runs' id."""
+    return f"steward/prune-events/{task_queue}"
+
+
+# --- starters -----------------------------------------------------------------------
+
+
+# Each starter imports its workflow class when it runs, not at the top: the workflow
+# modules import the ids above.
+
+
+def _conversation() -> type[ConversationWorkflow]:
+    from workflows.conversation import ConversationWorkflow
+
+    return ConversationWorkflow
+
+
+async def submit_message(
+    client: Client,
+    *,
+    task_queue: str,
+    conversation_id: str,
+    team_id: str,
+    message: SubmitMessage,
+    rpc_timeout: timedelta,
+    update_id: str | None = None,
+) -> SubmitAccepted:
+    """Hand a message to its conversation, starting the conversation's workflow if need be.
+
+    The one update-with-start of `ConversationWorkflow.submit`: REST, WebSocket, chat
+    completions, channel inbound and ambient runs all send through here. `update_id`
+    makes a repeated hand-off the same update (channel inbound uses its dedupe key).
+    Raises what the client raises (`WorkflowUpdateFailedError` when the conversation
+    refuses, `WorkflowUpdateRPCTimeoutOrCancelledError`, `RPCError`); callers decide
+    what each means to their own caller.
+    """
+    workflow = _conversation()
+    start = WithStartWorkflowOperation(
+        workflow.run,
+        ConversationInput(conversation_id=conversation_id, team_id=team_id),
+        id=conversation_workflow_id(conversation_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    return await client.execute_update_with_start_workflow(
+        workflow.submit,
+        message,
+        start_workflow_operation=start,
+        id=update_id,
+        rpc_timeout=rpc_timeout,
+    )
+
+
+async def hand_back(client: Client, conversation_id: str, handback: Handback, rpc_timeout: timedelta) -> None:
+    """Give a handed-off conversation back to its agent (the workflow's `handback` update)."""
+    workflow = _conversation()
+    handle = client.get_workflow_handle_for(workflow.run, conversation_workflow_id(conversation_id))
+    await handle.execute_update(workflow.handback, handback, rpc_timeout=rpc_timeout)
+
+
+async def decide_approval(
+    client: Client, approval_id: str, request: DecisionRequest, rpc_timeout: timedelta
+) -> ApprovalOutcome:
+    """Send an operator's decision to a waiting approval (its validator may refuse it)."""
+    from workflows.approval import ApprovalWorkflow
+
+    handle = client.get_workflow_handle_for(ApprovalWorkflow.run, approval_workflow_id(approval_id))
+    return await handle.execute_update(ApprovalWorkflow.decide, request, rpc_timeout=rpc_timeout)
+
+
+async def start_delivery(
+    client: Client, task_queue: str, delivery_id: int, team_id: str, retry: int | None = None
+) -> None:
+    """Start the workflow that sends one stored delivery (a repeat of the same id is a no-op)."""
+    from workflows.channel import ChannelDeliveryWorkflow
+
+    await client.start_workflow(
+        ChannelDeliveryWorkflow.run,
+        DeliveryRef(delivery_id=delivery_id, team_id=team_id),
+        id=delivery_workflow_id(delivery_id, retry),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+def ambient_run_action(schedule_id: str, team_id: str, task_queue: str) -> ScheduleActionStartWorkflow:
+    """What a schedule row's Temporal Schedule starts at each firing: one `AmbientRunWorkflow`."""
+    from workflows.ambient import AmbientRunWorkflow
+
+    return ScheduleActionStartWorkflow(
+        AmbientRunWorkflow.run,
+        AmbientRunInput(schedule_id=schedule_id, team_id=team_id),
+        id=ambient_run_workflow_id(schedule_id),
+        task_queue=task_queue,
+    )
+
+
+def prune_events_action(task_queue: str) -> ScheduleActionStartWorkflow:
+    """What the hourly prune schedule starts: one `PruneEventsWorkflow`."""
+    from workflows.maintenance import PruneEventsWorkflow
+
+    return ScheduleActionStartWorkflow(
+        PruneEventsWorkflow.run,
+        PruneEvents(),
+        id=prune_events_schedule_id(task_queue),
+        task_queue=task_queue,
+    )
