@@ -250,7 +250,6 @@ class LlmActivities:
                 count_start(await starting)
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
             return await self._gate(agent, _answer_of(done))
-            return _answer_of(done)
         streamed = deltas.written if deltas is not None else 0
 
         async def persist(session: AsyncSession) -> tuple[bool, TurnRecorded | None]:
