@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHistory
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from activities.infra.temporal import StewardPlugin
-from workers.worker import WORKFLOWS
+from activities.infra.temporal import PASSTHROUGH_MODULES, StewardPlugin
+from schemas.settings import Settings
+from workers.worker import WORKFLOWS, build_worker
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -36,3 +42,33 @@ async def test_recorded_history_replays_without_nondeterminism(path: Path) -> No
     replayer = Replayer(workflows=WORKFLOWS, plugins=[StewardPlugin()])
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+def _passthrough(config: Mapping[str, Any]) -> frozenset[str]:
+    runner = config["workflow_runner"]
+    assert isinstance(runner, SandboxedWorkflowRunner)
+    return frozenset(runner.restrictions.passthrough_modules)
+
+
+async def test_the_replayer_runs_workflows_as_every_worker_does(
+    temporal: Client, settings: Settings, engine: AsyncEngine
+) -> None:
+    replayer = Replayer(workflows=WORKFLOWS, plugins=[StewardPlugin()])
+    replaying = replayer.config(active_config=True)
+    worker = build_worker(temporal, settings, engine)
+    assert _passthrough(worker.config(active_config=True)) == _passthrough(replaying)
+    assert set(PASSTHROUGH_MODULES) <= _passthrough(replaying)
+    assert type(temporal.data_converter.payload_converter) is type(
+        replaying["data_converter"].payload_converter
+    )
+    assert type(replaying["data_converter"].payload_converter) is type(
+        pydantic_data_converter.payload_converter
+    )
+
+
+async def test_a_worker_is_refused_a_client_without_the_plugin(
+    temporal: Client, settings: Settings, engine: AsyncEngine
+) -> None:
+    bare = await Client.connect(temporal.service_client.config.target_host, namespace=temporal.namespace)
+    with pytest.raises(ValueError, match="StewardPlugin"):
+        build_worker(bare, settings, engine)

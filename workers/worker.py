@@ -11,7 +11,7 @@ from activities.approvals import ApprovalActivities
 from activities.channels.delivery import ChannelActivities
 from activities.events import EventActivities
 from activities.infra.database import session_factory
-from activities.infra.temporal import StewardPlugin, has_plugin
+from activities.infra.temporal import has_plugin
 from activities.llm import LlmActivities
 from activities.store import StoreActivities
 from activities.tools import ToolActivities
@@ -32,7 +32,14 @@ WORKFLOWS = [
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
-    """A worker for every Steward workflow and activity."""
+    """A worker for every Steward workflow and activity.
+
+    Raises:
+        ValueError: the client was connected without `StewardPlugin`. Its data converter
+            (which a worker plugin cannot set) would not read Steward's payloads.
+    """
+    if not has_plugin(client):
+        raise ValueError("connect the worker's client with StewardPlugin (activities.infra.temporal.connect)")
     sessions = session_factory(engine)
     store = StoreActivities(sessions)
     llm = LlmActivities(sessions, settings)
@@ -68,7 +75,5 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             channels.deliver,
             channels.typing,
         ],
-        # The sandbox, converter and failure types come with Steward's plugin: from the
-        # client when it carries it (as every client Steward connects does), else here.
-        plugins=[] if has_plugin(client) else [StewardPlugin()],
+        # The sandbox and failure types come with Steward's plugin, from the client.
     )
