@@ -41,7 +41,7 @@ from activities.infra.database import write_lock
 from activities.infra.secrets import SecretBox, SecretsUnavailable
 from api.deps import Principal
 from api.errors import ApiError
-from api.routers.approvals import decide
+from api.services.approvals import decide
 from schemas.api import DecisionCreate
 from schemas.enums import (
     ChannelType,

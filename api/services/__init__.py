@@ -7,5 +7,6 @@ status and code a caller should see; routers only parse, authorise, call and sha
 Nothing here imports a router.
 
 - `agents`: find an agent, create, update, delete, and the public view of one.
+- `approvals`: find, list and describe inbox items; decide one (API, web, channels) or many.
 - `keys`: teams and API keys (bootstrap key, dev key, `steward keys create`).
 """

@@ -1,9 +1,9 @@
 """The operator inbox pages: `/inbox` (list) and `/inbox/{id}` (detail and decision).
 
-Pages render what the JSON API returns (`api/routers/approvals.py` functions are called
-directly, so the two never disagree). The list refreshes itself by fetching its own
-rows (`/inbox/rows`, an HTML fragment) every 1.5 s; decisions go to the JSON API from
-the page's script, with the sign-in cookie and the `X-Steward-Web` header.
+Pages render what the JSON API returns (both call `api/services/approvals.py`, so the
+two never disagree). The list refreshes itself by fetching its own rows (`/inbox/rows`,
+an HTML fragment) every 1.5 s; decisions go to the JSON API from the page's script,
+with the sign-in cookie and the `X-Steward-Web` header.
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ from sqlalchemy import select
 
 from api.deps import Principal, SessionDep, SettingsDep
 from api.errors import ApiError
-from api.routers.approvals import get_approval, list_approvals
+from api.services import approvals
 from api.web import templates
 from api.web.session import WebUser
 from schemas.api import ApprovalPage
-from schemas.enums import ApprovalStatus, Role
+from schemas.enums import ApprovalStatus
 from schemas.tables import Agent
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
 STATUSES = {s.value for s in ApprovalStatus}
-READERS = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
-DECIDERS = (Role.ADMIN, Role.OPERATOR)
 TABS = [
     ApprovalStatus.PENDING,
     ApprovalStatus.APPROVED,
@@ -63,7 +61,7 @@ def _forbidden(request: Request, user: Principal) -> Response:
     return templates.TemplateResponse(
         request,
         "inbox_forbidden.html",
-        {"user": user, "needs": ", ".join(r.value for r in READERS)},
+        {"user": user, "needs": ", ".join(r.value for r in approvals.READERS)},
         status_code=403,
     )
 
@@ -76,12 +74,14 @@ async def _page(
         ApprovalStatus(status) if status in ApprovalStatus.__members__.values() else ApprovalStatus.PENDING
     )
     try:
-        page = await list_approvals(
-            user, session, status=chosen, agent=agent or None, escalated=escalated, limit=200
+        page = await approvals.list_approvals(
+            session, user.team_id, status=chosen, agent=agent or None, escalated=escalated, limit=200
         )
         return page, None
     except ApiError as err:
-        page = await list_approvals(user, session, status=chosen, escalated=escalated, limit=200)
+        page = await approvals.list_approvals(
+            session, user.team_id, status=chosen, escalated=escalated, limit=200
+        )
         return page, err.message
 
 
@@ -103,7 +103,7 @@ async def inbox(
     escalated: bool | None = None,
 ) -> Response:
     """The inbox list: status tabs with counts, filters, live rows, keyboard shortcuts."""
-    if user.role not in READERS:
+    if user.role not in approvals.READERS:
         return _forbidden(request, user)
     page, problem = await _page(user, session, status, agent, escalated or None)
     agents = (
@@ -123,7 +123,7 @@ async def inbox(
             "agents": agents,
             "filters": _filters(status, agent, escalated),
             "problem": problem,
-            "can_decide": user.role in DECIDERS,
+            "can_decide": user.role in approvals.DECIDERS,
         },
     )
 
@@ -138,7 +138,7 @@ async def inbox_rows(
     escalated: bool | None = None,
 ) -> Response:
     """The list's rows and tab counts as an HTML fragment, for the page's live refresh."""
-    if user.role not in READERS:
+    if user.role not in approvals.READERS:
         return _forbidden(request, user)
     page, _ = await _page(user, session, status, agent, escalated or None)
     return templates.TemplateResponse(
@@ -153,10 +153,10 @@ async def inbox_item(
     request: Request, approval_id: str, user: WebUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """One item: context, rationale, editable arguments, the four decisions, the audit trail."""
-    if user.role not in READERS:
+    if user.role not in approvals.READERS:
         return _forbidden(request, user)
     try:
-        item = await get_approval(approval_id, user, session, settings)
+        item = await approvals.get_approval(session, settings, user.team_id, approval_id)
     except ApiError as err:
         return templates.TemplateResponse(
             request, "inbox_missing.html", {"user": user, "message": err.message}, status_code=err.status
@@ -169,8 +169,8 @@ async def inbox_item(
             "user": user,
             "item": item,
             "fields": form_fields(schema, item.decided_arguments or item.arguments),
-            "can_decide": user.role in DECIDERS and item.status == ApprovalStatus.PENDING,
-            "is_decider": user.role in DECIDERS,
+            "can_decide": user.role in approvals.DECIDERS and item.status == ApprovalStatus.PENDING,
+            "is_decider": user.role in approvals.DECIDERS,
         },
     )
 
