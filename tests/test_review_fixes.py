@@ -8,13 +8,11 @@ import json
 import threading
 
 import httpx
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.app import create_app
-from api.routers import conversations
 from schemas.settings import Settings
 from schemas.tables import Conversation, Ticket
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
@@ -92,10 +90,11 @@ async def test_a_message_nobody_takes_gets_503_not_a_hang(
     temporal: Client,
     sessions: async_sessionmaker[AsyncSession],
     model: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(conversations, "ACCEPT_SECONDS", 1.0)
-    orphan = create_app(settings.model_copy(update={"task_queue": "nobody-polls-this"}), temporal=temporal)
+    orphan = create_app(
+        settings.model_copy(update={"task_queue": "nobody-polls-this", "accept_seconds": 1.0}),
+        temporal=temporal,
+    )
     transport = httpx.ASGITransport(app=orphan)
     async with (
         orphan.router.lifespan_context(orphan),

@@ -8,4 +8,6 @@ Nothing here imports a router.
 
 - `agents`: find an agent, create, update, delete, and the public view of one.
 - `keys`: teams and API keys (bootstrap key, dev key, `steward keys create`).
+- `conversations`: find, open, list and read conversations; send a message; hand back.
+- `chat`: the conversation a chat completion continues (kept per `user`, seeded if new).
 """
