@@ -7,7 +7,7 @@ an insert trigger sends each event itself when it fits in a notification, so the
 hands on the next event without a query, and reads the table only for a large event or
 a gap. On SQLite, which has no notifications, readers poll. Subscribers catch up from the
 database on their own and fill any gap they notice, so a late joiner or a lost
-notification loses nothing.
+notification loses nothing. `sse_response` sends what `follow` yields as server-sent events.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import Any
 
 import psycopg
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -307,3 +308,18 @@ async def follow(
             pending = [e for e in batch if e.id > last]
             if overflowed or (pending and pending[0].id != last + 1):
                 from_db = True  # some were dropped or skipped: the database has them all
+
+
+def sse_response(events: AsyncIterator[LogEvent | None], headers: dict[str, str] | None = None) -> Response:
+    """A `text/event-stream` of log events, with a comment line for each heartbeat."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"retry: 1000\n\n"
+        async for event in events:
+            yield event.sse if event is not None else b": heartbeat\n\n"
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
+    )

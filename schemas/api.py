@@ -17,7 +17,6 @@ from schemas.enums import (
     DeliveryStatus,
     DoubleTexting,
     MessageRole,
-    Role,
     TurnStatus,
 )
 from schemas.payloads import ToolCallRecord, TurnError
@@ -172,12 +171,6 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
-
-
-class KeyCreated(BaseModel):
-    team: str
-    role: Role
-    key: str
 
 
 class ApprovalSummary(BaseModel):

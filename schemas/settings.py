@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     sse_heartbeat_seconds: float = Field(15.0, gt=0, validation_alias=_env("STEWARD_SSE_HEARTBEAT"))
     """Seconds between keep-alive comments on an idle event stream."""
+    accept_seconds: float = Field(15.0, gt=0, validation_alias=_env("STEWARD_ACCEPT_SECONDS"))
+    """How long a conversation may take to accept a message (or a handback) before the API
+    answers 503 (`not_accepted`); a message to a task queue no worker polls would wait forever."""
 
     secret_key: SecretStr | None = Field(None, validation_alias=_env("STEWARD_SECRET_KEY"))
     """Fernet key(s) that encrypt channel credentials at rest; comma-separated for rotation

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from api.app import create_app
 from schemas.enums import Role
 from schemas.settings import Settings
+from schemas.tables import Conversation
 from tests.processes import free_port
 from tests.support import NO_APPROVALS, TeamClient, add_key, new_team
 
@@ -140,6 +146,21 @@ async def test_conversation_and_message_input_errors(team: TeamClient, model: st
     assert (await team.conversation(conversation))["turns"] == 0
 
 
+async def test_handback_without_a_running_workflow_is_409(
+    team: TeamClient, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    async with sessions() as session:
+        await session.execute(
+            update(Conversation).where(Conversation.id == conversation).values(status="handed_off")
+        )
+        await session.commit()
+    response = await team.request("POST", f"/v1/conversations/{conversation}/handback", json={})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conversation_not_running"
+
+
 async def test_deleted_agent_conversation_refuses_new_messages(team: TeamClient, model: str) -> None:
     agent = await team.create_agent(model)
     conversation = await team.start_conversation(agent["slug"])
@@ -170,6 +191,12 @@ async def test_conversation_list_pages_with_cursor_and_filters(team: TeamClient,
     assert bad_status.status_code == 422
 
 
+async def test_a_cursor_without_a_timezone_is_422(team: TeamClient) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps(["2024-01-01T00:00:00", "x"]).encode()).decode()
+    response = await team.request("GET", "/v1/conversations", params={"cursor": cursor})
+    assert response.status_code == 422
+
+
 async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")
@@ -197,3 +224,26 @@ async def test_temporal_down_is_named_by_readyz_and_sends_get_503(
         conversation = await team.start_conversation(agent["slug"])
         sent = await team.send(conversation, "anyone there?")
         assert sent.status_code == 503 and _error(sent)["code"] == "temporal_unavailable"
+
+
+async def test_a_message_nobody_takes_gets_503_not_a_hang(
+    settings: Settings,
+    temporal: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    model: str,
+) -> None:
+    orphan = create_app(
+        settings.model_copy(update={"task_queue": "nobody-polls-this", "accept_seconds": 1.0}),
+        temporal=temporal,
+    )
+    transport = httpx.ASGITransport(app=orphan)
+    async with (
+        orphan.router.lifespan_context(orphan),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+    ):
+        team = await new_team(sessions, http)
+        agent = await team.create_agent(model)
+        conversation = await team.start_conversation(agent["slug"])
+        response = await asyncio.wait_for(team.send(conversation, "hello", wait=False), timeout=20)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "not_accepted"

@@ -7,6 +7,7 @@ import threading
 
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import NO_APPROVALS, TeamClient, eventually
+from workflows.turn import MAX_ROUNDS
 
 
 async def test_enqueued_messages_are_answered_one_turn_at_a_time_in_order(
@@ -105,6 +106,30 @@ async def test_handoff_silences_the_agent_until_handed_back(
     assert again.status_code == 409
 
 
+async def test_a_handoff_holds_when_the_turn_is_interrupted_after_it(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    agent = await team.create_agent(model, tools=["handoff_to_human"], double_texting="interrupt")
+    conversation = await team.start_conversation(agent["slug"])
+    held = threading.Event()
+    fake_llm.script(
+        model,
+        [
+            Step(tool_calls=[ToolCallSpec("handoff_to_human", {"reason": "asked"})]),
+            Step(text="never finished", hold=held),
+        ],
+    )
+    await team.send(conversation, "a human please", wait=False)
+    await asyncio.to_thread(fake_llm.wait_for_requests, model, 2)
+
+    second = (await team.send(conversation, "hello?")).json()
+
+    assert second["turn"] == 2 and second["status"] == "handed_off"
+    assert len(fake_llm.requests(model)) == 2  # the agent stayed silent
+    assert (await team.conversation(conversation))["status"] == "handed_off"
+    held.set()
+
+
 async def test_max_tool_rounds_ends_with_a_reply_without_tools(
     team: TeamClient, fake_llm: FakeOpenAI, model: str
 ) -> None:
@@ -120,6 +145,22 @@ async def test_max_tool_rounds_ends_with_a_reply_without_tools(
     assert len(body["tool_calls"]) == 2
     requests = fake_llm.requests(model)
     assert ["tools" in r.body for r in requests] == [True, True, False]
+
+
+async def test_a_model_that_never_stops_calling_tools_fails_the_turn_not_the_conversation(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    agent = await team.create_agent(model, tools=["check_availability"], max_tool_rounds=1)
+    conversation = await team.start_conversation(agent["slug"])
+    # An endpoint that calls tools even when none are offered.
+    fake_llm.script(model, [Step(tool_calls=[ToolCallSpec("check_availability", {})])] * MAX_ROUNDS)
+
+    stuck = (await team.send(conversation, "loop forever")).json()
+
+    assert stuck["status"] == "failed" and stuck["error"]["code"] == "too_many_tool_rounds"
+    assert (await team.conversation(conversation))["status"] == "failed"
+    after = (await team.send(conversation, "still there?")).json()
+    assert after["status"] == "completed" and after["reply"]["content"] == "echo: still there?"
 
 
 async def test_model_errors_in_tool_arguments_go_back_to_the_model(

@@ -13,6 +13,7 @@ from activities.tools import ToolActivities
 from schemas.payloads import ToolCall, ToolRequest
 from schemas.settings import DEMO_MODEL
 from schemas.tables import Booking, Slot, Ticket, ToolExecution
+from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import NO_APPROVALS, TeamClient
 
 
@@ -68,6 +69,31 @@ async def test_a_retried_booking_call_books_once_and_returns_the_same_result(
     other = request.model_copy(update={"key": "0.1"})
     refused = await ActivityEnvironment().run(tools.run, other)
     assert not refused.ok and "already booked" in refused.content
+
+
+async def test_tool_calls_with_reused_ids_each_run(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(
+        model, tools=["check_availability", "create_ticket"], tool_policies=NO_APPROVALS
+    )
+    conversation = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model,
+        [
+            Step(tool_calls=[ToolCallSpec("check_availability", {}, id="call_0")]),
+            Step(tool_calls=[ToolCallSpec("create_ticket", {"subject": "printer"}, id="call_0")]),
+            Step(text="done"),
+        ],
+    )
+
+    body = (await team.send(conversation, "check, then open a ticket")).json()
+
+    assert [c["name"] for c in body["tool_calls"]] == ["check_availability", "create_ticket"]
+    assert "ticket_id" in body["tool_calls"][1]["result"]
+    async with sessions() as session:
+        tickets = (await session.execute(select(Ticket).where(Ticket.conversation_id == conversation))).all()
+        assert len(tickets) == 1
 
 
 async def test_demo_model_checks_availability_books_and_opens_tickets(

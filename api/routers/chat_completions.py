@@ -9,7 +9,6 @@ inside Steward, so callers see only the agent's text.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,18 +17,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import CurrentKey, Principal, SessionDep, SettingsDep, TemporalDep, Writer
+from api.deps import CurrentKey, SessionDep, SettingsDep, TemporalDep, Writer
 from api.errors import ApiError
-from api.routers.conversations import find_conversation, send
-from api.services.agents import find_agent
+from api.services.agents import find_agent, list_agents
+from api.services.chat import EarlierMessage, caller_conversation, turn_usage
+from api.services.conversations import send
 from api.streams import LogEvent, follow, last_event_id
 from schemas.api import MAX_TEXT_BYTES, ErrorBody, MessageCreate
 from schemas.enums import EventKind, MessageRole, TurnStatus
-from schemas.tables import Agent, Conversation, Message, Turn
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses={401: {"model": ErrorBody}})
 
@@ -77,70 +73,12 @@ class ModelList(BaseModel):
 @router.get("/models", response_model=ModelList)
 async def list_models(principal: CurrentKey, session: SessionDep) -> ModelList:
     """The team's agents, as OpenAI models (the id is the agent's slug)."""
-    rows = await session.execute(
-        select(Agent)
-        .where(Agent.team_id == principal.team_id, Agent.deleted_at.is_(None))
-        .order_by(Agent.slug)
-    )
     return ModelList(
-        data=[ModelCard(id=a.slug, created=int(a.created_at.timestamp())) for a in rows.scalars()]
+        data=[
+            ModelCard(id=a.slug, created=int(a.created_at.timestamp()))
+            for a in await list_agents(session, principal.team_id)
+        ]
     )
-
-
-def _user_conversation_id(team_id: str, agent_id: str, user: str) -> str:
-    """The conversation kept for one `user` of one agent: derived, so finding it costs one read."""
-    return hashlib.sha256(f"{team_id}\0{agent_id}\0{user}".encode()).hexdigest()[:32]
-
-
-async def _conversation(
-    session: AsyncSession,
-    principal: Principal,
-    agent: Agent,
-    body: ChatCompletionRequest,
-    conversation_id: str | None,
-) -> str:
-    if conversation_id is not None:
-        conversation, owner = await find_conversation(session, principal.team_id, conversation_id)
-        if owner.id != agent.id:
-            raise ApiError(
-                409,
-                "agent_mismatch",
-                f"conversation {conversation_id} belongs to agent '{owner.slug}', not '{agent.slug}'",
-            )
-        return conversation.id
-    fixed_id = _user_conversation_id(principal.team_id, agent.id, body.user) if body.user else None
-    if fixed_id is not None and await session.get(Conversation, fixed_id) is not None:
-        return fixed_id
-    conversation = Conversation(
-        team_id=principal.team_id,
-        agent_id=agent.id,
-        metadata_={"openai_user": body.user} if body.user else {},
-    )
-    if fixed_id is not None:
-        conversation.id = fixed_id
-    session.add(conversation)
-    await session.flush()
-    # The earlier messages become the transcript the agent sees; system prompts are the agent's own.
-    earlier = [m for m in body.messages[:-1] if m.role in (MessageRole.USER, MessageRole.ASSISTANT)]
-    for seq, message in enumerate(earlier, start=1):
-        session.add(
-            Message(
-                team_id=principal.team_id,
-                conversation_id=conversation.id,
-                seq=seq,
-                turn=0,
-                role=message.role,
-                content=message.text(),
-                dedupe_key=f"seed/{seq}",
-            )
-        )
-    try:
-        await session.commit()
-    except IntegrityError:  # the same user's first two requests raced; the other one created it
-        await session.rollback()
-        if fixed_id is None:
-            raise
-    return conversation.id if fixed_id is None else fixed_id
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -176,13 +114,22 @@ async def chat_completions(
     if len(last.text().encode()) > MAX_TEXT_BYTES:
         raise ApiError(413, "text_too_large", f"the last message is over {MAX_TEXT_BYTES} bytes")
     agent = await find_agent(session, principal.team_id, body.model)
-    conversation_id = await _conversation(session, principal, agent, body, x_steward_conversation)
+    conversation_id = await caller_conversation(
+        session,
+        principal.team_id,
+        agent,
+        conversation_id=x_steward_conversation,
+        user=body.user,
+        earlier=[EarlierMessage(m.role, m.text()) for m in body.messages[:-1]],
+    )
     start = await last_event_id(session, conversation_id) if body.stream else 0
     message = MessageCreate(text=last.text())
     created = int(time.time())
     headers = {CONVERSATION_HEADER: conversation_id}
     if not body.stream:
-        sent = await send(session, temporal, settings, principal, conversation_id, message, WAIT_SECONDS)
+        sent = await send(
+            session, temporal, settings, principal.team_id, conversation_id, message, WAIT_SECONDS
+        )
         outcome = sent.outcome
         if outcome is None or outcome.status in (TurnStatus.RUNNING, TurnStatus.QUEUED):
             late = f"turn {sent.turn} did not finish within {WAIT_SECONDS:.0f} s"
@@ -190,13 +137,7 @@ async def chat_completions(
         if outcome.error is not None:
             raise ApiError(502, outcome.error.code, outcome.error.message, headers=headers)
         async with request.app.state.sessions() as reader:
-            tokens = (
-                await reader.execute(
-                    select(Turn.prompt_tokens, Turn.completion_tokens).where(
-                        Turn.conversation_id == conversation_id, Turn.n == sent.turn
-                    )
-                )
-            ).one_or_none()
+            tokens = await turn_usage(reader, conversation_id, sent.turn)
         completion = {
             "id": f"chatcmpl-{conversation_id}-{sent.turn}",
             "object": "chat.completion",
@@ -210,10 +151,10 @@ async def chat_completions(
                     "logprobs": None,
                 }
             ],
-            "usage": _usage(*(tokens or (0, 0))),
+            "usage": _usage(*tokens),
         }
         return JSONResponse(completion, headers=headers)
-    sent = await send(session, temporal, settings, principal, conversation_id, message)
+    sent = await send(session, temporal, settings, principal.team_id, conversation_id, message)
     events = follow(
         request.app.state.event_hub,
         request.app.state.sessions,

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deps import SESSION_COOKIE, CurrentKey, Principal, SessionDep, principal_of_key, same_origin
 from api.errors import ApiError
-from api.routers.conversations import find_conversation, send, sse_response
-from api.streams import follow
+from api.services.conversations import find_conversation, send
+from api.streams import follow, sse_response
 from schemas.api import ErrorBody, MessageCreate
 from schemas.enums import Role
 from schemas.settings import Settings
@@ -183,7 +183,7 @@ async def conversation_socket(
             return _error_frame("temporal_unavailable", "Temporal is not reachable yet; try again shortly")
         try:
             async with sessions() as session:
-                sent = await send(session, temporal, settings, principal, conversation_id, body)
+                sent = await send(session, temporal, settings, principal.team_id, conversation_id, body)
         except ApiError as err:
             return _error_frame(err.code, err.message, err.details)
         return json.dumps(

@@ -9,4 +9,6 @@ Nothing here imports a router.
 - `agents`: find an agent, create, update, delete, and the public view of one.
 - `approvals`: find, list and describe inbox items; decide one (API, web, channels) or many.
 - `keys`: teams and API keys (bootstrap key, dev key, `steward keys create`).
+- `conversations`: find, open, list and read conversations; send a message; hand back.
+- `chat`: the conversation a chat completion continues (kept per `user`, seeded if new).
 """

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 
 from api.deps import SessionDep
 from api.errors import ApiError
-from api.routers.conversations import find_conversation
+from api.services.agents import list_agents
+from api.services.conversations import find_conversation
 from api.web import templates
 from api.web.session import HOME, WebUser
 from schemas.enums import Role
-from schemas.tables import Agent
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
@@ -27,13 +26,7 @@ async def playground(
     request: Request, user: WebUser, session: SessionDep, conversation: str | None = None
 ) -> Response:
     """Chat with an agent: token streaming, tool calls, approval pauses, resumable on reload."""
-    agents = (
-        await session.execute(
-            select(Agent.slug, Agent.name, Agent.model)
-            .where(Agent.team_id == user.team_id, Agent.deleted_at.is_(None))
-            .order_by(Agent.slug)
-        )
-    ).all()
+    agents = await list_agents(session, user.team_id)
     current_agent = None
     error = None
     if conversation is not None:

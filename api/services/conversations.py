@@ -1,0 +1,323 @@
+"""Conversations: find one, open, list and read them, send messages (turns run in Temporal), hand back.
+
+`send` is the one way a user message reaches a conversation from the API: REST, the
+WebSocket and chat completions all call it. Temporal's refusals become `ApiError`s here
+(`workflow_error`), so every caller answers them alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.cursors import decode_cursor, encode_cursor
+from api.errors import ApiError
+from api.services.agents import find_agent
+from schemas.api import (
+    MAX_TEXT_BYTES,
+    ConversationCreate,
+    ConversationPage,
+    ConversationPublic,
+    MessageCreate,
+    MessageList,
+    MessagePublic,
+)
+from schemas.enums import ConversationStatus, DoubleTexting, MessageRole, TurnStatus
+from schemas.errors import ErrorType
+from schemas.payloads import Handback, SubmitAccepted, SubmitMessage, TurnError, TurnOutcome
+from schemas.settings import Settings
+from schemas.tables import Agent, Conversation, Event, Message, Turn
+from workflows import contract
+
+_UPDATE_ERRORS: dict[str, tuple[int, str]] = {
+    ErrorType.CONVERSATION_BUSY: (429, "conversation_busy"),
+    ErrorType.EMPTY_MESSAGE: (422, "validation_error"),
+    ErrorType.NOT_HANDED_OFF: (409, "not_handed_off"),
+}
+
+_TEMPORAL_ERRORS = (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError)
+"""What talking to a conversation's workflow may raise; `workflow_error` names each for the caller."""
+
+
+def public(conversation: Conversation, agent_slug: str) -> ConversationPublic:
+    """The conversation as the API shows it, with its last turn's error if that turn failed."""
+    error = None
+    if conversation.last_error_code is not None:
+        error = TurnError(code=conversation.last_error_code, message=conversation.last_error_message or "")
+    return ConversationPublic(
+        id=conversation.id,
+        agent=agent_slug,
+        status=ConversationStatus(conversation.status),
+        turns=conversation.turns,
+        metadata=conversation.metadata_,
+        created_at=conversation.created_at,
+        last_activity_at=conversation.last_activity_at,
+        last_error=error,
+    )
+
+
+async def find_conversation(
+    session: AsyncSession, team_id: str, conversation_id: str
+) -> tuple[Conversation, Agent]:
+    """The team's conversation and its agent, or 404 (also for another team's conversation)."""
+    row = (
+        await session.execute(
+            select(Conversation, Agent)
+            .join(Agent, Agent.id == Conversation.agent_id)
+            .where(Conversation.id == conversation_id, Conversation.team_id == team_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise ApiError(404, "conversation_not_found", f"no conversation '{conversation_id}' in this team")
+    return row[0], row[1]
+
+
+def workflow_error(err: Exception, settings: Settings) -> ApiError:
+    """The answer for a conversation workflow's refusal or Temporal's failure; re-raises anything else."""
+    if isinstance(err, WorkflowUpdateFailedError) and isinstance(err.cause, ApplicationError):
+        status, code = _UPDATE_ERRORS.get(err.cause.type or "", (409, "rejected"))
+        return ApiError(status, code, err.cause.message)
+    if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return ApiError(
+            503,
+            "not_accepted",
+            f"the conversation did not take the message within {settings.accept_seconds:.0f} s; "
+            "is a worker running? Send it again with the same idempotency_key to be safe.",
+        )
+    if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
+        return ApiError(409, "conversation_not_running", "the conversation has no running workflow")
+    if isinstance(err, RPCError):
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return ApiError(503, "temporal_unavailable", "Temporal is not reachable; try again shortly")
+        return ApiError(503, "temporal_error", f"Temporal refused the request: {err.message}")
+    raise err
+
+
+async def create_conversation(
+    session: AsyncSession, team_id: str, body: ConversationCreate
+) -> ConversationPublic:
+    """Open a conversation with an agent (404 for an unknown agent)."""
+    agent = await find_agent(session, team_id, body.agent)
+    conversation = Conversation(team_id=team_id, agent_id=agent.id, metadata_=body.metadata)
+    session.add(conversation)
+    await session.commit()
+    return public(conversation, agent.slug)
+
+
+async def list_conversations(
+    session: AsyncSession,
+    team_id: str,
+    *,
+    agent: str | None,
+    status: ConversationStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> ConversationPage:
+    """Newest first, `limit` at a time; `next_cursor` continues after the page's last one."""
+    stmt = (
+        select(Conversation, Agent.slug)
+        .join(Agent, Agent.id == Conversation.agent_id)
+        .where(Conversation.team_id == team_id)
+        .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+        .limit(limit + 1)
+    )
+    if agent is not None:
+        stmt = stmt.where(Agent.slug == agent)
+    if status is not None:
+        stmt = stmt.where(Conversation.status == status)
+    if cursor is not None:
+        created, last_id = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                Conversation.created_at < created,
+                and_(Conversation.created_at == created, Conversation.id < last_id),
+            )
+        )
+    rows = (await session.execute(stmt)).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
+    return ConversationPage(items=[public(c, slug) for c, slug in page], next_cursor=next_cursor)
+
+
+async def transcript(
+    session: AsyncSession, team_id: str, conversation_id: str, *, after: int, limit: int
+) -> MessageList:
+    """The transcript in order, `limit` messages after sequence number `after`."""
+    await find_conversation(session, team_id, conversation_id)
+    rows = await session.execute(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.seq > after)
+        .order_by(Message.seq)
+        .limit(limit)
+    )
+    return MessageList(
+        items=[
+            MessagePublic(
+                seq=m.seq,
+                role=MessageRole(m.role),
+                content=m.content,
+                tool_name=m.tool_name,
+                tool_call_id=m.tool_call_id,
+                turn=m.turn,
+                model=m.model,
+                created_at=m.created_at,
+            )
+            for m in rows.scalars()
+        ]
+    )
+
+
+async def _submit(
+    client: Client, settings: Settings, conversation: Conversation, message: SubmitMessage
+) -> SubmitAccepted:
+    try:
+        return await contract.submit_message(
+            client,
+            task_queue=settings.task_queue,
+            conversation_id=conversation.id,
+            team_id=conversation.team_id,
+            message=message,
+            # Without a bound, a message to a task queue no worker polls waits forever.
+            rpc_timeout=timedelta(seconds=settings.accept_seconds + message.wait_seconds),
+        )
+    except _TEMPORAL_ERRORS as err:
+        raise workflow_error(err, settings) from err
+
+
+async def _finished_turn_with_key(
+    session: AsyncSession, conversation_id: str, key: str
+) -> TurnOutcome | None:
+    """A finished turn sent with this key, if any: a repeat older than the conversation remembers."""
+    n = (
+        await session.execute(
+            select(Turn.n).where(Turn.conversation_id == conversation_id, Turn.idempotency_key == key)
+        )
+    ).scalar_one_or_none()
+    return None if n is None else await _stored_outcome(session, conversation_id, n)
+
+
+async def _stored_outcome(session: AsyncSession, conversation_id: str, turn: int) -> TurnOutcome | None:
+    """A finished turn's outcome as recorded in the store (its last reply, not its tool calls)."""
+    row = (
+        await session.execute(select(Turn).where(Turn.conversation_id == conversation_id, Turn.n == turn))
+    ).scalar_one_or_none()
+    if row is None or row.completed_at is None:
+        return None
+    reply = (
+        await session.execute(
+            select(Message.content)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.turn == turn,
+                Message.role == MessageRole.ASSISTANT,
+            )
+            .order_by(Message.seq.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    error = TurnError(code=row.error_code, message=row.error_message or "") if row.error_code else None
+    status = TurnStatus(row.status)
+    return TurnOutcome(
+        turn=turn, status=status, reply=reply if status == TurnStatus.COMPLETED else None, error=error
+    )
+
+
+@dataclass
+class Sent:
+    """What became of a sent message: its turn, and the outcome when it is already known."""
+
+    conversation: Conversation
+    turn: int
+    status: TurnStatus
+    duplicate: bool
+    outcome: TurnOutcome | None
+
+
+async def send(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    team_id: str,
+    conversation_id: str,
+    body: MessageCreate,
+    wait_seconds: float = 0.0,
+) -> Sent:
+    """Send a user message to a conversation; it becomes a turn.
+
+    Waits up to `wait_seconds` for the turn's outcome. Closes `session` before it waits
+    on Temporal, so no connection is held meanwhile.
+    """
+    if len(body.text.encode()) > MAX_TEXT_BYTES:
+        raise ApiError(
+            413,
+            "text_too_large",
+            f"text is over {MAX_TEXT_BYTES} bytes",
+            [{"field": "text", "message": "too large"}],
+        )
+    conversation, agent = await find_conversation(session, team_id, conversation_id)
+    if agent.deleted_at is not None:
+        raise ApiError(409, "agent_deleted", f"agent '{agent.slug}' was deleted; start a new conversation")
+    if body.idempotency_key is not None:
+        done = await _finished_turn_with_key(session, conversation.id, body.idempotency_key)
+        if done is not None:
+            return Sent(conversation, done.turn, done.status, duplicate=True, outcome=done)
+    await session.close()  # do not hold a connection while the turn runs
+    accepted = await _submit(
+        temporal,
+        settings,
+        conversation,
+        SubmitMessage(
+            text=body.text,
+            idempotency_key=body.idempotency_key,
+            double_texting=DoubleTexting(agent.double_texting),
+            wait_seconds=wait_seconds,
+        ),
+    )
+    outcome = accepted.outcome
+    if accepted.duplicate and outcome is None:
+        # The conversation no longer holds this old turn's outcome; the store does.
+        outcome = await _stored_outcome(session, conversation.id, accepted.turn)
+    status = outcome.status if outcome is not None else accepted.status
+    return Sent(conversation, accepted.turn, status, accepted.duplicate, outcome)
+
+
+async def turn_start(session: AsyncSession, conversation_id: str, turn: int) -> int:
+    """The id just before a turn's first event (0 if it has none left)."""
+    first = (
+        await session.execute(
+            select(func.min(Event.seq)).where(Event.conversation_id == conversation_id, Event.turn == turn)
+        )
+    ).scalar()
+    return int(first) - 1 if first is not None else 0
+
+
+async def hand_back(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    team_id: str,
+    conversation_id: str,
+    comment: str | None,
+) -> ConversationPublic:
+    """Give a handed-off conversation back to its agent (409 if it is not handed off)."""
+    conversation, agent = await find_conversation(session, team_id, conversation_id)
+    if conversation.status != ConversationStatus.HANDED_OFF:
+        raise ApiError(409, "not_handed_off", "conversation is not handed off")
+    try:
+        await contract.hand_back(
+            temporal, conversation_id, Handback(comment=comment), timedelta(seconds=settings.accept_seconds)
+        )
+    except _TEMPORAL_ERRORS as err:
+        raise workflow_error(err, settings) from err
+    await session.refresh(conversation)
+    return public(conversation, agent.slug)
