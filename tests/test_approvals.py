@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.enums import Role
-from schemas.tables import Booking, Slot, Ticket, ToolExecution
+from schemas.tables import Booking, Slot, Ticket, ToolExecution, Turn
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import TeamClient, add_key, eventually, new_team
 
@@ -296,6 +296,52 @@ async def test_a_newer_message_interrupting_the_turn_cancels_its_approvals(
     late = await decide(team, item["id"], decision="approve")
     assert late.status_code == 409 and late.json()["error"]["code"] == "not_pending"
     assert await bookings(sessions, conversation) == []
+
+
+async def test_a_call_that_fails_for_good_cancels_the_approval_waiting_beside_it(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    conversation = await booking_conversation(team, model)
+    slot = (await free_slots(sessions, team.team_id))[0]
+    # Looking ahead from the last day a date can hold overflows on every attempt, so the
+    # ungated call fails for good once its retries are spent (about 16 s of backoff).
+    fake_llm.script(
+        model,
+        [
+            Step(
+                text="I'll book it and look for more.",
+                tool_calls=[
+                    ToolCallSpec("book_appointment", {"slot_id": slot, "customer_name": "Ana"}),
+                    ToolCallSpec("check_availability", {"date": "9999-12-31"}),
+                ],
+            )
+        ],
+    )
+    await team.send(conversation, "book", wait=False)
+    [item] = await pending(team, conversation)
+
+    async def failed_turn() -> Turn | None:
+        async with sessions() as session:
+            turn = (
+                await session.execute(select(Turn).where(Turn.conversation_id == conversation, Turn.n == 1))
+            ).scalar_one()
+            return turn if turn.status == "failed" else None
+
+    turn = await eventually(failed_turn, timeout=60)
+    assert turn is not None and turn.error_code == "OverflowError"
+    # The turn stopped its sibling before it recorded its failure, not at some later point.
+    detail = (await team.request("GET", f"/v1/approvals/{item['id']}")).json()
+    assert detail["status"] == "cancelled"
+    assert [e["action"] for e in detail["audit"]] == ["requested", "cancelled"]
+    late = await decide(team, item["id"], decision="approve")
+    assert late.status_code == 409 and late.json()["error"]["code"] == "not_pending"
+    await asyncio.sleep(1)  # room for a booking that should not come
+    assert await bookings(sessions, conversation) == []
+    async with sessions() as session:
+        ran = await session.execute(
+            select(ToolExecution.tool_name).where(ToolExecution.conversation_id == conversation)
+        )
+        assert list(ran.scalars()) == []
 
 
 async def test_approval_lists_filter_page_and_hide_other_teams(

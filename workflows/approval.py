@@ -73,7 +73,8 @@ class ApprovalWorkflow:
             await self._settle_notifications("approval.decided")
             return outcome
         except asyncio.CancelledError:
-            # The turn that asked was interrupted by a newer message: nothing will run.
+            # The turn that asked ended without this decision (a newer message interrupted it,
+            # or another call of its round failed): nothing will run.
             self._cancelled = True
             if self._outcome is None:
                 await self._record(AuditAction.CANCELLED, at=workflow.now())
@@ -148,8 +149,7 @@ class ApprovalWorkflow:
             raise already_decided(self._outcome)
         if self._cancelled:
             raise ApplicationError(
-                "no longer pending: a newer message interrupted the turn that asked",
-                type=ErrorType.NOT_PENDING,
+                "no longer pending: the turn that asked has ended", type=ErrorType.NOT_PENDING
             )
         if req.decision == Decision.EDIT and req.arguments is None:
             raise ApplicationError(

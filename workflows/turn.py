@@ -165,10 +165,7 @@ class Turn:
                             round=round_,
                         )
                     )
-            # Ungated calls run at once; gated ones each wait for their decision, all together.
-            results = await asyncio.gather(
-                *(self._call(round_, index, call, response) for index, call in enumerate(response.tool_calls))
-            )
+            results = await self._calls(round_, response)
             self.handed_off = self.handed_off or any(result.handoff for result, _ in results)
             records.extend(
                 ToolCallRecord(
@@ -193,6 +190,34 @@ class Turn:
             type=ErrorType.TOO_MANY_TOOL_ROUNDS,
             non_retryable=True,
         )
+
+    async def _calls(
+        self, round_: int, response: LlmResponse
+    ) -> list[tuple[ToolResult, ApprovalOutcome | None]]:
+        """Run one answer's tool calls together; when one fails for good, stop the others first.
+
+        Ungated calls run at once; gated ones each wait for their decision, all together.
+        The tasks are created in call order and gathered as before, so a round that succeeds
+        (or is interrupted: gather cancels them all) sends the commands it always sent.
+        """
+        tasks = [
+            asyncio.create_task(self._call(round_, index, call, response))
+            for index, call in enumerate(response.tool_calls)
+        ]
+        try:
+            return await asyncio.gather(*tasks)
+        except Exception:
+            # gather raises at the first failure and leaves the other calls running: an
+            # approval could then be granted, and its tool run, after the turn said it failed.
+            # Histories recorded before this let them run on, so they must replay that way.
+            pending = [task for task in tasks if not task.done()]
+            if pending and workflow.patched("turn-stops-sibling-calls-on-failure"):
+                for task in pending:
+                    task.cancel()
+                # Activities wait for their cancellation to complete and approvals record
+                # theirs, so nothing of this round acts after the turn records its failure.
+                await asyncio.gather(*pending, return_exceptions=True)
+            raise
 
     async def _call(
         self, round_: int, index: int, call: ToolCall, response: LlmResponse

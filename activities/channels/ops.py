@@ -57,7 +57,7 @@ def view_of(approval: Approval, agent: Agent, event: str, inbox_url: str) -> App
     who = approval.decided_by or "system"
     footer = {
         ApprovalStatus.EXPIRED: f"Expired: nobody decided in time ({who} applied the agent's expiry action).",
-        ApprovalStatus.CANCELLED: "Cancelled: a newer message interrupted the turn that asked.",
+        ApprovalStatus.CANCELLED: "Cancelled: the turn that asked has ended.",
     }.get(status, f"{status.value.capitalize()} by {who}")
     if approval.comment:
         footer += f": {approval.comment}"

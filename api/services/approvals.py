@@ -223,7 +223,7 @@ def already_decided(approval: Approval) -> ApiError:
         return ApiError(
             409,
             "not_pending",
-            "no longer pending: a newer message interrupted the turn that asked",
+            "no longer pending: the turn that asked has ended (interrupted by a newer message, or failed)",
             {"status": approval.status},
         )
     return ApiError(
