@@ -11,7 +11,8 @@ from fastapi.responses import Response
 
 from api.deps import SessionDep
 from api.errors import ApiError
-from api.routers import reports, schedules
+from api.routers import schedules
+from api.services import reports
 from api.web import templates
 from api.web.session import WebUser
 from schemas.enums import ReportStatus, Role
@@ -68,7 +69,7 @@ async def reports_page(
     request: Request, user: WebUser, session: SessionDep, status: ReportStatus | None = ReportStatus.NEW
 ) -> Response:
     """Reports delivered by scheduled runs, oldest first, with an Acknowledge button."""
-    page = await reports.list_page(session, user.team_id, status=status, limit=100)
+    page = await reports.list_reports(session, user.team_id, status=status, limit=100)
     return templates.TemplateResponse(
         request,
         "reports.html",
