@@ -8,4 +8,8 @@ Nothing here imports a router.
 
 - `agents`: find an agent, create, update, delete, and the public view of one.
 - `keys`: teams and API keys (bootstrap key, dev key, `steward keys create`).
+- `schedules`: find, create, list, describe, change, pause, unpause, trigger, backfill, delete schedules.
+- `schedule_runs`: a schedule's runs as the API shows them, latest and a page at a time.
+- `schedule_sync`: keeping Temporal Schedules in step with schedule rows (operations, reconcile).
+- `reports`: inbox reports of scheduled runs: list, find, acknowledge.
 """
