@@ -23,7 +23,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.infra.database import create_engine, session_factory
-from api import schedule_sync
+from api.services import schedule_sync
 from schemas.payloads import AmbientRunInput
 from schemas.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Step

@@ -16,7 +16,7 @@ from temporalio.client import (
 )
 
 from activities.infra.database import session_factory
-from api import schedule_sync
+from api.services import schedule_sync
 from schemas.settings import Settings
 from workflows import contract
 
@@ -40,7 +40,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 
 
 async def reconcile_ambient(client: Client, settings: Settings, engine: AsyncEngine) -> None:
-    """Bring the Temporal Schedules of ambient agents in line with their rows (see api/schedule_sync.py)."""
+    """Bring the Temporal Schedules of ambient agents in line with their rows (`schedule_sync.reconcile`)."""
     made, deleted = await schedule_sync.reconcile(client, session_factory(engine), settings.task_queue)
     if made or deleted:
         log.info("schedules reconciled: %d re-made, %d orphans deleted", made, deleted)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import Select, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.cursors import decode_cursor, encode_cursor
 from api.deps import Operator, Principal, SessionDep, require
-from api.errors import ApiError
-from api.services.agents import find_agent
+from api.services import reports
 from schemas.api import ErrorBody
 from schemas.enums import ReportStatus, Role
 from schemas.schedules import ReportPage, ReportPublic
-from schemas.tables import Agent, Report, Schedule, utcnow
 
 router = APIRouter(
     prefix="/v1/reports",
@@ -24,78 +19,6 @@ router = APIRouter(
 )
 
 Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.VIEWER))]
-
-
-def public(report: Report, schedule_name: str, agent_slug: str) -> ReportPublic:
-    return ReportPublic(
-        id=report.id,
-        status=ReportStatus(report.status),
-        schedule_id=report.schedule_id,
-        schedule=schedule_name,
-        run_id=report.run_id,
-        agent=agent_slug,
-        conversation_id=report.conversation_id,
-        title=report.title,
-        body=report.body,
-        created_at=report.created_at,
-        acknowledged_by=report.acknowledged_by,
-        acknowledged_at=report.acknowledged_at,
-    )
-
-
-def _select() -> Select[tuple[Report, str, str]]:
-    return (
-        select(Report, Schedule.name, Agent.slug)
-        .join(Schedule, Schedule.id == Report.schedule_id)
-        .join(Agent, Agent.id == Report.agent_id)
-    )
-
-
-async def find_report(session: AsyncSession, team_id: str, report_id: str) -> tuple[Report, str, str]:
-    row = (await session.execute(_select().where(Report.id == report_id, Report.team_id == team_id))).first()
-    if row is None:
-        raise ApiError(404, "report_not_found", f"no report '{report_id}' in this team")
-    return row[0], row[1], row[2]
-
-
-async def list_page(
-    session: AsyncSession,
-    team_id: str,
-    status: ReportStatus | None = None,
-    schedule: str | None = None,
-    agent: str | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> ReportPage:
-    """Reports oldest first, with totals per status under the same filters."""
-    filters: list[Any] = [Report.team_id == team_id]
-    if agent is not None:
-        filters.append(Report.agent_id == (await find_agent(session, team_id, agent)).id)
-    if schedule is not None:
-        filters.append(Report.schedule_id == schedule)
-    counts = await session.execute(
-        select(Report.status, func.count()).where(*filters).group_by(Report.status)
-    )
-    totals = {s: 0 for s in ReportStatus}
-    for row_status, count in counts.tuples():
-        totals[ReportStatus(row_status)] = count
-    stmt = _select().where(*filters)
-    if status is not None:
-        stmt = stmt.where(Report.status == status)
-    if cursor is not None:
-        created, last_id = decode_cursor(cursor)
-        stmt = stmt.where(
-            (Report.created_at > created) | ((Report.created_at == created) & (Report.id > last_id))
-        )
-    rows = list(
-        (await session.execute(stmt.order_by(Report.created_at, Report.id).limit(limit + 1))).tuples()
-    )
-    page = rows[:limit]
-    return ReportPage(
-        items=[public(r, name, slug) for r, name, slug in page],
-        totals=totals,
-        next_cursor=encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None,
-    )
 
 
 @router.get("", response_model=ReportPage)
@@ -109,12 +32,12 @@ async def list_reports(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReportPage:
     """Reports oldest first; pass `next_cursor` back as `cursor`."""
-    return await list_page(session, principal.team_id, status, schedule, agent, cursor, limit)
+    return await reports.list_reports(session, principal.team_id, status, schedule, agent, cursor, limit)
 
 
 @router.get("/{report_id}", response_model=ReportPublic, responses={404: {"model": ErrorBody}})
 async def get_report(report_id: str, principal: Reader, session: SessionDep) -> ReportPublic:
-    return public(*await find_report(session, principal.team_id, report_id))
+    return reports.public(*await reports.find_report(session, principal.team_id, report_id))
 
 
 @router.post(
@@ -124,20 +47,6 @@ async def get_report(report_id: str, principal: Reader, session: SessionDep) -> 
 )
 async def acknowledge_report(report_id: str, principal: Operator, session: SessionDep) -> ReportPublic:
     """Mark a report read; a second acknowledgement gets 409 saying who and when."""
-    await find_report(session, principal.team_id, report_id)
-    report = await session.get(Report, report_id, with_for_update=True, populate_existing=True)
-    assert report is not None
-    if report.status == ReportStatus.ACKNOWLEDGED:
-        when = report.acknowledged_at.isoformat() if report.acknowledged_at else None
-        raise ApiError(
-            409,
-            "already_acknowledged",
-            f"already acknowledged by {report.acknowledged_by} at {when}",
-            {"acknowledged_by": report.acknowledged_by, "acknowledged_at": when},
-        )
-    report.status = ReportStatus.ACKNOWLEDGED
-    report.acknowledged_by = principal.key_name
-    report.acknowledged_by_key_id = principal.key_id
-    report.acknowledged_at = utcnow()
-    await session.commit()
-    return public(*await find_report(session, principal.team_id, report_id))
+    return await reports.acknowledge_report(
+        session, principal.team_id, report_id, key_name=principal.key_name, key_id=principal.key_id
+    )

@@ -11,4 +11,8 @@ Nothing here imports a router.
 - `keys`: teams and API keys (bootstrap key, dev key, `steward keys create`).
 - `conversations`: find, open, list and read conversations; send a message; hand back.
 - `chat`: the conversation a chat completion continues (kept per `user`, seeded if new).
+- `schedules`: find, create, list, describe, change, pause, unpause, trigger, backfill, delete schedules.
+- `schedule_runs`: a schedule's runs as the API shows them, latest and a page at a time.
+- `schedule_sync`: keeping Temporal Schedules in step with schedule rows (operations, reconcile).
+- `reports`: inbox reports of scheduled runs: list, find, acknowledge.
 """

@@ -1,7 +1,8 @@
 """Web pages of ambient agents: `/schedules`, `/schedules/{id}` and the inbox's `/inbox/reports`.
 
-Pages read what the JSON API reads; their buttons call the JSON API with the sign-in
-cookie and the `X-Steward-Web: 1` header (static/schedules.js).
+Pages read what the JSON API reads, through the same services (`api.services.schedules`,
+`api.services.reports`); their buttons call the JSON API with the sign-in cookie and the
+`X-Steward-Web: 1` header (static/schedules.js).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from fastapi.responses import Response
 
 from api.deps import SessionDep
 from api.errors import ApiError
-from api.routers import reports, schedules
+from api.services import reports, schedules
 from api.web import templates
 from api.web.session import WebUser
 from schemas.enums import ReportStatus, Role
@@ -26,13 +27,11 @@ def _operates(role: Role) -> bool:
 @router.get("/schedules")
 async def schedules_page(request: Request, user: WebUser, session: SessionDep) -> Response:
     """Every schedule with its next run, last outcome and pause/resume/trigger buttons."""
-    page, _ = await schedules.list_rows(session, user.team_id, limit=100)
-    times = await schedules.next_runs(request.app.state.temporal, [row for row, _ in page])
-    items = [schedules.public(row, slug, when) for (row, slug), when in zip(page, times, strict=True)]
+    page = await schedules.list_schedules(session, request.app.state.temporal, user.team_id, limit=100)
     return templates.TemplateResponse(
         request,
         "schedules.html",
-        {"user": user, "schedules": items, "can_operate": _operates(user.role)},
+        {"user": user, "schedules": page.items, "can_operate": _operates(user.role)},
     )
 
 
@@ -45,18 +44,15 @@ async def schedule_page(request: Request, schedule_id: str, user: WebUser, sessi
         return templates.TemplateResponse(
             request, "schedule.html", {"user": user, "error": err.message, "schedule": None}, status_code=404
         )
-    temporal = request.app.state.temporal
-    described = await schedules.describe(temporal, row.id) if temporal is not None else None
-    schedule = schedules.public(row, agent.slug, schedules.next_run(described))
-    runs = await schedules.recent_runs(session, row.id)
+    detail = await schedules.describe_schedule(session, request.app.state.temporal, row, agent)
     return templates.TemplateResponse(
         request,
         "schedule.html",
         {
             "user": user,
-            "schedule": schedule,
-            "runs": runs,
-            "next_runs": schedules.upcoming(described),
+            "schedule": detail,
+            "runs": detail.recent_runs,
+            "next_runs": detail.temporal.next_runs if detail.temporal else [],
             "can_operate": _operates(user.role),
             "error": None,
         },
@@ -68,7 +64,7 @@ async def reports_page(
     request: Request, user: WebUser, session: SessionDep, status: ReportStatus | None = ReportStatus.NEW
 ) -> Response:
     """Reports delivered by scheduled runs, oldest first, with an Acknowledge button."""
-    page = await reports.list_page(session, user.team_id, status=status, limit=100)
+    page = await reports.list_reports(session, user.team_id, status=status, limit=100)
     return templates.TemplateResponse(
         request,
         "reports.html",

@@ -13,7 +13,7 @@ from schemas.tables.base import Base, new_id, utcnow
 
 class Schedule(Base):
     """An ambient agent: a prompt run on a timetable. The row is the source of truth; the
-    Temporal Schedule `schedule/{id}` follows it (api/schedule_sync.py keeps them consistent).
+    Temporal Schedule `schedule/{id}` follows it (api/services/schedule_sync.py keeps them consistent).
 
     Deleting sets `deleted_at` (runs and reports keep their schedule); such a row has no
     Temporal Schedule.

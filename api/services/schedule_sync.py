@@ -5,27 +5,37 @@
 - delete: the Temporal Schedule is deleted first (already missing is fine), then the row
   is marked deleted; if the second step fails the row is still live and `reconcile`
   makes its schedule again.
+- pause, unpause, trigger, backfill, retime: a row's Temporal Schedule found missing is
+  re-made from the row, then the operation is tried once more.
 - reconcile (worker start, `steward serve`): every live row gets its Temporal Schedule
   (re-made if missing, paused state made to match), and every `schedule/*` Temporal
   Schedule without a live row is deleted. A run fired by such an orphan also deletes it.
+
+Temporal's refusals come out as `RPCError`; the schedules service says what the caller hears.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
     ScheduleAlreadyRunningError,
+    ScheduleBackfill,
+    ScheduleDescription,
+    ScheduleHandle,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 from temporalio.client import (
     Schedule as TemporalSchedule,
@@ -48,6 +58,7 @@ OVERLAP = {
 
 
 def temporal_spec(spec: ScheduleSpecBody) -> ScheduleSpec:
+    """When Temporal fires, from a schedule's spec."""
     return ScheduleSpec(
         cron_expressions=[spec.cron] if spec.cron else [],
         intervals=[ScheduleIntervalSpec(every=timedelta(seconds=spec.interval))] if spec.interval else [],
@@ -59,6 +70,7 @@ def temporal_spec(spec: ScheduleSpecBody) -> ScheduleSpec:
 
 
 def temporal_policy(row: Schedule) -> SchedulePolicy:
+    """What Temporal does with overlapping and missed firings, from the row."""
     return SchedulePolicy(
         overlap=OVERLAP[OverlapPolicy(row.overlap)], catchup_window=timedelta(seconds=row.catchup_window)
     )
@@ -91,6 +103,70 @@ async def delete(client: Client, schedule_id: str) -> None:
             raise
 
 
+async def describe(client: Client, schedule_id: str) -> ScheduleDescription | None:
+    """Temporal's view of a schedule; None if it is missing or Temporal cannot be reached."""
+    try:
+        return await client.get_schedule_handle(temporal_schedule_id(schedule_id)).describe(
+            rpc_timeout=RPC_TIMEOUT
+        )
+    except RPCError:
+        return None
+
+
+async def _operate(
+    client: Client, row: Schedule, task_queue: str, operation: Callable[[ScheduleHandle], Awaitable[None]]
+) -> None:
+    """Run an operation on the row's Temporal Schedule; one found missing is re-made from the row first."""
+    handle = client.get_schedule_handle(temporal_schedule_id(row.id))
+    try:
+        await operation(handle)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        await create(client, row, task_queue)
+        await operation(handle)
+
+
+async def pause(client: Client, row: Schedule, task_queue: str, note: str) -> None:
+    """Stop the row's Temporal Schedule firing, with a note saying why."""
+    await _operate(client, row, task_queue, lambda handle: handle.pause(note=note, rpc_timeout=RPC_TIMEOUT))
+
+
+async def unpause(client: Client, row: Schedule, task_queue: str, note: str) -> None:
+    """Let the row's Temporal Schedule fire again."""
+    await _operate(client, row, task_queue, lambda handle: handle.unpause(note=note, rpc_timeout=RPC_TIMEOUT))
+
+
+async def trigger(client: Client, row: Schedule, task_queue: str) -> None:
+    """Fire now, also when paused or while another run is going (a person asked for it)."""
+    await _operate(
+        client,
+        row,
+        task_queue,
+        lambda handle: handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL, rpc_timeout=RPC_TIMEOUT),
+    )
+
+
+async def backfill(client: Client, row: Schedule, task_queue: str, start: datetime, end: datetime) -> None:
+    """Fire every firing between `start` and `end` now, as if that time were passing."""
+    period = ScheduleBackfill(start_at=start, end_at=end)
+    await _operate(client, row, task_queue, lambda handle: handle.backfill(period, rpc_timeout=RPC_TIMEOUT))
+
+
+async def retime(client: Client, row: Schedule, task_queue: str) -> None:
+    """Give the row's Temporal Schedule the row's spec, overlap policy and catch-up window."""
+    new_spec = temporal_spec(ScheduleSpecBody.model_validate(row.spec))
+    new_policy = temporal_policy(row)
+
+    def change(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        schedule = current.description.schedule
+        schedule.spec = new_spec
+        schedule.policy = new_policy
+        return ScheduleUpdate(schedule=schedule)
+
+    await _operate(client, row, task_queue, lambda handle: handle.update(change, rpc_timeout=RPC_TIMEOUT))
+
+
 async def reconcile(
     client: Client, sessions: async_sessionmaker[AsyncSession], task_queue: str
 ) -> tuple[int, int]:
@@ -119,5 +195,5 @@ async def reconcile(
     for schedule_id in existing - live.keys():
         await delete(client, schedule_id)
         deleted += 1
-        log.info("deleted orphan Temporal Schedule schedule/%s (no live row)", schedule_id)
+        log.info("deleted orphan Temporal Schedule %s (no live row)", temporal_schedule_id(schedule_id))
     return made, deleted
