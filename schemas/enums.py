@@ -46,6 +46,8 @@ class MessageRole(StrEnum):
     SYSTEM = "system"
     NOTICE = "notice"
     """Steward's own word to the user (a holding message while approval is pending); not model context."""
+    OPERATOR = "operator"
+    """A person's message to the user while they hold the conversation (`author` says who)."""
 
 
 class ToolMode(StrEnum):

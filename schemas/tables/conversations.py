@@ -67,7 +67,10 @@ class Agent(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_team_created", "team_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_conversations_team_created", "team_id", "created_at", "id"),
+        Index("ix_conversations_team_activity", "team_id", "last_activity_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
@@ -83,6 +86,17 @@ class Conversation(Base):
     """The channel this conversation talks on (None: API only); replies are delivered there."""
     channel_address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     """Where in the channel: Telegram `{chat_id, thread_id}`, Slack `{channel, thread_ts}`."""
+    handed_off_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When a person last got the conversation (the model's handoff or an operator's takeover)."""
+    handoff_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    """Why: the model's reason for its handoff, or the operator's for a takeover."""
+    held_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    """The operator who holds a handed-off conversation (claimed it or took it over); None: unclaimed."""
+    held_by_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    held_since: Mapped[datetime | None] = mapped_column(default=None)
+    caller_seen_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The last transcript entry a chat-completions caller was shown: later replies (a gated
+    turn's outcome, decided after the caller got its holding message) lead its next answer."""
 
 
 class Turn(Base):
@@ -126,6 +140,8 @@ class Message(Base):
     tool_call_id: Mapped[str | None] = mapped_column(String(100), default=None)
     tool_calls: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     model: Mapped[str | None] = mapped_column(String(200), default=None)
+    author: Mapped[str | None] = mapped_column(String(200), default=None)
+    """Who wrote an operator's message (role `operator`); None for everything else."""
     dedupe_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
