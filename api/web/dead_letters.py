@@ -14,7 +14,6 @@ from fastapi.responses import Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-import api.web.inbox  # noqa: F401  (registers the `ago` filter the template uses)
 from api.deps import SessionDep
 from api.routers.dead_letters import READERS, list_page
 from api.web import templates
