@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities.infra.secrets import SecretBox, SecretsUnavailable
 from api.deps import Admin, Principal, SessionDep, SettingsDep, require
 from api.errors import ApiError
-from api.inbound import Inbound
+from api.inbound.dispatch import Inbound
 from api.services.agents import find_agent
 from schemas.api import (
     ChannelCreate,
