@@ -8,4 +8,6 @@ Nothing here imports a router.
 
 - `agents`: find an agent, create, update, delete, and the public view of one.
 - `keys`: teams and API keys (bootstrap key, dev key, `steward keys create`).
+- `channels`: find a channel, connect, list, change and disconnect them (credentials sealed), the public view.
+- `dead_letters`: undelivered channel messages: list, retry, discard, and the dead-letter gauge.
 """
