@@ -18,7 +18,7 @@ from activities.infra.database import create_engine, session_factory
 from activities.infra.temporal import connect
 from api import errors
 from api.deps import KeyCache
-from api.inbound import Inbound, dead_letter_counter
+from api.inbound.dispatch import Inbound
 from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.routers import (
@@ -34,6 +34,7 @@ from api.routers import (
 )
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
+from api.services.dead_letters import dead_letter_counter
 from api.services.keys import ensure_bootstrap_key
 from api.streams import EventHub
 from api.web import STATIC_DIR, inbox, pages, session

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.inbound import Inbound
+from api.inbound.dispatch import Inbound
 from tests.fakes.channel_base import Call
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.fakes.slack_server import FakeSlack, signed_headers

@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.app import create_app
+from api.app import StewardAPI, create_app
 from schemas.settings import Settings
 from schemas.tables import Channel, ChannelInbound
 from tests.channels import (
@@ -308,3 +308,12 @@ async def test_a_webhook_that_fails_inside_answers_500_in_the_error_shape_and_lo
         for r in caplog.records
     )
     assert _hook_count(after, 500) - _hook_count(before, 500) == 1
+
+
+def test_each_app_answers_webhooks_with_hooks_of_its_own(tmp_path: Path) -> None:
+    """Two apps built in one process (the tests build several) do not share their webhook hooks:
+    each app's hooks, and the caches they keep, are its own."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'steward.db'}")
+    first, second = create_app(settings), create_app(settings)
+    assert isinstance(first, StewardAPI) and isinstance(second, StewardAPI)
+    assert first.hooks is not second.hooks

@@ -1,7 +1,7 @@
 """The inbound writer's driver-level INSERT stores rows exactly as the ORM does, on both databases.
 
 The webhook path writes `channel_inbound` rows with one multi-row statement for the driver
-(api/inbound.py, `_insert_statement`); everything else reads them through the ORM and
+(api/inbound/writer.py, `_insert_statement`); everything else reads them through the ORM and
 compares `received_at` in SQL (the sweeper), which on SQLite compares text. A value stored in
 another format would be read back wrong or never swept.
 """
@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from activities.infra.database import create_engine, session_factory
-from api.inbound import _Writer
+from api.inbound.writer import InboundWriter
 from api.services.keys import ensure_team
 from schemas.settings import Settings
 from schemas.tables import Agent, Channel, ChannelInbound, utcnow
@@ -78,7 +78,7 @@ async def test_rows_written_in_a_batch_are_stored_as_the_orm_stores_them_and_a_r
     reference = _row(channel, f"{prefix}:orm")
     async with engine.begin() as connection:
         await connection.execute(insert(ChannelInbound).values(**reference))
-    writer = _Writer(sessions)
+    writer = InboundWriter(sessions)
 
     ids = await writer._insert(
         [
@@ -134,7 +134,7 @@ async def test_concurrent_writes_of_one_key_store_it_once_and_every_writer_learn
     """Two API processes commit batches side by side: a key in two of them is taken by one only."""
     _, sessions = database
     channel = await _channel(sessions)
-    writer = _Writer(sessions)
+    writer = InboundWriter(sessions)
     keys = [f"tg:{channel.id}:{n}" for n in range(40)]
     first, second = await asyncio.gather(
         writer._insert([_row(channel, key) for key in keys[:30]]),

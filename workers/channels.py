@@ -24,8 +24,8 @@ from activities.channels.providers import TelegramProvider
 from activities.infra.database import write_lock
 from activities.infra.hashing import hash_secret
 from activities.infra.secrets import SecretBox
-from api.inbound import Inbound
-from api.routers.channel_hooks import telegram_item
+from api.inbound.dispatch import Inbound
+from api.inbound.parse import telegram_item
 from schemas.enums import ChannelMode, ChannelType
 from schemas.settings import Settings
 from schemas.tables import Channel, utcnow

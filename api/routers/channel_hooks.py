@@ -3,7 +3,7 @@
 Each request is verified (Telegram's secret token header; Slack's v0 signature over
 the raw body, within five minutes, compared in constant time), normalised, recorded
 under the provider's dedupe key and acknowledged; the turn itself runs in Temporal
-(see api/inbound.py). Nothing here waits on Temporal.
+(see api/inbound/). Nothing here waits on Temporal.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from starlette.types import Receive, Scope, Send
 
 from activities.infra.hashing import hash_secret
 from api.errors import error_response
-from api.inbound import ChannelConfig, Inbound, InboundItem
+from api.inbound.config import ChannelConfig
+from api.inbound.dispatch import Inbound
+from api.inbound.parse import slack_decision_item, slack_item, telegram_item
 from api.metrics import LATENCY, REQUESTS
-from schemas.api import MAX_TEXT_BYTES
 from schemas.enums import ChannelType
 
 log = logging.getLogger("steward.api")
@@ -35,73 +36,6 @@ router = APIRouter(tags=["channels"], include_in_schema=True)
 
 TELEGRAM_SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
 _OK = Response(content=b"", status_code=200)
-_MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
-
-
-def _clip(text: str) -> str:
-    data = text.encode()
-    return text if len(data) <= MAX_TEXT_BYTES else data[:MAX_TEXT_BYTES].decode(errors="ignore")
-
-
-def telegram_item(channel: ChannelConfig, update: dict[str, Any]) -> InboundItem:
-    """A Telegram update as an inbound item (`ignored` for kinds Steward does not handle)."""
-    update_id = update["update_id"]
-    key = f"tg:{channel.id}:{update_id}"
-    message = update.get("message")
-    callback = update.get("callback_query")
-    if (
-        isinstance(message, dict)
-        and isinstance(message.get("text"), str)
-        and isinstance(message.get("chat"), dict)
-    ):
-        sender = message.get("from") or {}
-        if sender.get("is_bot"):
-            return InboundItem(channel, key, "ignored", reason="sent by a bot")
-        chat_id = message["chat"]["id"]
-        thread = message.get("message_thread_id") if message.get("is_topic_message") else None
-        text: str = message["text"]
-        is_command = any(
-            e.get("type") == "bot_command" and e.get("offset") == 0 for e in message.get("entities") or []
-        )
-        if is_command:
-            head, _, rest = text.partition(" ")
-            text = f"{head.split('@', 1)[0]} {rest}".strip()
-        return InboundItem(
-            channel,
-            key,
-            "command" if is_command else "message",
-            user_key=_telegram_user(sender),
-            chat_key=f"tg:{chat_id}:{thread or 0}",
-            address={"chat_id": chat_id, **({"thread_id": thread} if thread else {})},
-            text=_clip(text),
-        )
-    if isinstance(callback, dict):
-        sender = callback.get("from") or {}
-        parts = str(callback.get("data") or "").split(":")
-        chat = ((callback.get("message") or {}).get("chat") or {}).get("id")
-        answer_to = {"callback_query_id": callback["id"]}
-        if len(parts) == 3 and parts[0] == "ap" and parts[2] in ("approve", "reject"):
-            return InboundItem(
-                channel,
-                key,
-                "decision",
-                user_key=_telegram_user(sender),
-                data={
-                    "approval_id": parts[1],
-                    "decision": parts[2],
-                    "chat": chat,
-                    "answer_to": answer_to,
-                    "user_id_key": f"telegram:{sender.get('id')}",
-                },
-            )
-        return InboundItem(channel, key, "ignored", reason="unknown button")
-    kinds = [k for k in update if k != "update_id"]
-    return InboundItem(channel, key, "ignored", reason=f"not handled: {', '.join(kinds) or 'empty update'}")
-
-
-def _telegram_user(sender: dict[str, Any]) -> str:
-    username = sender.get("username")
-    return f"telegram:@{username}" if username else f"telegram:{sender.get('id')}"
 
 
 async def _channel(
@@ -158,35 +92,6 @@ def _verified(channel: ChannelConfig, headers: Headers, raw: bytes) -> bool:
     )
 
 
-def slack_item(channel: ChannelConfig, payload: dict[str, Any]) -> InboundItem:
-    """A Slack event callback as an inbound item: mentions and DMs are messages."""
-    key = f"slack:{channel.id}:{payload.get('event_id')}"
-    event = payload.get("event") or {}
-    kind = event.get("type")
-    if event.get("bot_id") or event.get("subtype"):
-        return InboundItem(channel, key, "ignored", reason="a bot's message or an edit")
-    user = str(event.get("user") or "")
-    where = str(event.get("channel") or "")
-    if kind == "app_mention":
-        thread = str(event.get("thread_ts") or event.get("ts") or "")
-    elif kind == "message" and event.get("channel_type") == "im":
-        thread = str(event.get("thread_ts") or "")
-    else:
-        return InboundItem(channel, key, "ignored", reason=f"event {kind} not handled")
-    text = _MENTION.sub("", str(event.get("text") or "")).strip()
-    if not text:
-        return InboundItem(channel, key, "ignored", reason="no text")
-    return InboundItem(
-        channel,
-        key,
-        "message",
-        user_key=f"slack:{user}",
-        chat_key=f"slack:{where}:{thread}",
-        address={"channel": where, **({"thread_ts": thread} if thread else {})},
-        text=_clip(text),
-    )
-
-
 async def slack_events(inbound: Inbound, channel_id: str, headers: Headers, raw: bytes) -> Response:
     """Signed event callbacks; `url_verification` is answered, each `event_id` handled once."""
     channel = await _channel(inbound, channel_id, ChannelType.SLACK)
@@ -216,31 +121,9 @@ async def slack_interactions(inbound: Inbound, channel_id: str, headers: Headers
     payload = _json((form.get("payload") or [""])[0].encode())
     if payload is None:
         return error_response(400, "bad_request", "expected a form field 'payload' with JSON")
-    actions = payload.get("actions") or []
-    if payload.get("type") != "block_actions" or not actions:
-        return _OK
-    action = actions[0]
-    if action.get("action_id") not in ("approve", "reject"):
-        return _OK  # the inbox link button: Slack opens the URL itself
-    user = str((payload.get("user") or {}).get("id") or "")
-    where = str(
-        (payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get("channel_id") or ""
-    )
-    key = f"slack:{channel.id}:action:{action.get('action_ts') or payload.get('trigger_id')}:{user}"
-    await inbound.accept(
-        InboundItem(
-            channel,
-            key,
-            "decision",
-            user_key=f"slack:{user}",
-            data={
-                "approval_id": str(action.get("value") or ""),
-                "decision": action["action_id"],
-                "chat": where,
-                "answer_to": {"channel": where, "user": user, "ephemeral": True},
-            },
-        )
-    )
+    item = slack_decision_item(channel, payload)
+    if item is not None:
+        await inbound.accept(item)
     return _OK
 
 

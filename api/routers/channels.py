@@ -6,30 +6,15 @@ only which ones are set.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.infra.secrets import SecretBox, SecretsUnavailable
 from api.deps import Admin, Principal, SessionDep, SettingsDep, require
-from api.errors import ApiError
-from api.inbound import Inbound
-from api.services.agents import find_agent
-from schemas.api import (
-    ChannelCreate,
-    ChannelList,
-    ChannelOps,
-    ChannelPublic,
-    ChannelUpdate,
-    ErrorBody,
-    credentials_model,
-)
-from schemas.enums import ChannelMode, ChannelType, Role
-from schemas.settings import Settings
-from schemas.tables import Agent, Channel, utcnow
+from api.inbound.dispatch import Inbound
+from api.services import channels
+from schemas.api import ChannelCreate, ChannelList, ChannelPublic, ChannelUpdate, ErrorBody
+from schemas.enums import Role
 
 router = APIRouter(
     prefix="/v1/channels",
@@ -40,91 +25,10 @@ router = APIRouter(
 Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.VIEWER))]
 
 
-def _box(settings: Settings) -> SecretBox:
-    try:
-        return SecretBox.of(settings)
-    except SecretsUnavailable as err:
-        raise ApiError(503, "secrets_unavailable", str(err)) from err
-
-
-def _credentials(kind: ChannelType, raw: dict[str, Any]) -> dict[str, Any]:
-    """Validated credentials, or 422 naming each field (never echoing a value)."""
-    try:
-        parsed = credentials_model(kind).model_validate(raw)
-    except ValidationError as err:
-        details = [
-            {
-                "field": ".".join(["credentials", *(str(p) for p in e["loc"])]),
-                "message": e["msg"],
-                "type": e["type"],
-            }
-            for e in err.errors()
-        ]
-        fields = ", ".join(d["field"] for d in details)
-        raise ApiError(
-            422, "validation_error", f"invalid {kind.value} credentials: {fields}", details
-        ) from err
-    return parsed.model_dump(exclude_none=True)
-
-
-def _check(kind: ChannelType, mode: ChannelMode, ops: ChannelOps | None) -> None:
-    if kind == ChannelType.SLACK and mode == ChannelMode.POLLING:
-        raise ApiError(
-            422,
-            "validation_error",
-            "Slack channels receive events by webhook; polling is for Telegram",
-            [{"field": "mode", "message": "Slack has no polling mode"}],
-        )
-    if ops is None:
-        return
-    wrong = "channel_id" if kind == ChannelType.TELEGRAM else "chat_id"
-    if getattr(ops, wrong) is not None:
-        right = "chat_id" if kind == ChannelType.TELEGRAM else "channel_id"
-        raise ApiError(
-            422,
-            "validation_error",
-            f"a {kind.value} ops chat is given as ops.{right}",
-            [{"field": f"ops.{wrong}", "message": f"not for {kind.value}; use ops.{right}"}],
-        )
-
-
-def public(channel: Channel, agent_slug: str, settings: Settings) -> ChannelPublic:
-    credentials = _box(settings).open(channel.credentials)
-    base = settings.public_url.rstrip("/")
-    if channel.type == ChannelType.TELEGRAM:
-        webhook, interactions = f"{base}/channels/telegram/{channel.id}", None
-    else:
-        webhook = f"{base}/channels/slack/{channel.id}/events"
-        interactions = f"{base}/channels/slack/{channel.id}/interactions"
-    return ChannelPublic(
-        id=channel.id,
-        type=ChannelType(channel.type),
-        agent=agent_slug,
-        name=channel.name,
-        mode=ChannelMode(channel.mode),
-        ops=ChannelOps.model_validate(channel.ops) if channel.ops else None,
-        rate_limit_per_minute=channel.rate_limit_per_minute,
-        credentials_set=sorted(k for k in credentials if k != "api_base_url"),
-        api_base_url=credentials.get("api_base_url"),
-        webhook_url=webhook,
-        interactions_url=interactions,
-        webhook_registered=channel.webhook_secret_hash is not None,
-        created_at=channel.created_at,
-        updated_at=channel.updated_at,
-    )
-
-
-async def find_channel(session: AsyncSession, team_id: str, channel_id: str) -> tuple[Channel, Agent]:
-    row = (
-        await session.execute(
-            select(Channel, Agent)
-            .join(Agent, Agent.id == Channel.agent_id)
-            .where(Channel.id == channel_id, Channel.team_id == team_id, Channel.deleted_at.is_(None))
-        )
-    ).first()
-    if row is None:
-        raise ApiError(404, "channel_not_found", f"no channel '{channel_id}' in this team")
-    return row[0], row[1]
+def _forget(request: Request, channel_id: str) -> None:
+    """This process's webhooks see the change at once (other processes within the cache's seconds)."""
+    inbound: Inbound = request.app.state.inbound
+    inbound.channels.forget(channel_id)
 
 
 @router.post("", status_code=201, response_model=ChannelPublic, responses={422: {"model": ErrorBody}})
@@ -132,42 +36,22 @@ async def create_channel(
     body: ChannelCreate, principal: Admin, session: SessionDep, settings: SettingsDep
 ) -> ChannelPublic:
     """Connect a Telegram bot or a Slack app to an agent (credentials are stored encrypted)."""
-    _check(body.type, body.mode, body.ops)
-    credentials = _credentials(body.type, body.credentials)
-    box = _box(settings)
-    agent = await find_agent(session, principal.team_id, body.agent)
-    channel = Channel(
-        team_id=principal.team_id,
-        agent_id=agent.id,
-        type=body.type,
-        mode=body.mode,
-        name=body.name,
-        credentials=box.seal(credentials),
-        ops=body.ops.model_dump(mode="json", exclude_none=True) if body.ops else {},
-        rate_limit_per_minute=body.rate_limit_per_minute,
-    )
-    session.add(channel)
-    await session.commit()
-    return public(channel, agent.slug, settings)
+    channel, agent = await channels.create_channel(session, settings, principal.team_id, body)
+    return channels.public(channel, agent.slug, settings)
 
 
 @router.get("", response_model=ChannelList)
 async def list_channels(principal: Reader, session: SessionDep, settings: SettingsDep) -> ChannelList:
-    rows = await session.execute(
-        select(Channel, Agent.slug)
-        .join(Agent, Agent.id == Channel.agent_id)
-        .where(Channel.team_id == principal.team_id, Channel.deleted_at.is_(None))
-        .order_by(Channel.created_at, Channel.id)
-    )
-    return ChannelList(items=[public(c, slug, settings) for c, slug in rows.tuples()])
+    rows = await channels.list_channels(session, principal.team_id)
+    return ChannelList(items=[channels.public(c, slug, settings) for c, slug in rows])
 
 
 @router.get("/{channel_id}", response_model=ChannelPublic, responses={404: {"model": ErrorBody}})
 async def get_channel(
     channel_id: str, principal: Reader, session: SessionDep, settings: SettingsDep
 ) -> ChannelPublic:
-    channel, agent = await find_channel(session, principal.team_id, channel_id)
-    return public(channel, agent.slug, settings)
+    channel, agent = await channels.find_channel(session, principal.team_id, channel_id)
+    return channels.public(channel, agent.slug, settings)
 
 
 @router.patch(
@@ -184,30 +68,9 @@ async def update_channel(
     request: Request,
 ) -> ChannelPublic:
     """Change a channel; `credentials` replaces only the keys it gives."""
-    channel, agent = await find_channel(session, principal.team_id, channel_id)
-    kind = ChannelType(channel.type)
-    mode = body.mode or ChannelMode(channel.mode)
-    ops = body.ops if "ops" in body.model_fields_set else None
-    _check(kind, mode, ops)
-    box = _box(settings)
-    if body.credentials is not None:
-        merged = {**box.open(channel.credentials), **body.credentials}
-        channel.credentials = box.seal(_credentials(kind, merged))
-    if body.agent is not None:
-        agent = await find_agent(session, principal.team_id, body.agent)
-        channel.agent_id = agent.id
-    if body.name is not None:
-        channel.name = body.name
-    channel.mode = mode
-    if "ops" in body.model_fields_set:
-        channel.ops = body.ops.model_dump(mode="json", exclude_none=True) if body.ops else {}
-    if body.rate_limit_per_minute is not None:
-        channel.rate_limit_per_minute = body.rate_limit_per_minute
-    channel.updated_at = utcnow()
-    await session.commit()
-    inbound: Inbound = request.app.state.inbound
-    inbound.channels.forget(channel.id)
-    return public(channel, agent.slug, settings)
+    channel, agent = await channels.update_channel(session, settings, principal.team_id, channel_id, body)
+    _forget(request, channel.id)
+    return channels.public(channel, agent.slug, settings)
 
 
 @router.delete("/{channel_id}", status_code=204, responses={404: {"model": ErrorBody}})
@@ -215,9 +78,6 @@ async def delete_channel(
     channel_id: str, principal: Admin, session: SessionDep, request: Request
 ) -> Response:
     """Disconnect a channel: its webhooks answer 404 from now on; conversations are kept."""
-    channel, _ = await find_channel(session, principal.team_id, channel_id)
-    channel.deleted_at = channel.updated_at = utcnow()
-    await session.commit()
-    inbound: Inbound = request.app.state.inbound
-    inbound.channels.forget(channel.id)
+    channel = await channels.delete_channel(session, principal.team_id, channel_id)
+    _forget(request, channel.id)
     return Response(status_code=204)

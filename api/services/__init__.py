@@ -15,4 +15,6 @@ Nothing here imports a router.
 - `schedule_runs`: a schedule's runs as the API shows them, latest and a page at a time.
 - `schedule_sync`: keeping Temporal Schedules in step with schedule rows (operations, reconcile).
 - `reports`: inbox reports of scheduled runs: list, find, acknowledge.
+- `channels`: find a channel, connect, list, change and disconnect them (credentials sealed), the public view.
+- `dead_letters`: undelivered channel messages: list, retry, discard, and the dead-letter gauge.
 """

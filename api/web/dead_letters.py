@@ -1,59 +1,26 @@
 """The dead-letters page: `/dead-letters`, channel messages that could not be delivered.
 
-Its rows are what `GET /v1/dead-letters` lists (`api.routers.dead_letters.list_page`);
+Its rows are what `GET /v1/dead-letters` lists (`api.services.dead_letters.list_page`);
 its Retry and Discard buttons call the JSON API from static/dead_letters.js with the
 sign-in cookie and the `X-Steward-Web: 1` header, as the other pages' buttons do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-import api.web.inbox  # noqa: F401  (registers the `ago` filter the template uses)
 from api.deps import SessionDep
-from api.routers.dead_letters import READERS, list_page
+from api.services.dead_letters import READERS, channel_choices, list_page
 from api.web import templates
 from api.web.session import WebUser
-from schemas.enums import DeliveryStatus, Role
-from schemas.tables import Channel, ChannelDelivery
+from schemas.enums import Role
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
 OPERATORS = (Role.ADMIN, Role.OPERATOR)
 """Who may press Retry and Discard (the JSON API's `Operator`)."""
 PAGE_SIZE = 100
-
-
-@dataclass(frozen=True)
-class ChannelChoice:
-    """One entry of the channel filter: a channel and how many of its messages wait here."""
-
-    id: str
-    type: str
-    name: str
-    waiting: int
-
-
-async def channel_choices(session: AsyncSession, team_id: str) -> list[ChannelChoice]:
-    """The team's channels with their dead-letter counts; deleted ones only while they have some."""
-    waiting = (
-        select(ChannelDelivery.channel_id, func.count().label("waiting"))
-        .where(ChannelDelivery.team_id == team_id, ChannelDelivery.status == DeliveryStatus.FAILED)
-        .group_by(ChannelDelivery.channel_id)
-        .subquery()
-    )
-    rows = await session.execute(
-        select(Channel.id, Channel.type, Channel.name, func.coalesce(waiting.c.waiting, 0))
-        .outerjoin(waiting, waiting.c.channel_id == Channel.id)
-        .where(Channel.team_id == team_id, or_(Channel.deleted_at.is_(None), waiting.c.waiting.is_not(None)))
-        .order_by(Channel.type, Channel.name, Channel.id)
-    )
-    return [ChannelChoice(id, kind, name, int(count)) for id, kind, name, count in rows.tuples()]
 
 
 @router.get("/dead-letters")

@@ -39,21 +39,6 @@ TABS = [
 ]
 
 
-def age(when: datetime, now: datetime | None = None) -> str:
-    """`just now`, `4 min`, `3 h 10 min`, `2 d 5 h`: how long an item has waited."""
-    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
-    if seconds < 60:
-        return "just now"
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if days:
-        return f"{days} d {hours % 24} h"
-    if hours:
-        return f"{hours} h {minutes % 60} min"
-    return f"{minutes} min"
-
-
-templates.env.filters["age"] = age
-templates.env.filters["ago"] = lambda when: "just now" if (text := age(when)) == "just now" else f"{text} ago"
 templates.env.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
 
 
