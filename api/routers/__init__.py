@@ -1,1 +1,1 @@
-"""One router per resource."""
+"""One thin router per resource: parse, authorise, call a service (`api/services/`), shape the answer."""
