@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ async def test_the_replayer_runs_workflows_as_every_worker_does(
 ) -> None:
     replayer = Replayer(workflows=WORKFLOWS, plugins=[StewardPlugin()])
     replaying = replayer.config(active_config=True)
-    worker = build_worker(temporal, settings, engine)
+    # A task queue of its own: the session's worker already polls the test queue on this client.
+    own = settings.model_copy(update={"task_queue": f"replayer-check-{uuid.uuid4().hex[:8]}"})
+    worker = build_worker(temporal, own, engine)
     assert _passthrough(worker.config(active_config=True)) == _passthrough(replaying)
     assert set(PASSTHROUGH_MODULES) <= _passthrough(replaying)
     assert type(temporal.data_converter.payload_converter) is type(
