@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import Browser
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +36,7 @@ from tests.fakes.telegram_server import FakeTelegram
 from tests.processes import WorkerProcess, own_stack
 from tests.sse import SseEvent, collect
 from tests.support import TeamClient, eventually, new_team
+from tests.web import sign_in
 
 
 @pytest.fixture
@@ -227,6 +229,30 @@ async def test_handback_takes_no_body_or_an_empty_one_and_clears_the_hold(
     assert got[1].data["by"] == "admin key"
     fake_llm.script(model, [Step(text="back to work")])
     assert (await team.send(conversation, "hi")).json()["reply"]["content"] == "back to work"
+
+
+async def test_a_signed_in_page_takes_over_and_hands_back_with_bodiless_fetches(
+    browser: Browser, live_url: str, team: TeamClient, model: str
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    page = await browser.new_page()
+    try:
+        await sign_in(page, live_url, team.key)
+        statuses = await page.evaluate(
+            """async (id) => {
+                const post = (action) => fetch(`/v1/conversations/${id}/${action}`,
+                    {method: "POST", headers: {"X-Steward-Web": "1"}}).then((r) => r.status);
+                return [await post("takeover"), await post("handback")];
+            }""",
+            conversation,
+        )
+    finally:
+        await page.close()
+
+    assert statuses == [200, 200]
+    shown = await team.conversation(conversation)
+    assert shown["status"] == "idle" and shown["handed_off_at"] is not None and shown["held_by"] is None
 
 
 async def test_the_model_sees_what_the_operator_said_once_it_has_the_conversation_back(
