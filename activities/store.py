@@ -27,12 +27,12 @@ from schemas.payloads import (
     ConversationRef,
     ConversationState,
     FinishTurn,
-    HandBack,
-    HandOff,
     HoldChange,
     OperatorMessageRecorded,
     OperatorReply,
+    RecordHandback,
     RecordOperatorMessage,
+    RecordTakeover,
     StatusChange,
     TurnOutcome,
 )
@@ -292,7 +292,7 @@ class StoreActivities:
         return outcome
 
     @activity.defn(name="store.hand_off")
-    async def hand_off(self, req: HandOff) -> None:
+    async def hand_off(self, req: RecordTakeover) -> None:
         """An operator took the conversation over: a person has it now, and they hold it."""
 
         async def work(session: AsyncSession) -> None:
@@ -331,7 +331,7 @@ class StoreActivities:
         await in_transaction(self._sessions, work)
 
     @activity.defn(name="store.hand_back")
-    async def hand_back(self, req: HandBack) -> None:
+    async def hand_back(self, req: RecordHandback) -> None:
         """Record a handback: nobody holds the conversation, and (unless a turn runs) it is idle."""
 
         async def work(session: AsyncSession) -> None:
@@ -401,7 +401,6 @@ class StoreActivities:
                 content=row.content,
                 author=row.author or req.author,
                 created_at=row.created_at,
-                fresh=fresh,
             )
 
         return await in_transaction(self._sessions, work)

@@ -487,7 +487,7 @@ class OperatorMessage(BaseModel):
     idempotency_key: str | None = None
 
 
-class HandOff(BaseModel):
+class RecordTakeover(BaseModel):
     """An operator takes over: record the handoff and who now holds it (once, at `at`)."""
 
     conversation_id: str
@@ -509,7 +509,7 @@ class HoldChange(BaseModel):
     claim: bool
 
 
-class HandBack(BaseModel):
+class RecordHandback(BaseModel):
     """Record a handback: the hold is cleared; `idle` also shows the conversation idle."""
 
     conversation_id: str
@@ -537,8 +537,6 @@ class OperatorMessageRecorded(BaseModel):
     content: str
     author: str
     created_at: datetime
-    fresh: bool = True
-    """False when this repeats a message already stored (its key was seen)."""
 
 
 class DeliverOperatorMessage(BaseModel):

@@ -30,10 +30,8 @@ with workflow.unsafe.imports_passed_through():
         DeliverOperatorMessage,
         DeliverTurn,
         DeliveryResult,
-        HandBack,
         Handback,
         HandbackResult,
-        HandOff,
         HandoffNotice,
         HoldChange,
         HoldRequest,
@@ -42,7 +40,9 @@ with workflow.unsafe.imports_passed_through():
         OperatorMessage,
         OperatorMessageRecorded,
         PendingTurn,
+        RecordHandback,
         RecordOperatorMessage,
+        RecordTakeover,
         StatusChange,
         SubmitAccepted,
         SubmitMessage,
@@ -257,7 +257,7 @@ class ConversationWorkflow:
             state.held_by = state.held_by_key_id = None
             await workflow.execute_local_activity_method(
                 StoreActivities.hand_back,
-                HandBack(
+                RecordHandback(
                     conversation_id=self._inp.conversation_id,
                     team_id=self._inp.team_id,
                     by=req.operator,
@@ -304,7 +304,7 @@ class ConversationWorkflow:
             await workflow.wait_condition(lambda: self._turn is not turn)
         await workflow.execute_local_activity_method(
             StoreActivities.hand_off,
-            HandOff(
+            RecordTakeover(
                 conversation_id=self._inp.conversation_id,
                 team_id=self._inp.team_id,
                 at=workflow.now(),
