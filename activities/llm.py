@@ -76,7 +76,7 @@ def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict
                 open_calls.remove(row.tool_call_id)
                 messages.append({"role": "tool", "tool_call_id": row.tool_call_id, "content": row.content})
             continue
-        if row.role not in (MessageRole.USER, MessageRole.ASSISTANT):
+        if row.role not in (MessageRole.USER, MessageRole.ASSISTANT, MessageRole.OPERATOR):
             # System rows record failures for people and notices speak to the user (a holding
             # message while a call waits for approval, between the call and its result): the
             # model sees neither.
@@ -84,6 +84,10 @@ def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict
         close_open_calls()
         if row.role == MessageRole.USER:
             messages.append({"role": "user", "content": row.content})
+        elif row.role == MessageRole.OPERATOR:
+            # A person spoke for the agent while they held the conversation: once it is handed
+            # back, the model must know what the user was told, as its own side of the talk.
+            messages.append({"role": "assistant", "content": row.content})
         elif row.role == MessageRole.ASSISTANT:
             entry: dict[str, Any] = {"role": "assistant", "content": row.content or None}
             if row.tool_calls:

@@ -8,6 +8,7 @@ and the local activities below call them for turns that never reach the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,11 +27,16 @@ from schemas.payloads import (
     ConversationRef,
     ConversationState,
     FinishTurn,
+    HoldChange,
+    OperatorMessageRecorded,
     OperatorReply,
+    RecordHandback,
+    RecordOperatorMessage,
+    RecordTakeover,
     StatusChange,
     TurnOutcome,
 )
-from schemas.tables import Message, Turn, utcnow
+from schemas.tables import Conversation, Event, Message, Turn, utcnow
 
 
 @dataclass
@@ -188,16 +194,24 @@ class StoreActivities:
         """Rebuild a conversation's counters from the store, for a workflow's first run."""
         async with self._sessions() as session:
             conversation = await lock_conversation(session, ref.conversation_id, ref.team_id)
-            users = await session.execute(
-                select(func.count())
-                .select_from(Message)
-                .where(Message.conversation_id == ref.conversation_id, Message.role == MessageRole.USER)
+            counted = await session.execute(
+                select(Message.role, func.count())
+                .where(
+                    Message.conversation_id == ref.conversation_id,
+                    Message.role.in_((MessageRole.USER, MessageRole.OPERATOR)),
+                )
+                .group_by(Message.role)
             )
+            counts: dict[str, int] = {role: n for role, n in counted.tuples()}
             return ConversationState(
                 last_turn=conversation.turns,
-                last_message=users.scalar() or 0,
+                last_message=counts.get(MessageRole.USER, 0),
                 handed_off=conversation.status == ConversationStatus.HANDED_OFF,
                 channel=ChannelRef(channel_id=conversation.channel_id) if conversation.channel_id else None,
+                held_by=conversation.held_by,
+                held_by_key_id=conversation.held_by_key_id,
+                # Every operator message counted, keyed ones too: numbers already used stay behind.
+                operator_messages=counts.get(MessageRole.OPERATOR, 0),
             )
 
     @activity.defn(name="store.begin_turn")
@@ -276,3 +290,137 @@ class StoreActivities:
 
         count_outcome(await in_transaction(self._sessions, work), TurnStatus.COMPLETED)
         return outcome
+
+    @activity.defn(name="store.hand_off")
+    async def hand_off(self, req: RecordTakeover) -> None:
+        """An operator took the conversation over: a person has it now, and they hold it."""
+
+        async def work(session: AsyncSession) -> None:
+            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+            if conversation.status == ConversationStatus.HANDED_OFF and conversation.handed_off_at == req.at:
+                return  # a retry of a write that committed
+            conversation.status = ConversationStatus.HANDED_OFF
+            conversation.handed_off_at = req.at
+            conversation.handoff_reason = req.reason
+            _hold(conversation, req.by, req.by_key_id, req.at)
+            conversation.last_activity_at = utcnow()
+            await _conversation_event(
+                session, conversation, EventKind.CONVERSATION_HANDED_OFF, {"reason": req.reason, "by": req.by}
+            )
+
+        await in_transaction(self._sessions, work)
+
+    @activity.defn(name="store.set_hold")
+    async def set_hold(self, req: HoldChange) -> None:
+        """Record who holds a handed-off conversation: a claim, or a release (nobody)."""
+
+        async def work(session: AsyncSession) -> None:
+            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+            if req.claim:
+                if conversation.held_by == req.by and conversation.held_by_key_id == req.by_key_id:
+                    return
+                _hold(conversation, req.by, req.by_key_id, req.at)
+                kind = EventKind.CONVERSATION_CLAIMED
+            else:
+                if conversation.held_by is None:
+                    return
+                _hold(conversation, None, None, None)
+                kind = EventKind.CONVERSATION_RELEASED
+            await _conversation_event(session, conversation, kind, {"by": req.by})
+
+        await in_transaction(self._sessions, work)
+
+    @activity.defn(name="store.hand_back")
+    async def hand_back(self, req: RecordHandback) -> None:
+        """Record a handback: nobody holds the conversation, and (unless a turn runs) it is idle."""
+
+        async def work(session: AsyncSession) -> None:
+            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+            if req.idle:
+                conversation.status = ConversationStatus.IDLE
+            conversation.last_activity_at = utcnow()
+            _hold(conversation, None, None, None)
+            last = (
+                await session.execute(
+                    select(Event.kind)
+                    .where(Event.conversation_id == req.conversation_id)
+                    .order_by(Event.seq.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            if last != EventKind.CONVERSATION_HANDED_BACK:  # else a retry of a write that committed
+                await _conversation_event(
+                    session, conversation, EventKind.CONVERSATION_HANDED_BACK, {"by": req.by}
+                )
+
+        await in_transaction(self._sessions, work)
+
+    @activity.defn(name="store.record_operator_message")
+    async def record_operator_message(self, req: RecordOperatorMessage) -> OperatorMessageRecorded:
+        """Put a person's message in the transcript and the event log (once per dedupe key).
+
+        An unclaimed conversation is claimed by the message's author: whoever answers holds it.
+        """
+
+        async def work(session: AsyncSession) -> OperatorMessageRecorded:
+            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+            fresh = await append_message(
+                session,
+                team_id=req.team_id,
+                conversation_id=req.conversation_id,
+                turn=conversation.turns,
+                role=MessageRole.OPERATOR,
+                content=req.text,
+                author=req.author,
+                dedupe_key=req.dedupe_key,
+            )
+            row = (
+                await session.execute(
+                    select(Message).where(
+                        Message.conversation_id == req.conversation_id, Message.dedupe_key == req.dedupe_key
+                    )
+                )
+            ).scalar_one()
+            if fresh:
+                now = utcnow()
+                conversation.last_activity_at = now
+                if conversation.held_by is None:
+                    _hold(conversation, req.author, req.author_key_id, now)
+                    await _conversation_event(
+                        session, conversation, EventKind.CONVERSATION_CLAIMED, {"by": req.author}
+                    )
+                await _conversation_event(
+                    session,
+                    conversation,
+                    EventKind.MESSAGE_OPERATOR,
+                    {"seq": row.seq, "text": row.content, "author": row.author},
+                )
+            return OperatorMessageRecorded(
+                seq=row.seq,
+                turn=row.turn,
+                content=row.content,
+                author=row.author or req.author,
+                created_at=row.created_at,
+            )
+
+        return await in_transaction(self._sessions, work)
+
+
+def _hold(conversation: Conversation, by: str | None, by_key_id: str | None, since: datetime | None) -> None:
+    conversation.held_by = by
+    conversation.held_by_key_id = by_key_id
+    conversation.held_since = since
+
+
+async def _conversation_event(
+    session: AsyncSession, conversation: Conversation, kind: EventKind, data: dict[str, Any]
+) -> None:
+    """An event about the conversation rather than a turn: it carries the latest turn's number."""
+    await append_event(
+        session,
+        team_id=conversation.team_id,
+        conversation_id=conversation.id,
+        turn=conversation.turns,
+        kind=kind,
+        data=data,
+    )

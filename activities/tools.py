@@ -19,7 +19,7 @@ from activities.transcript import append_message, in_transaction, lock_conversat
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
 from schemas.keys import tool_result_key
 from schemas.payloads import ApprovalOutcome, ToolRequest, ToolResult
-from schemas.tables import Agent, Booking, Slot, Ticket, ToolExecution
+from schemas.tables import Agent, Booking, Slot, Ticket, ToolExecution, utcnow
 from schemas.tools import (
     TOOLS,
     BookAppointmentArgs,
@@ -127,9 +127,26 @@ async def create_ticket(ctx: ToolContext, args: CreateTicketArgs) -> dict[str, A
     return {"ticket_id": ticket.id, "subject": ticket.subject, "priority": ticket.priority, "status": "open"}
 
 
+HANDOFF_BY = "agent"
+"""Who a model's handoff is by, in its `conversation.handed_off` event."""
+
+
 async def handoff_to_human(ctx: ToolContext, args: HandoffToHumanArgs) -> dict[str, Any]:
     conversation = await lock_conversation(ctx.session, ctx.conversation_id, ctx.team_id)
-    conversation.status = ConversationStatus.HANDED_OFF
+    if conversation.status != ConversationStatus.HANDED_OFF:  # else a person has it already
+        conversation.status = ConversationStatus.HANDED_OFF
+        conversation.handed_off_at = utcnow()
+        conversation.handoff_reason = args.reason
+        # Nobody holds it yet: the operators' queue shows it unclaimed until one claims it.
+        conversation.held_by = conversation.held_by_key_id = conversation.held_since = None
+        await append_event(
+            ctx.session,
+            team_id=ctx.team_id,
+            conversation_id=ctx.conversation_id,
+            turn=conversation.turns,
+            kind=EventKind.CONVERSATION_HANDED_OFF,
+            data={"reason": args.reason, "by": HANDOFF_BY},
+        )
     return {"handed_off": True, "reason": args.reason}
 
 

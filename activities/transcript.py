@@ -46,9 +46,9 @@ async def in_transaction(
 _APPEND = text(
     """
     INSERT INTO messages (team_id, conversation_id, seq, turn, role, content, tool_name,
-                          tool_call_id, tool_calls, model, dedupe_key, created_at)
+                          tool_call_id, tool_calls, model, author, dedupe_key, created_at)
     SELECT :team_id, :conversation_id, COALESCE(MAX(seq), 0) + 1, :turn, :role, :content, :tool_name,
-           :tool_call_id, :tool_calls, :model, :dedupe_key, :created_at
+           :tool_call_id, :tool_calls, :model, :author, :dedupe_key, :created_at
     FROM messages WHERE conversation_id = :of_conversation
     ON CONFLICT (conversation_id, dedupe_key) DO NOTHING
     """
@@ -68,6 +68,7 @@ async def append_message(
     tool_call_id: str | None = None,
     tool_calls: list[dict[str, Any]] | None = None,
     model: str | None = None,
+    author: str | None = None,
 ) -> bool:
     """Append a message as the conversation's next `seq`, unless its dedupe key is taken.
 
@@ -88,6 +89,7 @@ async def append_message(
             "tool_call_id": tool_call_id,
             "tool_calls": tool_calls,
             "model": model,
+            "author": author,
             "dedupe_key": dedupe_key,
             "created_at": utcnow(),
         },

@@ -31,6 +31,7 @@ from api.routers import (
     dead_letters,
     events,
     health,
+    operators,
 )
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(metrics_router)
     app.include_router(agents.router)
     app.include_router(conversations.router)
+    app.include_router(operators.router)
     app.include_router(approvals.router)
     app.include_router(events.router)
     app.include_router(chat_completions.router)

@@ -103,6 +103,13 @@ class ConversationCreate(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ConversationChannel(BaseModel):
+    """The channel a conversation talks on."""
+
+    id: str
+    type: ChannelType
+
+
 class ConversationPublic(BaseModel):
     id: str
     agent: str
@@ -112,6 +119,28 @@ class ConversationPublic(BaseModel):
     created_at: datetime
     last_activity_at: datetime
     last_error: TurnError | None = None
+    handed_off_at: datetime | None = None
+    """When a person last got it (the model's handoff or a takeover); kept after a handback."""
+    handoff_reason: str | None = None
+    """Why: the model's reason for its handoff, or the operator's for a takeover."""
+    held_by: str | None = None
+    """Who holds it while handed off (an API key's name); None when unclaimed or not handed off."""
+    held_since: datetime | None = None
+    channel: ConversationChannel | None = None
+    """None: an API-only conversation."""
+
+
+class TakeoverRequest(_Strict):
+    reason: str | None = Field(None, max_length=2000)
+
+
+MAX_OPERATOR_KEY = 190
+"""An operator message's idempotency key fits the transcript's dedupe key with its prefix."""
+
+
+class OperatorMessageCreate(_Strict):
+    text: str = Field(min_length=1)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_OPERATOR_KEY)
 
 
 class ConversationPage(BaseModel):
@@ -153,6 +182,8 @@ class MessagePublic(BaseModel):
     tool_call_id: str | None = None
     turn: int
     model: str | None = None
+    author: str | None = None
+    """Who wrote an operator's message (role `operator`)."""
     created_at: datetime
 
 

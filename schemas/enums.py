@@ -122,6 +122,13 @@ class EventKind(StrEnum):
     APPROVAL_DECIDED = "approval.decided"
     TURN_COMPLETED = "turn.completed"
     TURN_FAILED = "turn.failed"
+    MESSAGE_OPERATOR = "message.operator"
+    """A person wrote to the user while holding the conversation (`{seq, text, author}`)."""
+    CONVERSATION_HANDED_OFF = "conversation.handed_off"
+    """The agent handed off or an operator took over (`{reason, by}`); the agent is silent."""
+    CONVERSATION_CLAIMED = "conversation.claimed"
+    CONVERSATION_RELEASED = "conversation.released"
+    CONVERSATION_HANDED_BACK = "conversation.handed_back"
 
 
 TURN_ENDS = frozenset({EventKind.TURN_COMPLETED, EventKind.TURN_FAILED})

@@ -15,6 +15,7 @@ class ErrorType(StrEnum):
     CONVERSATION_BUSY = "conversation_busy"
     EMPTY_MESSAGE = "empty_message"
     NOT_HANDED_OFF = "not_handed_off"
+    HELD_BY_OTHER = "held_by_other"
     ALREADY_DECIDED = "already_decided"
     NOT_PENDING = "not_pending"
     INVALID_DECISION = "invalid_decision"

@@ -97,3 +97,26 @@ def slack_user_key(user: object) -> str:
 def slack_chat_key(where: object, thread: object) -> str:
     """One Slack thread or DM: one conversation."""
     return f"slack:{where}:{thread}"
+
+
+# --- the operator console -----------------------------------------------------------
+
+
+def operator_message_key(number: int) -> str:
+    """A conversation's `number`th operator message (numbered by its workflow)."""
+    return f"op/{number}"
+
+
+def operator_message_caller_key(idempotency_key: str) -> str:
+    """An operator message sent with the caller's own idempotency key: repeats meet on it."""
+    return f"op/key/{idempotency_key}"
+
+
+def operator_delivery_key(conversation_id: str, seq: int, part: int) -> str:
+    """One part of an operator message on the conversation's channel, by the message's `seq`."""
+    return f"c/{conversation_id}/m{seq}.{part}"
+
+
+def handoff_notice_key(conversation_id: str, handed_off_micros: int, part: int) -> str:
+    """The ops chat's notice of one handoff (a handoff is known by when it happened)."""
+    return f"h/{conversation_id}/{handed_off_micros}.{part}"

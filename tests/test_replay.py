@@ -26,8 +26,11 @@ def test_every_conversation_path_has_a_recorded_history() -> None:
     # conversation-main: plain, tool, failed, handoff, silent turns and a handback;
     # conversation-interrupt: a turn interrupted by a newer message; conversation-approvals:
     # two gated calls in one turn, one approved and one rejected (and those approvals);
-    # ambient-run: a scheduled run whose turn waits for an approval.
+    # ambient-run: a scheduled run whose turn waits for an approval; conversation-takeover: a
+    # Telegram conversation taken over mid-turn, an operator's reply, a silent turn, release,
+    # claim, handback, then the model's own handoff (with the ops chat's notices).
     assert {
+        "conversation-takeover",
         "conversation-main",
         "conversation-interrupt",
         "conversation-approvals",

@@ -59,6 +59,10 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             store.set_status,
             store.await_approvals,
             store.operator_reply,
+            store.hand_off,
+            store.set_hold,
+            store.hand_back,
+            store.record_operator_message,
             llm.complete,
             tools.run,
             approvals.record,
@@ -74,6 +78,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             channels.deliver_turn,
             channels.deliver,
             channels.typing,
+            channels.deliver_operator_message,
+            channels.notify_handoff,
         ],
         # The sandbox and failure types come with Steward's plugin, from the client.
     )

@@ -13,7 +13,7 @@ module is imported: either side can then be imported first.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import (
     Client,
@@ -29,9 +29,14 @@ from schemas.payloads import (
     DecisionRequest,
     DeliveryRef,
     Handback,
+    HoldRequest,
+    HoldResult,
+    OperatorMessage,
+    OperatorMessageRecorded,
     PruneEvents,
     SubmitAccepted,
     SubmitMessage,
+    TakeOver,
 )
 
 if TYPE_CHECKING:
@@ -183,3 +188,109 @@ def prune_events_action(task_queue: str) -> ScheduleActionStartWorkflow:
         id=prune_events_schedule_id(task_queue),
         task_queue=task_queue,
     )
+
+
+# --- operators: takeover, holds and their messages (ConversationWorkflow updates) ---
+
+
+async def _operator_update(
+    client: Client,
+    update: Any,
+    arg: Any,
+    *,
+    task_queue: str,
+    conversation_id: str,
+    team_id: str,
+    rpc_timeout: timedelta,
+    update_id: str | None = None,
+) -> Any:
+    """An operator's update, starting the conversation's workflow if it has none yet.
+
+    A conversation opened by the API but never sent a message has no workflow; it can
+    still be taken over (its validators then refuse what needs a handoff first).
+    """
+    workflow = _conversation()
+    start = WithStartWorkflowOperation(
+        workflow.run,
+        ConversationInput(conversation_id=conversation_id, team_id=team_id),
+        id=conversation_workflow_id(conversation_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    return await client.execute_update_with_start_workflow(
+        update, arg, start_workflow_operation=start, id=update_id, rpc_timeout=rpc_timeout
+    )
+
+
+async def take_over(
+    client: Client,
+    *,
+    task_queue: str,
+    conversation_id: str,
+    team_id: str,
+    request: TakeOver,
+    rpc_timeout: timedelta,
+) -> HoldResult:
+    """An operator takes a conversation from its agent (`ConversationWorkflow.take_over`)."""
+    result: HoldResult = await _operator_update(
+        client,
+        _conversation().take_over,
+        request,
+        task_queue=task_queue,
+        conversation_id=conversation_id,
+        team_id=team_id,
+        rpc_timeout=rpc_timeout,
+    )
+    return result
+
+
+async def change_hold(
+    client: Client,
+    *,
+    task_queue: str,
+    conversation_id: str,
+    team_id: str,
+    request: HoldRequest,
+    claim: bool,
+    rpc_timeout: timedelta,
+) -> HoldResult:
+    """Claim (`claim=True`) or release a handed-off conversation (`claim` / `release` updates)."""
+    workflow = _conversation()
+    result: HoldResult = await _operator_update(
+        client,
+        workflow.claim if claim else workflow.release,
+        request,
+        task_queue=task_queue,
+        conversation_id=conversation_id,
+        team_id=team_id,
+        rpc_timeout=rpc_timeout,
+    )
+    return result
+
+
+async def send_operator_message(
+    client: Client,
+    *,
+    task_queue: str,
+    conversation_id: str,
+    team_id: str,
+    message: OperatorMessage,
+    rpc_timeout: timedelta,
+) -> OperatorMessageRecorded:
+    """A person's message to the user (`ConversationWorkflow.operator_message`).
+
+    With the caller's idempotency key, a repeat is the same update while the workflow
+    remembers it, and the same transcript row (and send) after.
+    """
+    key = message.idempotency_key
+    result: OperatorMessageRecorded = await _operator_update(
+        client,
+        _conversation().operator_message,
+        message,
+        task_queue=task_queue,
+        conversation_id=conversation_id,
+        team_id=team_id,
+        rpc_timeout=rpc_timeout,
+        update_id=f"operator-message/{key}" if key is not None else None,
+    )
+    return result

@@ -9,32 +9,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # Pydantic models and activity references only; nothing with side effects at import.
+    from activities.channels.delivery import ChannelActivities
     from activities.store import StoreActivities
     from schemas.enums import ConversationStatus, DoubleTexting, ReplyKind, TurnStatus
     from schemas.errors import ErrorType
+    from schemas.keys import operator_message_caller_key, operator_message_key
     from schemas.payloads import (
         ConversationInput,
         ConversationRef,
         ConversationState,
+        DeliverOperatorMessage,
         DeliverTurn,
+        DeliveryResult,
         Handback,
         HandbackResult,
+        HandoffNotice,
+        HoldChange,
+        HoldRequest,
+        HoldResult,
         InboundMessage,
+        OperatorMessage,
+        OperatorMessageRecorded,
         PendingTurn,
+        RecordHandback,
+        RecordOperatorMessage,
+        RecordTakeover,
         StatusChange,
         SubmitAccepted,
         SubmitMessage,
+        TakeOver,
         TurnInput,
         TurnOutcome,
     )
-    from workflows.channel import deliver_turn
+    from workflows.channel import DELIVERY_RETRY, DELIVERY_TIMEOUT, deliver_turn
     from workflows.turn import Turn
 
 STORE_TIMEOUT = timedelta(seconds=30)
@@ -42,6 +58,15 @@ MAX_PENDING_TURNS = 50
 """More queued turns than this and new messages are refused until the agent catches up."""
 RECENT_KEYS = 1000
 RECENT_OUTCOMES = 20
+
+
+@dataclass
+class _Send:
+    """One activity of the outbox: what it sends and the activity id it shows in the Temporal UI."""
+
+    activity_id: str
+    method: Callable[..., Awaitable[DeliveryResult]]
+    arg: DeliverOperatorMessage | HandoffNotice
 
 
 @workflow.defn(name="Conversation")
@@ -53,6 +78,9 @@ class ConversationWorkflow:
         self._running: PendingTurn | None = None
         self._turn_task: asyncio.Task[TurnOutcome] | None = None
         self._turn: Turn | None = None
+        self._outbox: list[_Send] = []
+        """Operators' messages and handoff notices on their way to chats, sent one at a time."""
+        self._courier: asyncio.Task[None] | None = None
 
     @property
     def _running_turn(self) -> int | None:
@@ -77,8 +105,11 @@ class ConversationWorkflow:
             )
             if not self.state.pending:
                 # A caller waiting on a turn it just queued is a handler too: wake for either.
+                # What the outbox holds is sent first (the next run would not know of it).
                 await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() or bool(self.state.pending)
+                    lambda: (
+                        (workflow.all_handlers_finished() and not self._outbox) or bool(self.state.pending)
+                    )
                 )
                 if not self.state.pending:
                     workflow.continue_as_new(
@@ -117,7 +148,12 @@ class ConversationWorkflow:
         if outcome.status == TurnStatus.HANDED_OFF and not state.handed_off:
             # Handed back while this silent turn ran: its finish wrote "handed_off" last.
             await self._set_status(ConversationStatus.IDLE)
+        handed_off_now = outcome.handed_off and not state.handed_off
         state.handed_off = state.handed_off or outcome.handed_off
+        if handed_off_now:
+            state.held_by = state.held_by_key_id = None  # the model's handoff is nobody's yet
+            if state.channel is not None and workflow.patched("handoff-notice-to-ops-chat"):
+                self._notify_handoff()
         state.recent_outcomes[outcome.turn] = outcome
         for old in sorted(state.recent_outcomes)[:-RECENT_OUTCOMES]:
             del state.recent_outcomes[old]
@@ -215,8 +251,21 @@ class ConversationWorkflow:
     @workflow.update
     async def handback(self, req: Handback) -> HandbackResult:
         """A human hands the conversation back: the agent answers new messages again."""
-        self.state.handed_off = False
-        if self._running is None:  # else the running turn's end records it
+        state = self.state
+        state.handed_off = False
+        if workflow.patched("handback-clears-hold"):
+            state.held_by = state.held_by_key_id = None
+            await workflow.execute_local_activity_method(
+                StoreActivities.hand_back,
+                RecordHandback(
+                    conversation_id=self._inp.conversation_id,
+                    team_id=self._inp.team_id,
+                    by=req.operator,
+                    idle=self._running is None,  # else the running turn's end records it
+                ),
+                start_to_close_timeout=STORE_TIMEOUT,
+            )
+        elif self._running is None:  # else the running turn's end records it
             await self._set_status(ConversationStatus.IDLE)
         return HandbackResult(status=ConversationStatus.IDLE)
 
@@ -231,3 +280,208 @@ class ConversationWorkflow:
     def _validate_handback(self, req: Handback) -> None:
         if self._state is None or not self._state.handed_off:
             raise ApplicationError("conversation is not handed off", type=ErrorType.NOT_HANDED_OFF)
+
+    # --- operators: takeover, holds, their messages, notices -----------------------------
+
+    @workflow.update
+    async def take_over(self, req: TakeOver) -> HoldResult:
+        """An operator takes the conversation from its agent, and holds it.
+
+        A running turn is cancelled as a newer message would cancel it (its messages are
+        kept, its approvals cancelled), so the agent says nothing more; queued messages
+        become silent turns. Taking over a conversation already with a person is claiming it.
+        """
+        await workflow.wait_condition(lambda: self._state is not None)
+        state = self.state
+        if state.handed_off:
+            return await self._claim(req.operator, req.operator_key_id)
+        state.handed_off = True
+        state.held_by, state.held_by_key_id = req.operator, req.operator_key_id
+        turn = self._turn
+        if turn is not None and not turn.inp.silent and self._turn_task is not None:
+            self._turn_task.cancel()
+            # Its end writes the conversation's status; the handoff must be written after it.
+            await workflow.wait_condition(lambda: self._turn is not turn)
+        await workflow.execute_local_activity_method(
+            StoreActivities.hand_off,
+            RecordTakeover(
+                conversation_id=self._inp.conversation_id,
+                team_id=self._inp.team_id,
+                at=workflow.now(),
+                by=req.operator,
+                by_key_id=req.operator_key_id,
+                reason=req.reason,
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+        )
+        if state.channel is not None:
+            self._notify_handoff()
+        return HoldResult(handed_off=True, held_by=req.operator)
+
+    @take_over.validator
+    def _validate_take_over(self, req: TakeOver) -> None:
+        if self._state is not None and self._state.handed_off:
+            self._check_holder(req.operator, req.operator_key_id)
+
+    @workflow.update
+    async def claim(self, req: HoldRequest) -> HoldResult:
+        """An operator takes a handed-off conversation: the queue shows them holding it."""
+        await workflow.wait_condition(lambda: self._state is not None)
+        self._check_hold_request(req, claim=True)
+        return await self._claim(req.operator, req.operator_key_id)
+
+    @claim.validator
+    def _validate_claim(self, req: HoldRequest) -> None:
+        if self._state is not None:
+            self._check_hold_request(req, claim=True)
+
+    @workflow.update
+    async def release(self, req: HoldRequest) -> HoldResult:
+        """The holder (or an admin, with `override`) lets go: the conversation is unclaimed again."""
+        await workflow.wait_condition(lambda: self._state is not None)
+        self._check_hold_request(req, claim=False)
+        state = self.state
+        if state.held_by is not None:
+            state.held_by = state.held_by_key_id = None
+            await self._record_hold(req.operator, req.operator_key_id, claim=False)
+        return HoldResult(handed_off=True)
+
+    @release.validator
+    def _validate_release(self, req: HoldRequest) -> None:
+        if self._state is not None:
+            self._check_hold_request(req, claim=False)
+
+    @workflow.update
+    async def operator_message(self, msg: OperatorMessage) -> OperatorMessageRecorded:
+        """A person writes to the user: recorded once, then sent to the chat once (in the background).
+
+        The update answers once the message is recorded; a channel conversation's outbox
+        sends it after, with delivery's retries and dead letters, keyed by the message's
+        `seq`, so a resumed or repeated send posts it once. An unclaimed conversation is
+        claimed by the message's author.
+        """
+        await workflow.wait_condition(lambda: self._state is not None)
+        self._check_operator_message(msg)
+        state = self.state
+        if msg.idempotency_key is not None:
+            key = operator_message_caller_key(msg.idempotency_key)
+        else:
+            state.operator_messages += 1
+            key = operator_message_key(state.operator_messages)
+        if state.held_by is None:
+            state.held_by, state.held_by_key_id = msg.author, msg.author_key_id
+        recorded: OperatorMessageRecorded = await workflow.execute_local_activity_method(
+            StoreActivities.record_operator_message,
+            RecordOperatorMessage(
+                conversation_id=self._inp.conversation_id,
+                team_id=self._inp.team_id,
+                dedupe_key=key,
+                text=msg.text,
+                author=msg.author,
+                author_key_id=msg.author_key_id,
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+        )
+        if state.channel is not None:
+            # Also for a repeat: its first send may not have finished; the key keeps it to one.
+            self._send_later(
+                _Send(
+                    f"operator-message/{recorded.seq}/deliver",
+                    ChannelActivities.deliver_operator_message,
+                    DeliverOperatorMessage(
+                        conversation_id=self._inp.conversation_id,
+                        team_id=self._inp.team_id,
+                        channel_id=state.channel.channel_id,
+                        seq=recorded.seq,
+                    ),
+                )
+            )
+        return recorded
+
+    @operator_message.validator
+    def _validate_operator_message(self, msg: OperatorMessage) -> None:
+        if self._state is not None:
+            self._check_operator_message(msg)
+
+    def _check_operator_message(self, msg: OperatorMessage) -> None:
+        if not msg.text.strip():
+            raise ApplicationError("message text is empty", type=ErrorType.EMPTY_MESSAGE)
+        if not self.state.handed_off:
+            raise ApplicationError(
+                "conversation is not handed off: take it over first", type=ErrorType.NOT_HANDED_OFF
+            )
+        self._check_holder(msg.author, msg.author_key_id)
+
+    def _check_hold_request(self, req: HoldRequest, *, claim: bool) -> None:
+        if not self.state.handed_off:
+            raise ApplicationError("conversation is not handed off", type=ErrorType.NOT_HANDED_OFF)
+        if claim or not req.override:
+            self._check_holder(req.operator, req.operator_key_id)
+
+    def _check_holder(self, operator: str, key_id: str | None) -> None:
+        """Refuse anyone but the holder of a held conversation."""
+        state = self.state
+        if state.held_by is not None and (state.held_by, state.held_by_key_id) != (operator, key_id):
+            raise ApplicationError(
+                f"conversation is held by {state.held_by}", state.held_by, type=ErrorType.HELD_BY_OTHER
+            )
+
+    async def _claim(self, operator: str, key_id: str | None) -> HoldResult:
+        self._check_holder(operator, key_id)
+        state = self.state
+        if state.held_by is None:
+            state.held_by, state.held_by_key_id = operator, key_id
+            await self._record_hold(operator, key_id, claim=True)
+        return HoldResult(handed_off=True, held_by=operator)
+
+    async def _record_hold(self, operator: str, key_id: str | None, *, claim: bool) -> None:
+        await workflow.execute_local_activity_method(
+            StoreActivities.set_hold,
+            HoldChange(
+                conversation_id=self._inp.conversation_id,
+                team_id=self._inp.team_id,
+                at=workflow.now(),
+                by=operator,
+                by_key_id=key_id,
+                claim=claim,
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+        )
+
+    def _notify_handoff(self) -> None:
+        """Tell the channel's ops chat that a person is needed (in the background, once per handoff)."""
+        assert self.state.channel is not None
+        self._send_later(
+            _Send(
+                "handoff/notify",
+                ChannelActivities.notify_handoff,
+                HandoffNotice(
+                    conversation_id=self._inp.conversation_id,
+                    team_id=self._inp.team_id,
+                    channel_id=self.state.channel.channel_id,
+                ),
+            )
+        )
+
+    def _send_later(self, send: _Send) -> None:
+        self._outbox.append(send)
+        if self._courier is None or self._courier.done():
+            self._courier = asyncio.create_task(self._deliver_outbox())
+
+    async def _deliver_outbox(self) -> None:
+        """Send the outbox in order; continue-as-new waits until it is empty."""
+        while self._outbox:
+            send = self._outbox[0]
+            try:
+                await workflow.execute_activity_method(
+                    send.method,
+                    send.arg,
+                    activity_id=send.activity_id,
+                    start_to_close_timeout=DELIVERY_TIMEOUT,
+                    retry_policy=DELIVERY_RETRY,
+                )
+            except ActivityError as err:
+                # Transient failures end as dead letters inside the activity; this is the rest
+                # (a deleted channel): logged, and never a reason to fail the conversation.
+                workflow.logger.warning("%s not sent: %s", send.activity_id, err.cause or err)
+            self._outbox.pop(0)

@@ -31,14 +31,22 @@ from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from activities.channels.format import split
+from activities.channels.ops import handoff_text, ops_address
 from activities.channels.providers import DeliveryError, Provider
 from activities.channels.registry import ChannelRegistry
 from activities.transcript import in_transaction
-from schemas.enums import DeliveryStatus, MessageRole, ReplyKind
-from schemas.keys import holding_key, turn_delivery_key
-from schemas.payloads import ChannelTyping, DeliverTurn, DeliveryRef, DeliveryResult
+from schemas.enums import ConversationStatus, DeliveryStatus, MessageRole, ReplyKind
+from schemas.keys import handoff_notice_key, holding_key, operator_delivery_key, turn_delivery_key
+from schemas.payloads import (
+    ChannelTyping,
+    DeliverOperatorMessage,
+    DeliverTurn,
+    DeliveryRef,
+    DeliveryResult,
+    HandoffNotice,
+)
 from schemas.settings import Settings
-from schemas.tables import Channel, ChannelDelivery, Conversation, Message, utcnow
+from schemas.tables import Agent, Channel, ChannelDelivery, Conversation, Message, utcnow
 
 log = logging.getLogger("steward.channels")
 
@@ -56,6 +64,7 @@ class ChannelActivities:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
+        self._settings = settings
         self.registry = ChannelRegistry(sessions, settings)
 
     @activity.defn(name="channel.deliver_turn")
@@ -78,6 +87,62 @@ class ChannelActivities:
             keys=lambda part: turn_delivery_key(req.conversation_id, req.turn, req.kind, req.round, part),
             conversation_id=req.conversation_id,
             turn=req.turn,
+        )
+
+    @activity.defn(name="channel.deliver_operator_message")
+    async def deliver_operator_message(self, req: DeliverOperatorMessage) -> DeliveryResult:
+        """Send a person's message to the conversation's chat, each part once (keyed by its `seq`)."""
+        channel, client = await self.registry.get(req.channel_id, req.team_id)
+        async with self._sessions() as session:
+            conversation = await session.get(Conversation, req.conversation_id)
+            if conversation is None or conversation.channel_address is None:
+                raise ApplicationError("conversation has no channel address", non_retryable=True)
+            message = (
+                await session.execute(
+                    select(Message).where(
+                        Message.conversation_id == req.conversation_id, Message.seq == req.seq
+                    )
+                )
+            ).scalar_one_or_none()
+        if message is None or message.role != MessageRole.OPERATOR:
+            raise ApplicationError(f"no operator message {req.seq} to deliver", non_retryable=True)
+        return await self.send_text(
+            channel,
+            client,
+            dict(conversation.channel_address),
+            message.content,
+            keys=lambda part: operator_delivery_key(req.conversation_id, req.seq, part),
+            conversation_id=req.conversation_id,
+            turn=message.turn,
+        )
+
+    @activity.defn(name="channel.notify_handoff")
+    async def notify_handoff(self, req: HandoffNotice) -> DeliveryResult:
+        """Tell the channel's ops chat that a conversation needs a person (once per handoff).
+
+        Reads the handoff from the conversation, so a retry or a late run says what is true
+        now; a conversation already handed back needs nobody, and gets no notice.
+        """
+        channel, client = await self.registry.get(req.channel_id, req.team_id)
+        address = ops_address(channel)
+        async with self._sessions() as session:
+            conversation = await session.get(Conversation, req.conversation_id)
+            agent = await session.get(Agent, conversation.agent_id) if conversation is not None else None
+        if address is None or conversation is None or agent is None:
+            return DeliveryResult()
+        at = conversation.handed_off_at
+        if conversation.status != ConversationStatus.HANDED_OFF or at is None:
+            return DeliveryResult()
+        url = f"{self._settings.public_url.rstrip('/')}/conversations/{conversation.id}"
+        micros = int(at.timestamp() * 1_000_000)
+        return await self.send_text(
+            channel,
+            client,
+            address,
+            handoff_text(conversation, agent, url),
+            keys=lambda part: handoff_notice_key(req.conversation_id, micros, part),
+            conversation_id=req.conversation_id,
+            turn=conversation.turns,
         )
 
     async def send_text(

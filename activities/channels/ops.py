@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,7 +24,7 @@ from activities.transcript import in_transaction
 from schemas.enums import ApprovalStatus, ChannelType
 from schemas.payloads import Notification
 from schemas.settings import Settings
-from schemas.tables import Agent, Approval, Channel, ChannelApprovalMessage
+from schemas.tables import Agent, Approval, Channel, ChannelApprovalMessage, Conversation
 
 _FOOTERS = {
     "approval.reminder": "Reminder: this is still waiting for a decision.",
@@ -36,6 +37,24 @@ def ops_chat(channel: Channel) -> str | None:
     ops = channel.ops or {}
     value = ops.get("chat_id") if channel.type == ChannelType.TELEGRAM else ops.get("channel_id")
     return str(value) if value not in (None, "") else None
+
+
+def ops_address(channel: Channel) -> dict[str, Any] | None:
+    """Where a plain message to the channel's ops chat goes (`send_text`'s address), if it has one."""
+    chat = ops_chat(channel)
+    if chat is None:
+        return None
+    return {"chat_id": chat} if channel.type == ChannelType.TELEGRAM else {"channel": chat}
+
+
+def handoff_text(conversation: Conversation, agent: Agent, url: str) -> str:
+    """The ops chat's notice that a conversation needs a person: who handed it off, why, and where."""
+    if conversation.held_by:
+        head = f"{conversation.held_by} took over a conversation with {agent.name} ({agent.slug})."
+    else:
+        head = f"{agent.name} ({agent.slug}) handed a conversation to a person. Nobody has claimed it yet."
+    reason = f"\nWhy: {conversation.handoff_reason}" if conversation.handoff_reason else ""
+    return f"{head}{reason}\nOpen it: {url}"
 
 
 def view_of(approval: Approval, agent: Agent, event: str, inbox_url: str) -> ApprovalView:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentKey, Operator, SessionDep, SettingsDep, TemporalDep, Writer
@@ -60,8 +60,7 @@ async def list_conversations(
 async def get_conversation(
     conversation_id: str, principal: CurrentKey, session: SessionDep
 ) -> ConversationPublic:
-    conversation, agent = await conversations.find_conversation(session, principal.team_id, conversation_id)
-    return conversations.public(conversation, agent.slug)
+    return await conversations.get_conversation(session, principal.team_id, conversation_id)
 
 
 def _turn_response(outcome: TurnOutcome, wait: bool, duplicate: bool) -> JSONResponse:
@@ -161,13 +160,23 @@ async def list_messages(
 )
 async def handback(
     conversation_id: str,
-    body: HandbackRequest,
     principal: Operator,
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    body: Annotated[HandbackRequest | None, Body()] = None,
 ) -> ConversationPublic:
-    """Give a handed-off conversation back to its agent (409 if it is not handed off)."""
+    """Give a handed-off conversation back to its agent (409 if it is not handed off).
+
+    The body (`{"comment"?}`) may be left out altogether.
+    """
     return await conversations.hand_back(
-        session, temporal, settings, principal.team_id, conversation_id, body.comment
+        session,
+        temporal,
+        settings,
+        principal.team_id,
+        conversation_id,
+        body.comment if body is not None else None,
+        operator=principal.key_name,
+        operator_key_id=principal.key_id,
     )

@@ -25,6 +25,7 @@ from api.errors import ApiError
 from api.services.agents import find_agent
 from schemas.api import (
     MAX_TEXT_BYTES,
+    ConversationChannel,
     ConversationCreate,
     ConversationPage,
     ConversationPublic,
@@ -32,28 +33,37 @@ from schemas.api import (
     MessageList,
     MessagePublic,
 )
-from schemas.enums import ConversationStatus, DoubleTexting, MessageRole, TurnStatus
+from schemas.enums import ChannelType, ConversationStatus, DoubleTexting, MessageRole, TurnStatus
 from schemas.errors import ErrorType
 from schemas.payloads import Handback, SubmitAccepted, SubmitMessage, TurnError, TurnOutcome
 from schemas.settings import Settings
-from schemas.tables import Agent, Conversation, Event, Message, Turn
+from schemas.tables import Agent, Channel, Conversation, Event, Message, Turn
 from workflows import contract
 
 _UPDATE_ERRORS: dict[str, tuple[int, str]] = {
     ErrorType.CONVERSATION_BUSY: (429, "conversation_busy"),
     ErrorType.EMPTY_MESSAGE: (422, "validation_error"),
     ErrorType.NOT_HANDED_OFF: (409, "not_handed_off"),
+    ErrorType.HELD_BY_OTHER: (409, "held_by_other"),
 }
 
 _TEMPORAL_ERRORS = (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError)
 """What talking to a conversation's workflow may raise; `workflow_error` names each for the caller."""
 
 
-def public(conversation: Conversation, agent_slug: str) -> ConversationPublic:
-    """The conversation as the API shows it, with its last turn's error if that turn failed."""
+def public(
+    conversation: Conversation, agent_slug: str, channel_type: str | None = None
+) -> ConversationPublic:
+    """The conversation as the API shows it, with its last turn's error if that turn failed.
+
+    `channel_type` is the type of its channel (`channel_type_of`), for one that has a channel.
+    """
     error = None
     if conversation.last_error_code is not None:
         error = TurnError(code=conversation.last_error_code, message=conversation.last_error_message or "")
+    channel = None
+    if conversation.channel_id is not None and channel_type is not None:
+        channel = ConversationChannel(id=conversation.channel_id, type=ChannelType(channel_type))
     return ConversationPublic(
         id=conversation.id,
         agent=agent_slug,
@@ -63,7 +73,26 @@ def public(conversation: Conversation, agent_slug: str) -> ConversationPublic:
         created_at=conversation.created_at,
         last_activity_at=conversation.last_activity_at,
         last_error=error,
+        handed_off_at=conversation.handed_off_at,
+        handoff_reason=conversation.handoff_reason,
+        held_by=conversation.held_by,
+        held_since=conversation.held_since,
+        channel=channel,
     )
+
+
+async def channel_type_of(session: AsyncSession, conversation: Conversation) -> str | None:
+    """The type of the conversation's channel (None for an API-only conversation)."""
+    if conversation.channel_id is None:
+        return None
+    found = await session.execute(select(Channel.type).where(Channel.id == conversation.channel_id))
+    return found.scalar_one_or_none()
+
+
+async def get_conversation(session: AsyncSession, team_id: str, conversation_id: str) -> ConversationPublic:
+    """One conversation as the API shows it (404 for another team's or an unknown one)."""
+    conversation, agent = await find_conversation(session, team_id, conversation_id)
+    return public(conversation, agent.slug, await channel_type_of(session, conversation))
 
 
 async def find_conversation(
@@ -125,8 +154,9 @@ async def list_conversations(
 ) -> ConversationPage:
     """Newest first, `limit` at a time; `next_cursor` continues after the page's last one."""
     stmt = (
-        select(Conversation, Agent.slug)
+        select(Conversation, Agent.slug, Channel.type)
         .join(Agent, Agent.id == Conversation.agent_id)
+        .outerjoin(Channel, Channel.id == Conversation.channel_id)
         .where(Conversation.team_id == team_id)
         .order_by(Conversation.created_at.desc(), Conversation.id.desc())
         .limit(limit + 1)
@@ -146,7 +176,9 @@ async def list_conversations(
     rows = (await session.execute(stmt)).all()
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
-    return ConversationPage(items=[public(c, slug) for c, slug in page], next_cursor=next_cursor)
+    return ConversationPage(
+        items=[public(c, slug, channel) for c, slug, channel in page], next_cursor=next_cursor
+    )
 
 
 async def transcript(
@@ -170,6 +202,7 @@ async def transcript(
                 tool_call_id=m.tool_call_id,
                 turn=m.turn,
                 model=m.model,
+                author=m.author,
                 created_at=m.created_at,
             )
             for m in rows.scalars()
@@ -308,16 +341,22 @@ async def hand_back(
     team_id: str,
     conversation_id: str,
     comment: str | None,
+    operator: str | None = None,
+    operator_key_id: str | None = None,
 ) -> ConversationPublic:
-    """Give a handed-off conversation back to its agent (409 if it is not handed off)."""
+    """Give a handed-off conversation back to its agent (409 if it is not handed off).
+
+    The hold is cleared and `conversation.handed_back` names `operator` (an API key's name).
+    """
     conversation, agent = await find_conversation(session, team_id, conversation_id)
     if conversation.status != ConversationStatus.HANDED_OFF:
         raise ApiError(409, "not_handed_off", "conversation is not handed off")
+    handback = Handback(comment=comment, operator=operator, operator_key_id=operator_key_id)
     try:
         await contract.hand_back(
-            temporal, conversation_id, Handback(comment=comment), timedelta(seconds=settings.accept_seconds)
+            temporal, conversation_id, handback, timedelta(seconds=settings.accept_seconds)
         )
     except _TEMPORAL_ERRORS as err:
         raise workflow_error(err, settings) from err
     await session.refresh(conversation)
-    return public(conversation, agent.slug)
+    return public(conversation, agent.slug, await channel_type_of(session, conversation))

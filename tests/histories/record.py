@@ -4,11 +4,16 @@ Run only when a workflow change is meant to be incompatible (and so is guarded b
 `workflow.patched`) or a new path needs coverage; commit the files it writes:
 
     uv run python -m tests.histories.record
+
+Name histories to write only those (the others keep what older code recorded):
+
+    uv run python -m tests.histories.record conversation-takeover
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import threading
 import uuid
@@ -22,7 +27,10 @@ from api.app import create_app
 from api.services.keys import create_key, ensure_team
 from schemas.enums import Role
 from schemas.settings import Settings
+from tests.channels import bot_token, register_webhook, send_telegram_text
+from tests.conftest import TEST_SECRET_KEY
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
+from tests.fakes.telegram_server import FakeTelegram
 from tests.processes import free_port
 from workers.migrate import migrate
 from workers.seed import ensure_slots
@@ -33,12 +41,14 @@ from workflows.contract import conversation_workflow_id
 HERE = Path(__file__).parent
 
 
-async def record() -> None:
+async def record(only: set[str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="steward-record-"))
     server = DevServer(work / "t.db", free_port(), free_port(), work / "t.log", extra=("--headless",))
     server.start()
     fake = FakeOpenAI()
     fake.start()
+    telegram = FakeTelegram()
+    telegram.__enter__()
     try:
         await server.wait_ready()
         settings = Settings(
@@ -46,6 +56,7 @@ async def record() -> None:
             temporal_address=server.address,
             openai_base_url=fake.base_url,
             openai_api_key="record",
+            secret_key=TEST_SECRET_KEY,
         )
         migrate(settings)
         engine = create_engine(settings)
@@ -162,23 +173,73 @@ async def record() -> None:
                 aiter(client.list_workflows(f"WorkflowId STARTS_WITH 'schedule/{schedule_id}/run'"))
             )
 
+            # A Telegram conversation taken over while its turn runs: the operator's reply and the
+            # ops chat's notice go out through the outbox; a silent turn; release, claim, handback;
+            # then the model hands off itself (its own notice).
+            agent = {
+                "slug": f"r-{uuid.uuid4().hex[:6]}",
+                "name": "r",
+                "model": "takeover",
+                "tools": ["handoff_to_human"],
+            }
+            (await http.post("/v1/agents", json=agent)).raise_for_status()
+            body = {
+                "type": "telegram",
+                "agent": agent["slug"],
+                "credentials": {"bot_token": bot_token(), "api_base_url": telegram.url},
+                "ops": {"chat_id": -5},
+            }
+            channel = (await http.post("/v1/channels", json=body)).json()["id"]
+            secret = await register_webhook(settings, session_factory(engine), channel, telegram)
+            held = threading.Event()
+            fake.script(
+                "takeover",
+                [
+                    Step(text="never said", hold=held),
+                    Step(tool_calls=[ToolCallSpec("handoff_to_human", {"reason": "r"})]),
+                    Step(text="a person will answer"),
+                ],
+            )
+            await send_telegram_text(http, telegram, channel, secret, 5, "help")
+            await asyncio.to_thread(fake.wait_for_requests, "takeover", 1)
+            taken = (await http.get("/v1/conversations")).json()["items"][0]["id"]
+            ops = f"/v1/conversations/{taken}"
+            (await http.post(f"{ops}/takeover", json={"reason": "r"})).raise_for_status()
+            held.set()
+            (await http.post(f"{ops}/operator-messages", json={"text": "a person"})).raise_for_status()
+            await telegram.replies(5, 1)
+            await send_telegram_text(http, telegram, channel, secret, 5, "thanks")
+            for _ in range(200):
+                if (await http.get(ops)).json()["turns"] == 2:
+                    break
+                await asyncio.sleep(0.05)
+            (await http.post(f"{ops}/release")).raise_for_status()
+            (await http.post(f"{ops}/claim")).raise_for_status()
+            (await http.post(f"{ops}/handback")).raise_for_status()
+            await send_telegram_text(http, telegram, channel, secret, 5, "bye")
+            await telegram.replies(5, 2)
+            await telegram.replies(-5, 2)
+
             histories = {
+                "conversation-takeover": conversation_workflow_id(taken),
                 "conversation-main": conversation_workflow_id(main),
                 "conversation-interrupt": conversation_workflow_id(interrupted),
                 "conversation-approvals": conversation_workflow_id(gated),
                 "approval-approved": f"approval/{first}",
                 "approval-rejected": f"approval/{second}",
             }
+            histories["ambient-run"] = run_workflow.id
             for name, workflow_id in histories.items():
+                if only and name not in only:
+                    continue
                 history = await client.get_workflow_handle(workflow_id).fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
-            history = await client.get_workflow_handle(run_workflow.id).fetch_history()
-            (HERE / "ambient-run.json").write_text(history.to_json())
         await engine.dispose()
     finally:
+        telegram.__exit__(None, None, None)
         fake.stop()
         server.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(set(sys.argv[1:])))
