@@ -98,7 +98,8 @@ def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
     responses={
         200: {
             "model": TurnReply,
-            "description": "with ?wait=true, the turn's outcome; with ?stream=true, its events "
+            "description": "with ?wait=true, the turn's outcome, or its pause for approval "
+            "(awaiting_approval, or queued behind one); with ?stream=true, its events "
             "(text/event-stream) until turn.completed or turn.failed",
         },
         409: {"model": ErrorBody},
