@@ -172,6 +172,16 @@ async def _record_end_event(session: AsyncSession, req: FinishTurn, turn: Turn) 
     )
 
 
+async def _pause_logged(session: AsyncSession, req: AwaitApprovals) -> bool:
+    """Whether this round's pause is in the event log already (the activity was retried)."""
+    stmt = select(Event.data).where(
+        Event.conversation_id == req.conversation_id,
+        Event.turn == req.turn,
+        Event.kind == EventKind.TURN_AWAITING_APPROVAL,
+    )
+    return any(data.get("round") == req.round for data in (await session.execute(stmt)).scalars())
+
+
 def count_start(recorded: TurnRecorded) -> None:
     if recorded.fresh:
         metrics.TURNS_STARTED.inc()
@@ -250,7 +260,7 @@ class StoreActivities:
 
     @activity.defn(name="store.await_approvals")
     async def await_approvals(self, req: AwaitApprovals) -> None:
-        """Show the conversation as waiting for operators, and tell the user (once per round)."""
+        """Show the conversation as waiting for operators, tell the user, log the pause (once per round)."""
 
         async def work(session: AsyncSession) -> None:
             conversation = await lock_conversation(session, req.conversation_id, req.team_id)
@@ -265,6 +275,20 @@ class StoreActivities:
                     role=MessageRole.NOTICE,
                     content=req.holding_message,
                     dedupe_key=holding_key(req.turn, req.round),
+                )
+            if not await _pause_logged(session, req):
+                # Streams that answer at the pause (chat completions) end on this event.
+                await append_event(
+                    session,
+                    team_id=req.team_id,
+                    conversation_id=req.conversation_id,
+                    turn=req.turn,
+                    kind=EventKind.TURN_AWAITING_APPROVAL,
+                    data={
+                        "round": req.round,
+                        "approvals": req.approvals,
+                        "holding_message": req.holding_message or None,
+                    },
                 )
 
         await in_transaction(self._sessions, work)

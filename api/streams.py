@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -275,7 +275,7 @@ async def follow(
     after: int,
     heartbeat: float,
     turn: int | None = None,
-) -> AsyncIterator[LogEvent | None]:
+) -> AsyncGenerator[LogEvent | None, None]:
     """A conversation's events after id `after`, forever: the stored ones, then each new one.
 
     Yields None after `heartbeat` seconds without an event (for keep-alives). With

@@ -165,13 +165,20 @@ class Reply(BaseModel):
 
 
 class TurnReply(BaseModel):
-    """A turn's outcome, returned by `?wait=true`."""
+    """A turn's outcome, returned by `?wait=true`, or where it stopped to wait for a person.
+
+    `awaiting_approval`: `reply` is the holding message the user was sent and `approvals`
+    the pending items. `queued`: the turn waits behind one awaiting `approvals`; no reply yet.
+    """
 
     turn: int
     status: TurnStatus
     reply: Reply | None = None
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     error: TurnError | None = None
+    approvals: list[str] = Field(default_factory=list)
+    duplicate: bool = False
+    """The idempotency key was seen before: this is the original turn, nothing new started."""
 
 
 class MessagePublic(BaseModel):

@@ -120,6 +120,8 @@ class EventKind(StrEnum):
     TOOL_RESULT = "tool.result"
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_DECIDED = "approval.decided"
+    TURN_AWAITING_APPROVAL = "turn.awaiting_approval"
+    """The turn paused for operators: `round`, `approvals` (ids) and the `holding_message` sent."""
     TURN_COMPLETED = "turn.completed"
     TURN_FAILED = "turn.failed"
     MESSAGE_OPERATOR = "message.operator"

@@ -44,6 +44,9 @@ class SubmitMessage(BaseModel):
     double_texting: DoubleTexting = DoubleTexting.ENQUEUE
     wait_seconds: float = 0.0
     """If positive, answer only once the turn has an outcome or this time has passed."""
+    answer_on_pause: bool = False
+    """With `wait_seconds`: answer as soon as the turn pauses for approval, or queues behind one
+    that did, rather than wait for a decision (REST and chat callers; ambient runs wait)."""
 
 
 class TurnError(BaseModel):
@@ -102,6 +105,10 @@ class SubmitAccepted(BaseModel):
     status: TurnStatus
     duplicate: bool = False
     outcome: TurnOutcome | None = None
+    holding_message: str | None = None
+    """While the turn awaits approval: what the user was told meanwhile (None if the agent says nothing)."""
+    approvals: list[str] = Field(default_factory=list)
+    """The pending approvals the turn waits for (its own, or those of the turn it queues behind)."""
 
 
 class ConversationState(BaseModel):
@@ -236,6 +243,8 @@ class AwaitApprovals(BaseModel):
     turn: int
     round: int
     holding_message: str = ""
+    approvals: list[str] = Field(default_factory=list)
+    """The ids of the round's approvals, for the `turn.awaiting_approval` event."""
 
 
 class ApprovalRequest(BaseModel):

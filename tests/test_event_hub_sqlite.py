@@ -52,7 +52,7 @@ async def test_a_sqlite_stream_catches_up_follows_by_polling_and_ends_when_the_h
         caught_up = await anext(stream)
         later = [await append(2, EventKind.TURN_STARTED), await append(2, EventKind.TURN_FAILED)]
         live = [await anext(stream), await anext(stream)]
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
 
         assert isinstance(caught_up, LogEvent) and (caught_up.id, caught_up.kind) == (2, "turn.completed")
         assert [(e.id, e.kind) for e in live if e is not None] == [(3, "turn.started"), (4, "turn.failed")]

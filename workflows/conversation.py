@@ -58,6 +58,8 @@ MAX_PENDING_TURNS = 50
 """More queued turns than this and new messages are refused until the agent catches up."""
 RECENT_KEYS = 1000
 RECENT_OUTCOMES = 20
+ANSWER_ON_PAUSE = "submit-answers-when-the-turn-pauses"
+"""Patch: a waiting `submit` answers once its turn pauses for approval (before, only at its outcome)."""
 
 
 @dataclass
@@ -182,20 +184,44 @@ class ConversationWorkflow:
         else:
             accepted = self._accept(msg)
         if msg.wait_seconds > 0:
-            return await self._with_outcome(accepted, msg.wait_seconds)
-        return accepted
+            return await self._with_outcome(accepted, msg)
+        return self._with_pause(accepted)
 
-    async def _with_outcome(self, accepted: SubmitAccepted, wait_seconds: float) -> SubmitAccepted:
+    async def _with_outcome(self, accepted: SubmitAccepted, msg: SubmitMessage) -> SubmitAccepted:
+        """Wait for the turn's outcome; with `answer_on_pause`, only until it waits for a person."""
         state = self.state
-        in_flight = self._running_turn == accepted.turn or any(p.turn == accepted.turn for p in state.pending)
+        turn = accepted.turn
+        in_flight = self._running_turn == turn or any(p.turn == turn for p in state.pending)
         if in_flight:
+            # Histories from before the patch completed this update only at the outcome.
+            on_pause = msg.answer_on_pause and workflow.patched(ANSWER_ON_PAUSE)
+
+            def answered() -> bool:
+                return turn in state.recent_outcomes or (on_pause and self._paused_for(turn) is not None)
+
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: accepted.turn in state.recent_outcomes, timeout=timedelta(seconds=wait_seconds)
-                )
-        outcome = state.recent_outcomes.get(accepted.turn)
-        accepted.status = outcome.status if outcome is not None else self._status_of(accepted.turn)
+                await workflow.wait_condition(answered, timeout=timedelta(seconds=msg.wait_seconds))
+        outcome = state.recent_outcomes.get(turn)
+        accepted.status = outcome.status if outcome is not None else self._status_of(turn)
         accepted.outcome = outcome
+        return self._with_pause(accepted)
+
+    def _paused_for(self, turn: int) -> Turn | None:
+        """The running turn, if it awaits approval and `turn` is it or queued behind it."""
+        running = self._turn
+        if running is None or not running.pending_approvals:
+            return None
+        if self._running_turn == turn or any(p.turn == turn for p in self.state.pending):
+            return running
+        return None
+
+    def _with_pause(self, accepted: SubmitAccepted) -> SubmitAccepted:
+        """Name the approvals an unfinished turn waits for, and its holding message if they are its own."""
+        paused = self._paused_for(accepted.turn) if accepted.outcome is None else None
+        if paused is not None:
+            accepted.approvals = list(paused.pending_approvals)
+            if paused.inp.turn == accepted.turn:
+                accepted.holding_message = paused.holding_message
         return accepted
 
     @submit.validator
@@ -228,6 +254,8 @@ class ConversationWorkflow:
                 # even if it was cancelled before recording them (writes are idempotent).
                 carried = self._running.messages
                 self._turn_task.cancel()
+                if self._turn is not None:
+                    self._turn.stop_waiting()
             state.pending.append(PendingTurn(turn=turn, messages=[*carried, inbound]))
         if msg.idempotency_key is not None:
             state.recent_keys[msg.idempotency_key] = turn
@@ -299,6 +327,7 @@ class ConversationWorkflow:
         state.held_by, state.held_by_key_id = req.operator, req.operator_key_id
         turn = self._turn
         if turn is not None and not turn.inp.silent and self._turn_task is not None:
+            turn.stop_waiting()  # its approvals are being cancelled: nobody waits behind them now
             self._turn_task.cancel()
             # Its end writes the conversation's status; the handoff must be written after it.
             await workflow.wait_condition(lambda: self._turn is not turn)

@@ -76,10 +76,21 @@ class Turn:
 
     def __init__(self, inp: TurnInput) -> None:
         self.inp = inp
-        self.awaiting = 0
-        """Gated tool calls of this turn now waiting for an operator's decision."""
+        self.pending_approvals: list[str] = []
+        """The approvals this turn's gated calls now wait for (the round's, less those decided)."""
+        self.holding_message: str | None = None
+        """What the user was told while the current round's approvals wait (None: nothing)."""
         self.handed_off = False
         """A handoff tool ran in this turn: a human has the conversation whatever happens next."""
+
+    def stop_waiting(self) -> None:
+        """A newer message interrupts the turn: its approvals are being cancelled; it blocks nobody."""
+        self.pending_approvals = []
+
+    @property
+    def awaiting(self) -> int:
+        """Gated tool calls of this turn now waiting for an operator's decision."""
+        return len(self.pending_approvals)
 
     async def run(self) -> TurnOutcome:
         """Run the turn to its outcome; a cancellation (a newer message) ends it as interrupted.
@@ -142,8 +153,14 @@ class Turn:
                     tool_calls=records,
                     handed_off=self.handed_off,
                 )
-            gated = any(call.approval is not None for call in response.tool_calls)
-            if gated:
+            # Drawn here, in call order: the order the calls drew their own ids in before they
+            # were named up front (nothing else draws in between), so histories keep theirs.
+            approvals = {
+                index: workflow.uuid4().hex
+                for index, call in enumerate(response.tool_calls)
+                if call.approval is not None
+            }
+            if approvals:
                 await self._store(
                     StoreActivities.await_approvals,
                     AwaitApprovals(
@@ -152,8 +169,13 @@ class Turn:
                         turn=inp.turn,
                         round=round_,
                         holding_message=response.holding_message,
+                        approvals=list(approvals.values()),
                     ),
                 )
+                # Set once the holding message is stored: a caller waiting on this turn is
+                # answered with it now (ConversationWorkflow._with_outcome).
+                self.pending_approvals = list(approvals.values())
+                self.holding_message = response.holding_message or None
                 if inp.channel is not None and response.holding_message:
                     await deliver_turn(
                         DeliverTurn(
@@ -165,7 +187,10 @@ class Turn:
                             round=round_,
                         )
                     )
-            results = await self._calls(round_, response)
+            try:
+                results = await self._calls(round_, response, approvals)
+            finally:
+                self.pending_approvals = []
             self.handed_off = self.handed_off or any(result.handoff for result, _ in results)
             records.extend(
                 ToolCallRecord(
@@ -176,7 +201,7 @@ class Turn:
             replies = [d.message for _, d in results if d and d.decision == Decision.RESPOND and d.message]
             if replies:
                 return await self._operator_reply(round_, replies, results, records)
-            if gated:
+            if approvals:
                 await self._store(
                     StoreActivities.set_status,
                     StatusChange(
@@ -192,7 +217,7 @@ class Turn:
         )
 
     async def _calls(
-        self, round_: int, response: LlmResponse
+        self, round_: int, response: LlmResponse, approvals: dict[int, str]
     ) -> list[tuple[ToolResult, ApprovalOutcome | None]]:
         """Run one answer's tool calls together; when one fails for good, stop the others first.
 
@@ -201,7 +226,7 @@ class Turn:
         (or is interrupted: gather cancels them all) sends the commands it always sent.
         """
         tasks = [
-            asyncio.create_task(self._call(round_, index, call, response))
+            asyncio.create_task(self._call(round_, index, call, response, approvals.get(index)))
             for index, call in enumerate(response.tool_calls)
         ]
         try:
@@ -220,19 +245,18 @@ class Turn:
             raise
 
     async def _call(
-        self, round_: int, index: int, call: ToolCall, response: LlmResponse
+        self, round_: int, index: int, call: ToolCall, response: LlmResponse, approval_id: str | None
     ) -> tuple[ToolResult, ApprovalOutcome | None]:
         """Run one tool call, first waiting for an operator's decision if the call is gated."""
         inp = self.inp
         key = f"{round_}.{index}"  # our own key: models may reuse call ids across rounds, or send none
         decision: ApprovalOutcome | None = None
-        if call.approval is not None:
-            approval_id = workflow.uuid4().hex
-            self.awaiting += 1
+        if approval_id is not None:
             try:
                 decision = await self._approval(approval_id, key, call, response)
             finally:
-                self.awaiting -= 1
+                if approval_id in self.pending_approvals:
+                    self.pending_approvals.remove(approval_id)
             if decision.decision == Decision.EDIT and decision.arguments is not None:
                 call = call.model_copy(update={"arguments": decision.arguments})
         result = await workflow.execute_activity_method(

@@ -20,17 +20,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentKey, SessionDep, SettingsDep, TemporalDep, Writer
 from api.errors import ApiError
+from api.services import chat
 from api.services.agents import find_agent, list_agents
-from api.services.chat import EarlierMessage, caller_conversation, turn_usage
-from api.services.conversations import send
-from api.streams import LogEvent, follow, last_event_id
-from schemas.api import MAX_TEXT_BYTES, ErrorBody, MessageCreate
-from schemas.enums import EventKind, MessageRole, TurnStatus
+from api.services.chat import Broke, EarlierMessage, Piece, caller_conversation
+from schemas.api import MAX_TEXT_BYTES, ErrorBody
+from schemas.enums import MessageRole
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses={401: {"model": ErrorBody}})
 
 WAIT_SECONDS = 300.0
 CONVERSATION_HEADER = "X-Steward-Conversation"
+TURN_HEADER = "X-Steward-Turn"
+DUPLICATE_HEADER = "X-Steward-Duplicate"
 
 
 class ChatMessage(BaseModel):
@@ -122,81 +123,89 @@ async def chat_completions(
         user=body.user,
         earlier=[EarlierMessage(m.role, m.text()) for m in body.messages[:-1]],
     )
-    start = await last_event_id(session, conversation_id) if body.stream else 0
-    message = MessageCreate(text=last.text())
-    created = int(time.time())
     headers = {CONVERSATION_HEADER: conversation_id}
+    created = int(time.time())
     if not body.stream:
-        sent = await send(
-            session, temporal, settings, principal.team_id, conversation_id, message, WAIT_SECONDS
+        answer = await chat.complete(
+            session,
+            temporal,
+            settings,
+            principal.team_id,
+            conversation_id,
+            last.text(),
+            wait_seconds=WAIT_SECONDS,
+            headers=headers,
         )
-        outcome = sent.outcome
-        if outcome is None or outcome.status in (TurnStatus.RUNNING, TurnStatus.QUEUED):
-            late = f"turn {sent.turn} did not finish within {WAIT_SECONDS:.0f} s"
-            raise ApiError(504, "turn_timeout", late, headers=headers)
-        if outcome.error is not None:
-            raise ApiError(502, outcome.error.code, outcome.error.message, headers=headers)
-        async with request.app.state.sessions() as reader:
-            tokens = await turn_usage(reader, conversation_id, sent.turn)
         completion = {
-            "id": f"chatcmpl-{conversation_id}-{sent.turn}",
+            "id": f"chatcmpl-{conversation_id}-{answer.turn}",
             "object": "chat.completion",
             "created": created,
             "model": agent.slug,
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": outcome.reply or ""},
+                    "message": {"role": "assistant", "content": answer.text},
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
             ],
-            "usage": _usage(*tokens),
+            "usage": _usage(*answer.usage),
         }
-        return JSONResponse(completion, headers=headers)
-    sent = await send(session, temporal, settings, principal.team_id, conversation_id, message)
-    events = follow(
+        return JSONResponse(completion, headers={**headers, **_turn_headers(answer.turn, answer.duplicate)})
+    stream = await chat.open_stream(
+        session,
+        temporal,
+        settings,
         request.app.state.event_hub,
         request.app.state.sessions,
+        principal.team_id,
         conversation_id,
-        after=start,
-        heartbeat=settings.sse_heartbeat_seconds,
-        turn=sent.turn,
+        last.text(),
     )
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     base = {
-        "id": f"chatcmpl-{conversation_id}-{sent.turn}",
+        "id": f"chatcmpl-{conversation_id}-{stream.turn}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": agent.slug,
     }
     return StreamingResponse(
-        _chunks(events, base, include_usage),
+        _chunks(stream.pieces, base, include_usage),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **headers,
+            **_turn_headers(stream.turn, stream.duplicate),
+        },
     )
 
 
+def _turn_headers(turn: int, duplicate: bool) -> dict[str, str]:
+    """Which turn answered; `duplicate` when it is the turn awaiting approval, asked again."""
+    return {TURN_HEADER: str(turn), DUPLICATE_HEADER: str(duplicate).lower()}
+
+
 async def _chunks(
-    events: AsyncIterator[LogEvent | None], base: dict[str, Any], include_usage: bool
+    pieces: AsyncIterator[Piece], base: dict[str, Any], include_usage: bool
 ) -> AsyncIterator[bytes]:
-    """A turn's events as `chat.completion.chunk`s, ending with `[DONE]`."""
+    """An answer's pieces as `chat.completion.chunk`s, ending with `[DONE]`."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         return b"data: " + json.dumps({**base, "choices": [choice], **extra}).encode() + b"\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    async for event in events:
-        if event is None:
+    async for piece in pieces:
+        if piece is None:
             yield b": keep-alive\n\n"
-        elif event.kind == EventKind.MESSAGE_DELTA:
-            yield chunk({"content": event.data["text"]})
-        elif event.kind == EventKind.TURN_FAILED:
-            error = {"code": event.data["code"], "message": event.data["message"], "type": "turn_failed"}
+        elif isinstance(piece, str):
+            yield chunk({"content": piece})
+        elif isinstance(piece, Broke):
+            error = {"code": piece.code, "message": piece.message, "type": "turn_failed"}
             yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
-        elif event.kind == EventKind.TURN_COMPLETED:
-            usage = _usage(event.data["usage"]["prompt_tokens"], event.data["usage"]["completion_tokens"])
+        else:
+            usage = _usage(*piece.usage)
             if include_usage:
                 yield chunk({}, "stop")
                 yield b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"

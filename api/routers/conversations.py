@@ -23,8 +23,7 @@ from schemas.api import (
     Reply,
     TurnReply,
 )
-from schemas.enums import ConversationStatus
-from schemas.payloads import TurnOutcome
+from schemas.enums import ConversationStatus, TurnStatus
 
 router = APIRouter(
     prefix="/v1/conversations",
@@ -63,17 +62,31 @@ async def get_conversation(
     return await conversations.get_conversation(session, principal.team_id, conversation_id)
 
 
-def _turn_response(outcome: TurnOutcome, wait: bool, duplicate: bool) -> JSONResponse:
-    if not wait:
-        accepted = MessageAccepted(turn=outcome.turn, status=outcome.status, duplicate=duplicate)
+def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
+    """200 with the outcome (or the pause) when waited for, else 202 with where the turn stands."""
+    outcome = sent.outcome
+    if not wait or (outcome is None and not sent.approvals):
+        accepted = MessageAccepted(turn=sent.turn, status=sent.status, duplicate=sent.duplicate)
         return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
-    reply = TurnReply(
-        turn=outcome.turn,
-        status=outcome.status,
-        reply=Reply(content=outcome.reply) if outcome.reply is not None else None,
-        tool_calls=outcome.tool_calls,
-        error=outcome.error,
-    )
+    if outcome is not None:
+        reply = TurnReply(
+            turn=outcome.turn,
+            status=outcome.status,
+            reply=Reply(content=outcome.reply) if outcome.reply is not None else None,
+            tool_calls=outcome.tool_calls,
+            error=outcome.error,
+            duplicate=sent.duplicate,
+        )
+    else:
+        # Waiting for a person: answered now with what the user was told, not after the decision.
+        holding = sent.holding_message if sent.status == TurnStatus.AWAITING_APPROVAL else None
+        reply = TurnReply(
+            turn=sent.turn,
+            status=sent.status,
+            reply=Reply(content=holding) if holding is not None else None,
+            approvals=sent.approvals,
+            duplicate=sent.duplicate,
+        )
     return JSONResponse(reply.model_dump(mode="json"), status_code=200)
 
 
@@ -84,7 +97,8 @@ def _turn_response(outcome: TurnOutcome, wait: bool, duplicate: bool) -> JSONRes
     responses={
         200: {
             "model": TurnReply,
-            "description": "with ?wait=true, the turn's outcome; with ?stream=true, its events "
+            "description": "with ?wait=true, the turn's outcome, or its pause for approval "
+            "(awaiting_approval, or queued behind one); with ?stream=true, its events "
             "(text/event-stream) until turn.completed or turn.failed",
         },
         409: {"model": ErrorBody},
@@ -107,9 +121,12 @@ async def send_message(
     """Send a user message; it becomes a turn.
 
     Returns 202 with the turn number at once; with `?wait=true`, 200 with the turn's
-    reply once it is done (202 if `timeout` seconds pass first); with `?stream=true`, the
-    turn's events as server-sent events until it ends. A repeated `idempotency_key`
-    returns the original turn (streamed from its first event) and never starts another.
+    reply once it is done, or as soon as it pauses for approval (`awaiting_approval`, the
+    holding message as `reply`, the pending `approvals`) or queues behind a turn that did
+    (`queued`, that turn's `approvals`); 202 if `timeout` seconds pass first. With
+    `?stream=true`, the turn's events as server-sent events until it ends. A repeated
+    `idempotency_key` returns the original turn (streamed from its first event), says
+    `duplicate: true` (the `X-Steward-Duplicate` header when streamed) and never starts another.
     """
     if wait and stream:
         raise ApiError(
@@ -134,11 +151,9 @@ async def send_message(
             heartbeat=settings.sse_heartbeat_seconds,
             turn=sent.turn,
         )
-        return sse_response(events, {"X-Steward-Turn": str(sent.turn)})
-    if sent.outcome is not None and (wait or sent.duplicate):
-        return _turn_response(sent.outcome, wait, duplicate=sent.duplicate)
-    body_out = MessageAccepted(turn=sent.turn, status=sent.status, duplicate=sent.duplicate)
-    return JSONResponse(body_out.model_dump(mode="json"), status_code=202)
+        headers = {"X-Steward-Turn": str(sent.turn), "X-Steward-Duplicate": str(sent.duplicate).lower()}
+        return sse_response(events, headers)
+    return _turn_response(sent, wait)
 
 
 @router.get("/{conversation_id}/messages", response_model=MessageList)

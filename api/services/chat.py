@@ -1,24 +1,35 @@
-"""The OpenAI-compatible front door's conversations: the caller's own, seeded with what came before.
+"""The OpenAI-compatible front door's conversations, and what a chat-completions caller is told.
 
 A chat completion names no conversation unless it sends `X-Steward-Conversation`; it is
 the one kept for the request's `user` (its id derived from team, agent and user), or a
 new one whose transcript starts with the request's earlier messages.
+
+A caller has one answer per request, so a turn that pauses for approval answers with
+its holding message, and a request sent while one waits answers that it is next. What
+the caller was not shown yet (the paused turn's reply, decided later; an operator's
+message) leads its next answer: `caller_seen_seq` keeps the last entry it was shown.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from api.errors import ApiError
-from api.services.conversations import find_conversation
-from schemas.enums import MessageRole
+from api.services.conversations import Sent, find_conversation, send
+from api.streams import EventHub, LogEvent, follow, last_event_id
+from schemas.api import MessageCreate
+from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus
 from schemas.keys import seed_key
+from schemas.settings import Settings
 from schemas.tables import Agent, Conversation, Message, Turn
 
 
@@ -101,3 +112,317 @@ async def turn_usage(session: AsyncSession, conversation_id: str, turn: int) -> 
         )
     ).one_or_none()
     return (tokens[0], tokens[1]) if tokens is not None else (0, 0)
+
+
+QUEUED_NOTE = (
+    "Your earlier request is still waiting for a person on our team to approve it. "
+    "This one is next: I'll answer it as soon as that is settled."
+)
+"""The answer to a request that queues behind a turn awaiting approval."""
+
+
+@dataclass
+class PausedTurn:
+    """The conversation's turn that waits for an operator now."""
+
+    turn: int
+    text: str
+    """Its user message (the last, if it answers several)."""
+    holding_message: str
+    """What the user was told meanwhile ("" if the agent sends nothing)."""
+
+
+async def paused_turn(session: AsyncSession, conversation_id: str) -> PausedTurn | None:
+    """The turn awaiting approval, if the conversation shows one (its status says so)."""
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None or conversation.status != ConversationStatus.AWAITING_APPROVAL:
+        return None
+    turn = (
+        await session.execute(
+            select(func.max(Turn.n)).where(
+                Turn.conversation_id == conversation_id, Turn.completed_at.is_(None)
+            )
+        )
+    ).scalar()
+    if turn is None:
+        return None
+    text = await _last_of(session, conversation_id, turn, MessageRole.USER)
+    holding = await _last_of(session, conversation_id, turn, MessageRole.NOTICE)
+    return PausedTurn(turn=turn, text=text or "", holding_message=holding or "")
+
+
+async def _last_of(session: AsyncSession, conversation_id: str, turn: int, role: MessageRole) -> str | None:
+    return (
+        await session.execute(
+            select(Message.content)
+            .where(Message.conversation_id == conversation_id, Message.turn == turn, Message.role == role)
+            .order_by(Message.seq.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+def same_request(paused: PausedTurn | None, text: str) -> bool:
+    """A retry of the paused turn's own request: answered again, never submitted again."""
+    return paused is not None and paused.text.strip() == text.strip()
+
+
+async def seen_floor(session: AsyncSession, conversation_id: str) -> int:
+    """The last transcript entry the caller was shown; before its first answer, the newest entry.
+
+    A conversation no chat caller was answered in yet (a new one seeded with the request's
+    earlier messages, or one named by header) owes the caller nothing from before.
+    """
+    seen = (
+        await session.execute(select(Conversation.caller_seen_seq).where(Conversation.id == conversation_id))
+    ).scalar()
+    if seen:
+        return int(seen)
+    newest = (
+        await session.execute(select(func.max(Message.seq)).where(Message.conversation_id == conversation_id))
+    ).scalar()
+    return int(newest or 0)
+
+
+@dataclass
+class Shown:
+    """A transcript entry put in front of the caller."""
+
+    seq: int
+    text: str
+
+
+async def unseen(session: AsyncSession, conversation_id: str, after: int, turn: int) -> list[Shown]:
+    """What the caller has not been shown since entry `after`: other turns' replies, operators' words.
+
+    A finished turn's reply is its last assistant message; the words of its tool rounds
+    were never its answer. Only turns that completed count (a failure is the caller's own
+    error answer; an interrupted turn said nothing).
+    """
+    rows = await session.execute(
+        select(Message.seq, Message.turn, Message.role, Message.content, Turn.status)
+        .outerjoin(Turn, and_(Turn.conversation_id == Message.conversation_id, Turn.n == Message.turn))
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.seq > after,
+            Message.role.in_([MessageRole.ASSISTANT, MessageRole.OPERATOR]),
+        )
+        .order_by(Message.seq)
+    )
+    operators: list[Shown] = []
+    replies: dict[int, Shown] = {}
+    for seq, n, role, content, status in rows:
+        if role == MessageRole.OPERATOR and content:
+            operators.append(Shown(seq, content))
+        elif n != turn and status == TurnStatus.COMPLETED and content:
+            replies[n] = Shown(seq, content)  # the last one of each turn stays
+    return sorted([*operators, *replies.values()], key=lambda shown: shown.seq)
+
+
+async def answer_seq(session: AsyncSession, conversation_id: str, turn: int) -> int:
+    """The transcript entry a turn's answer is: its last reply or holding message (0 if none)."""
+    seq = (
+        await session.execute(
+            select(func.max(Message.seq)).where(
+                Message.conversation_id == conversation_id,
+                Message.turn == turn,
+                Message.role.in_([MessageRole.ASSISTANT, MessageRole.NOTICE]),
+            )
+        )
+    ).scalar()
+    return int(seq or 0)
+
+
+async def mark_seen(session: AsyncSession, conversation_id: str, seq: int) -> None:
+    """Record that the caller was shown everything up to entry `seq` (never moves back)."""
+    await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.caller_seen_seq < seq)
+        .values(caller_seen_seq=seq)
+    )
+    await session.commit()
+
+
+def joined(parts: Sequence[str]) -> str:
+    """Several things said in one answer, as paragraphs."""
+    return "\n\n".join(part for part in parts if part)
+
+
+@dataclass
+class ChatAnswer:
+    """A whole answer: the turn it is about, and the text (what the caller missed first)."""
+
+    turn: int
+    text: str
+    duplicate: bool
+    """A retry of the turn awaiting approval: answered again, nothing new submitted."""
+    usage: tuple[int, int]
+
+
+async def complete(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    team_id: str,
+    conversation_id: str,
+    text: str,
+    *,
+    wait_seconds: float,
+    headers: dict[str, str],
+) -> ChatAnswer:
+    """Answer one chat completion: the turn's reply, its holding message, or that it is next.
+
+    Raises:
+        ApiError: 502 when the turn failed, 504 when it has no answer within `wait_seconds`
+            (both carry `headers`), and whatever `send` raises.
+    """
+    paused = await paused_turn(session, conversation_id)
+    floor = await seen_floor(session, conversation_id)
+    duplicate = same_request(paused, text)
+    if paused is not None and duplicate:
+        turn, said = paused.turn, paused.holding_message
+    else:
+        sent = await send(
+            session, temporal, settings, team_id, conversation_id, MessageCreate(text=text), wait_seconds
+        )
+        turn, said = sent.turn, _said(sent, wait_seconds, headers)
+    shown = await unseen(session, conversation_id, floor, turn)
+    usage = await turn_usage(session, conversation_id, turn)
+    own = await answer_seq(session, conversation_id, turn)
+    await mark_seen(session, conversation_id, max([floor, own, *(entry.seq for entry in shown)]))
+    return ChatAnswer(turn, joined([*(entry.text for entry in shown), said]), duplicate, usage)
+
+
+def _said(sent: Sent, wait_seconds: float, headers: dict[str, str]) -> str:
+    outcome = sent.outcome
+    if outcome is not None and outcome.error is not None:
+        raise ApiError(502, outcome.error.code, outcome.error.message, headers=headers)
+    if outcome is not None and outcome.status not in (TurnStatus.RUNNING, TurnStatus.QUEUED):
+        return outcome.reply or ""
+    if sent.status == TurnStatus.AWAITING_APPROVAL:
+        return sent.holding_message or ""
+    if sent.status == TurnStatus.QUEUED and sent.approvals:
+        return QUEUED_NOTE
+    late = f"turn {sent.turn} did not finish within {wait_seconds:.0f} s"
+    raise ApiError(504, "turn_timeout", late, headers=headers)
+
+
+@dataclass
+class Stopped:
+    """The answer is whole (`finish_reason: stop`), with the turn's token usage so far."""
+
+    usage: tuple[int, int]
+
+
+@dataclass
+class Broke:
+    """The turn failed: the stream ends with this error."""
+
+    code: str
+    message: str
+
+
+Piece = str | Stopped | Broke | None
+"""What a streamed answer yields: text, its end, a failure, or None for a keep-alive."""
+
+
+@dataclass
+class ChatStream:
+    turn: int
+    duplicate: bool
+    pieces: AsyncIterator[Piece]
+
+
+async def open_stream(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    hub: EventHub,
+    sessions: async_sessionmaker[AsyncSession],
+    team_id: str,
+    conversation_id: str,
+    text: str,
+) -> ChatStream:
+    """Send the message and stream its answer; the stream ends when the turn ends or pauses.
+
+    A retry of the turn awaiting approval, or a message queued behind it, is answered at
+    once; otherwise the turn's text streams as it is written, after what the caller missed.
+    """
+    paused = await paused_turn(session, conversation_id)
+    floor = await seen_floor(session, conversation_id)
+    if paused is not None and same_request(paused, text):
+        told = _told(sessions, conversation_id, floor, paused.turn, paused.holding_message)
+        return ChatStream(paused.turn, True, told)
+    start = await last_event_id(session, conversation_id)
+    sent = await send(session, temporal, settings, team_id, conversation_id, MessageCreate(text=text))
+    if sent.status == TurnStatus.QUEUED and sent.approvals:
+        return ChatStream(sent.turn, False, _told(sessions, conversation_id, floor, sent.turn, QUEUED_NOTE))
+    events = follow(hub, sessions, conversation_id, after=start, heartbeat=settings.sse_heartbeat_seconds)
+    return ChatStream(sent.turn, False, _followed(events, sessions, conversation_id, floor, sent.turn))
+
+
+async def _told(
+    sessions: async_sessionmaker[AsyncSession], conversation_id: str, floor: int, turn: int, said: str
+) -> AsyncIterator[Piece]:
+    """An answer known at once, streamed whole."""
+    async with sessions() as session:
+        shown = await unseen(session, conversation_id, floor, turn)
+        usage = await turn_usage(session, conversation_id, turn)
+        own = await answer_seq(session, conversation_id, turn)
+        await mark_seen(session, conversation_id, max([floor, own, *(entry.seq for entry in shown)]))
+    yield joined([*(entry.text for entry in shown), said])
+    yield Stopped(usage)
+
+
+async def _followed(
+    events: AsyncGenerator[LogEvent | None, None],
+    sessions: async_sessionmaker[AsyncSession],
+    conversation_id: str,
+    floor: int,
+    turn: int,
+) -> AsyncIterator[Piece]:
+    """The turn's text as its events come, after what the caller missed; ends at its end or pause."""
+    seen = [floor]
+    wrote = False
+    started = False
+    async with aclosing(events):
+        async for event in events:
+            if event is None:
+                yield None
+                continue
+            if event.turn != turn:
+                if not started and event.turn < turn and event.kind == EventKind.TURN_AWAITING_APPROVAL:
+                    break  # queued behind a turn that paused just now
+                continue
+            if event.kind == EventKind.TURN_STARTED:
+                started = True
+                async with sessions() as session:
+                    shown = await unseen(session, conversation_id, floor, turn)
+                if shown:
+                    seen.extend(entry.seq for entry in shown)
+                    yield joined([entry.text for entry in shown]) + "\n\n"
+            elif event.kind == EventKind.MESSAGE_DELTA:
+                wrote = wrote or bool(event.data["text"])
+                yield event.data["text"]
+            elif event.kind == EventKind.TURN_AWAITING_APPROVAL:
+                holding = event.data.get("holding_message") or ""
+                if holding:
+                    yield ("\n\n" if wrote else "") + holding
+                break
+            elif event.kind == EventKind.TURN_FAILED:
+                yield Broke(event.data["code"], event.data["message"])
+                return
+            elif event.kind == EventKind.TURN_COMPLETED:
+                break
+        else:
+            return  # the API is stopping: the caller sees the stream cut short
+    async with sessions() as session:
+        if not started:
+            shown = await unseen(session, conversation_id, floor, turn)
+            seen.extend(entry.seq for entry in shown)
+        usage = await turn_usage(session, conversation_id, turn)
+        seen.append(await answer_seq(session, conversation_id, turn))
+        await mark_seen(session, conversation_id, max(seen))
+    if not started:
+        yield joined([*(entry.text for entry in shown), QUEUED_NOTE])
+    yield Stopped(usage)

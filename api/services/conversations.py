@@ -7,7 +7,8 @@ WebSocket and chat completions all call it. Temporal's refusals become `ApiError
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import and_, func, or_, select
@@ -37,7 +38,7 @@ from schemas.enums import ChannelType, ConversationStatus, DoubleTexting, Messag
 from schemas.errors import ErrorType
 from schemas.payloads import Handback, SubmitAccepted, SubmitMessage, TurnError, TurnOutcome
 from schemas.settings import Settings
-from schemas.tables import Agent, Channel, Conversation, Event, Message, Turn
+from schemas.tables import Agent, Approval, Channel, Conversation, Event, Message, Turn
 from workflows import contract
 
 _UPDATE_ERRORS: dict[str, tuple[int, str]] = {
@@ -267,13 +268,39 @@ async def _stored_outcome(session: AsyncSession, conversation_id: str, turn: int
 
 @dataclass
 class Sent:
-    """What became of a sent message: its turn, and the outcome when it is already known."""
+    """What became of a sent message: its turn, and the outcome when it is already known.
+
+    A turn that waits for a person has no outcome yet: `approvals` names the pending items
+    (its own when `awaiting_approval`, the turn's ahead of it when `queued`), and
+    `holding_message` what the user was told meanwhile.
+    """
 
     conversation: Conversation
     turn: int
     status: TurnStatus
     duplicate: bool
     outcome: TurnOutcome | None
+    holding_message: str | None = None
+    approvals: list[str] = field(default_factory=list)
+
+
+APPROVALS_OPEN_SECONDS = 5.0
+"""How long `send` waits for the approvals a turn just paused for to show in the inbox."""
+
+
+async def _until_open(session: AsyncSession, approval_ids: list[str]) -> None:
+    """Wait (briefly) until each approval is in the inbox, so the ids a caller gets resolve at once.
+
+    A turn names its approvals as it pauses; each opens its inbox row a moment later, in
+    its own workflow. Gives up quietly after `APPROVALS_OPEN_SECONDS` (a stalled worker).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + APPROVALS_OPEN_SECONDS
+    count = select(func.count()).select_from(Approval).where(Approval.id.in_(approval_ids))
+    while (await session.execute(count)).scalar_one() < len(approval_ids) and loop.time() < deadline:
+        await session.rollback()  # the next look sees what committed meanwhile (SQLite too)
+        await asyncio.sleep(0.02)
+    await session.rollback()
 
 
 async def send(
@@ -287,8 +314,9 @@ async def send(
 ) -> Sent:
     """Send a user message to a conversation; it becomes a turn.
 
-    Waits up to `wait_seconds` for the turn's outcome. Closes `session` before it waits
-    on Temporal, so no connection is held meanwhile.
+    Waits up to `wait_seconds` for the turn's outcome, or until it pauses for approval
+    (or queues behind a turn that did): a decision may take hours. Closes `session`
+    before it waits on Temporal, so no connection is held meanwhile.
     """
     if len(body.text.encode()) > MAX_TEXT_BYTES:
         raise ApiError(
@@ -314,14 +342,25 @@ async def send(
             idempotency_key=body.idempotency_key,
             double_texting=DoubleTexting(agent.double_texting),
             wait_seconds=wait_seconds,
+            answer_on_pause=True,
         ),
     )
     outcome = accepted.outcome
     if accepted.duplicate and outcome is None:
         # The conversation no longer holds this old turn's outcome; the store does.
         outcome = await _stored_outcome(session, conversation.id, accepted.turn)
+    if outcome is None and accepted.approvals:
+        await _until_open(session, accepted.approvals)
     status = outcome.status if outcome is not None else accepted.status
-    return Sent(conversation, accepted.turn, status, accepted.duplicate, outcome)
+    return Sent(
+        conversation,
+        accepted.turn,
+        status,
+        accepted.duplicate,
+        outcome,
+        holding_message=accepted.holding_message,
+        approvals=accepted.approvals,
+    )
 
 
 async def turn_start(session: AsyncSession, conversation_id: str, turn: int) -> int:
