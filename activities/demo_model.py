@@ -13,7 +13,16 @@ from typing import Any
 from schemas.payloads import ToolCall
 
 LABEL = "[offline demo model]"
+PIECES = 6
+"""A reply streams in about this many deltas, so the playground shows it arriving."""
 _NAME = re.compile(r"\bmy name is ([A-Za-z][\w' -]{0,60})", re.IGNORECASE)
+
+
+def pieces(text: str, count: int = PIECES) -> list[str]:
+    """`text` cut between words into at most `count` parts that join back into it exactly."""
+    words = [w for w in re.split(r"(?<=\s)(?=\S)", text) if w]
+    size = max(1, -(-len(words) // count))
+    return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
 
 
 def _last(messages: list[dict[str, Any]], role: str) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
-from activities.demo_model import demo_reply
+from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
 from activities.store import (
@@ -51,6 +51,8 @@ TRANSCRIPT_WINDOW = 200
 """How many recent messages the model sees."""
 
 RETRYABLE_STATUS = {408, 409, 429}
+DEMO_PACE = 0.05
+"""Seconds between the offline demo's deltas: it answers at once, and would otherwise arrive whole."""
 
 
 def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict[str, Any]]:
@@ -239,12 +241,15 @@ class LlmActivities:
         # answers (it sees them from the request); the reply is persisted only after them.
         starting = asyncio.ensure_future(self._record_start(req)) if req.inbound else None
         deltas: DeltaStream | None = None
+        demo_streamed = 0
         try:
             done, agent, transcript = await self._read(req, dedupe_key)
             if done is None:
                 deltas = await self._delta_stream(req, starting)
                 try:
                     response, usage = await self._ask(req, agent, _with_inbound(transcript, req), deltas)
+                    if agent.model == DEMO_MODEL:
+                        demo_streamed = await self._stream_demo(req, response.content, starting)
                     await deltas.finish()
                 except BaseException:
                     deltas.abandon()
@@ -254,7 +259,7 @@ class LlmActivities:
                 count_start(await starting)
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
             return await self._gate(agent, _answer_of(done))
-        streamed = deltas.written if deltas is not None else 0
+        streamed = (deltas.written if deltas is not None else 0) + demo_streamed
 
         async def persist(session: AsyncSession) -> tuple[bool, TurnRecorded | None]:
             stored = await append_message(
@@ -328,6 +333,30 @@ class LlmActivities:
             attempt=attempt,
             after=starting,
         )
+
+    async def _stream_demo(self, req: LlmRequest, text: str, starting: Awaitable[object] | None) -> int:
+        """Write the demo's reply, but for its last piece, as deltas a moment apart, as a model
+        streams; returns the characters written (the last piece goes with the persisted reply)."""
+        if starting is not None:
+            await asyncio.shield(starting)  # `turn.started` comes first in the log
+        attempt = activity.info().attempt
+        written = 0
+        for piece in pieces(text)[:-1]:
+
+            async def write(session: AsyncSession, piece: str = piece) -> int:
+                return await append_event(
+                    session,
+                    team_id=req.team_id,
+                    conversation_id=req.conversation_id,
+                    turn=req.turn,
+                    kind=EventKind.MESSAGE_DELTA,
+                    data={"round": req.round, "attempt": attempt, "text": piece},
+                )
+
+            await in_transaction(self._sessions, write)
+            written += len(piece)
+            await asyncio.sleep(DEMO_PACE)
+        return written
 
     async def _stored_answer(self, req: LlmRequest, dedupe_key: str) -> LlmResponse:
         async with self._sessions() as session:

@@ -40,6 +40,7 @@ from api.services.keys import ensure_bootstrap_key
 from api.streams import EventHub
 from api.web import STATIC_DIR, inbox, pages, session
 from api.web import dead_letters as dead_letter_pages
+from api.web import docs as docs_pages
 from api.web import schedules as schedule_pages
 from schemas.settings import Settings
 
@@ -125,6 +126,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         summary="Durable orchestration for AI agents",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by api/web/docs.py from a wheel's bundles: FastAPI's own load them from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     session.install(app)
@@ -149,5 +153,6 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(dead_letter_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
+    docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

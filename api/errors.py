@@ -72,6 +72,30 @@ def field_errors(err: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def json_error(err: RequestValidationError) -> dict[str, Any] | None:
+    """A body that is not JSON at all, as {field, message, type, line, column, position}; else None.
+
+    FastAPI reports it as a validation error whose "field" is the character offset; people
+    want the line and column their editor shows.
+    """
+    problem = next((e for e in err.errors() if e["type"] == "json_invalid"), None)
+    if problem is None:
+        return None
+    position = problem["loc"][-1] if isinstance(problem["loc"][-1], int) else 0
+    doc = err.body if isinstance(err.body, str) else ""
+    line = doc.count("\n", 0, position) + 1
+    column = position - (doc.rfind("\n", 0, position) + 1) + 1
+    reason = str(problem.get("ctx", {}).get("error") or problem["msg"])
+    return {
+        "field": "body",
+        "message": f"{reason} at line {line}, column {column} (character {position})",
+        "type": "json_invalid",
+        "line": line,
+        "column": column,
+        "position": position,
+    }
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into the error shape."""
 
@@ -81,6 +105,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        malformed = json_error(exc)
+        if malformed is not None:
+            message = f"body is not valid JSON: {malformed['message']}"
+            return error_response(422, "validation_error", message, [malformed])
         details = field_errors(exc)
         problems = "; ".join(
             f"{d['field']}: {d['message'].removeprefix('Value error, ')}" for d in details[:5]

@@ -222,6 +222,9 @@ class ApprovalSummary(BaseModel):
     turn: int
     tool: str
     arguments: dict[str, Any]
+    summary: str | None = None
+    """The call as a person reads it (`book_appointment`: the slot's time and the name); None
+    when the tool declares no summary."""
     created_at: datetime
     expires_at: datetime
     decided_by: str | None = None
@@ -263,6 +266,8 @@ class ApprovalDetail(ApprovalSummary):
     timers: ApprovalTimersPublic
     decision: Decision | None = None
     decided_arguments: dict[str, Any] | None = None
+    decided_summary: str | None = None
+    """`decided_arguments` as a person reads them."""
     message: str | None = None
     comment: str | None = None
     audit: list[AuditEntry]

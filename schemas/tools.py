@@ -1,4 +1,5 @@
-"""The tool registry: what each built-in tool is called, takes and may change.
+"""The tool registry: what each built-in tool is called, takes and may change, and how a
+person reads a call (`ToolSpec.summary`, shown by the inbox).
 
 Arguments are pydantic models, so one declaration yields the JSON schema the model
 sees and the validation the tool activity applies.
@@ -7,7 +8,8 @@ sees and the validation the tool activity applies.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -51,6 +53,51 @@ class HandoffToHumanArgs(_Args):
 
 
 @dataclass(frozen=True)
+class SlotFacts:
+    """A slot as a person knows it: when and with whom."""
+
+    starts_at: dt.datetime
+    resource: str
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What the arguments refer to, looked up by the caller (the approvals service) for summaries."""
+
+    slots: Mapping[str, SlotFacts] = field(default_factory=dict)
+    """Slots by id, for the arguments a tool names in `slot_argument`."""
+
+
+def when(moment: dt.datetime) -> str:
+    """`Tue 6 Jan 2026, 09:00 UTC`: a time as the inbox shows it."""
+    moment = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return f"{moment:%a} {moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def _availability(args: CheckAvailabilityArgs, _: Lookups) -> str:
+    return f"free slots over {args.days} days from {args.date.isoformat() if args.date else 'today'}"
+
+
+def _booking(args: BookAppointmentArgs, found: Lookups) -> str:
+    if args.slot_id is None:
+        assert args.starts_at is not None  # the arguments' validator makes sure of one
+        slot = f"the first free slot at {when(args.starts_at)}"
+    elif (facts := found.slots.get(args.slot_id)) is not None:
+        slot = f"{when(facts.starts_at)} with {facts.resource}"
+    else:
+        slot = f"slot {args.slot_id[:8]}… (no such slot)"
+    return f"{slot}, for {args.customer_name}"
+
+
+def _ticket(args: CreateTicketArgs, _: Lookups) -> str:
+    return f"{args.priority} priority: {args.subject}"
+
+
+def _handoff(args: HandoffToHumanArgs, _: Lookups) -> str:
+    return f"to a person: {args.reason}"
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     """One tool: its name, what it does, its arguments, and whether it changes anything."""
 
@@ -60,10 +107,25 @@ class ToolSpec:
     side_effecting: bool
     ask_by_default: bool | None = None
     """Whether a call waits for approval when the agent sets no policy; else `side_effecting`."""
+    summary: Callable[[Any, Lookups], str] | None = None
+    """How a person reads a call (the inbox shows it): one line from the parsed arguments."""
+    slot_argument: str | None = None
+    """The argument that names a slot by id: looked up so the summary can say when it is."""
 
     @property
     def gated_by_default(self) -> bool:
         return self.side_effecting if self.ask_by_default is None else self.ask_by_default
+
+    def summarise(self, arguments: Mapping[str, Any], found: Lookups) -> str | None:
+        """The call as a person reads it, or None (no summary declared, or arguments that do not
+        fit the tool: then the raw arguments are what there is to read)."""
+        if self.summary is None:
+            return None
+        try:
+            parsed = self.args.model_validate(dict(arguments))
+        except ValueError:  # pydantic's ValidationError is one
+            return None
+        return self.summary(parsed, found)
 
     def parameters(self) -> dict[str, Any]:
         return self.args.model_json_schema()
@@ -88,18 +150,22 @@ TOOLS: dict[str, ToolSpec] = {
             "List free appointment slots over the next days.",
             CheckAvailabilityArgs,
             side_effecting=False,
+            summary=_availability,
         ),
         ToolSpec(
             "book_appointment",
             "Book one free appointment slot for a customer.",
             BookAppointmentArgs,
             side_effecting=True,
+            summary=_booking,
+            slot_argument="slot_id",
         ),
         ToolSpec(
             "create_ticket",
             "Open a support ticket for the team to follow up.",
             CreateTicketArgs,
             side_effecting=True,
+            summary=_ticket,
         ),
         ToolSpec(
             "handoff_to_human",
@@ -108,6 +174,7 @@ TOOLS: dict[str, ToolSpec] = {
             side_effecting=True,
             # Asking for a human is the way out when something needs one; gating it would be circular.
             ask_by_default=False,
+            summary=_handoff,
         ),
     )
 }

@@ -163,7 +163,7 @@ async def test_viewers_see_items_without_decision_buttons_and_clients_are_told_w
         await expect(page.locator("#shortcuts")).to_contain_text("your role can look, not decide")
         row = page.locator("tr.item")
         await expect(row).to_have_count(1, timeout=5000)
-        await row.locator("a").click()
+        await row.locator("td.tool a").click()
         await expect(page.locator("#arg-customer_name")).to_be_disabled()
         await expect(page.locator("#approve")).to_have_count(0)
         await expect(page.locator(".decide")).to_contain_text("can look at items, not decide them")
@@ -177,3 +177,106 @@ async def test_viewers_see_items_without_decision_buttons_and_clients_are_told_w
     listing = (await team.request("GET", "/v1/approvals", params={"conversation": conversation})).json()
     for item in listing["items"]:
         await team.request("POST", f"/v1/approvals/{item['id']}/decision", json={"decision": "reject"})
+
+
+async def _pending(team: TeamClient, conversation: str) -> list[dict[str, object]]:
+    listing = await team.request("GET", "/v1/approvals", params={"conversation": conversation})
+    return list(listing.json()["items"])
+
+
+async def test_items_read_as_a_person_reads_them_and_link_their_conversation_also_on_a_phone(
+    browser: Browser,
+    live_url: str,
+    team: TeamClient,
+    fake_llm: FakeOpenAI,
+    model: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    slot, _ = await two_free_slots(sessions, team.team_id)
+    agent = await team.create_agent(
+        model,
+        tools=["book_appointment", "create_ticket"],
+        tool_policies={"create_ticket": {"mode": "require_approval"}},
+    )
+    booking = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model,
+        [Step(tool_calls=[ToolCallSpec("book_appointment", {"slot_id": slot.id, "customer_name": "Ana"})])],
+    )
+    await team.send(booking, "book the first", wait=False)
+    [booked] = await eventually(lambda: _pending(team, booking))
+    ticket = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model,
+        [Step(tool_calls=[ToolCallSpec("create_ticket", {"subject": "Printer jams", "priority": "urgent"})])],
+    )
+    await team.send(ticket, "the printer!", wait=False)
+    await eventually(lambda: _pending(team, ticket))
+
+    # The slot's own time and resource, looked up by its id; the id itself is not what one reads.
+    at = slot.starts_at.astimezone(dt.UTC)
+    said = f"{at:%a} {at.day} {at:%b %Y, %H:%M} UTC with {slot.resource}, for Ana"
+    assert booked["summary"] == said
+
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    await context.add_cookies([{"name": "steward_session", "value": team.key, "url": live_url}])
+    page = await context.new_page()
+    try:
+        await page.goto(f"{live_url}/inbox?agent={agent['slug']}")
+        rows = page.locator("tr.item")
+        await expect(rows).to_have_count(2)
+        first = page.locator(f"tr.item[data-id='{booked['id']}']")
+        await expect(first.locator("td.call")).to_have_text(said)
+        await expect(first.locator("td.call")).not_to_contain_text(slot.id)
+        await expect(rows.nth(1).locator("td.call")).to_have_text("urgent priority: Printer jams")
+        link = first.locator("td.conversation a")
+        await expect(link).to_have_attribute("href", f"/conversations/{booking}")
+        await expect(link).to_have_text(booking[:8])
+        assert await _no_sideways_scroll(page)
+
+        await first.locator("td.tool a").click()
+        await expect(page.locator("#summary")).to_have_text(said)
+        await expect(page.locator("#arg-slot_id")).to_have_value(slot.id)  # raw, to edit
+        assert await _no_sideways_scroll(page)
+    finally:
+        await context.close()
+        for conversation in (booking, ticket):
+            for item in await _pending(team, conversation):
+                await team.request(
+                    "POST", f"/v1/approvals/{item['id']}/decision", json={"decision": "reject"}
+                )
+
+
+async def _no_sideways_scroll(page: Page) -> bool:
+    return bool(
+        await page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    )
+
+
+async def test_an_edited_booking_says_which_slot_it_ran_with(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    asked, chosen = await two_free_slots(sessions, team.team_id)
+    agent = await team.create_agent(model, tools=["book_appointment"])
+    conversation = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model,
+        [
+            Step(tool_calls=[ToolCallSpec("book_appointment", {"slot_id": asked.id, "customer_name": "Bo"})]),
+            Step(text="Booked."),
+        ],
+    )
+    await team.send(conversation, "book", wait=False)
+    [item] = await eventually(lambda: _pending(team, conversation))
+    decided = await team.request(
+        "POST",
+        f"/v1/approvals/{item['id']}/decision",
+        json={"decision": "edit", "args": {"slot_id": chosen.id, "customer_name": "Bo"}},
+    )
+    assert decided.status_code == 200, decided.text
+    detail = (await team.request("GET", f"/v1/approvals/{item['id']}")).json()
+    at = chosen.starts_at.astimezone(dt.UTC)
+    assert (
+        detail["decided_summary"] == f"{at:%a} {at.day} {at:%b %Y, %H:%M} UTC with {chosen.resource}, for Bo"
+    )
+    assert detail["summary"] != detail["decided_summary"]

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from schemas.enums import Role
 from schemas.settings import Settings
@@ -19,22 +20,35 @@ def _cmd_dev(args: argparse.Namespace) -> None:
     dev.main(args.port, Path(args.data_dir), args.temporal_port, args.ui_port)
 
 
+def _refuse(err: Exception) -> NoReturn:
+    """Stop with a message a person acts on (no traceback): a taken port, say."""
+    sys.stderr.write(f"{err}\n")
+    raise SystemExit(1) from err
+
+
 def _cmd_api(args: argparse.Namespace) -> None:
     from api.app import create_app
-    from workers.serve import ApiServer, api_config
+    from workers.serve import ApiServer, PortInUse, api_config, listen
 
     settings = Settings()
     logs.configure(settings.log_level)
+    try:
+        sock = listen(args.host, args.port, "steward api")
+    except PortInUse as err:
+        _refuse(err)
     app = create_app(settings)
-    ApiServer(api_config(app, settings, args.host, args.port), app).run()
+    ApiServer(api_config(app, settings, args.host, args.port), app).run(sockets=[sock])
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    from workers.serve import serve
+    from workers.serve import PortInUse, serve
 
     settings = Settings()
     logs.configure(settings.log_level)
-    loop.run(serve(settings, args.host, args.port))
+    try:
+        loop.run(serve(settings, args.host, args.port))
+    except PortInUse as err:
+        _refuse(err)
 
 
 def _cmd_worker(_: argparse.Namespace) -> None:
@@ -103,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     dev = commands.add_parser("dev", help="run the whole embedded stack (Temporal, worker, API) locally")
-    dev.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    dev.add_argument("--port", type=int, default=8000, help="API port (default 8000; pick another if taken)")
     dev.add_argument("--data-dir", default=".steward", help="where state lives (default .steward)")
     dev.add_argument("--temporal-port", type=int, default=7233, help="Temporal gRPC port (default 7233)")
     dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (default 8233)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from schemas.settings import Settings
 from workers import loop
 from workers.migrate import migrate
 from workers.seed import DEMO_AGENT, ensure_demo
-from workers.serve import serve
+from workers.serve import listen, serve
 from workers.temporal_server import DevServer
 
 log = logging.getLogger("steward.dev")
@@ -62,6 +63,7 @@ def _banner(port: int, server: DevServer, key: str, model: str) -> str:
   Inbox         {api}/inbox  (approvals; reports of scheduled runs at /inbox/reports)
   Schedules     {api}/schedules
   Dead letters  {api}/dead-letters  (channel messages that could not be delivered)
+  Metrics       {api}/metrics  (API and worker: both run in this process)
   Temporal UI   {server.ui_url}
   Admin key     {key}
   Demo agent    {DEMO_AGENT} — model {model}{demo}
@@ -79,6 +81,12 @@ def _banner(port: int, server: DevServer, key: str, model: str) -> str:
 
 
 async def run_dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -> None:
+    # The API's port first: a taken one is refused before Temporal starts, naming `--port`.
+    with listen("127.0.0.1", port, "steward dev") as sock:
+        await _run(sock, port, data_dir, temporal_port, ui_port)
+
+
+async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: int, ui_port: int) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(
         database_url=f"sqlite:///{(data_dir / 'steward.db').resolve()}",
@@ -106,7 +114,7 @@ async def run_dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -
             sys.stdout.write(_banner(port, server, key, agent.model))
             sys.stdout.flush()
 
-        await serve(settings, "127.0.0.1", port, on_ready=ready)
+        await serve(settings, "127.0.0.1", port, on_ready=ready, sock=sock)
     finally:
         server.stop()
 

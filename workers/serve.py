@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -59,6 +60,37 @@ def api_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicor
     )
 
 
+class PortInUse(RuntimeError):
+    """The API's port is taken: said plainly, with the option that picks another."""
+
+    def __init__(self, host: str, port: int, command: str) -> None:
+        super().__init__(
+            f"port {port} on {host} is already in use (another `{command}`, or another server?). "
+            f"Stop it, or pick another port: `{command} --port {port + 1}`."
+        )
+        self.port = port
+
+
+def listen(host: str, port: int, command: str) -> socket.socket:
+    """Bind and listen on the API's address before anything else starts; uvicorn serves on it.
+
+    Raises:
+        PortInUse: something already listens there (uvicorn would only log a bare errno).
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no owner
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port, command) from err
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def end_streams(app: FastAPI) -> None:
     hub: EventHub | None = getattr(app.state, "event_hub", None)
     if hub is not None:
@@ -72,8 +104,23 @@ class _Server(ApiServer):
         yield
 
 
-async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
-    """Run the API and a worker until SIGINT or SIGTERM, then stop both cleanly."""
+async def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    on_ready: Callable[[], None] | None = None,
+    sock: socket.socket | None = None,
+) -> None:
+    """Run the API and a worker until SIGINT or SIGTERM, then stop both cleanly.
+
+    Args:
+        sock: the API's socket, already listening (`steward dev` binds it before it starts
+            Temporal); bound here otherwise.
+
+    Raises:
+        PortInUse: the API's port is taken.
+    """
+    sock = sock or listen(host, port, "steward serve")
     engine = create_engine(settings)
     client = await connect(settings)
     await ensure_schedules(client, settings)
@@ -87,7 +134,7 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[],
         loop.add_signal_handler(sig, stop.set)
     poller: asyncio.Task[None] | None = None
     worker_task = asyncio.create_task(worker.run())
-    api_task = asyncio.create_task(api.serve())
+    api_task = asyncio.create_task(api.serve(sockets=[sock]))
     try:
         while not api.started:
             if api_task.done():

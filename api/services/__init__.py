@@ -10,6 +10,7 @@ Nothing here imports a router.
 - `approvals`: find, list and describe inbox items; decide one (API, web, channels) or many.
 - `keys`: teams and API keys (bootstrap key, dev key, `steward keys create`).
 - `conversations`: find, open, list and read conversations; send a message; hand back.
+- `recent_conversations`: a team's conversations with one agent, newest activity first, with their openings.
 - `chat`: the conversation a chat completion continues (kept per `user`, seeded if new).
 - `schedules`: find, create, list, describe, change, pause, unpause, trigger, backfill, delete schedules.
 - `schedule_runs`: a schedule's runs as the API shows them, latest and a page at a time.

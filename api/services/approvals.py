@@ -1,6 +1,8 @@
 """Approvals: find, list and describe the inbox's items, and decide one or many of them.
 
-Lists and details read the projection that the approval activities keep. A decision
+Lists and details read the projection that the approval activities keep, each call with
+its summary: the tool's own (`schemas/tools.py`), from the slots its arguments name, looked
+up here (`lookups`). A decision
 always goes to the ApprovalWorkflow as an update (`contract.decide_approval`), whose
 validator makes sure an item is decided once; `decide` only checks what it can answer
 without the workflow (the item exists in this team, is still pending, and edited
@@ -11,6 +13,7 @@ decide through `decide`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -44,8 +47,8 @@ from schemas.enums import ApprovalStatus, Decision, MessageRole, Role
 from schemas.errors import ErrorType
 from schemas.payloads import DecisionRequest
 from schemas.settings import Settings
-from schemas.tables import Agent, Approval, ApprovalAudit, Message
-from schemas.tools import TOOLS
+from schemas.tables import Agent, Approval, ApprovalAudit, Message, Slot
+from schemas.tools import TOOLS, Lookups, SlotFacts
 from workflows import contract
 
 READERS = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
@@ -62,7 +65,27 @@ _UPDATE_ERRORS: dict[str, tuple[int, str]] = {
 }
 
 
-def _summary(approval: Approval, agent_slug: str) -> ApprovalSummary:
+async def lookups(session: AsyncSession, team_id: str, approvals: Iterable[Approval]) -> Lookups:
+    """What the items' arguments refer to, for their summaries: the slots they name, in one query."""
+    slot_ids: set[str] = set()
+    for approval in approvals:
+        spec = TOOLS.get(approval.tool_name)
+        if spec is None or spec.slot_argument is None:
+            continue
+        for arguments in (approval.arguments, approval.decided_arguments or {}):
+            value = arguments.get(spec.slot_argument)
+            if isinstance(value, str):
+                slot_ids.add(value)
+    if not slot_ids:
+        return Lookups()
+    slots = await session.execute(select(Slot).where(Slot.team_id == team_id, Slot.id.in_(slot_ids)))
+    return Lookups(
+        slots={s.id: SlotFacts(starts_at=s.starts_at, resource=s.resource) for s in slots.scalars()}
+    )
+
+
+def _summary(approval: Approval, agent_slug: str, found: Lookups) -> ApprovalSummary:
+    spec = TOOLS.get(approval.tool_name)
     return ApprovalSummary(
         id=approval.id,
         status=ApprovalStatus(approval.status),
@@ -72,6 +95,7 @@ def _summary(approval: Approval, agent_slug: str) -> ApprovalSummary:
         turn=approval.turn,
         tool=approval.tool_name,
         arguments=approval.arguments,
+        summary=spec.summarise(approval.arguments, found) if spec else None,
         created_at=approval.created_at,
         expires_at=approval.expires_at,
         decided_by=approval.decided_by,
@@ -147,7 +171,10 @@ async def list_approvals(
     )
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
-    return ApprovalPage(items=[_summary(a, slug) for a, slug in page], totals=totals, next_cursor=next_cursor)
+    found = await lookups(session, team_id, (a for a, _ in page))
+    return ApprovalPage(
+        items=[_summary(a, slug, found) for a, slug in page], totals=totals, next_cursor=next_cursor
+    )
 
 
 def temporal_url(settings: Settings, approval_id: str) -> str | None:
@@ -189,8 +216,10 @@ async def get_approval(
         )
     ).scalars()
     spec = TOOLS.get(approval.tool_name)
+    found = await lookups(session, team_id, [approval])
+    decided = approval.decided_arguments
     return ApprovalDetail(
-        **_summary(approval, agent.slug).model_dump(),
+        **_summary(approval, agent.slug, found).model_dump(),
         tool_description=spec.description if spec else "",
         argument_schema=spec.parameters() if spec else {},
         rationale=approval.rationale,
@@ -204,7 +233,8 @@ async def get_approval(
             escalated_at=approval.escalated_at,
         ),
         decision=Decision(approval.decision) if approval.decision else None,
-        decided_arguments=approval.decided_arguments,
+        decided_arguments=decided,
+        decided_summary=spec.summarise(decided, found) if spec and decided else None,
         message=approval.message,
         comment=approval.comment,
         audit=[

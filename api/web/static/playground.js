@@ -3,6 +3,10 @@
 // Everything shown is built from the event log (GET /v1/conversations/{id}/events). The
 // rendered items and the last event id are kept in sessionStorage, so a reload shows what
 // was there and resumes the stream right after the last event seen: no gap, no repeat.
+// The one thing no event carries is the holding message the user gets while a call waits
+// for approval: it is a `notice` in the transcript, read when `approval.requested` arrives.
+// The list of past conversations is an HTML fragment (/playground/conversations), fetched
+// again when the agent changes and when a turn starts or ends.
 "use strict";
 
 (() => {
@@ -15,8 +19,21 @@
   const canSend = root.dataset.canSend === "true";
   const web = { "X-Steward-Web": "1", "Content-Type": "application/json" };
 
+  const historyBox = document.getElementById("history");
+  const historyList = document.getElementById("history-list");
+
+  // How a decided approval reads, by the approval's status: the words and the banner's tone.
+  const OUTCOMES = {
+    approved: ["approved", "ok"],
+    edited: ["approved with edits", "ok"],
+    rejected: ["rejected", "refused"],
+    responded: ["answered by an operator instead", "ok"],
+    expired: ["expired, not run", "ended"],
+    cancelled: ["cancelled: the turn ended", "ended"],
+  };
+
   let conversation = root.dataset.conversation || null;
-  let state = { last: 0, items: [] };
+  let state = { last: 0, seq: 0, items: [] };
   let source = null;
   const nodes = new Map();
 
@@ -31,9 +48,9 @@
   function load(id) {
     try {
       const saved = JSON.parse(sessionStorage.getItem(storageKey(id)) || "null");
-      if (saved && Array.isArray(saved.items) && Number.isInteger(saved.last)) return saved;
+      if (saved && Array.isArray(saved.items) && Number.isInteger(saved.last)) return { seq: 0, ...saved };
     } catch (_) { /* a damaged entry: start from the beginning of the log */ }
-    return { last: 0, items: [] };
+    return { last: 0, seq: 0, items: [] };
   }
 
   function setStatus(text) { statusLine.textContent = text; }
@@ -72,15 +89,30 @@
     } else if (item.kind === "approval") {
       li.setAttribute("role", "note");
       const title = document.createElement("strong");
-      title.textContent = `Paused for approval: ${item.tool || "an action"}`;
+      const tool = item.tool || "an action";
+      const outcome = item.outcome && (OUTCOMES[item.outcome.status] || [item.outcome.status || "decided", "ok"]);
+      if (outcome) {
+        const by = item.outcome.by && item.outcome.by !== "system" ? ` by ${item.outcome.by}` : "";
+        title.textContent = `${tool}: ${outcome[0]}${by}`;
+        li.classList.add("resolved", outcome[1]);
+        li.dataset.outcome = item.outcome.status || "";
+      } else {
+        title.textContent = `Paused for approval: ${tool}`;
+      }
       li.appendChild(title);
+      if (outcome && item.outcome.comment) li.appendChild(document.createTextNode(` “${item.outcome.comment}”`));
       if (item.approvalId) {
         li.appendChild(document.createTextNode(" — "));
         const link = document.createElement("a");
         link.href = `/inbox/${encodeURIComponent(item.approvalId)}`;
-        link.textContent = "open in the inbox";
+        link.textContent = outcome ? "see it in the inbox" : "open in the inbox";
         li.appendChild(link);
       }
+    } else if (item.kind === "notice") {
+      const label = document.createElement("span");
+      label.className = "label";
+      label.textContent = "Holding message · sent to the user while an operator decides";
+      li.append(label, document.createTextNode(item.text));
     } else {
       li.textContent = item.text;
     }
@@ -98,6 +130,47 @@
     const existing = find(item.key);
     if (existing) Object.assign(existing, item); else state.items.push(item);
     render(find(item.key));
+  }
+
+  // The holding messages of a paused turn, placed before its approval banner.
+  async function showNotices() {
+    const id = conversation;
+    for (;;) {
+      let page;
+      try {
+        const response = await fetch(
+          `/v1/conversations/${encodeURIComponent(id)}/messages?after=${state.seq}&limit=500`,
+          { headers: { "X-Steward-Web": "1" }, credentials: "same-origin" });
+        if (!response.ok) return;
+        page = (await response.json()).items || [];
+      } catch (_) { return; /* offline for a moment: the next pause reads them */ }
+      if (id !== conversation) return; // another conversation was opened meanwhile
+      for (const m of page) {
+        state.seq = Math.max(state.seq, m.seq);
+        if (m.role !== "notice" || find(`n:${m.seq}`)) continue;
+        const notice = { key: `n:${m.seq}`, kind: "notice", turn: m.turn, text: m.content };
+        const at = state.items.findIndex((i) => i.kind === "approval" && i.turn === m.turn);
+        if (at < 0) state.items.push(notice); else state.items.splice(at, 0, notice);
+      }
+      renderAll();
+      save();
+      if (page.length < 500) return;
+    }
+  }
+
+  let refreshing = null;
+  async function refreshHistory() {
+    if (!historyList || !agentSelect.value) return;
+    const query = new URLSearchParams({ agent: agentSelect.value });
+    if (conversation) query.set("current", conversation);
+    const asked = refreshing = query.toString();
+    try {
+      const response = await fetch(`/playground/conversations?${query}`, { credentials: "same-origin" });
+      const html = await response.text();
+      if (asked === refreshing && (response.headers.get("content-type") || "").startsWith("text/html")) {
+        historyList.innerHTML = html;
+      }
+    } catch (_) { /* keep the list shown; the next turn refreshes it */ }
   }
 
   function reply(turn, round) {
@@ -138,20 +211,29 @@
     },
     "tool.call": (d) => upsert({ key: `t:${d.turn}:${d.id}`, kind: "tool", turn: d.turn, name: d.name, arguments: d.arguments }),
     "tool.result": (d) => upsert({ key: `t:${d.turn}:${d.id}`, kind: "tool", turn: d.turn, name: d.name, ok: d.ok, result: d.result }),
-    "approval.requested": (d) => upsert({
-      key: `ap:${d.approval_id || d.turn}`, kind: "approval", turn: d.turn,
-      tool: d.tool || d.tool_name || d.name, approvalId: d.approval_id,
-    }),
+    "approval.requested": (d) => {
+      upsert({
+        key: `ap:${d.approval_id || d.turn}`, kind: "approval", turn: d.turn,
+        tool: d.tool || d.tool_name || d.name, approvalId: d.approval_id,
+      });
+      showNotices();
+    },
+    // The banner itself says how it ended: approved, edited, rejected or answered, by whom.
     "approval.decided": (d) => upsert({
-      key: `ad:${d.approval_id || d.turn}`, kind: "decision", turn: d.turn,
-      text: `Approval ${d.decision || d.status || "decided"}${d.decided_by ? ` by ${d.decided_by}` : ""}${d.comment ? `: ${d.comment}` : ""}`,
+      key: `ap:${d.approval_id || d.turn}`, kind: "approval", turn: d.turn,
+      tool: d.tool || (find(`ap:${d.approval_id || d.turn}`) || {}).tool, approvalId: d.approval_id,
+      outcome: { status: d.status || d.decision, by: d.decided_by, comment: d.comment },
     }),
     "turn.completed": (d) => {
       if (d.status !== "completed") {
         upsert({ key: `end:${d.turn}`, kind: "note", turn: d.turn, text: `Turn ${d.turn} ${d.status.replace("_", " ")}.` });
       }
+      refreshHistory();
     },
-    "turn.failed": (d) => upsert({ key: `end:${d.turn}`, kind: "failed", turn: d.turn, text: `Turn ${d.turn} failed (${d.code}): ${d.message}` }),
+    "turn.failed": (d) => {
+      upsert({ key: `end:${d.turn}`, kind: "failed", turn: d.turn, text: `Turn ${d.turn} failed (${d.code}): ${d.message}` });
+      refreshHistory();
+    },
   };
 
   function onEvent(event) {
@@ -182,6 +264,7 @@
     url.searchParams.set("conversation", id);
     history.replaceState(null, "", url);
     connect();
+    refreshHistory();
   }
 
   async function failure(response) {
@@ -214,6 +297,10 @@
     });
     if (!response.ok) { textBox.value = text; setStatus(await failure(response)); }
   }
+
+  agentSelect.addEventListener("change", refreshHistory);
+  // On a phone the list folds away above the chat; open it with a tap.
+  if (historyBox && window.matchMedia("(max-width: 50rem)").matches) historyBox.open = false;
 
   composer.addEventListener("submit", (e) => { e.preventDefault(); send(); });
   textBox.addEventListener("keydown", (e) => {
