@@ -105,7 +105,8 @@ async def overview(session: AsyncSession, temporal: Client | None, team_id: str)
     failed = (
         select(func.count())
         .select_from(Turn)
-        .where(Turn.team_id == team_id, Turn.status == TurnStatus.FAILED, Turn.completed_at >= since)
+        .join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(*_active_since(team_id, since), Turn.status == TurnStatus.FAILED, Turn.completed_at >= since)
         .scalar_subquery()
     )
     dead = (
@@ -227,15 +228,29 @@ def _conditions(team_id: str, filters: ListFilters) -> list[ColumnElement[bool]]
         where.append(Conversation.channel_id == filters.channel)
     if filters.failed_within is not None:
         since = datetime.now(UTC) - timedelta(hours=filters.failed_within)
-        failed = select(Turn.conversation_id).where(
-            Turn.team_id == team_id, Turn.status == TurnStatus.FAILED, Turn.completed_at >= since
+        failed = select(Turn.id).where(
+            Turn.conversation_id == Conversation.id,
+            Turn.status == TurnStatus.FAILED,
+            Turn.completed_at >= since,
         )
-        where.append(Conversation.id.in_(failed))
+        where += [*_active_since(team_id, since), failed.offset(0).exists()]  # OFFSET 0: see `_says`
     return where
 
 
+def _active_since(team_id: str, since: datetime) -> list[ColumnElement[bool]]:
+    """Conversations active since then: a turn's end is activity, so a turn failed since then is
+    in one of these, found through the activity index rather than by reading every turn."""
+    return [Conversation.team_id == team_id, Conversation.last_activity_at >= since]
+
+
 def _says(text: str) -> Select[tuple[int]]:
-    """The conversation's messages that contain `text` (correlated with the outer conversation)."""
+    """The conversation's messages that contain `text` (correlated with the outer conversation).
+
+    As a filter it is written `.offset(0).exists()`: OFFSET 0 keeps PostgreSQL from turning
+    the probe into a semi-join that reads every message of every team (a sequential scan,
+    ILIKE on each row), so it stays a probe of each windowed conversation's own messages
+    through `(conversation_id, seq)`.
+    """
     pattern = _like_pattern(text)
     return select(Message.id).where(
         Message.conversation_id == Conversation.id, Message.content.ilike(pattern, escape="\\")
@@ -289,7 +304,7 @@ async def conversation_list(
         if len(beyond) == 2:
             edge = beyond[0]
             where.append(tuple_(Conversation.last_activity_at, Conversation.id) >= (edge[0], edge[1]))
-        where.append(_says(text).exists())
+        where.append(_says(text).offset(0).exists())
     rows = (
         await session.execute(
             select(Conversation, Agent.slug, Agent.name, Channel.type, Channel.name)
