@@ -5,6 +5,7 @@ Each test has a fresh team, so every figure on the overview is exactly what the 
 
 from __future__ import annotations
 
+import html
 import re
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.deps import SESSION_COOKIE
 from api.services import console
 from api.services.conversation_view import timeline_entry
 from schemas.enums import Role
@@ -349,6 +351,30 @@ async def test_a_text_search_looks_through_a_bounded_window_and_goes_on_searchin
         assert [r.id for r in plain.rows] == [*newer[::-1], talked]
 
 
+async def test_the_list_says_which_filters_it_could_not_use_and_shows_what_it_can(
+    app: FastAPI, team: TeamClient, model: str
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://steward.test",
+        cookies={SESSION_COOKIE: team.key},
+    ) as web:
+        said = {
+            "There is no status 'sleeping'; showing every status.": {"status": "sleeping"},
+            "That page link is not valid any more; here is the first page.": {"cursor": "not-a-cursor"},
+            "search text is over 200 characters": {"q": "x" * 201},
+            "Failed turns can be looked for up to 720 hours back.": {"failed_within": "0"},
+        }
+        for message, params in said.items():
+            page = await web.get("/conversations", params=params)
+            assert page.status_code == 200, page.text
+            body = html.unescape(page.text)
+            assert f'<p class="error" role="alert">{message}</p>' in body, params
+            assert (f'data-conversation="{conversation}"' in body) == ("q" not in params), params
+
+
 async def test_the_detail_shows_tool_calls_with_results_approvals_with_decisions_the_timeline_and_temporal(
     browser: Browser,
     live_url: str,
@@ -466,7 +492,7 @@ async def test_the_detail_names_the_channel_the_chat_and_the_user_of_a_channel_c
         await context.close()
 
 
-async def test_an_operator_hands_a_handed_off_conversation_back_and_a_stale_tab_is_told_why_not(
+async def test_an_operator_hands_a_handed_off_conversation_back_from_its_page(
     browser: Browser,
     live_url: str,
     team: TeamClient,
@@ -477,9 +503,7 @@ async def test_an_operator_hands_a_handed_off_conversation_back_and_a_stale_tab_
     conversation = await _handed_off(team, fake_llm, model, "the user asked for a manager")
     operator = await add_key(sessions, team, Role.OPERATOR)
     context, page = await _page(browser, live_url, operator.key, f"/conversations/{conversation}")
-    stale = await context.new_page()
     try:
-        await stale.goto(f"{live_url}/conversations/{conversation}")
         await expect(page.locator("#conversation-state")).to_have_text("handed off")
         await expect(page.locator("#held-by")).to_have_text("nobody yet: unclaimed")
         await expect(page.locator("#timeline")).to_contain_text("Handed off to a person by the agent")
@@ -497,14 +521,32 @@ async def test_an_operator_hands_a_handed_off_conversation_back_and_a_stale_tab_
         await expect(page.locator("#takeover-form")).to_be_visible()
         await expect(page.locator("#handback")).to_be_hidden()
         assert (await team.conversation(conversation))["status"] == "idle"
+    finally:
+        await context.close()
 
-        # The other tab still shows it handed off: the API's refusal is shown beside the button.
-        await stale.click("#handback")
-        await expect(stale.locator("#control-feedback")).to_have_text(
-            "conversation is not handed off not_handed_off"
+
+async def test_a_refused_control_shows_the_apis_message_beside_the_buttons(
+    browser: Browser, live_url: str, team: TeamClient, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # Handed off in the store, but its workflow is not running (ended or never started).
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    async with sessions() as session:
+        await session.execute(
+            update(Conversation).where(Conversation.id == conversation).values(status="handed_off")
         )
-        await expect(stale.locator("#control-feedback")).to_have_attribute("data-kind", "error")
-        await expect(stale.locator("#handback")).to_be_enabled()
+        await session.commit()
+    context, page = await _page(browser, live_url, team.key, f"/conversations/{conversation}")
+    try:
+        await page.click("#handback")
+        feedback = page.locator("#control-feedback")
+        await expect(feedback).to_have_attribute("data-kind", "error")
+        await expect(feedback).to_have_text(
+            "the conversation has no running workflow conversation_not_running"
+        )
+        await expect(feedback.locator("code")).to_have_text("conversation_not_running")
+        await expect(page.locator("#handback")).to_be_enabled()
+        await expect(page.locator("#conversation-state")).to_have_text("handed off")
     finally:
         await context.close()
 

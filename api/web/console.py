@@ -202,7 +202,13 @@ async def conversation_rows(
     return templates.TemplateResponse(
         request,
         "conversation_rows.html",
-        {"page": page, "filters": filters, "query": _query(filters), "cursor": cursor or ""},
+        {
+            "page": page,
+            "filters": filters,
+            "query": _query(filters),
+            "cursor": cursor or "",
+            "window": console.SEARCH_WINDOW,
+        },
     )
 
 

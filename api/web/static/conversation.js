@@ -145,6 +145,8 @@
     if (status >= 200 && status < 300) return answer;
     const error = answer.error || {};
     tell("error", error.message || `HTTP ${status}`, error.code);
+    // Refused because the conversation moved on (another tab, another operator): show it as it is now.
+    if (status === 409) refresh();
     return null;
   }
 
