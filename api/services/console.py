@@ -84,12 +84,13 @@ class Overview:
     """Turns that failed in the last `FAILED_TURNS_HOURS` hours."""
     dead_letters: int
     next_runs: list[NextRun]
-    schedules_known: bool
-    """False when Temporal could not be asked: next runs are unknown, not absent."""
+    schedules_asked: int
+    """Active schedules whose next run was asked for: more than none with no next runs means
+    Temporal did not answer, not that nothing is due."""
 
 
 async def overview(session: AsyncSession, temporal: Client | None, team_id: str) -> Overview:
-    """The team's counts (two queries) and its next scheduled runs (asked of Temporal)."""
+    """The team's counts (in two queries) and its next scheduled runs (asked of Temporal)."""
     unclaimed = func.sum(case((Conversation.held_by.is_(None), 1), else_=0))
     by_status = {
         status: (int(count), int(free or 0))
@@ -124,7 +125,7 @@ async def overview(session: AsyncSession, temporal: Client | None, team_id: str)
     failed_turns, dead_letters, pending_approvals = (
         await session.execute(select(failed, dead, pending))
     ).one()
-    runs, known = await _next_runs(session, temporal, team_id)
+    runs, asked = await _next_runs(session, temporal, team_id)
     handed = by_status.get(ConversationStatus.HANDED_OFF, (0, 0))
     return Overview(
         running=by_status.get(ConversationStatus.RUNNING, (0, 0))[0],
@@ -135,18 +136,16 @@ async def overview(session: AsyncSession, temporal: Client | None, team_id: str)
         failed_turns=int(failed_turns),
         dead_letters=int(dead_letters),
         next_runs=runs,
-        schedules_known=known,
+        schedules_asked=asked,
     )
 
 
 async def _next_runs(
     session: AsyncSession, temporal: Client | None, team_id: str
-) -> tuple[list[NextRun], bool]:
+) -> tuple[list[NextRun], int]:
     page = await schedules.list_schedules(session, temporal, team_id, paused=False, limit=SCHEDULES_ASKED)
-    if temporal is None and page.items:
-        return [], False
     runs = [NextRun(s.id, s.name, s.agent, s.next_run_at) for s in page.items if s.next_run_at is not None]
-    return sorted(runs, key=lambda r: r.at)[:NEXT_RUNS], True
+    return sorted(runs, key=lambda r: r.at)[:NEXT_RUNS], len(page.items)
 
 
 # --- the conversation list ----------------------------------------------------------------

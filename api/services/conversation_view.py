@@ -256,7 +256,8 @@ async def _transcript(
         for turn, call_id, ok in (
             await session.execute(
                 select(ToolExecution.turn, ToolExecution.tool_call_id, ToolExecution.ok).where(
-                    ToolExecution.conversation_id == conversation_id
+                    ToolExecution.conversation_id == conversation_id,
+                    ToolExecution.turn >= (messages[0].turn if messages else 0),
                 )
             )
         ).tuples()

@@ -21,7 +21,7 @@ from api.deps import Principal, SessionDep, SettingsDep
 from api.errors import ApiError
 from api.services import console
 from api.services.agents import list_agents
-from api.services.conversation_view import LIVE_KINDS, conversation_detail
+from api.services.conversation_view import LIVE_KINDS, ConversationDetail, conversation_detail
 from api.web import age, templates
 from api.web.session import HOME, WebUser
 from schemas.enums import ChannelType, ConversationStatus
@@ -212,7 +212,7 @@ async def conversation_rows(
     )
 
 
-def _detail_context(user: Principal, detail: Any) -> dict[str, Any]:
+def _detail_context(user: Principal, detail: ConversationDetail) -> dict[str, Any]:
     return {
         "user": user,
         "d": detail,
