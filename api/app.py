@@ -38,7 +38,7 @@ from api.routers import schedules as schedules_router
 from api.services.dead_letters import dead_letter_counter
 from api.services.keys import ensure_bootstrap_key
 from api.streams import EventHub
-from api.web import STATIC_DIR, inbox, pages, session
+from api.web import STATIC_DIR, console, inbox, pages, session
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
 from api.web import schedules as schedule_pages
@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(channel_hooks.router)
     app.include_router(session.router)
     app.include_router(pages.router)
+    app.include_router(console.router)
     app.include_router(schedules_router.router)
     app.include_router(reports_router.router)
     app.include_router(schedule_pages.router)

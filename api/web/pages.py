@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from api.deps import SessionDep
 from api.errors import ApiError
@@ -11,15 +11,10 @@ from api.services.agents import list_agents
 from api.services.conversations import find_conversation
 from api.services.recent_conversations import recent_conversations
 from api.web import templates
-from api.web.session import HOME, WebUser
+from api.web.session import WebUser
 from schemas.enums import Role
 
 router = APIRouter(tags=["web"], include_in_schema=False)
-
-
-@router.get("/")
-async def home() -> Response:
-    return RedirectResponse(HOME, status_code=303)
 
 
 @router.get("/playground")

@@ -1,0 +1,388 @@
+"""One conversation as the web console shows it: transcript, approvals, timeline, channel, hold.
+
+Each tool call carries its result and the approval it waited for, inline; the turn
+timeline is built from the event log (which retention prunes: an old conversation may
+show none).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.services.console import cut
+from api.services.conversations import find_conversation
+from schemas.enums import ApprovalStatus, ConversationStatus, EventKind, MessageRole, TurnStatus
+from schemas.settings import Settings
+from schemas.tables import Approval, Channel, ChannelInbound, Conversation, Event, Message, ToolExecution
+from workflows import contract
+
+TRANSCRIPT_LIMIT = 500
+"""The newest transcript entries a detail page shows."""
+TIMELINE_LIMIT = 300
+HANDOFF_TOOL = "handoff_to_human"
+
+# The operator-console branch adds these kinds to `EventKind` (the shared API contract);
+# until it lands they are spelled here, once.
+MESSAGE_OPERATOR = "message.operator"
+CONVERSATION_HANDED_OFF = "conversation.handed_off"
+CONVERSATION_CLAIMED = "conversation.claimed"
+CONVERSATION_RELEASED = "conversation.released"
+CONVERSATION_HANDED_BACK = "conversation.handed_back"
+TIMELINE_KINDS = (
+    EventKind.TURN_STARTED,
+    EventKind.TURN_COMPLETED,
+    EventKind.TURN_FAILED,
+    EventKind.APPROVAL_REQUESTED,
+    EventKind.APPROVAL_DECIDED,
+    EventKind.TOOL_RESULT,  # only a handoff tool's result is a timeline entry
+    MESSAGE_OPERATOR,
+    CONVERSATION_HANDED_OFF,
+    CONVERSATION_CLAIMED,
+    CONVERSATION_RELEASED,
+    CONVERSATION_HANDED_BACK,
+)
+LIVE_KINDS = (*TIMELINE_KINDS, EventKind.MESSAGE_DELTA, EventKind.MESSAGE_COMPLETED, EventKind.TOOL_CALL)
+"""What the detail page listens for on the conversation's event stream."""
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    id: str
+    tool: str
+    status: ApprovalStatus
+    turn: int
+    tool_call_id: str
+    arguments: dict[str, Any]
+    decided_arguments: dict[str, Any] | None
+    decided_by: str | None
+    decided_at: datetime | None
+    comment: str | None
+    message: str | None
+    created_at: datetime
+    escalated: bool
+
+
+@dataclass
+class ToolCallView:
+    """A tool call the agent made, with what it returned and the approval it waited for."""
+
+    id: str
+    name: str
+    arguments: str
+    result: str | None = None
+    ok: bool | None = None
+    approval: ApprovalView | None = None
+
+
+@dataclass
+class Entry:
+    """One transcript entry; an assistant's entry carries its tool calls, results inline."""
+
+    seq: int
+    turn: int
+    role: MessageRole
+    content: str
+    created_at: datetime
+    author: str | None = None
+    model: str | None = None
+    calls: list[ToolCallView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    seq: int
+    at: datetime
+    turn: int
+    kind: str
+    title: str
+    detail: str = ""
+    tone: str = ""
+    """`ok`, `failed`, `warn` or `person`: how the page colours it."""
+    approval_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    id: str
+    type: str
+    name: str
+    chat: str
+    """The chat's key: Telegram chat (and topic), Slack channel (and thread)."""
+    address: dict[str, Any]
+    users: list[str]
+    """Who wrote in this conversation, as decisions name them (`telegram:@ana`, `slack:U123`)."""
+
+
+@dataclass
+class ConversationDetail:
+    id: str
+    agent: str
+    agent_name: str
+    status: ConversationStatus
+    turns: int
+    created_at: datetime
+    last_activity_at: datetime
+    last_error_code: str | None
+    last_error_message: str | None
+    handed_off_at: datetime | None
+    handoff_reason: str | None
+    held_by: str | None
+    held_by_key_id: str | None
+    held_since: datetime | None
+    channel: ChannelView | None
+    entries: list[Entry]
+    earlier: int
+    """Older transcript entries not shown (only the newest `TRANSCRIPT_LIMIT` are)."""
+    approvals: list[ApprovalView]
+    timeline: list[TimelineEntry]
+    last_event: int
+    """The newest event's id: the page's live stream continues after it."""
+    workflow_id: str
+    temporal_url: str | None
+
+
+def workflow_url(settings: Settings, workflow_id: str) -> str | None:
+    """A workflow in the Temporal UI, or None when no UI address is configured."""
+    if settings.temporal_ui_url is None:
+        return None
+    base = settings.temporal_ui_url.rstrip("/")
+    return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"
+
+
+async def conversation_detail(
+    session: AsyncSession, settings: Settings, team_id: str, conversation_id: str
+) -> ConversationDetail:
+    """One conversation in full: transcript, approvals, timeline, channel, hold (404 if not the team's)."""
+    conversation, agent = await find_conversation(session, team_id, conversation_id)
+    approvals = [
+        _approval(a)
+        for a in (
+            await session.execute(
+                select(Approval)
+                .where(Approval.conversation_id == conversation.id)
+                .order_by(Approval.created_at)
+            )
+        ).scalars()
+    ]
+    entries, earlier = await _transcript(session, conversation.id, approvals)
+    timeline, last_event = await _timeline(session, conversation.id)
+    workflow_id = contract.conversation_workflow_id(conversation.id)
+    return ConversationDetail(
+        id=conversation.id,
+        agent=agent.slug,
+        agent_name=agent.name,
+        status=ConversationStatus(conversation.status),
+        turns=conversation.turns,
+        created_at=conversation.created_at,
+        last_activity_at=conversation.last_activity_at,
+        last_error_code=conversation.last_error_code,
+        last_error_message=conversation.last_error_message,
+        handed_off_at=conversation.handed_off_at,
+        handoff_reason=conversation.handoff_reason,
+        held_by=conversation.held_by,
+        held_by_key_id=conversation.held_by_key_id,
+        held_since=conversation.held_since,
+        channel=await _channel(session, conversation),
+        entries=entries,
+        earlier=earlier,
+        approvals=approvals,
+        timeline=timeline,
+        last_event=last_event,
+        workflow_id=workflow_id,
+        temporal_url=workflow_url(settings, workflow_id),
+    )
+
+
+def _approval(a: Approval) -> ApprovalView:
+    return ApprovalView(
+        id=a.id,
+        tool=a.tool_name,
+        status=ApprovalStatus(a.status),
+        turn=a.turn,
+        tool_call_id=a.tool_call_id,
+        arguments=a.arguments,
+        decided_arguments=a.decided_arguments,
+        decided_by=a.decided_by,
+        decided_at=a.decided_at,
+        comment=a.comment,
+        message=a.message,
+        created_at=a.created_at,
+        escalated=a.escalated,
+    )
+
+
+def _pretty(text: str) -> str:
+    """JSON text indented for reading; anything else as it is."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+async def _transcript(
+    session: AsyncSession, conversation_id: str, approvals: list[ApprovalView]
+) -> tuple[list[Entry], int]:
+    """The newest entries in order, each tool result folded into the call that asked for it."""
+    messages = list(
+        (
+            await session.execute(
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.seq.desc())
+                .limit(TRANSCRIPT_LIMIT)
+            )
+        ).scalars()
+    )[::-1]
+    earlier = 0
+    if len(messages) == TRANSCRIPT_LIMIT:
+        earlier = int(
+            (
+                await session.execute(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(Message.conversation_id == conversation_id, Message.seq < messages[0].seq)
+                )
+            ).scalar_one()
+        )
+    ran = {
+        (turn, call_id): ok
+        for turn, call_id, ok in (
+            await session.execute(
+                select(ToolExecution.turn, ToolExecution.tool_call_id, ToolExecution.ok).where(
+                    ToolExecution.conversation_id == conversation_id,
+                    ToolExecution.turn >= (messages[0].turn if messages else 0),
+                )
+            )
+        ).tuples()
+    }
+    asked = {(a.turn, a.tool_call_id): a for a in approvals}
+    calls: dict[tuple[int, str], ToolCallView] = {}
+    entries: list[Entry] = []
+    for m in messages:
+        role = MessageRole(m.role)
+        call = calls.get((m.turn, m.tool_call_id or "")) if role == MessageRole.TOOL else None
+        if call is not None and call.result is None:
+            call.result, call.ok = _pretty(m.content), ran.get((m.turn, call.id), True)
+            continue
+        entry = Entry(m.seq, m.turn, role, m.content, m.created_at, m.author, m.model)
+        if role == MessageRole.TOOL:  # its call is older than the entries shown
+            entry.calls.append(ToolCallView(m.tool_call_id or "", m.tool_name or "", "", _pretty(m.content)))
+        for c in m.tool_calls or []:
+            view = ToolCallView(
+                id=str(c.get("id", "")),
+                name=str(c.get("name", "")),
+                arguments=_pretty(str(c.get("arguments", "{}"))),
+                approval=asked.get((m.turn, str(c.get("id", "")))),
+            )
+            calls[(m.turn, view.id)] = view
+            entry.calls.append(view)
+        entries.append(entry)
+    return entries, earlier
+
+
+async def _timeline(session: AsyncSession, conversation_id: str) -> tuple[list[TimelineEntry], int]:
+    last = (
+        await session.execute(select(func.max(Event.seq)).where(Event.conversation_id == conversation_id))
+    ).scalar()
+    events = (
+        await session.execute(
+            select(Event)
+            .where(Event.conversation_id == conversation_id, Event.kind.in_([str(k) for k in TIMELINE_KINDS]))
+            .order_by(Event.seq.desc())
+            .limit(TIMELINE_LIMIT)
+        )
+    ).scalars()
+    entries = [e for e in (timeline_entry(ev) for ev in events) if e is not None]
+    return entries[::-1], int(last or 0)
+
+
+def timeline_entry(event: Event) -> TimelineEntry | None:
+    """What one event of the log says on the timeline (None: not a timeline event)."""
+    d, n = event.data, event.turn
+
+    def entry(title: str, detail: str = "", tone: str = "", approval_id: str | None = None) -> TimelineEntry:
+        return TimelineEntry(event.seq, event.created_at, n, event.kind, title, detail, tone, approval_id)
+
+    kind = event.kind
+    if kind == EventKind.TURN_STARTED:
+        said = " · ".join(cut(str(m.get("text", "")), 80) for m in d.get("messages", []))
+        if d.get("silent"):
+            return entry(f"Turn {n}: recorded while a person has the conversation", said, "person")
+        return entry(f"Turn {n} started", said)
+    if kind == EventKind.TURN_COMPLETED:
+        status = str(d.get("status", TurnStatus.COMPLETED))
+        usage = d.get("usage") or {}
+        tokens = (
+            f"{usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens" if usage else ""
+        )
+        if status == TurnStatus.COMPLETED:
+            return entry(f"Turn {n} completed", tokens, "ok")
+        return entry(f"Turn {n} {status.replace('_', ' ')}", tokens)
+    if kind == EventKind.TURN_FAILED:
+        return entry(f"Turn {n} failed", f"{d.get('code', '')}: {d.get('message', '')}", "failed")
+    if kind == EventKind.APPROVAL_REQUESTED:
+        return entry(f"Approval asked for {d.get('tool', 'a tool')}", "", "warn", d.get("approval_id"))
+    if kind == EventKind.APPROVAL_DECIDED:
+        status = str(d.get("status", "decided"))
+        by = f" by {d['decided_by']}" if d.get("decided_by") else ""
+        tone = {"approved": "ok", "edited": "ok", "rejected": "failed", "expired": "failed"}.get(status, "")
+        detail = str(d.get("comment") or d.get("message") or "")
+        return entry(f"{d.get('tool', 'Approval')} {status}{by}", detail, tone, d.get("approval_id"))
+    if kind == EventKind.TOOL_RESULT:
+        if d.get("name") != HANDOFF_TOOL or not d.get("ok"):
+            return None
+        return entry(
+            "Handed off to a person by the agent", str((d.get("result") or {}).get("reason", "")), "person"
+        )
+    by = str(d.get("by") or "")
+    if kind == MESSAGE_OPERATOR:
+        return entry(
+            f"{d.get('author') or 'An operator'} replied", cut(str(d.get("text", "")), 160), "person"
+        )
+    if kind == CONVERSATION_HANDED_OFF:
+        return entry(
+            f"Taken over by {by}" if by else "Handed off to a person", str(d.get("reason") or ""), "person"
+        )
+    if kind == CONVERSATION_CLAIMED:
+        return entry(f"Claimed by {by or 'an operator'}", "", "person")
+    if kind == CONVERSATION_RELEASED:
+        return entry(f"Released by {by or 'an operator'}", "", "person")
+    if kind == CONVERSATION_HANDED_BACK:
+        return entry(f"Handed back to the agent{f' by {by}' if by else ''}", "", "ok")
+    return None
+
+
+async def _channel(session: AsyncSession, conversation: Conversation) -> ChannelView | None:
+    if conversation.channel_id is None:
+        return None
+    channel = await session.get(Channel, conversation.channel_id)
+    if channel is None:
+        return None
+    users = (
+        await session.execute(
+            select(ChannelInbound.user_key)
+            .where(
+                ChannelInbound.channel_id == channel.id,
+                ChannelInbound.conversation_id == conversation.id,
+                ChannelInbound.user_key != "",
+            )
+            .group_by(ChannelInbound.user_key)
+            .order_by(func.min(ChannelInbound.received_at))
+            .limit(5)
+        )
+    ).scalars()
+    return ChannelView(
+        id=channel.id,
+        type=channel.type,
+        name=channel.name,
+        chat=str(conversation.metadata_.get("chat", "")),
+        address=conversation.channel_address or {},
+        users=list(users),
+    )
