@@ -11,6 +11,9 @@ Nothing here imports a router.
 - `keys`: teams and API keys (bootstrap key, dev key, `steward keys create`).
 - `conversations`: find, open, list and read conversations; send a message; hand back.
 - `recent_conversations`: a team's conversations with one agent, newest activity first, with their openings.
+- `operators`: a person takes over, claims, releases a conversation, and speaks in it.
+- `console`: the overview's figures and the conversations list (filters, transcript search, keyset pages).
+- `conversation_view`: one conversation as its page shows it (transcript, approvals, timeline, channel user).
 - `chat`: the conversation a chat completion continues (kept per `user`, seeded if new).
 - `schedules`: find, create, list, describe, change, pause, unpause, trigger, backfill, delete schedules.
 - `schedule_runs`: a schedule's runs as the API shows them, latest and a page at a time.
