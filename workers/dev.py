@@ -58,8 +58,9 @@ def _banner(port: int, server: DevServer, key: str, model: str) -> str:
   Steward is running.
 
   API           {api}
+  Console       {api}/  (sign in with the admin key: overview, conversations, takeover)
   API docs      {api}/docs
-  Playground    {api}/playground  (sign in with the admin key)
+  Playground    {api}/playground
   Inbox         {api}/inbox  (approvals; reports of scheduled runs at /inbox/reports)
   Schedules     {api}/schedules
   Dead letters  {api}/dead-letters  (channel messages that could not be delivered)
