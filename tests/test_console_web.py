@@ -15,26 +15,31 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, Request, Route, expect
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deps import SESSION_COOKIE
 from api.services import console
 from api.services.conversation_view import timeline_entry
+from api.services.keys import create_key
 from schemas.enums import Role
 from schemas.settings import Settings
-from schemas.tables import Conversation, Event, Slot
+from schemas.tables import ChannelDelivery, Conversation, Event, Slot, Team
 from tests.channels import (
     blocked_chat_with_dead_letters,
+    new_chat,
     new_slack_conversation,
     post_slack_event,
+    send_telegram_text,
     slack_agent_channel,
     slack_mention,
     slack_posts,
+    telegram_webhook_channel,
 )
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.slack_server import FakeSlack
+from tests.fakes.telegram_server import FakeTelegram
 from tests.support import TeamClient, add_key, eventually
 from tests.web import sign_in
 
@@ -88,6 +93,48 @@ async def _pending_approval(team: TeamClient, conversation: str) -> dict[str, An
 
     [item] = await eventually(listed)
     return item
+
+
+async def _named_key(
+    sessions: async_sessionmaker[AsyncSession], team: TeamClient, role: Role, name: str
+) -> TeamClient:
+    """Another key of the team with a name of its own: what "held by" and a reply's author show."""
+    async with sessions() as session:
+        row = (await session.execute(select(Team).where(Team.id == team.team_id))).scalar_one()
+        key = await create_key(session, row, role, name)
+        await session.commit()
+    return TeamClient(http=team.http, team_id=team.team_id, key=key)
+
+
+async def _telegram_conversation(
+    team: TeamClient,
+    model: str,
+    fake_llm: FakeOpenAI,
+    fake_telegram: FakeTelegram,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> tuple[str, str, int, str]:
+    """A Telegram chat the agent has answered once: (channel, webhook secret, chat, conversation)."""
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
+    chat = new_chat()
+    fake_llm.script(model, [Step(text="Let me look for your parcel.")])
+    await send_telegram_text(http, fake_telegram, channel, secret, chat, "my parcel never came")
+    await fake_telegram.replies(chat, 1)
+    async with sessions() as session:
+        conversation = (
+            await session.execute(select(Conversation.id).where(Conversation.channel_id == channel))
+        ).scalar_one()
+    return channel, secret, chat, conversation
+
+
+async def _all_sent(sessions: async_sessionmaker[AsyncSession], conversation: str, count: int) -> bool:
+    """Whether the conversation's channel deliveries are `count`, every one sent."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(ChannelDelivery.status).where(ChannelDelivery.conversation_id == conversation)
+        )
+        return list(rows.scalars()) == ["sent"] * count
 
 
 async def _reject_pending(team: TeamClient, conversation: str) -> None:
@@ -521,6 +568,120 @@ async def test_an_operator_hands_a_handed_off_conversation_back_from_its_page(
         await expect(page.locator("#takeover-form")).to_be_visible()
         await expect(page.locator("#handback")).to_be_hidden()
         assert (await team.conversation(conversation))["status"] == "idle"
+    finally:
+        await context.close()
+
+
+async def test_an_operator_takes_over_a_telegram_chat_replies_once_and_hands_it_back_from_its_page(
+    browser: Browser,
+    live_url: str,
+    team: TeamClient,
+    model: str,
+    fake_llm: FakeOpenAI,
+    fake_telegram: FakeTelegram,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> None:
+    channel, secret, chat, conversation = await _telegram_conversation(
+        team, model, fake_llm, fake_telegram, settings, sessions, http
+    )
+    ana = await _named_key(sessions, team, Role.OPERATOR, "ana")
+    reply = "I have sent a new parcel by express; it arrives tomorrow."
+    context, page = await _page(browser, live_url, ana.key, f"/conversations/{conversation}")
+    keys: list[str] = []
+
+    def record(request: Request) -> None:
+        if request.method == "POST" and request.url.endswith("/operator-messages"):
+            body = request.post_data_json
+            keys.append(str(body["idempotency_key"]) if body else "")
+
+    page.on("request", record)
+    feedback = page.locator("#control-feedback")
+    try:
+        await expect(page.locator("#stream-status")).to_have_text("live")
+        await expect(page.locator("#conversation-state")).to_have_text("idle")
+        await expect(page.locator("#channel .badge")).to_have_text("telegram")
+
+        await page.fill("#takeover-reason", "lost parcels are mine")
+        await page.click("#takeover")
+        await expect(feedback).to_have_text(
+            "You have the conversation: the agent is paused until you hand it back."
+        )
+        await expect(page.locator("#conversation-state")).to_have_text("handed off")
+        await expect(page.locator("#held-by")).to_contain_text("ana (you)")
+        await expect(page.locator("#release")).to_be_visible()
+        await expect(page.locator("#claim")).to_be_hidden()
+        await expect(page.locator("#takeover-form")).to_be_hidden()
+        taken = page.locator("#timeline li[data-kind='conversation.handed_off']")
+        await expect(taken.locator(".title")).to_have_text("Taken over by ana")
+        await expect(taken.locator(".detail")).to_have_text("lost parcels are mine")
+
+        # The user writes meanwhile: the page shows it live, and the agent stays silent.
+        await send_telegram_text(http, fake_telegram, channel, secret, chat, "hello? anyone there?")
+        await expect(page.locator("#transcript li.user").last).to_contain_text("hello? anyone there?")
+        assert len(fake_llm.requests(model)) == 1
+
+        # The first answer is lost on its way back (Steward stored and sent it): sending
+        # again, even with a double click, reuses the composed reply's key.
+        async def lose_the_answer(route: Route) -> None:
+            await route.fetch()
+            await route.abort("connectionreset")
+
+        await page.route("**/operator-messages", lose_the_answer, times=1)
+        await page.fill("#reply-text", reply)
+        await page.click("#send-reply")
+        await expect(feedback).to_have_attribute("data-kind", "error")
+        await expect(page.locator("#reply-text")).to_have_value(reply)
+        await page.dblclick("#send-reply")
+        await expect(feedback).to_have_text("Sent to the user.")
+        await expect(page.locator("#reply-text")).to_have_value("")
+        said = page.locator("#transcript li.operator")
+        await expect(said).to_have_count(1)
+        await expect(said.locator(".who")).to_contain_text("ana")
+        await expect(said.locator(".text")).to_have_text(reply)
+        replied = page.locator("#timeline li[data-kind='message.operator']")
+        await expect(replied.locator(".title")).to_have_text("ana replied")
+        assert len(keys) >= 2 and len(set(keys)) == 1, keys
+        [_, sent] = await fake_telegram.replies(chat, 2)
+        assert sent.params["text"] == reply
+
+        await page.click("#handback")
+        await expect(feedback).to_have_text("Handed back: the agent answers the next message.")
+        await expect(page.locator("#conversation-state")).to_have_text("idle")
+        await expect(page.locator("#takeover-form")).to_be_visible()
+        await expect(page.locator("#handback")).to_be_hidden()
+
+        fake_llm.script(model, [Step(text="Glad it is on its way!")])
+        await send_telegram_text(http, fake_telegram, channel, secret, chat, "thank you")
+        await fake_telegram.replies(chat, 3)
+        await expect(page.locator("#transcript li.assistant").last).to_contain_text("Glad it is on its way!")
+        await eventually(lambda: _all_sent(sessions, conversation, 3))
+        assert fake_telegram.texts(chat) == ["Let me look for your parcel.", reply, "Glad it is on its way!"]
+    finally:
+        await context.close()
+
+
+async def test_claiming_a_conversation_another_operator_holds_says_who_holds_it_beside_the_buttons(
+    browser: Browser, live_url: str, team: TeamClient, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    bo = await _named_key(sessions, team, Role.OPERATOR, "bo")
+    ana = await _named_key(sessions, team, Role.OPERATOR, "ana")
+    taken = await bo.request("POST", f"/v1/conversations/{conversation}/takeover", json={"reason": "mine"})
+    assert taken.status_code == 200, taken.text
+    context, page = await _page(browser, live_url, ana.key, f"/conversations/{conversation}")
+    try:
+        await expect(page.locator("#held-by")).to_contain_text("bo")
+        await expect(page.locator("#held-by")).not_to_contain_text("(you)")
+        await page.click("#claim")
+        feedback = page.locator("#control-feedback")
+        await expect(feedback).to_have_attribute("data-kind", "error")
+        await expect(feedback).to_contain_text("conversation is held by bo")
+        await expect(feedback.locator("code")).to_have_text("held_by_other")
+        await expect(page.locator("#held-by")).to_contain_text("bo")
+        assert (await team.conversation(conversation))["held_by"] == "bo"
     finally:
         await context.close()
 
