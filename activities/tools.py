@@ -21,6 +21,7 @@ from schemas.keys import tool_result_key
 from schemas.payloads import ApprovalOutcome, ToolRequest, ToolResult
 from schemas.tables import Agent, Booking, Slot, Ticket, ToolExecution, utcnow
 from schemas.tools import (
+    HANDOFF_BY_AGENT,
     TOOLS,
     BookAppointmentArgs,
     CheckAvailabilityArgs,
@@ -127,10 +128,6 @@ async def create_ticket(ctx: ToolContext, args: CreateTicketArgs) -> dict[str, A
     return {"ticket_id": ticket.id, "subject": ticket.subject, "priority": ticket.priority, "status": "open"}
 
 
-HANDOFF_BY = "agent"
-"""Who a model's handoff is by, in its `conversation.handed_off` event."""
-
-
 async def handoff_to_human(ctx: ToolContext, args: HandoffToHumanArgs) -> dict[str, Any]:
     conversation = await lock_conversation(ctx.session, ctx.conversation_id, ctx.team_id)
     if conversation.status != ConversationStatus.HANDED_OFF:  # else a person has it already
@@ -145,7 +142,7 @@ async def handoff_to_human(ctx: ToolContext, args: HandoffToHumanArgs) -> dict[s
             conversation_id=ctx.conversation_id,
             turn=conversation.turns,
             kind=EventKind.CONVERSATION_HANDED_OFF,
-            data={"reason": args.reason, "by": HANDOFF_BY},
+            data={"reason": args.reason, "by": HANDOFF_BY_AGENT},
         )
     return {"handed_off": True, "reason": args.reason}
 

@@ -52,6 +52,10 @@ class HandoffToHumanArgs(_Args):
     reason: str = Field(min_length=1, max_length=2000, description="Why a human should take over")
 
 
+HANDOFF_BY_AGENT = "agent"
+"""Who a model's handoff is by, in its `conversation.handed_off` event (an operator's is their key's name)."""
+
+
 @dataclass(frozen=True)
 class SlotFacts:
     """A slot as a person knows it: when and with whom."""

@@ -5,6 +5,7 @@ Each test has a fresh team, so every figure on the overview is exactly what the 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import threading
@@ -15,26 +16,32 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, Request, Route, expect
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deps import SESSION_COOKIE
 from api.services import console
 from api.services.conversation_view import timeline_entry
-from schemas.enums import Role
+from api.services.keys import create_key
+from schemas.enums import EventKind, Role
 from schemas.settings import Settings
-from schemas.tables import Conversation, Event, Slot
+from schemas.tables import ChannelDelivery, Conversation, Event, Slot, Team
+from schemas.tools import HANDOFF_BY_AGENT
 from tests.channels import (
     blocked_chat_with_dead_letters,
+    new_chat,
     new_slack_conversation,
     post_slack_event,
+    send_telegram_text,
     slack_agent_channel,
     slack_mention,
     slack_posts,
+    telegram_webhook_channel,
 )
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.slack_server import FakeSlack
+from tests.fakes.telegram_server import FakeTelegram
 from tests.support import TeamClient, add_key, eventually
 from tests.web import sign_in
 
@@ -88,6 +95,48 @@ async def _pending_approval(team: TeamClient, conversation: str) -> dict[str, An
 
     [item] = await eventually(listed)
     return item
+
+
+async def _named_key(
+    sessions: async_sessionmaker[AsyncSession], team: TeamClient, role: Role, name: str
+) -> TeamClient:
+    """Another key of the team with a name of its own: what "held by" and a reply's author show."""
+    async with sessions() as session:
+        row = (await session.execute(select(Team).where(Team.id == team.team_id))).scalar_one()
+        key = await create_key(session, row, role, name)
+        await session.commit()
+    return TeamClient(http=team.http, team_id=team.team_id, key=key)
+
+
+async def _telegram_conversation(
+    team: TeamClient,
+    model: str,
+    fake_llm: FakeOpenAI,
+    fake_telegram: FakeTelegram,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> tuple[str, str, int, str]:
+    """A Telegram chat the agent has answered once: (channel, webhook secret, chat, conversation)."""
+    channel, secret = await telegram_webhook_channel(team, model, fake_telegram, settings, sessions)
+    chat = new_chat()
+    fake_llm.script(model, [Step(text="Let me look for your parcel.")])
+    await send_telegram_text(http, fake_telegram, channel, secret, chat, "my parcel never came")
+    await fake_telegram.replies(chat, 1)
+    async with sessions() as session:
+        conversation = (
+            await session.execute(select(Conversation.id).where(Conversation.channel_id == channel))
+        ).scalar_one()
+    return channel, secret, chat, conversation
+
+
+async def _all_sent(sessions: async_sessionmaker[AsyncSession], conversation: str, count: int) -> bool:
+    """Whether the conversation's channel deliveries are `count`, every one sent."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(ChannelDelivery.status).where(ChannelDelivery.conversation_id == conversation)
+        )
+        return list(rows.scalars()) == ["sent"] * count
 
 
 async def _reject_pending(team: TeamClient, conversation: str) -> None:
@@ -440,10 +489,18 @@ async def test_the_detail_shows_tool_calls_with_results_approvals_with_decisions
         titles = await page.locator("#timeline .title").all_text_contents()
         assert [t.strip() for t in titles] == [
             "Turn 1 started",
+            "Turn 1 paused for approval",
             "Approval asked for book_appointment",
             "book_appointment approved by admin key",
             "Turn 1 completed",
         ]
+        # The pause says what the user was told meanwhile; the transcript holds it too.
+        holding = page.locator("#transcript li.notice")
+        await expect(holding.locator(".who")).to_contain_text("holding message, while approval waits")
+        told = await holding.locator(".text").text_content()
+        await expect(page.locator("#timeline li[data-kind='turn.awaiting_approval'] .detail")).to_have_text(
+            f"The user was told: “{told}”"
+        )
         await expect(page.locator("#timeline li[data-kind='approval.decided'] .detail")).to_have_text(
             "slot is free"
         )
@@ -525,6 +582,276 @@ async def test_an_operator_hands_a_handed_off_conversation_back_from_its_page(
         await context.close()
 
 
+async def test_an_operator_takes_over_a_telegram_chat_replies_once_and_hands_it_back_from_its_page(
+    browser: Browser,
+    live_url: str,
+    team: TeamClient,
+    model: str,
+    fake_llm: FakeOpenAI,
+    fake_telegram: FakeTelegram,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> None:
+    channel, secret, chat, conversation = await _telegram_conversation(
+        team, model, fake_llm, fake_telegram, settings, sessions, http
+    )
+    ana = await _named_key(sessions, team, Role.OPERATOR, "ana")
+    reply = "I have sent a new parcel by express; it arrives tomorrow."
+    context, page = await _page(browser, live_url, ana.key, f"/conversations/{conversation}")
+    keys: list[str] = []
+
+    def record(request: Request) -> None:
+        if request.method == "POST" and request.url.endswith("/operator-messages"):
+            body = request.post_data_json
+            keys.append(str(body["idempotency_key"]) if body else "")
+
+    page.on("request", record)
+    feedback = page.locator("#control-feedback")
+    try:
+        await expect(page.locator("#stream-status")).to_have_text("live")
+        await expect(page.locator("#conversation-state")).to_have_text("idle")
+        await expect(page.locator("#channel .badge")).to_have_text("telegram")
+
+        await page.fill("#takeover-reason", "lost parcels are mine")
+        await page.click("#takeover")
+        await expect(feedback).to_have_text(
+            "You have the conversation: the agent is paused until you hand it back."
+        )
+        await expect(page.locator("#conversation-state")).to_have_text("handed off")
+        await expect(page.locator("#held-by")).to_contain_text("ana (you)")
+        await expect(page.locator("#release")).to_be_visible()
+        await expect(page.locator("#claim")).to_be_hidden()
+        await expect(page.locator("#takeover-form")).to_be_hidden()
+        taken = page.locator("#timeline li[data-kind='conversation.handed_off']")
+        await expect(taken.locator(".title")).to_have_text("Taken over by ana")
+        await expect(taken.locator(".detail")).to_have_text("lost parcels are mine")
+
+        mark = page.locator("#transcript li.mark[data-kind='conversation.handed_off']")
+        await expect(mark).to_contain_text("Taken over by ana: “lost parcels are mine”")
+
+        # The user writes meanwhile: the page shows it live, marked as left to a person.
+        await send_telegram_text(http, fake_telegram, channel, secret, chat, "hello? anyone there?")
+        waiting = page.locator("#transcript li.user").last
+        await expect(waiting).to_contain_text("hello? anyone there?")
+        await expect(waiting).to_have_class(re.compile(r"\bsilent\b"))
+        await expect(waiting.locator(".who")).to_contain_text("the agent stays silent")
+        assert len(fake_llm.requests(model)) == 1
+
+        # The first answer is lost on its way back (Steward stored and sent it): sending
+        # again, even with a double click, reuses the composed reply's key.
+        async def lose_the_answer(route: Route) -> None:
+            await route.fetch()
+            await route.abort("connectionreset")
+
+        await page.route("**/operator-messages", lose_the_answer, times=1)
+        await page.fill("#reply-text", reply)
+        await page.click("#send-reply")
+        await expect(feedback).to_have_attribute("data-kind", "error")
+        await expect(page.locator("#reply-text")).to_have_value(reply)
+        await page.dblclick("#send-reply")
+        await expect(feedback).to_have_text("Sent to the user.")
+        await expect(page.locator("#reply-text")).to_have_value("")
+        said = page.locator("#transcript li.operator")
+        await expect(said).to_have_count(1)
+        await expect(said.locator(".who")).to_contain_text("ana · operator")
+        await expect(said.locator(".who")).not_to_contain_text("turn")  # a person's words are no turn
+        await expect(said.locator(".text")).to_have_text(reply)
+        replied = page.locator("#timeline li[data-kind='message.operator']")
+        await expect(replied.locator(".title")).to_have_text("ana replied")
+        assert len(keys) >= 2 and len(set(keys)) == 1, keys
+        [_, sent] = await fake_telegram.replies(chat, 2)
+        assert sent.params["text"] == reply
+
+        await page.click("#handback")
+        await expect(feedback).to_have_text("Handed back: the agent answers the next message.")
+        await expect(page.locator("#conversation-state")).to_have_text("idle")
+        await expect(page.locator("#takeover-form")).to_be_visible()
+        await expect(page.locator("#handback")).to_be_hidden()
+
+        fake_llm.script(model, [Step(text="Glad it is on its way!")])
+        await send_telegram_text(http, fake_telegram, channel, secret, chat, "thank you")
+        await fake_telegram.replies(chat, 3)
+        await expect(page.locator("#transcript li.assistant").last).to_contain_text("Glad it is on its way!")
+        await eventually(lambda: _all_sent(sessions, conversation, 3))
+        assert fake_telegram.texts(chat) == ["Let me look for your parcel.", reply, "Glad it is on its way!"]
+
+        # The transcript marks where the person came and went; the timeline tells each step once.
+        items = page.locator("#transcript > li")
+        shown = [
+            await li.get_attribute("data-role") or await li.get_attribute("data-kind")
+            for li in await items.all()
+        ]
+        assert shown == [
+            "user",
+            "assistant",
+            "conversation.handed_off",
+            "user",
+            "operator",
+            "conversation.handed_back",
+            "user",
+            "assistant",
+        ]
+        await expect(items.nth(5)).to_contain_text("Handed back to the agent by ana")
+        titles = [t.strip() for t in await page.locator("#timeline .title").all_text_contents()]
+        assert titles == [
+            "Turn 1 started",
+            "Turn 1 completed",
+            "Taken over by ana",
+            "Turn 2: the user wrote; the agent stays silent",
+            "ana replied",
+            "Handed back to the agent by ana",
+            "Turn 3 started",
+            "Turn 3 completed",
+        ]
+    finally:
+        await context.close()
+
+
+async def test_claiming_a_conversation_another_operator_holds_says_who_holds_it_and_an_admin_may_release_it(
+    browser: Browser, live_url: str, team: TeamClient, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    bo = await _named_key(sessions, team, Role.OPERATOR, "bo")
+    ana = await _named_key(sessions, team, Role.OPERATOR, "ana")
+    taken = await bo.request("POST", f"/v1/conversations/{conversation}/takeover", json={"reason": "mine"})
+    assert taken.status_code == 200, taken.text
+    context, page = await _page(browser, live_url, ana.key, f"/conversations/{conversation}")
+    admin_context, admin = await _page(browser, live_url, team.key, f"/conversations/{conversation}")
+    try:
+        await expect(page.locator("#held-by")).to_contain_text("bo")
+        await expect(page.locator("#held-by")).not_to_contain_text("(you)")
+        await expect(page.locator("#person-hint")).to_have_text(
+            "bo holds this conversation: they answer the user until they release it or hand it back."
+        )
+        await expect(page.locator("#release")).to_be_hidden()  # only the holder lets go
+        await page.click("#claim")
+        feedback = page.locator("#control-feedback")
+        await expect(feedback).to_have_attribute("data-kind", "error")
+        await expect(feedback).to_contain_text("conversation is held by bo")
+        await expect(feedback.locator("code")).to_have_text("held_by_other")
+        await expect(page.locator("#held-by")).to_contain_text("bo")
+        assert (await team.conversation(conversation))["held_by"] == "bo"
+
+        # An admin may release anyone's hold, so the page offers it.
+        await admin.click("#release")
+        await expect(admin.locator("#control-feedback")).to_have_text(
+            "Released: another operator can claim it."
+        )
+        await expect(admin.locator("#held-by")).to_have_text("nobody yet: unclaimed")
+        assert (await team.conversation(conversation))["held_by"] is None
+    finally:
+        await context.close()
+        await admin_context.close()
+
+
+async def test_a_reply_submitted_twice_while_the_first_is_on_its_way_is_posted_once(
+    browser: Browser, live_url: str, team: TeamClient, model: str
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    assert (await team.request("POST", f"/v1/conversations/{conversation}/takeover")).status_code == 200
+    context, page = await _page(browser, live_url, team.key, f"/conversations/{conversation}")
+    posted: list[Request] = []
+    pressed = asyncio.Event()
+
+    async def hold_until_pressed_again(route: Route) -> None:
+        posted.append(route.request)
+        await pressed.wait()
+        await route.continue_()
+
+    await page.route("**/operator-messages", hold_until_pressed_again)
+    try:
+        await page.fill("#reply-text", "One moment, I am checking.")
+        await page.press("#reply-text", "Control+Enter")
+        await expect(page.locator("#control-feedback")).to_have_text("Sending…")
+        await page.press("#reply-text", "Control+Enter")  # the key repeats, or a second press
+        pressed.set()
+        await expect(page.locator("#control-feedback")).to_have_text("Sent to the user.")
+        await expect(page.locator("#transcript li.operator")).to_have_count(1)
+        assert len(posted) == 1
+        assert [m["content"] for m in await team.messages(conversation)] == ["One moment, I am checking."]
+    finally:
+        await context.close()
+
+
+def _web(app: FastAPI, key: str) -> httpx.AsyncClient:
+    """The app's pages, signed in with `key`, without a browser."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://steward.test", cookies={SESSION_COOKIE: key}
+    )
+
+
+def _row(body: str, conversation: str) -> str:
+    """The list's row of one conversation, as HTML."""
+    start = body.index(f'<tr data-conversation="{conversation}">')
+    return body[start : body.index("</tr>", start)]
+
+
+async def test_the_list_and_overview_say_who_spoke_last_name_the_agent_and_tell_your_holds_from_others(
+    app: FastAPI,
+    team: TeamClient,
+    model: str,
+    fake_llm: FakeOpenAI,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    agent = await team.create_agent(model, name="Parcel desk")
+    mine, theirs, answered = [await team.start_conversation(agent["slug"]) for _ in range(3)]
+    ana = await _named_key(sessions, team, Role.OPERATOR, "ana")
+    for holder, conversation in ((ana, mine), (team, theirs)):
+        path = f"/v1/conversations/{conversation}"
+        assert (await holder.request("POST", f"{path}/takeover")).status_code == 200
+        said = await holder.request("POST", f"{path}/operator-messages", json={"text": "On it."})
+        assert said.status_code == 201, said.text
+    fake_llm.script(model, [Step(text="It is on its way.")])
+    assert (await team.send(answered, "where is it?")).status_code == 200
+
+    async with _web(app, ana.key) as web:
+        listed = html.unescape((await web.get("/conversations")).text)
+        overview = html.unescape((await web.get("/")).text)
+    assert '<span class="holder">held by you</span>' in _row(listed, mine)
+    assert '<span class="said-by">ana:</span>' in _row(listed, mine)
+    assert '<span class="holder">held by admin key</span>' in _row(listed, theirs)
+    assert '<span class="said-by">admin key:</span>' in _row(listed, theirs)
+    row = _row(listed, answered)
+    assert '<span class="said-by">agent:</span>' in row and "It is on its way." in row
+    assert f'<td class="agent" data-label="Agent" title="{agent["slug"]}">Parcel desk</td>' in row
+    assert '<span class="said-by">ana:</span>' in overview and '<span class="meta">Parcel desk · ' in overview
+
+
+async def test_a_reply_an_operator_gave_in_the_agents_place_shows_as_theirs_and_its_tool_as_not_run(
+    app: FastAPI,
+    team: TeamClient,
+    model: str,
+    fake_llm: FakeOpenAI,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    slot = await _free_slot(sessions, team.team_id)
+    agent = await team.create_agent(model, name="Front desk", tools=["book_appointment"])
+    conversation = await team.start_conversation(agent["slug"])
+    booking = {"slot_id": slot.id, "customer_name": "Ana"}
+    fake_llm.script(model, [Step(tool_calls=[ToolCallSpec("book_appointment", booking)])])
+    assert (await team.send(conversation, "Book me in", wait=False)).status_code == 202
+    item = await _pending_approval(team, conversation)
+    answered = await team.request(
+        "POST",
+        f"/v1/approvals/{item['id']}/decision",
+        json={"decision": "respond", "message": "I booked you by phone, Ana."},
+    )
+    assert answered.status_code == 200, answered.text
+    await eventually(lambda: _status(team, conversation, "idle"))
+
+    async with _web(app, team.key) as web:
+        body = html.unescape((await web.get(f"/conversations/{conversation}")).text)
+    stood_in = body[body.index('<li class="entry assistant operator stand-in"') :]
+    assert "<b>admin key</b> · operator, in the agent's place" in stood_in[: stood_in.index("</li>")]
+    assert "I booked you by phone, Ana." in stood_in[: stood_in.index("</li>")]
+    call = body[body.index('<div class="call not-run"') :]
+    assert '<span class="hint">not run</span>' in call[: call.index("</div>\n")]
+    assert 'class="call failed"' not in body
+
+
 async def test_a_refused_control_shows_the_apis_message_beside_the_buttons(
     browser: Browser, live_url: str, team: TeamClient, model: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -591,34 +918,53 @@ def _event(kind: str, data: dict[str, Any]) -> Event:
 
 
 def test_the_timeline_names_who_took_over_claimed_released_replied_and_handed_back() -> None:
-    cases: list[tuple[str, dict[str, Any], tuple[str, str, str]]] = [
+    cases: list[tuple[EventKind, dict[str, Any], tuple[str, str, str]]] = [
         (
-            "conversation.handed_off",
+            EventKind.CONVERSATION_HANDED_OFF,
             {"by": "ana", "reason": "refund"},
             ("Taken over by ana", "refund", "person"),
         ),
         (
-            "conversation.handed_off",
-            {"reason": "wants a person"},
-            ("Handed off to a person", "wants a person", "person"),
+            EventKind.CONVERSATION_HANDED_OFF,
+            {"by": HANDOFF_BY_AGENT, "reason": "wants a person"},
+            ("Handed off to a person by the agent", "wants a person", "person"),
         ),
-        ("conversation.claimed", {"by": "ana"}, ("Claimed by ana", "", "person")),
-        ("conversation.released", {"by": "ana"}, ("Released by ana", "", "person")),
-        ("conversation.handed_back", {"by": "ana"}, ("Handed back to the agent by ana", "", "ok")),
+        (EventKind.CONVERSATION_CLAIMED, {"by": "ana"}, ("Claimed by ana", "", "person")),
+        (EventKind.CONVERSATION_RELEASED, {"by": "ana"}, ("Released by ana", "", "person")),
+        (EventKind.CONVERSATION_HANDED_BACK, {"by": "ana"}, ("Handed back to the agent by ana", "", "ok")),
         (
-            "message.operator",
+            EventKind.MESSAGE_OPERATOR,
             {"seq": 9, "text": "Refund sent.", "author": "ana"},
             ("ana replied", "Refund sent.", "person"),
+        ),
+        (
+            EventKind.TURN_STARTED,
+            {"messages": [{"number": 3, "text": "hello?"}], "silent": True},
+            ("Turn 2: the user wrote; the agent stays silent", "hello?", "person"),
+        ),
+        (
+            EventKind.TURN_AWAITING_APPROVAL,
+            {"round": 0, "approvals": ["a1", "a2"], "holding_message": "One moment."},
+            ("Turn 2 paused for 2 approvals", "The user was told: “One moment.”", "warn"),
+        ),
+        (
+            EventKind.TURN_AWAITING_APPROVAL,
+            {"round": 0, "approvals": ["a1"], "holding_message": None},
+            ("Turn 2 paused for approval", "No holding message was sent.", "warn"),
+        ),
+        (
+            EventKind.TURN_COMPLETED,
+            {"status": "interrupted", "usage": {"prompt_tokens": 0, "completion_tokens": 0}},
+            ("Turn 2 interrupted", "", ""),
         ),
     ]
     for kind, data, said in cases:
         entry = timeline_entry(_event(kind, data))
         assert entry is not None and (entry.title, entry.detail, entry.tone) == said, kind
-    assert timeline_entry(_event("message.delta", {"text": "x"})) is None
-    assert (
-        timeline_entry(_event("tool.result", {"name": "check_availability", "ok": True, "result": {}}))
-        is None
-    )
+    assert timeline_entry(_event(EventKind.MESSAGE_DELTA, {"text": "x"})) is None
+    # The handoff is told by its `conversation.handed_off` event, not again by the tool's result.
+    for tool in ("check_availability", "handoff_to_human"):
+        assert timeline_entry(_event(EventKind.TOOL_RESULT, {"name": tool, "ok": True, "result": {}})) is None
 
 
 async def test_overview_counts_only_unclaimed_handoffs_as_unclaimed(

@@ -66,7 +66,7 @@ async def test_an_operator_sees_why_a_message_was_not_delivered_retries_it_once_
         await expect(row.locator(".reason")).to_contain_text(BLOCKED)
         await expect(row.locator(".attempts")).to_have_text(str(first["attempts"]))
         await expect(row.locator(".conversation a")).to_have_attribute(
-            "href", f"/playground?conversation={first['conversation_id']}"
+            "href", f"/conversations/{first['conversation_id']}"
         )
         await expect(row.locator(".conversation")).to_contain_text(f"turn {first['turn']}")
         await expect(row.locator(".failed-at time")).to_have_attribute(
@@ -155,8 +155,8 @@ async def test_a_viewer_sees_dead_letters_without_buttons_and_a_client_key_is_re
         await expect(page.locator("#dead-letter-count")).to_be_visible()
         await page.goto(f"{live_url}/dead-letters")
         await row.locator(".conversation a").click()
-        await page.wait_for_url(f"{live_url}/playground?conversation={letter['conversation_id']}")
-        await expect(page.locator("#log")).to_contain_text("Nobody hears this.")
+        await page.wait_for_url(f"{live_url}/conversations/{letter['conversation_id']}")
+        await expect(page.locator("#transcript")).to_contain_text("Nobody hears this.")
 
         await sign_in(refused, live_url, client.key)
         response = await refused.goto(f"{live_url}/dead-letters")

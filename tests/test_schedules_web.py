@@ -66,13 +66,19 @@ async def test_schedules_page_pauses_resumes_and_runs_a_schedule_whose_run_links
         await page.wait_for_url(f"{live_url}/schedules/{schedule_id}")
         run_row = page.locator(f"tr[data-run='{run['id']}']")
         await expect(run_row.locator(".badge")).to_have_text("completed")
+        await expect(run_row.get_by_role("link", name="continue in playground")).to_have_attribute(
+            "href", run["transcript_url"]
+        )
         await run_row.get_by_role("link", name="transcript").click()
-        await page.wait_for_url(f"{live_url}/playground?conversation={run['conversation_id']}")
-        await expect(page.locator("#log")).to_contain_text("All quiet overnight.")
+        await page.wait_for_url(f"{live_url}/conversations/{run['conversation_id']}")
+        await expect(page.locator("#transcript")).to_contain_text("All quiet overnight.")
 
         await page.goto(f"{live_url}/inbox/reports")
         report = page.locator(f"article[data-report='{run['report_id']}']")
         await expect(report.locator(".body")).to_have_text("All quiet overnight.")
+        await expect(report.locator("a.transcript")).to_have_attribute(
+            "href", f"/conversations/{run['conversation_id']}"
+        )
         await report.get_by_role("button", name="Acknowledge").click()
         await expect(page.locator(f"article[data-report='{run['report_id']}']")).to_have_count(0)
         acked = (await team.request("GET", f"/v1/reports/{run['report_id']}")).json()

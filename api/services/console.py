@@ -12,12 +12,14 @@ One conversation in full is `api.services.conversation_view`.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from temporalio.client import Client
 
 from api.cursors import decode_cursor, encode_cursor
@@ -58,6 +60,8 @@ SCHEDULES_ASKED = 20
 """Schedules whose next run the overview asks Temporal for (the oldest live, unpaused ones)."""
 NEXT_RUNS = 5
 PREVIEW_CHARS = 140
+STAND_IN_MODEL = "operator:"
+"""How `store.operator_reply` marks the reply an operator wrote in the agent's place (`operator:<name>`)."""
 
 
 # --- the overview -------------------------------------------------------------------------
@@ -189,9 +193,12 @@ class ConversationRow:
     channel_type: str | None
     channel_name: str | None
     held_by: str | None
+    held_by_key_id: str | None
     last_error_code: str | None
     preview: str
     """The newest thing said (by the user, the agent or an operator), cut short."""
+    preview_by: str = ""
+    """Who said it: `user`, `agent`, or the operator's name."""
     snippet: Snippet | None = None
 
 
@@ -335,9 +342,11 @@ async def conversation_list(
                 channel_type=channel_type,
                 channel_name=channel_name,
                 held_by=c.held_by,
+                held_by_key_id=c.held_by_key_id,
                 last_error_code=c.last_error_code,
-                preview=cut(texts.get(c.id, ("", ""))[0], PREVIEW_CHARS),
-                snippet=_snippet(texts.get(c.id, ("", ""))[1], text) if text else None,
+                preview=cut(texts[c.id].newest, PREVIEW_CHARS),
+                preview_by=texts[c.id].by,
+                snippet=_snippet(texts[c.id].matched, text) if text else None,
             )
             for c, slug, name, channel_type, channel_name in page
         ],
@@ -346,24 +355,54 @@ async def conversation_list(
     )
 
 
-async def _previews(session: AsyncSession, ids: list[str], text: str) -> dict[str, tuple[str, str]]:
-    """Per conversation of a page: its newest words, and its newest message that matches `text`."""
+@dataclass(frozen=True)
+class _Said:
+    newest: str = ""
+    by: str = ""
+    matched: str = ""
+
+
+def _speaker(role: str | None, author: str | None, model: str | None) -> str:
+    if role == MessageRole.OPERATOR:
+        return author or "operator"
+    if role == MessageRole.ASSISTANT:
+        return stand_in(model) or "agent"
+    return "user" if role == MessageRole.USER else ""
+
+
+def stand_in(model: str | None) -> str | None:
+    """Who wrote an assistant reply in the agent's place (an approval answered by a person), if one did."""
+    if model is None or not model.startswith(STAND_IN_MODEL):
+        return None
+    return model.removeprefix(STAND_IN_MODEL) or "an operator"
+
+
+async def _previews(session: AsyncSession, ids: list[str], text: str) -> defaultdict[str, _Said]:
+    """Per conversation of a page: its newest words and who said them, and its newest match of `text`."""
+    said: defaultdict[str, _Said] = defaultdict(_Said)
     if not ids:
-        return {}
+        return said
     spoken = (MessageRole.USER, MessageRole.ASSISTANT, MessageRole.OPERATOR)
     newest = (
-        select(Message.content)
+        select(Message.seq)
         .where(Message.conversation_id == Conversation.id, Message.role.in_(spoken), Message.content != "")
         .order_by(Message.seq.desc())
         .limit(1)
         .scalar_subquery()
     )
-    columns: list[Any] = [Conversation.id, newest]
+    shown = aliased(Message)
+    columns: list[Any] = [Conversation.id, shown.content, shown.role, shown.author, shown.model]
     if text:
         matched = _says(text).with_only_columns(Message.content).order_by(Message.seq.desc()).limit(1)
         columns.append(matched.scalar_subquery())
-    rows = await session.execute(select(*columns).where(Conversation.id.in_(ids)))
-    return {row[0]: (row[1] or "", (row[2] or "") if text else "") for row in rows}
+    rows = await session.execute(
+        select(*columns)
+        .outerjoin(shown, (shown.conversation_id == Conversation.id) & (shown.seq == newest))
+        .where(Conversation.id.in_(ids))
+    )
+    for row in rows:
+        said[row[0]] = _Said(row[1] or "", _speaker(row[2], row[3], row[4]), (row[5] or "") if text else "")
+    return said
 
 
 def cut(text: str, limit: int) -> str:

@@ -1,8 +1,9 @@
 """One conversation as the web console shows it: transcript, approvals, timeline, channel, hold.
 
-Each tool call carries its result and the approval it waited for, inline; the turn
-timeline is built from the event log (which retention prunes: an old conversation may
-show none).
+Each tool call carries its result and the approval it waited for, inline; a user's
+message the agent left to a person says so, and each handoff, takeover and handback is
+marked where it happened. The turn timeline and those marks are built from the event log
+(which retention prunes: an old conversation may show neither).
 """
 
 from __future__ import annotations
@@ -16,40 +17,56 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.services.console import cut
+from api.services.console import cut, stand_in
 from api.services.conversations import find_conversation
 from schemas.enums import ApprovalStatus, ConversationStatus, EventKind, MessageRole, TurnStatus
 from schemas.settings import Settings
-from schemas.tables import Approval, Channel, ChannelInbound, Conversation, Event, Message, ToolExecution
+from schemas.tables import (
+    Approval,
+    Channel,
+    ChannelInbound,
+    Conversation,
+    Event,
+    Message,
+    ToolExecution,
+    Turn,
+)
+from schemas.tools import HANDOFF_BY_AGENT
 from workflows import contract
 
 TRANSCRIPT_LIMIT = 500
 """The newest transcript entries a detail page shows."""
 TIMELINE_LIMIT = 300
-HANDOFF_TOOL = "handoff_to_human"
-
-# The operator-console branch adds these kinds to `EventKind` (the shared API contract);
-# until it lands they are spelled here, once.
-MESSAGE_OPERATOR = "message.operator"
-CONVERSATION_HANDED_OFF = "conversation.handed_off"
-CONVERSATION_CLAIMED = "conversation.claimed"
-CONVERSATION_RELEASED = "conversation.released"
-CONVERSATION_HANDED_BACK = "conversation.handed_back"
 TIMELINE_KINDS = (
     EventKind.TURN_STARTED,
     EventKind.TURN_COMPLETED,
     EventKind.TURN_FAILED,
     EventKind.APPROVAL_REQUESTED,
+    EventKind.TURN_AWAITING_APPROVAL,
     EventKind.APPROVAL_DECIDED,
-    EventKind.TOOL_RESULT,  # only a handoff tool's result is a timeline entry
-    MESSAGE_OPERATOR,
-    CONVERSATION_HANDED_OFF,
-    CONVERSATION_CLAIMED,
-    CONVERSATION_RELEASED,
-    CONVERSATION_HANDED_BACK,
+    EventKind.MESSAGE_OPERATOR,
+    EventKind.CONVERSATION_HANDED_OFF,
+    EventKind.CONVERSATION_CLAIMED,
+    EventKind.CONVERSATION_RELEASED,
+    EventKind.CONVERSATION_HANDED_BACK,
 )
-LIVE_KINDS = (*TIMELINE_KINDS, EventKind.MESSAGE_DELTA, EventKind.MESSAGE_COMPLETED, EventKind.TOOL_CALL)
+HANDOVERS = (EventKind.CONVERSATION_HANDED_OFF, EventKind.CONVERSATION_HANDED_BACK)
+"""Changes of who answers: also marked inline in the transcript, where they happened."""
+LIVE_KINDS = (
+    *TIMELINE_KINDS,
+    EventKind.MESSAGE_DELTA,
+    EventKind.MESSAGE_COMPLETED,
+    EventKind.TOOL_CALL,
+    EventKind.TOOL_RESULT,
+)
 """What the detail page listens for on the conversation's event stream."""
+NOT_RUN = {
+    ApprovalStatus.REJECTED,
+    ApprovalStatus.RESPONDED,
+    ApprovalStatus.EXPIRED,
+    ApprovalStatus.CANCELLED,
+}
+"""Approval outcomes that leave the tool unrun: its "result" says so, it is not a failure."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,11 @@ class ToolCallView:
     ok: bool | None = None
     approval: ApprovalView | None = None
 
+    @property
+    def not_run(self) -> bool:
+        """An operator's decision kept the tool from running (rejected, answered instead, expired)."""
+        return self.approval is not None and self.approval.status in NOT_RUN
+
 
 @dataclass
 class Entry:
@@ -93,6 +115,13 @@ class Entry:
     author: str | None = None
     model: str | None = None
     calls: list[ToolCallView] = field(default_factory=list)
+    silent: bool = False
+    """A user's message recorded while a person had the conversation: the agent did not answer it."""
+
+    @property
+    def stand_in(self) -> str | None:
+        """Who wrote this assistant reply in the agent's place (an approval answered by a person)."""
+        return stand_in(self.model) if self.role == MessageRole.ASSISTANT else None
 
 
 @dataclass(frozen=True)
@@ -106,6 +135,17 @@ class TimelineEntry:
     tone: str = ""
     """`ok`, `failed`, `warn` or `person`: how the page colours it."""
     approval_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A change of who answers, between the transcript's entries: a handoff, a takeover, a handback."""
+
+    event: TimelineEntry
+
+    @property
+    def created_at(self) -> datetime:
+        return self.event.at
 
 
 @dataclass(frozen=True)
@@ -137,7 +177,8 @@ class ConversationDetail:
     held_by_key_id: str | None
     held_since: datetime | None
     channel: ChannelView | None
-    entries: list[Entry]
+    entries: list[Entry | Mark]
+    """The transcript, oldest first, with `Mark`s where a person took over or handed back."""
     earlier: int
     """Older transcript entries not shown (only the newest `TRANSCRIPT_LIMIT` are)."""
     approvals: list[ApprovalView]
@@ -173,6 +214,7 @@ async def conversation_detail(
     ]
     entries, earlier = await _transcript(session, conversation.id, approvals)
     timeline, last_event = await _timeline(session, conversation.id)
+    marks = await _handovers(session, conversation.id, entries[0].created_at if earlier else None)
     workflow_id = contract.conversation_workflow_id(conversation.id)
     return ConversationDetail(
         id=conversation.id,
@@ -190,7 +232,7 @@ async def conversation_detail(
         held_by_key_id=conversation.held_by_key_id,
         held_since=conversation.held_since,
         channel=await _channel(session, conversation),
-        entries=entries,
+        entries=_interleave(entries, marks),
         earlier=earlier,
         approvals=approvals,
         timeline=timeline,
@@ -262,6 +304,17 @@ async def _transcript(
             )
         ).tuples()
     }
+    silent = set(
+        (
+            await session.execute(
+                select(Turn.n).where(
+                    Turn.conversation_id == conversation_id,
+                    Turn.n >= (messages[0].turn if messages else 0),
+                    Turn.status == TurnStatus.HANDED_OFF,  # only a silent turn ends so
+                )
+            )
+        ).scalars()
+    )
     asked = {(a.turn, a.tool_call_id): a for a in approvals}
     calls: dict[tuple[int, str], ToolCallView] = {}
     entries: list[Entry] = []
@@ -272,6 +325,7 @@ async def _transcript(
             call.result, call.ok = _pretty(m.content), ran.get((m.turn, call.id), True)
             continue
         entry = Entry(m.seq, m.turn, role, m.content, m.created_at, m.author, m.model)
+        entry.silent = role == MessageRole.USER and m.turn in silent
         if role == MessageRole.TOOL:  # its call is older than the entries shown
             entry.calls.append(ToolCallView(m.tool_call_id or "", m.tool_name or "", "", _pretty(m.content)))
         for c in m.tool_calls or []:
@@ -287,20 +341,50 @@ async def _transcript(
     return entries, earlier
 
 
+async def _handovers(session: AsyncSession, conversation_id: str, since: datetime | None) -> list[Mark]:
+    """Where a person took the conversation or gave it back, oldest first (from `since` on)."""
+    where = [Event.conversation_id == conversation_id, Event.kind.in_(HANDOVERS)]
+    if since is not None:
+        where.append(Event.created_at >= since)
+    events = (
+        await session.execute(select(Event).where(*where).order_by(Event.seq.desc()).limit(TIMELINE_LIMIT))
+    ).scalars()
+    return [Mark(e) for e in (timeline_entry(ev) for ev in events) if e is not None][::-1]
+
+
+def _interleave(entries: list[Entry], marks: list[Mark]) -> list[Entry | Mark]:
+    """The marks among the entries by time; the entries keep their order (a tie: the mark after)."""
+    merged: list[Entry | Mark] = []
+    rest = iter(marks)
+    mark = next(rest, None)
+    for entry in entries:
+        while mark is not None and mark.created_at < entry.created_at:
+            merged.append(mark)
+            mark = next(rest, None)
+        merged.append(entry)
+    if mark is not None:
+        merged += [mark, *rest]
+    return merged
+
+
 async def _timeline(session: AsyncSession, conversation_id: str) -> tuple[list[TimelineEntry], int]:
     last = (
         await session.execute(select(func.max(Event.seq)).where(Event.conversation_id == conversation_id))
     ).scalar()
-    events = (
-        await session.execute(
-            select(Event)
-            .where(Event.conversation_id == conversation_id, Event.kind.in_([str(k) for k in TIMELINE_KINDS]))
-            .order_by(Event.seq.desc())
-            .limit(TIMELINE_LIMIT)
-        )
-    ).scalars()
-    entries = [e for e in (timeline_entry(ev) for ev in events) if e is not None]
-    return entries[::-1], int(last or 0)
+    events = list(
+        (
+            await session.execute(
+                select(Event)
+                .where(Event.conversation_id == conversation_id, Event.kind.in_(TIMELINE_KINDS))
+                .order_by(Event.seq.desc())
+                .limit(TIMELINE_LIMIT)
+            )
+        ).scalars()
+    )[::-1]
+    # A silent turn's end says nothing its start did not: the agent stayed silent.
+    silent = {ev.turn for ev in events if ev.kind == EventKind.TURN_STARTED and ev.data.get("silent")}
+    shown = [ev for ev in events if not (ev.kind == EventKind.TURN_COMPLETED and ev.turn in silent)]
+    return [e for e in (timeline_entry(ev) for ev in shown) if e is not None], int(last or 0)
 
 
 def timeline_entry(event: Event) -> TimelineEntry | None:
@@ -314,14 +398,13 @@ def timeline_entry(event: Event) -> TimelineEntry | None:
     if kind == EventKind.TURN_STARTED:
         said = " · ".join(cut(str(m.get("text", "")), 80) for m in d.get("messages", []))
         if d.get("silent"):
-            return entry(f"Turn {n}: recorded while a person has the conversation", said, "person")
+            return entry(f"Turn {n}: the user wrote; the agent stays silent", said, "person")
         return entry(f"Turn {n} started", said)
     if kind == EventKind.TURN_COMPLETED:
         status = str(d.get("status", TurnStatus.COMPLETED))
         usage = d.get("usage") or {}
-        tokens = (
-            f"{usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens" if usage else ""
-        )
+        used = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        tokens = f"{used[0]} + {used[1]} tokens" if any(used) else ""
         if status == TurnStatus.COMPLETED:
             return entry(f"Turn {n} completed", tokens, "ok")
         return entry(f"Turn {n} {status.replace('_', ' ')}", tokens)
@@ -329,32 +412,35 @@ def timeline_entry(event: Event) -> TimelineEntry | None:
         return entry(f"Turn {n} failed", f"{d.get('code', '')}: {d.get('message', '')}", "failed")
     if kind == EventKind.APPROVAL_REQUESTED:
         return entry(f"Approval asked for {d.get('tool', 'a tool')}", "", "warn", d.get("approval_id"))
+    if kind == EventKind.TURN_AWAITING_APPROVAL:
+        waiting = len(d.get("approvals") or [])
+        told = d.get("holding_message")
+        return entry(
+            f"Turn {n} paused for {'approval' if waiting < 2 else f'{waiting} approvals'}",
+            f"The user was told: “{cut(str(told), 160)}”" if told else "No holding message was sent.",
+            "warn",
+        )
     if kind == EventKind.APPROVAL_DECIDED:
         status = str(d.get("status", "decided"))
         by = f" by {d['decided_by']}" if d.get("decided_by") else ""
         tone = {"approved": "ok", "edited": "ok", "rejected": "failed", "expired": "failed"}.get(status, "")
         detail = str(d.get("comment") or d.get("message") or "")
         return entry(f"{d.get('tool', 'Approval')} {status}{by}", detail, tone, d.get("approval_id"))
-    if kind == EventKind.TOOL_RESULT:
-        if d.get("name") != HANDOFF_TOOL or not d.get("ok"):
-            return None
-        return entry(
-            "Handed off to a person by the agent", str((d.get("result") or {}).get("reason", "")), "person"
-        )
     by = str(d.get("by") or "")
-    if kind == MESSAGE_OPERATOR:
+    if kind == EventKind.MESSAGE_OPERATOR:
         return entry(
             f"{d.get('author') or 'An operator'} replied", cut(str(d.get("text", "")), 160), "person"
         )
-    if kind == CONVERSATION_HANDED_OFF:
-        return entry(
-            f"Taken over by {by}" if by else "Handed off to a person", str(d.get("reason") or ""), "person"
-        )
-    if kind == CONVERSATION_CLAIMED:
+    if kind == EventKind.CONVERSATION_HANDED_OFF:
+        reason = str(d.get("reason") or "")
+        if by and by != HANDOFF_BY_AGENT:
+            return entry(f"Taken over by {by}", reason, "person")
+        return entry("Handed off to a person by the agent", reason, "person")
+    if kind == EventKind.CONVERSATION_CLAIMED:
         return entry(f"Claimed by {by or 'an operator'}", "", "person")
-    if kind == CONVERSATION_RELEASED:
+    if kind == EventKind.CONVERSATION_RELEASED:
         return entry(f"Released by {by or 'an operator'}", "", "person")
-    if kind == CONVERSATION_HANDED_BACK:
+    if kind == EventKind.CONVERSATION_HANDED_BACK:
         return entry(f"Handed back to the agent{f' by {by}' if by else ''}", "", "ok")
     return None
 

@@ -21,10 +21,10 @@ from api.deps import Principal, SessionDep, SettingsDep
 from api.errors import ApiError
 from api.services import console
 from api.services.agents import list_agents
-from api.services.conversation_view import LIVE_KINDS, ConversationDetail, conversation_detail
+from api.services.conversation_view import LIVE_KINDS, ConversationDetail, Mark, conversation_detail
 from api.web import age, templates
 from api.web.session import HOME, WebUser
-from schemas.enums import ChannelType, ConversationStatus
+from schemas.enums import ChannelType, ConversationStatus, Role
 from schemas.tables import Channel
 
 router = APIRouter(tags=["web"], include_in_schema=False)
@@ -40,6 +40,7 @@ def from_now(when: datetime) -> str:
 
 
 templates.env.filters["from_now"] = from_now
+templates.env.tests["mark"] = lambda item: isinstance(item, Mark)  # a handover among the transcript's entries
 
 
 def _forbidden(request: Request, user: Principal) -> Response:
@@ -203,6 +204,7 @@ async def conversation_rows(
         request,
         "conversation_rows.html",
         {
+            "user": user,
             "page": page,
             "filters": filters,
             "query": _query(filters),
@@ -217,6 +219,7 @@ def _detail_context(user: Principal, detail: ConversationDetail) -> dict[str, An
         "user": user,
         "d": detail,
         "can_operate": user.role in console.OPERATORS,
+        "releases_any": user.role == Role.ADMIN,  # the API lets an admin release anyone's hold
         "held_by_me": detail.held_by_key_id is not None and detail.held_by_key_id == user.key_id,
     }
 

@@ -107,10 +107,16 @@
     const state = document.getElementById("conversation-state").dataset;
     const person = state.status === "handed_off";
     const mine = state.heldByMe === "true";
+    const other = !mine && Boolean(state.heldBy);
     for (const el of controls.querySelectorAll("[data-when=agent]")) el.hidden = person;
     for (const el of controls.querySelectorAll("[data-when=person]")) el.hidden = !person;
     document.getElementById("claim").hidden = mine;
-    document.getElementById("release").hidden = !mine;
+    // Only the holder lets go of a hold, but an admin may release anyone's.
+    document.getElementById("release").hidden = !(mine || (other && root.dataset.releasesAny === "true"));
+    const hint = document.getElementById("person-hint");
+    hint.textContent = other
+      ? `${state.heldBy} holds this conversation: they answer the user until they release it or hand it back.`
+      : "A person has this conversation; the agent stays silent until it is handed back.";
   }
 
   function tell(kind, text, code) {
@@ -179,17 +185,26 @@
 
     const replyForm = document.getElementById("reply-form");
     const replyText = document.getElementById("reply-text");
-    let replyKey = newKey(); // the same key until it is sent, so a retried send is stored once
+    // One key per composed reply: sending it again (its answer was lost, a second click,
+    // Ctrl+Enter twice) is the same message, stored and sent once. Editing it makes a new one.
+    let replyKey = newKey();
+    let sending = false;
     replyText.addEventListener("input", () => { replyKey = newKey(); });
     replyForm.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (sending) return;
       const text = replyText.value.trim();
       if (!text) { tell("error", "Write a reply first."); replyText.focus(); return; }
-      if (await call("operator-messages", { text, idempotency_key: replyKey }, "Sending…")) {
-        replyText.value = "";
-        replyKey = newKey();
-        tell("ok", "Sent to the user.");
-        await refresh();
+      sending = true;
+      try {
+        if (await call("operator-messages", { text, idempotency_key: replyKey }, "Sending…")) {
+          replyText.value = "";
+          replyKey = newKey();
+          tell("ok", "Sent to the user.");
+          await refresh();
+        }
+      } finally {
+        sending = false;
       }
     });
     replyText.addEventListener("keydown", (event) => {
