@@ -59,6 +59,15 @@ async def live_pin(session: AsyncSession, agent: Agent) -> dict[str, Any]:
     return {} if n is None else {"version_id": agent.live_version_id, "version": n}
 
 
+async def turn_tools(session: AsyncSession, agent: Agent, conversation_id: str, turn: int) -> list[str]:
+    """The tools of the version the turn runs on (the draft's for a turn on the draft)."""
+    version_id = await session.scalar(
+        select(Turn.version_id).where(Turn.conversation_id == conversation_id, Turn.n == turn)
+    )
+    version = await session.get(AgentVersion, version_id) if version_id is not None else None
+    return list(version.definition.get("tools", [])) if version is not None else list(agent.tools)
+
+
 async def turn_version(
     session: AsyncSession, conversation: Conversation, *, pin: bool
 ) -> tuple[str | None, int | None]:

@@ -329,3 +329,20 @@ async def test_a_publish_during_a_turn_leaves_the_turn_on_the_version_it_started
     await _talk(team, conversation)
     assert [_system(fake_llm, model, i) for i in range(3)] == ["v1", "v1", "v2"]
     assert await _turn_versions(sessions, conversation) == [1, 2]
+
+
+async def test_a_tool_taken_out_of_the_draft_still_runs_for_a_conversation_on_the_version(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    agent = await team.create_agent(model, tools=["check_availability"])
+    conversation = await _open(team, agent["slug"])
+    await _edit(team, agent["slug"], tools=[])  # the draft drops it; version 1 keeps it
+    fake_llm.script(
+        model,
+        [Step(tool_calls=[ToolCallSpec("check_availability", {"days": 7})]), Step(text="Free on Monday.")],
+    )
+    response = await team.send(conversation, "when?")
+    assert response.status_code == 200, response.text
+    [call] = response.json()["tool_calls"]
+    assert call["name"] == "check_availability" and call["ok"] is True, call
+    assert fake_llm.requests(model)[0].body["tools"][0]["function"]["name"] == "check_availability"
