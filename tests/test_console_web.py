@@ -439,7 +439,7 @@ async def test_the_detail_shows_tool_calls_with_results_approvals_with_decisions
         await expect(approval.locator(".comment")).to_have_text("“slot is free”")
         titles = await page.locator("#timeline .title").all_text_contents()
         assert [t.strip() for t in titles] == [
-            "Turn 1 started",
+            "Turn 1 started on version 1",
             "Approval asked for book_appointment",
             "book_appointment approved by admin key",
             "Turn 1 completed",
