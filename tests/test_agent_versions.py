@@ -346,3 +346,32 @@ async def test_a_tool_taken_out_of_the_draft_still_runs_for_a_conversation_on_th
     [call] = response.json()["tool_calls"]
     assert call["name"] == "check_availability" and call["ok"] is True, call
     assert fake_llm.requests(model)[0].body["tools"][0]["function"]["name"] == "check_availability"
+
+
+async def test_a_schedule_starts_its_conversation_on_the_live_version(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    agent = await team.create_agent(model, system_prompt="v1")
+    slug = agent["slug"]
+    await _edit(team, slug, system_prompt="v2")
+    await _publish(team, slug)
+    await _edit(team, slug, system_prompt="draft only")
+    fake_llm.script(model, [Step(text="Report.")])
+    body = {"name": "nightly", "agent": slug, "spec": {"interval": "1h"}, "prompt": "Report.", "paused": True}
+    created = await team.request("POST", "/v1/schedules", json=body)
+    assert created.status_code == 201, created.text
+    schedule = created.json()["id"]
+    try:
+        assert (await team.request("POST", f"/v1/schedules/{schedule}/trigger")).status_code == 202
+
+        async def finished() -> list[dict[str, Any]]:
+            runs = (await team.request("GET", f"/v1/schedules/{schedule}/runs")).json()["items"]
+            return [r for r in runs if r["status"] in ("completed", "failed")]
+
+        [run] = await eventually(finished)
+        assert run["status"] == "completed", run
+        shown = await team.conversation(run["conversation_id"])
+        assert (shown["version_policy"], shown["version"]) == ("pinned", 2)
+        assert _system(fake_llm, model, 0) == "v2"
+    finally:
+        await team.request("DELETE", f"/v1/schedules/{schedule}")
