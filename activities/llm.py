@@ -52,6 +52,9 @@ from schemas.tools import TOOLS
 TRANSCRIPT_WINDOW = 200
 """How many recent messages the model sees."""
 
+VERSION_CACHE = 1024
+"""How many version definitions a worker keeps in memory (cleared when full)."""
+
 RETRYABLE_STATUS = {408, 409, 429}
 DEMO_PACE = 0.05
 """Seconds between the offline demo's deltas: it answers at once, and would otherwise arrive whole."""
@@ -74,12 +77,10 @@ class Definition:
     max_tool_rounds: int
 
     @classmethod
-    def of(cls, agent: Agent, version: AgentVersion | None) -> Definition:
-        source = (
-            version.definition if version is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
-        )
-        fields = {f: source[f] for f in DEFINITION_FIELDS}
-        return cls(id=agent.id, version_id=version.id if version is not None else None, **fields)
+    def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:
+        """Version `version_id`'s `frozen` fields, or (both None) the agent's draft."""
+        source = frozen if frozen is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
+        return cls(id=agent.id, version_id=version_id, **{f: source[f] for f in DEFINITION_FIELDS})
 
 
 def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict[str, Any]]:
@@ -243,6 +244,8 @@ class LlmActivities:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
+        self._versions: dict[str, dict[str, Any]] = {}
+        """Version definitions read so far: versions are never edited, so one read is enough."""
         self._client: openai.AsyncOpenAI | None = None
         if settings.llm_configured:
             key = settings.openai_api_key
@@ -439,13 +442,28 @@ class LlmActivities:
             provisional = turn_id is None
             if provisional:
                 version_id, _ = await turn_version(session, conversation, pin=False)
-            version = await session.get(AgentVersion, version_id) if version_id is not None else None
-            definition = Definition.of(agent, version)
+            definition = Definition.of(agent, version_id, await self._definition(session, version_id))
             transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
         # An earlier attempt's answer, if any, is the newest message: nothing follows it
         # until this activity returns.
         done = next((m for m in reversed(transcript) if m.dedupe_key == dedupe_key), None)
         return done, definition, [] if done else transcript, provisional
+
+    async def _definition(self, session: AsyncSession, version_id: str | None) -> dict[str, Any] | None:
+        """A version's frozen fields (None for the draft), from memory after the first read."""
+        if version_id is None:
+            return None
+        if (known := self._versions.get(version_id)) is not None:
+            return known
+        version = await session.get(AgentVersion, version_id)
+        if version is None:
+            raise ApplicationError(
+                f"agent version {version_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+            )
+        if len(self._versions) >= VERSION_CACHE:
+            self._versions.clear()
+        self._versions[version_id] = version.definition
+        return version.definition
 
     async def _ask(
         self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
