@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.channels.delivery import ChannelActivities
 from activities.heartbeat import heartbeating
+from activities.store import live_pin
 from activities.transcript import in_transaction
 from activities.webhooks import post_signed
 from schemas.enums import ChannelType, ConversationMode, DoubleTexting, MessageRole, RunStatus, TurnStatus
@@ -110,6 +111,7 @@ class AmbientActivities:
                     team_id=req.team_id,
                     agent_id=agent.id,
                     metadata_={"schedule_id": schedule.id, "schedule": schedule.name, "run_id": req.run_id},
+                    **await live_pin(session, agent),  # runs start on the agent's live version
                 )
                 session.add(conversation)
                 run.conversation_id = conversation.id

@@ -10,6 +10,7 @@ import asyncio
 import email.utils
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from activities.store import (
     count_start,
     record_turn_outcome,
     record_turn_start,
+    turn_version,
 )
 from activities.transcript import (
     add_tokens,
@@ -44,15 +46,41 @@ from schemas.keys import assistant_key, inbound_key
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import Agent, Channel, Conversation, Message
+from schemas.tables import DEFINITION_FIELDS, Agent, AgentVersion, Channel, Conversation, Message, Turn
 from schemas.tools import TOOLS
 
 TRANSCRIPT_WINDOW = 200
 """How many recent messages the model sees."""
 
+VERSION_CACHE = 1024
+"""How many version definitions a worker keeps in memory (cleared when full)."""
+
 RETRYABLE_STATUS = {408, 409, 429}
 DEMO_PACE = 0.05
 """Seconds between the offline demo's deltas: it answers at once, and would otherwise arrive whole."""
+
+
+@dataclass
+class Definition:
+    """What answers a turn: one agent version's frozen fields (or the draft's), and the agent."""
+
+    id: str
+    """The agent's id."""
+    version_id: str | None
+    """The version (None: the agent's draft)."""
+    model: str
+    system_prompt: str
+    tools: list[str]
+    tool_policies: dict[str, Any]
+    approvals: dict[str, Any]
+    temperature: float
+    max_tool_rounds: int
+
+    @classmethod
+    def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:
+        """Version `version_id`'s `frozen` fields, or (both None) the agent's draft."""
+        source = frozen if frozen is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
+        return cls(id=agent.id, version_id=version_id, **{f: source[f] for f in DEFINITION_FIELDS})
 
 
 def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict[str, Any]]:
@@ -142,7 +170,7 @@ def _answer_of(message: Message) -> LlmResponse:
     )
 
 
-def _gated(agent: Agent, response: LlmResponse, ops_chat: bool = False) -> LlmResponse:
+def _gated(agent: Definition, response: LlmResponse, ops_chat: bool = False) -> LlmResponse:
     """Mark the calls the agent's approval policy gates; they wait for an operator."""
     now = datetime.now(UTC)
     for call in response.tool_calls:
@@ -216,6 +244,8 @@ class LlmActivities:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
+        self._versions: dict[str, dict[str, Any]] = {}
+        """Version definitions read so far: versions are never edited, so one read is enough."""
         self._client: openai.AsyncOpenAI | None = None
         if settings.llm_configured:
             key = settings.openai_api_key
@@ -242,8 +272,9 @@ class LlmActivities:
         starting = asyncio.ensure_future(self._record_start(req)) if req.inbound else None
         deltas: DeltaStream | None = None
         demo_streamed = 0
+        begun: TurnRecorded | None = None
         try:
-            done, agent, transcript = await self._read(req, dedupe_key)
+            done, agent, transcript, provisional = await self._read(req, dedupe_key)
             if done is None:
                 deltas = await self._delta_stream(req, starting)
                 try:
@@ -256,7 +287,15 @@ class LlmActivities:
                     raise
         finally:
             if starting is not None:
-                count_start(await starting)
+                begun = await starting
+                count_start(begun)
+        if provisional and begun is not None and begun.version_id != agent.version_id:
+            # A publish landed between reading the live version and recording the turn: the
+            # turn runs on the recorded one, so ask again with it (the reply is not persisted).
+            raise ApplicationError(
+                "the agent's live version changed as the turn started; asking again on the recorded one",
+                type=ErrorType.VERSION_CHANGED,
+            )
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
             return await self._gate(agent, _answer_of(done))
         streamed = (deltas.written if deltas is not None else 0) + demo_streamed
@@ -295,7 +334,7 @@ class LlmActivities:
             activity.logger.info("turn completed", extra={"team": req.team_id})
         return await self._gate(agent, response)
 
-    async def _gate(self, agent: Agent, response: LlmResponse) -> LlmResponse:
+    async def _gate(self, agent: Definition, response: LlmResponse) -> LlmResponse:
         """`_gated`, knowing whether the agent has an ops chat (asked only when tools are called)."""
         ops_chat = False
         if response.tool_calls:
@@ -379,26 +418,55 @@ class LlmActivities:
 
         return await in_transaction(self._sessions, work)
 
-    async def _read(self, req: LlmRequest, dedupe_key: str) -> tuple[Message | None, Agent, list[Message]]:
-        """The agent, and either this round's stored answer or the transcript to answer."""
+    async def _read(
+        self, req: LlmRequest, dedupe_key: str
+    ) -> tuple[Message | None, Definition, list[Message], bool]:
+        """The turn's definition, and either this round's stored answer or the transcript to answer.
+
+        The definition is the version recorded on the turn's row; a turn whose row is being
+        written beside this read (round 0) resolves it as the row will, and says so
+        (`provisional`), so the caller can check it against what was recorded.
+        """
         async with self._sessions() as session:
-            agent = (
+            row = (
                 await session.execute(
-                    select(Agent)
-                    .join(Conversation, Conversation.agent_id == Agent.id)
+                    select(Conversation, Agent, Turn.id, Turn.version_id)
+                    .join(Agent, Agent.id == Conversation.agent_id)
+                    .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == req.turn))
                     .where(Conversation.id == req.conversation_id, Conversation.team_id == req.team_id)
                 )
-            ).scalar_one_or_none()
-            if agent is None:
+            ).one_or_none()
+            if row is None:
                 raise ApplicationError("conversation not found", type=ErrorType.NOT_FOUND, non_retryable=True)
+            conversation, agent, turn_id, version_id = row
+            provisional = turn_id is None
+            if provisional:
+                version_id, _ = await turn_version(session, conversation, pin=False)
+            definition = Definition.of(agent, version_id, await self._definition(session, version_id))
             transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
         # An earlier attempt's answer, if any, is the newest message: nothing follows it
         # until this activity returns.
         done = next((m for m in reversed(transcript) if m.dedupe_key == dedupe_key), None)
-        return done, agent, [] if done else transcript
+        return done, definition, [] if done else transcript, provisional
+
+    async def _definition(self, session: AsyncSession, version_id: str | None) -> dict[str, Any] | None:
+        """A version's frozen fields (None for the draft), from memory after the first read."""
+        if version_id is None:
+            return None
+        if (known := self._versions.get(version_id)) is not None:
+            return known
+        version = await session.get(AgentVersion, version_id)
+        if version is None:
+            raise ApplicationError(
+                f"agent version {version_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+            )
+        if len(self._versions) >= VERSION_CACHE:
+            self._versions.clear()
+        self._versions[version_id] = version.definition
+        return version.definition
 
     async def _ask(
-        self, req: LlmRequest, agent: Agent, transcript: list[Message], deltas: DeltaStream
+        self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         """Call the agent's model (or the demo) and record latency and token metrics."""
         messages = to_chat_messages(agent.system_prompt, transcript)
@@ -427,7 +495,7 @@ class LlmActivities:
         return response, usage
 
     async def _chat(
-        self, agent: Agent, messages: list[dict[str, Any]], tools: list[str], deltas: DeltaStream
+        self, agent: Definition, messages: list[dict[str, Any]], tools: list[str], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         if self._client is None:
             raise ApplicationError(

@@ -18,7 +18,7 @@ from temporalio import activity
 from activities import metrics
 from activities.events import append_event
 from activities.transcript import append_message, in_transaction, lock_conversation
-from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus
+from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus, VersionPolicy
 from schemas.keys import holding_key, inbound_key, operator_reply_key, turn_error_key
 from schemas.payloads import (
     AwaitApprovals,
@@ -36,7 +36,7 @@ from schemas.payloads import (
     StatusChange,
     TurnOutcome,
 )
-from schemas.tables import Conversation, Event, Message, Turn, utcnow
+from schemas.tables import Agent, AgentVersion, Conversation, Event, Message, Turn, utcnow
 
 
 @dataclass
@@ -45,6 +45,49 @@ class TurnRecorded:
 
     fresh: bool
     duration: float = 0.0
+    version_id: str | None = None
+    """For a started turn: the agent version it runs on (None: the draft)."""
+
+
+async def live_pin(session: AsyncSession, agent: Agent) -> dict[str, Any]:
+    """The columns pinning a conversation to the agent's live version (empty: it has none)."""
+    if agent.live_version_id is None:
+        return {}
+    n = (
+        await session.execute(select(AgentVersion.n).where(AgentVersion.id == agent.live_version_id))
+    ).scalar_one_or_none()
+    return {} if n is None else {"version_id": agent.live_version_id, "version": n}
+
+
+async def turn_tools(session: AsyncSession, agent: Agent, conversation_id: str, turn: int) -> list[str]:
+    """The tools of the version the turn runs on (the draft's for a turn on the draft)."""
+    version_id = await session.scalar(
+        select(Turn.version_id).where(Turn.conversation_id == conversation_id, Turn.n == turn)
+    )
+    version = await session.get(AgentVersion, version_id) if version_id is not None else None
+    return list(version.definition.get("tools", [])) if version is not None else list(agent.tools)
+
+
+async def turn_version(
+    session: AsyncSession, conversation: Conversation, *, pin: bool
+) -> tuple[str | None, int | None]:
+    """The version (id, n) a turn starting now runs on; (None, None) is the agent's draft.
+
+    Pinned: the conversation's version; latest: the agent's live one; draft: the draft. A pinned
+    conversation opened before its agent had a version pins the live one at its first turn
+    (`pin`: write that pin, inside the turn's start).
+    """
+    if conversation.version_policy == VersionPolicy.DRAFT:
+        return None, None
+    if conversation.version_policy == VersionPolicy.PINNED and conversation.version_id is not None:
+        return conversation.version_id, conversation.version
+    agent = await session.get(Agent, conversation.agent_id)
+    live = await live_pin(session, agent) if agent is not None else {}
+    if not live:
+        return None, None
+    if pin and conversation.version_policy == VersionPolicy.PINNED:
+        conversation.version_id, conversation.version = live["version_id"], live["version"]
+    return live["version_id"], live["version"]
 
 
 async def _turn(session: AsyncSession, conversation_id: str, n: int) -> Turn | None:
@@ -60,8 +103,12 @@ async def _key_taken(session: AsyncSession, conversation_id: str, key: str) -> b
 async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecorded:
     """Record the turn and its inbound messages; idempotent on (conversation, turn, message number)."""
     conversation = await lock_conversation(session, req.conversation_id, req.team_id)
-    fresh = await _turn(session, req.conversation_id, req.turn) is None
+    existing = await _turn(session, req.conversation_id, req.turn)
+    fresh = existing is None
+    version_id, version = (existing.version_id, existing.version) if existing is not None else (None, None)
     if fresh:
+        # The version is fixed here, once: every round and retry of the turn reads it from the row.
+        version_id, version = await turn_version(session, conversation, pin=True)
         keys = [m.idempotency_key for m in req.messages if m.idempotency_key]
         if keys and await _key_taken(session, req.conversation_id, keys[-1]):
             # An older turn has this key (the caller re-sent it after the conversation
@@ -74,6 +121,8 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
                 n=req.turn,
                 status=TurnStatus.HANDED_OFF if req.silent else TurnStatus.RUNNING,
                 idempotency_key=keys[-1] if keys else None,
+                version_id=version_id,
+                version=version,
             )
         )
         conversation.status = ConversationStatus.HANDED_OFF if req.silent else ConversationStatus.RUNNING
@@ -100,9 +149,9 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
             conversation_id=req.conversation_id,
             turn=req.turn,
             kind=EventKind.TURN_STARTED,
-            data={"messages": recorded, "silent": req.silent},
+            data={"messages": recorded, "silent": req.silent, "version": version or "draft"},
         )
-    return TurnRecorded(fresh=fresh)
+    return TurnRecorded(fresh=fresh, version_id=version_id)
 
 
 async def record_turn_outcome(

@@ -15,6 +15,7 @@ from temporalio import activity
 
 from activities import metrics
 from activities.events import append_event
+from activities.store import turn_tools
 from activities.transcript import append_message, in_transaction, lock_conversation
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
 from schemas.keys import tool_result_key
@@ -263,7 +264,11 @@ class ToolActivities:
         self, session: AsyncSession, req: ToolRequest, agent: Agent | None
     ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
         spec = TOOLS.get(req.call.name)
-        if spec is None or agent is None or req.call.name not in agent.tools:
+        if (
+            spec is None
+            or agent is None
+            or req.call.name not in await turn_tools(session, agent, req.conversation_id, req.turn)
+        ):  # the tools of the version the turn runs on, not the draft's
             return {}, False, {"error": f"tool {req.call.name!r} is not available to this agent"}
         try:
             raw = json.loads(req.call.arguments or "{}")

@@ -18,6 +18,8 @@ from schemas.enums import (
     DoubleTexting,
     MessageRole,
     TurnStatus,
+    VersionPolicy,
+    VersionSource,
 )
 from schemas.payloads import ToolCallRecord, TurnError
 from schemas.policy import ApprovalSettings, ToolPolicy
@@ -90,6 +92,10 @@ class AgentPublic(BaseModel):
     approvals: ApprovalSettings
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
+    live_version: int | None = None
+    """The published version new conversations run on; the fields above are the draft."""
+    draft_changed: bool = False
+    """Whether the draft differs from the live version (a publish would change something)."""
     created_at: datetime
     updated_at: datetime
 
@@ -98,9 +104,67 @@ class AgentList(BaseModel):
     items: list[AgentPublic]
 
 
+class PublishRequest(_Strict):
+    note: str = Field("", max_length=2000)
+    """Why: shown in the version history."""
+
+
+class RollbackRequest(_Strict):
+    version: int = Field(ge=1)
+    note: str = Field("", max_length=2000)
+    """Why it goes back; recorded on the new version with who did it."""
+
+
+class AgentDefinition(BaseModel):
+    """What a version freezes: everything that decides how the agent answers a turn."""
+
+    model: str
+    system_prompt: str
+    tools: list[str]
+    tool_policies: dict[str, Any]
+    approvals: dict[str, Any]
+    temperature: float
+    max_tool_rounds: int
+
+
+class AgentVersionPublic(BaseModel):
+    n: int
+    live: bool
+    """Whether new conversations start on it."""
+    source: VersionSource
+    rolled_back_to: int | None = None
+    """For a rollback: the version whose definition it copies."""
+    note: str
+    published_by: str
+    published_at: datetime
+    definition: AgentDefinition
+
+
+class AgentVersionList(BaseModel):
+    items: list[AgentVersionPublic]
+    """Newest first."""
+
+
+class FieldChange(BaseModel):
+    field: str
+    from_: Any = Field(alias="from", serialization_alias="from")
+    to: Any
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class VersionDiff(BaseModel):
+    a: int | Literal["draft"]
+    b: int | Literal["draft"]
+    changes: list[FieldChange]
+    """One entry per field whose value differs, from `a`'s value to `b`'s; empty: the same."""
+
+
 class ConversationCreate(_Strict):
     agent: str = Field(min_length=1, max_length=63)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    version_policy: Literal[VersionPolicy.PINNED, VersionPolicy.LATEST] = VersionPolicy.PINNED
+    """`pinned`: stay on the version live now (until `upgrade`); `latest`: each turn takes the live one."""
 
 
 class ConversationChannel(BaseModel):
@@ -128,6 +192,9 @@ class ConversationPublic(BaseModel):
     held_since: datetime | None = None
     channel: ConversationChannel | None = None
     """None: an API-only conversation."""
+    version_policy: VersionPolicy = VersionPolicy.PINNED
+    version: int | None = None
+    """The agent version a pinned conversation runs on (None for `latest` and `draft`)."""
 
 
 class TakeoverRequest(_Strict):

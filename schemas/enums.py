@@ -12,6 +12,24 @@ class Role(StrEnum):
     CLIENT = "client"
 
 
+class VersionPolicy(StrEnum):
+    """Which agent version a conversation's turns run on."""
+
+    PINNED = "pinned"
+    """The version live when it started (or was last upgraded): `conversations.version_id`."""
+    LATEST = "latest"
+    """The agent's live version at the start of each turn."""
+    DRAFT = "draft"
+    """The agent's unpublished draft (admins, through `model: "slug@draft"`)."""
+
+
+class VersionSource(StrEnum):
+    """How a version came to be."""
+
+    PUBLISH = "publish"
+    ROLLBACK = "rollback"
+
+
 class DoubleTexting(StrEnum):
     """What a conversation does with a message that arrives while a turn is running."""
 

@@ -32,6 +32,9 @@ class ErrorType(StrEnum):
     LLM_ERROR = "llm_error"
     LLM_NOT_CONFIGURED = "llm_not_configured"
     TOO_MANY_TOOL_ROUNDS = "too_many_tool_rounds"
+    # Agent versions.
+    VERSION_CHANGED = "version_changed"
+    """Retryable: the live version changed while a turn started; the retry uses the recorded one."""
     # Ambient runs.
     PROMPT_REFUSED = "prompt_refused"
     # Channels and notifications.

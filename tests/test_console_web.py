@@ -488,7 +488,7 @@ async def test_the_detail_shows_tool_calls_with_results_approvals_with_decisions
         await expect(approval.locator(".comment")).to_have_text("“slot is free”")
         titles = await page.locator("#timeline .title").all_text_contents()
         assert [t.strip() for t in titles] == [
-            "Turn 1 started",
+            "Turn 1 started on version 1",
             "Turn 1 paused for approval",
             "Approval asked for book_appointment",
             "book_appointment approved by admin key",
@@ -695,13 +695,13 @@ async def test_an_operator_takes_over_a_telegram_chat_replies_once_and_hands_it_
         await expect(items.nth(5)).to_contain_text("Handed back to the agent by ana")
         titles = [t.strip() for t in await page.locator("#timeline .title").all_text_contents()]
         assert titles == [
-            "Turn 1 started",
+            "Turn 1 started on version 1",
             "Turn 1 completed",
             "Taken over by ana",
             "Turn 2: the user wrote; the agent stays silent",
             "ana replied",
             "Handed back to the agent by ana",
-            "Turn 3 started",
+            "Turn 3 started on version 1",
             "Turn 3 completed",
         ]
     finally:

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.services.agents import first_version
 from api.services.keys import ensure_team
 from schemas.settings import Settings
 from schemas.tables import Agent, Slot, Team
@@ -64,6 +65,11 @@ async def ensure_demo(session: AsyncSession, settings: Settings, team_slug: str)
             tools=list(TOOLS),
         )
         session.add(agent)
+        await session.flush()
+        version = first_version(agent, "seed")
+        session.add(version)
+        await session.flush()
+        agent.live_version_id = version.id
     await ensure_slots(session, team)
     await session.commit()
     return team, agent

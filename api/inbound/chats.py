@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.infra.database import write_lock
+from activities.store import live_pin
 from api.inbound.config import ChannelConfig
 from schemas.tables import Agent, ChannelChat, ChannelInbound, Conversation, utcnow
 
@@ -45,6 +46,7 @@ async def conversation_of(
                 channel_id=channel.id,
                 channel_address=row.address,
                 metadata_={"channel": channel.type.value, "chat": row.chat_key},
+                **await live_pin(session, agent),  # channels start conversations on the live version
             )
             session.add(conversation)
             await session.flush()

@@ -1,40 +1,107 @@
-"""Agents: what a team's assistants are, which model they use and which tools they may call."""
+"""Agents: what a team's assistants are, which model they use and which tools they may call.
+
+Edits change an agent's draft; `publish` freezes it as the next version, which goes live.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Response
 
 from api.deps import Admin, CurrentKey, SessionDep
-from api.services import agents
-from schemas.api import AgentCreate, AgentList, AgentPublic, AgentUpdate, ErrorBody
+from api.services import agents, versions
+from schemas.api import (
+    AgentCreate,
+    AgentList,
+    AgentPublic,
+    AgentUpdate,
+    AgentVersionList,
+    AgentVersionPublic,
+    ErrorBody,
+    PublishRequest,
+    RollbackRequest,
+    VersionDiff,
+)
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses={401: {"model": ErrorBody}})
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 
 
 @router.post("", status_code=201, response_model=AgentPublic, responses={409: {"model": ErrorBody}})
 async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep) -> AgentPublic:
-    """Create an agent. Slugs are unique within a team (409 on a duplicate)."""
-    return agents.public(await agents.create_agent(session, principal.team_id, body))
+    """Create an agent and publish its version 1. Slugs are unique within a team (409 on a duplicate)."""
+    agent = await agents.create_agent(session, principal.team_id, body, by=principal.key_name)
+    return await agents.public_of(session, agent)
 
 
 @router.get("", response_model=AgentList)
 async def list_agents(principal: CurrentKey, session: SessionDep) -> AgentList:
-    return AgentList(items=[agents.public(a) for a in await agents.list_agents(session, principal.team_id)])
+    found = await agents.list_agents(session, principal.team_id)
+    return AgentList(items=[await agents.public_of(session, a) for a in found])
 
 
-@router.get("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
+@router.get("/{slug}", response_model=AgentPublic, responses=_NOT_FOUND)
 async def get_agent(slug: str, principal: CurrentKey, session: SessionDep) -> AgentPublic:
-    return agents.public(await agents.find_agent(session, principal.team_id, slug))
+    """The agent's draft, with its live version and whether the draft differs from it."""
+    return await agents.public_of(session, await agents.find_agent(session, principal.team_id, slug))
 
 
-@router.patch("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
+@router.patch("/{slug}", response_model=AgentPublic, responses=_NOT_FOUND)
 async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: SessionDep) -> AgentPublic:
-    """Change some of an agent's settings; new turns use them."""
-    return agents.public(await agents.update_agent(session, principal.team_id, slug, body))
+    """Change the agent's draft; conversations run on it once it is published (`POST …/publish`)."""
+    agent = await agents.update_agent(session, principal.team_id, slug, body)
+    return await agents.public_of(session, agent)
 
 
-@router.delete("/{slug}", status_code=204, responses={404: {"model": ErrorBody}})
+@router.delete("/{slug}", status_code=204, responses=_NOT_FOUND)
 async def delete_agent(slug: str, principal: Admin, session: SessionDep) -> Response:
     """Delete an agent. Its conversations stay readable; new messages to them get 409."""
     await agents.delete_agent(session, principal.team_id, slug)
+    return Response(status_code=204)
+
+
+@router.post("/{slug}/publish", status_code=201, response_model=AgentVersionPublic, responses=_NOT_FOUND)
+async def publish(
+    slug: str, body: PublishRequest, principal: Admin, session: SessionDep
+) -> AgentVersionPublic:
+    """Freeze the draft as the next version and make it live for new (and `latest`) conversations."""
+    return await versions.publish(session, principal.team_id, slug, body.note, principal.key_name)
+
+
+@router.post("/{slug}/rollback", status_code=201, response_model=AgentVersionPublic, responses=_NOT_FOUND)
+async def rollback(
+    slug: str, body: RollbackRequest, principal: Admin, session: SessionDep
+) -> AgentVersionPublic:
+    """Make version `version` live again, as a new version copying it (with who and why)."""
+    return await versions.rollback(
+        session, principal.team_id, slug, body.version, body.note, principal.key_name
+    )
+
+
+@router.get("/{slug}/versions", response_model=AgentVersionList, responses=_NOT_FOUND)
+async def list_versions(slug: str, principal: CurrentKey, session: SessionDep) -> AgentVersionList:
+    """Every version, newest first."""
+    return AgentVersionList(items=await versions.list_versions(session, principal.team_id, slug))
+
+
+@router.get("/{slug}/versions/{n}", response_model=AgentVersionPublic, responses=_NOT_FOUND)
+async def get_version(slug: str, n: int, principal: CurrentKey, session: SessionDep) -> AgentVersionPublic:
+    return await versions.get_version(session, principal.team_id, slug, n)
+
+
+@router.get(
+    "/{slug}/versions/{a}/diff/{b}",
+    response_model=VersionDiff,
+    responses={**_NOT_FOUND, 422: {"model": ErrorBody}},
+)
+async def diff_versions(slug: str, a: str, b: str, principal: CurrentKey, session: SessionDep) -> VersionDiff:
+    """What changes, field by field, from version `a` to `b`; either may be `draft`."""
+    return await versions.diff(session, principal.team_id, slug, versions.parse_ref(a), versions.parse_ref(b))
+
+
+@router.delete("/{slug}/versions/{n}", status_code=204, responses={**_NOT_FOUND, 409: {"model": ErrorBody}})
+async def delete_version(slug: str, n: int, principal: Admin, session: SessionDep) -> Response:
+    """Delete a version that is not live and that no conversation is pinned to (409 otherwise)."""
+    await versions.delete_version(session, principal.team_id, slug, n)
     return Response(status_code=204)

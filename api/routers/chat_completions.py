@@ -1,6 +1,7 @@
 """An OpenAI-compatible front door: any OpenAI-speaking tool can talk to a Steward agent.
 
-`model` names the agent (its slug). The last message of the request becomes a turn of a
+`model` names the agent (its slug; `slug@N` pins version N, `slug@draft` runs the draft, for
+admins). The last message of the request becomes a turn of a
 conversation: the one named by the `X-Steward-Conversation` header, or the one kept for
 the request's `user`, or a new one seeded with the request's earlier messages. The
 conversation's id comes back in the `X-Steward-Conversation` response header. Tools run
@@ -18,13 +19,14 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.store import live_pin
 from api.deps import CurrentKey, SessionDep, SettingsDep, TemporalDep, Writer
 from api.errors import ApiError
 from api.services import chat
 from api.services.agents import find_agent, list_agents
 from api.services.chat import Broke, EarlierMessage, Piece, caller_conversation
 from schemas.api import MAX_TEXT_BYTES, ErrorBody
-from schemas.enums import MessageRole
+from schemas.enums import MessageRole, Role
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses={401: {"model": ErrorBody}})
 
@@ -52,7 +54,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, description="the agent's slug")
+    model: str = Field(min_length=1, description="the agent's slug, slug@N (a version) or slug@draft")
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -73,13 +75,13 @@ class ModelList(BaseModel):
 
 @router.get("/models", response_model=ModelList)
 async def list_models(principal: CurrentKey, session: SessionDep) -> ModelList:
-    """The team's agents, as OpenAI models (the id is the agent's slug)."""
-    return ModelList(
-        data=[
-            ModelCard(id=a.slug, created=int(a.created_at.timestamp()))
-            for a in await list_agents(session, principal.team_id)
-        ]
-    )
+    """The team's agents, as OpenAI models: each by its slug, and as `slug@N` of its live version."""
+    cards = []
+    for a in await list_agents(session, principal.team_id):
+        cards.append(ModelCard(id=a.slug, created=int(a.created_at.timestamp())))
+        if (live := (await live_pin(session, a)).get("version")) is not None:
+            cards.append(ModelCard(id=f"{a.slug}@{live}", created=int(a.created_at.timestamp())))
+    return ModelList(data=cards)
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -90,6 +92,7 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     "/chat/completions",
     responses={
         200: {"description": "a chat.completion, or with stream chat.completion.chunk events"},
+        403: {"model": ErrorBody, "description": "`slug@draft` from a key that is not an admin's"},
         404: {"model": ErrorBody},
         502: {"model": ErrorBody, "description": "the turn failed"},
     },
@@ -114,7 +117,10 @@ async def chat_completions(
         )
     if len(last.text().encode()) > MAX_TEXT_BYTES:
         raise ApiError(413, "text_too_large", f"the last message is over {MAX_TEXT_BYTES} bytes")
-    agent = await find_agent(session, principal.team_id, body.model)
+    slug, target = chat.parse_model(body.model)
+    if target == "draft" and principal.role != Role.ADMIN:
+        raise ApiError(403, "forbidden", "only an admin key may talk to an agent's draft (slug@draft)")
+    agent = await find_agent(session, principal.team_id, slug)
     conversation_id = await caller_conversation(
         session,
         principal.team_id,
@@ -122,6 +128,7 @@ async def chat_completions(
         conversation_id=x_steward_conversation,
         user=body.user,
         earlier=[EarlierMessage(m.role, m.text()) for m in body.messages[:-1]],
+        target=target,
     )
     headers = {CONVERSATION_HEADER: conversation_id}
     created = int(time.time())
@@ -140,7 +147,7 @@ async def chat_completions(
             "id": f"chatcmpl-{conversation_id}-{answer.turn}",
             "object": "chat.completion",
             "created": created,
-            "model": agent.slug,
+            "model": body.model,
             "choices": [
                 {
                     "index": 0,
@@ -167,7 +174,7 @@ async def chat_completions(
         "id": f"chatcmpl-{conversation_id}-{stream.turn}",
         "object": "chat.completion.chunk",
         "created": created,
-        "model": agent.slug,
+        "model": body.model,
     }
     return StreamingResponse(
         _chunks(stream.pieces, base, include_usage),

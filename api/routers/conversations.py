@@ -195,3 +195,16 @@ async def handback(
         operator=principal.key_name,
         operator_key_id=principal.key_id,
     )
+
+
+@router.post(
+    "/{conversation_id}/upgrade",
+    response_model=ConversationPublic,
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+)
+async def upgrade(conversation_id: str, principal: Writer, session: SessionDep) -> ConversationPublic:
+    """Move a pinned conversation to the agent's live version: its next turn runs on it.
+
+    409 for a `latest` conversation (it has no pin) or an agent with no published version.
+    """
+    return await conversations.upgrade(session, principal.team_id, conversation_id)

@@ -12,7 +12,7 @@ from api.errors import ApiError
 from schemas.api import AgentCreate, AgentPublic, AgentUpdate
 from schemas.enums import DoubleTexting, ToolMode
 from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
-from schemas.tables import Agent, utcnow
+from schemas.tables import DEFINITION_FIELDS, Agent, AgentVersion, utcnow
 from schemas.tools import TOOLS
 
 
@@ -35,8 +35,31 @@ def _check_policies(policies: dict[str, ToolPolicy]) -> dict[str, Any]:
     return {name: p.model_dump(mode="json", exclude_none=True) for name, p in policies.items()}
 
 
-def public(agent: Agent) -> AgentPublic:
-    """The agent as the API shows it, with the tools whose calls may wait for approval."""
+def first_version(agent: Agent, by: str) -> AgentVersion:
+    """Version 1, frozen from a new agent's draft, so the agent can be talked to at once.
+
+    The caller adds it after the agent's flush and sets `agent.live_version_id` to its id.
+    """
+    return AgentVersion(
+        team_id=agent.team_id,
+        agent_id=agent.id,
+        n=1,
+        definition={field: getattr(agent, field) for field in DEFINITION_FIELDS},
+        note="created",
+        published_by=by,
+        published_at=utcnow(),
+    )
+
+
+async def public_of(session: AsyncSession, agent: Agent) -> AgentPublic:
+    """`public`, with the live version's number and whether the draft differs from it."""
+    live = await session.get(AgentVersion, agent.live_version_id) if agent.live_version_id else None
+    draft = {field: getattr(agent, field) for field in DEFINITION_FIELDS}
+    return public(agent, live.n if live else None, live is None or live.definition != draft)
+
+
+def public(agent: Agent, live_version: int | None = None, draft_changed: bool = False) -> AgentPublic:
+    """The agent as the API shows it (its draft), with the tools whose calls may wait for approval."""
     policies = {name: ToolPolicy.model_validate(p) for name, p in (agent.tool_policies or {}).items()}
     gated = [
         name
@@ -60,6 +83,8 @@ def public(agent: Agent) -> AgentPublic:
         tool_policies=policies,
         approvals=ApprovalSettings.model_validate(agent.approvals or {}),
         gated_tools=gated,
+        live_version=live_version,
+        draft_changed=draft_changed,
         created_at=agent.created_at,
         updated_at=agent.updated_at,
     )
@@ -80,8 +105,8 @@ def _check_tools(tools: list[str]) -> list[str]:
     return list(dict.fromkeys(tools))
 
 
-async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate) -> Agent:
-    """Create an agent. Slugs are unique within a team (409 on a duplicate)."""
+async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, by: str = "") -> Agent:
+    """Create an agent and publish its version 1. Slugs are unique within a team (409 on a duplicate)."""
     agent = Agent(
         team_id=team_id,
         slug=body.slug,
@@ -97,6 +122,11 @@ async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate) -
     )
     session.add(agent)
     try:
+        await session.flush()
+        version = first_version(agent, by)
+        session.add(version)
+        await session.flush()
+        agent.live_version_id = version.id
         await session.commit()
     except IntegrityError as err:
         await session.rollback()
@@ -113,7 +143,7 @@ async def list_agents(session: AsyncSession, team_id: str) -> list[Agent]:
 
 
 async def update_agent(session: AsyncSession, team_id: str, slug: str, body: AgentUpdate) -> Agent:
-    """Change some of an agent's settings; new turns use them."""
+    """Change some of the agent's draft; conversations see it once it is published."""
     agent = await find_agent(session, team_id, slug)
     changes = body.model_dump(exclude_unset=True)
     for field, value in changes.items():

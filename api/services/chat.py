@@ -16,21 +16,22 @@ import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from activities.store import live_pin
 from api.errors import ApiError
 from api.services.conversations import Sent, find_conversation, send
 from api.streams import EventHub, LogEvent, follow, last_event_id
 from schemas.api import MessageCreate
-from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus
+from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus, VersionPolicy
 from schemas.keys import seed_key
 from schemas.settings import Settings
-from schemas.tables import Agent, Conversation, Message, Turn
+from schemas.tables import Agent, AgentVersion, Conversation, Message, Turn
 
 
 class EarlierMessage(NamedTuple):
@@ -40,9 +41,48 @@ class EarlierMessage(NamedTuple):
     text: str
 
 
-def _user_conversation_id(team_id: str, agent_id: str, user: str) -> str:
-    """The conversation kept for one `user` of one agent: derived, so finding it costs one read."""
-    return hashlib.sha256(f"{team_id}\0{agent_id}\0{user}".encode()).hexdigest()[:32]
+Target = int | Literal["draft"] | None
+"""Which version a chat completion asks for: `slug@N`, `slug@draft`, or (None) the live one."""
+
+
+def parse_model(model: str) -> tuple[str, Target]:
+    """The agent slug and version of a `model` field: `slug`, `slug@N` or `slug@draft` (422 otherwise)."""
+    slug, at, version = model.partition("@")
+    if not at:
+        return slug, None
+    if version == "draft":
+        return slug, "draft"
+    if version.isdigit() and int(version) >= 1:
+        return slug, int(version)
+    raise ApiError(
+        422,
+        "validation_error",
+        f"model '{model}': after '@' give a version number or 'draft'",
+        [{"field": "model", "message": "use slug, slug@N or slug@draft"}],
+    )
+
+
+def _user_conversation_id(team_id: str, agent_id: str, user: str, target: Target = None) -> str:
+    """The conversation kept for one `user` of one agent (and version asked for, if any):
+    derived, so finding it costs one read; another version is another conversation."""
+    key = f"{team_id}\0{agent_id}\0{user}" + (f"\0@{target}" if target is not None else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+async def _pin(session: AsyncSession, agent: Agent, target: Target) -> dict[str, Any]:
+    """The columns of a new conversation on the version asked for (404 for an unknown one)."""
+    if target is None:
+        return await live_pin(session, agent)
+    if target == "draft":
+        return {"version_policy": VersionPolicy.DRAFT}
+    version_id = (
+        await session.execute(
+            select(AgentVersion.id).where(AgentVersion.agent_id == agent.id, AgentVersion.n == target)
+        )
+    ).scalar_one_or_none()
+    if version_id is None:
+        raise ApiError(404, "version_not_found", f"agent '{agent.slug}' has no version {target}")
+    return {"version_id": version_id, "version": target}
 
 
 async def caller_conversation(
@@ -53,12 +93,15 @@ async def caller_conversation(
     conversation_id: str | None,
     user: str | None,
     earlier: Sequence[EarlierMessage],
+    target: Target = None,
 ) -> str:
     """The id of the conversation a chat completion continues, opened and seeded if it is new.
 
     `conversation_id` (the `X-Steward-Conversation` header) must be the team's and this
     agent's (404, 409 `agent_mismatch`). Otherwise the conversation kept for `user` is
-    found or opened; without `user` every request opens a new one.
+    found or opened; without `user` every request opens a new one. A new conversation runs on
+    `target` (`slug@N`: pinned to N; `slug@draft`: the draft), else pins the live version; a
+    named one keeps its own.
     """
     if conversation_id is not None:
         conversation, owner = await find_conversation(session, team_id, conversation_id)
@@ -69,11 +112,14 @@ async def caller_conversation(
                 f"conversation {conversation_id} belongs to agent '{owner.slug}', not '{agent.slug}'",
             )
         return conversation.id
-    fixed_id = _user_conversation_id(team_id, agent.id, user) if user else None
+    fixed_id = _user_conversation_id(team_id, agent.id, user, target) if user else None
     if fixed_id is not None and await session.get(Conversation, fixed_id) is not None:
         return fixed_id
     conversation = Conversation(
-        team_id=team_id, agent_id=agent.id, metadata_={"openai_user": user} if user else {}
+        team_id=team_id,
+        agent_id=agent.id,
+        metadata_={"openai_user": user} if user else {},
+        **await _pin(session, agent, target),
     )
     if fixed_id is not None:
         conversation.id = fixed_id

@@ -399,7 +399,8 @@ def timeline_entry(event: Event) -> TimelineEntry | None:
         said = " · ".join(cut(str(m.get("text", "")), 80) for m in d.get("messages", []))
         if d.get("silent"):
             return entry(f"Turn {n}: the user wrote; the agent stays silent", said, "person")
-        return entry(f"Turn {n} started", said)
+        on = {None: "", "draft": " on the draft"}.get(d.get("version"), f" on version {d.get('version')}")
+        return entry(f"Turn {n} started{on}", said)
     if kind == EventKind.TURN_COMPLETED:
         status = str(d.get("status", TurnStatus.COMPLETED))
         usage = d.get("usage") or {}

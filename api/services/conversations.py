@@ -21,6 +21,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.store import live_pin
 from api.cursors import decode_cursor, encode_cursor
 from api.errors import ApiError
 from api.services.agents import find_agent
@@ -34,7 +35,14 @@ from schemas.api import (
     MessageList,
     MessagePublic,
 )
-from schemas.enums import ChannelType, ConversationStatus, DoubleTexting, MessageRole, TurnStatus
+from schemas.enums import (
+    ChannelType,
+    ConversationStatus,
+    DoubleTexting,
+    MessageRole,
+    TurnStatus,
+    VersionPolicy,
+)
 from schemas.errors import ErrorType
 from schemas.payloads import Handback, SubmitAccepted, SubmitMessage, TurnError, TurnOutcome
 from schemas.settings import Settings
@@ -79,6 +87,8 @@ def public(
         held_by=conversation.held_by,
         held_since=conversation.held_since,
         channel=channel,
+        version_policy=VersionPolicy(conversation.version_policy),
+        version=conversation.version if conversation.version_policy == VersionPolicy.PINNED else None,
     )
 
 
@@ -138,10 +148,36 @@ async def create_conversation(
 ) -> ConversationPublic:
     """Open a conversation with an agent (404 for an unknown agent)."""
     agent = await find_agent(session, team_id, body.agent)
-    conversation = Conversation(team_id=team_id, agent_id=agent.id, metadata_=body.metadata)
+    conversation = Conversation(
+        team_id=team_id,
+        agent_id=agent.id,
+        metadata_=body.metadata,
+        version_policy=body.version_policy,
+        **(await live_pin(session, agent) if body.version_policy == VersionPolicy.PINNED else {}),
+    )
     session.add(conversation)
     await session.commit()
     return public(conversation, agent.slug)
+
+
+async def upgrade(session: AsyncSession, team_id: str, conversation_id: str) -> ConversationPublic:
+    """Pin a pinned conversation to the agent's live version; its next turn runs on it.
+
+    409 for a `latest` or `draft` conversation (it has no pin to move)."""
+    conversation, agent = await find_conversation(session, team_id, conversation_id)
+    if conversation.version_policy != VersionPolicy.PINNED:
+        raise ApiError(
+            409,
+            "not_pinned",
+            f"the conversation follows '{conversation.version_policy}', not a pinned version",
+        )
+    pin = await live_pin(session, agent)
+    if not pin:
+        raise ApiError(409, "no_live_version", f"agent '{agent.slug}' has no published version")
+    conversation.version_id = pin["version_id"]
+    conversation.version = pin["version"]
+    await session.commit()
+    return public(conversation, agent.slug, await channel_type_of(session, conversation))
 
 
 async def list_conversations(

@@ -3,6 +3,7 @@
 Import tables from here (`from schemas.tables import Agent`); the modules say where each lives.
 """
 
+from schemas.tables.agents import DEFINITION_FIELDS, AgentVersion
 from schemas.tables.approvals import Approval, ApprovalAudit
 from schemas.tables.base import Base, UTCDateTime, new_id, utcnow
 from schemas.tables.channels import (
@@ -26,7 +27,9 @@ from schemas.tables.demo import Booking, Slot, Ticket
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 
 __all__ = [
+    "DEFINITION_FIELDS",
     "Agent",
+    "AgentVersion",
     "ApiKey",
     "Approval",
     "ApprovalAudit",

@@ -60,6 +60,8 @@ class Agent(Base):
     """Per tool: `{"mode": "auto"|"require_approval", "when"?, timer overrides}` (see schemas/policy.py)."""
     approvals: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Approval settings: holding message, timers, notification targets (schemas/api.py ApprovalSettings)."""
+    live_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The published version new conversations pin (`agent_versions`); the columns above are the draft."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -94,6 +96,12 @@ class Conversation(Base):
     """The operator who holds a handed-off conversation (claimed it or took it over); None: unclaimed."""
     held_by_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
     held_since: Mapped[datetime | None] = mapped_column(default=None)
+    version_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The agent version a `pinned` conversation runs on (None for `latest` and `draft`)."""
+    version: Mapped[int | None] = mapped_column(Integer, default=None)
+    """That version's number (versions are never edited, so it stays true), for showing it."""
+    version_policy: Mapped[str] = mapped_column(String(16), default="pinned", server_default="pinned")
+    """`pinned` (its `version_id`), `latest` (the agent's live version at each turn) or `draft`."""
     caller_seen_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """The last transcript entry a chat-completions caller was shown: later replies (a gated
     turn's outcome, decided after the caller got its holding message) lead its next answer."""
@@ -116,6 +124,10 @@ class Turn(Base):
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The agent version (n) that answered the turn, fixed when it started; None: the draft
+    (a `draft` conversation) or a turn from before versions existed."""
+    version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
 
