@@ -25,6 +25,10 @@ from schemas.policy import ApprovalSettings, ToolPolicy
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_TEXT_BYTES = 16 * 1024
 
+MAX_DB_INT = 2**31 - 1
+"""The largest id, sequence number or cursor the API takes: the database's columns are 32-bit
+`INTEGER`s, so anything above is refused with 422 before it reaches a query."""
+
 
 class ErrorDetail(BaseModel):
     code: str
@@ -43,7 +47,9 @@ class _Strict(BaseModel):
 
 
 class AgentCreate(_Strict):
-    slug: str = Field(min_length=1, max_length=63, examples=["concierge"])
+    slug: str = Field(
+        min_length=1, max_length=63, examples=["concierge"], json_schema_extra={"pattern": SLUG.pattern}
+    )
     name: str = Field(min_length=1, max_length=200)
     model: str = Field(min_length=1, max_length=200)
     system_prompt: str = Field("", max_length=32_000)

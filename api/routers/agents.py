@@ -5,13 +5,22 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import Admin, CurrentKey, SessionDep
+from api.errors import checked_beyond_schema
 from api.services import agents
 from schemas.api import AgentCreate, AgentList, AgentPublic, AgentUpdate, ErrorBody
+
+_CHECKED = checked_beyond_schema(
+    tools="names of Steward's tools",
+    tool_policies="known tools; `when` only with `require_approval`",
+    approvals="`notify_url` and `escalation_url` http(s) URLs",
+)
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses={401: {"model": ErrorBody}})
 
 
-@router.post("", status_code=201, response_model=AgentPublic, responses={409: {"model": ErrorBody}})
+@router.post(
+    "", status_code=201, response_model=AgentPublic, responses={409: {"model": ErrorBody}, **_CHECKED}
+)
 async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Create an agent. Slugs are unique within a team (409 on a duplicate)."""
     return agents.public(await agents.create_agent(session, principal.team_id, body))
@@ -27,7 +36,7 @@ async def get_agent(slug: str, principal: CurrentKey, session: SessionDep) -> Ag
     return agents.public(await agents.find_agent(session, principal.team_id, slug))
 
 
-@router.patch("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}})
+@router.patch("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}, **_CHECKED})
 async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Change some of an agent's settings; new turns use them."""
     return agents.public(await agents.update_agent(session, principal.team_id, slug, body))
