@@ -172,9 +172,9 @@ def document(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _statuses(route: Any) -> set[int]:
+def _statuses(route: Any, method: str) -> set[int]:
     """What an operation may answer because of what it depends on."""
-    from api.deps import get_principal, get_temporal
+    from api.deps import SAFE_METHODS, get_principal, get_temporal
 
     calls: set[Any] = set()
     pending = list(route.dependant.dependencies)
@@ -185,7 +185,8 @@ def _statuses(route: Any) -> set[int]:
     found: set[int] = set()
     if get_principal in calls:
         found.add(401)
-    if any(getattr(c, "__qualname__", "").startswith("require.") for c in calls):
+    role_checked = any(getattr(c, "__qualname__", "").startswith("require.") for c in calls)
+    if role_checked or (get_principal in calls and method not in SAFE_METHODS):  # csrf_failed
         found.add(403)
     if get_temporal in calls:
         found.add(503)
@@ -217,7 +218,7 @@ def _one_error_shape(app: FastAPI, doc: dict[str, Any]) -> None:
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
-            statuses = _statuses(route)
+            statuses = _statuses(route, method)
             if 422 not in statuses and _is_fastapi_error(responses.get("422", {})):
                 del responses["422"]  # only plain-string path parameters: nothing to refuse
             for status in statuses:
