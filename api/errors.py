@@ -9,9 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg.errors import NumericValueOutOfRange
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from schemas.api import ErrorBody, ErrorDetail
+from schemas.api import MAX_DB_INT, ErrorBody, ErrorDetail
 
 log = logging.getLogger("steward.api")
 
@@ -111,6 +113,16 @@ def unreadable_body(cause: BaseException | None) -> JSONResponse:
     return error_response(422, "validation_error", f"body is not valid JSON: {reason}", [detail])
 
 
+def _refused_by_database(exc: DBAPIError) -> str | None:
+    """Why the database refused a value the caller sent, when that is the cause; else None."""
+    message = str(exc.orig)
+    if "cannot contain NUL" in message:
+        return "text may not contain NUL (\\u0000) characters"
+    if isinstance(exc.orig, NumericValueOutOfRange) or "too large to convert" in message:
+        return f"an integer is out of range (at most {MAX_DB_INT})"
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into the error shape."""
 
@@ -136,6 +148,15 @@ def install(app: FastAPI) -> None:
             return unreadable_body(exc.__cause__)
         code = _STATUS_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A backstop: bounds and patterns in the schemas keep these from the database.
+        refused = _refused_by_database(exc)
+        if refused is None:
+            return await _unexpected(request, exc)
+        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, refused)
+        return error_response(422, "validation_error", f"a value was refused: {refused}")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

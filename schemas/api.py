@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -309,8 +309,12 @@ class DecisionResult(BaseModel):
     decided_at: datetime
 
 
+ApprovalId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+"""An approval's id as the API gives it (letters, digits, `_` and `-`)."""
+
+
 class BulkDecisionCreate(_Strict):
-    ids: list[str] = Field(min_length=1, max_length=100)
+    ids: list[ApprovalId] = Field(min_length=1, max_length=100)
     decision: Decision
     message: str | None = Field(None, max_length=8000)
     comment: str | None = Field(None, max_length=2000)

@@ -101,3 +101,15 @@ async def test_the_document_declares_the_statuses_shared_machinery_answers(http:
     assert "404" in listing and "cursor" in listing["422"]["x-checked-beyond-schema"]
     timer = document["components"]["schemas"]["ApprovalSettings"]["properties"]["remind_after"]
     assert timer["exclusiveMinimum"] == 0 and "gt" not in timer
+
+
+async def test_a_nul_character_is_422_not_a_database_error(team: TeamClient) -> None:
+    in_path = await team.request("GET", "/v1/agents/a%00b")
+    assert in_path.status_code == 422, in_path.text
+    assert (
+        in_path.json()["error"]["code"] == "validation_error" and "NUL" in in_path.json()["error"]["message"]
+    )
+    in_ids = await team.request(
+        "POST", "/v1/approvals/decisions", json={"ids": ["a\u0000b"], "decision": "approve"}
+    )
+    _refused(in_ids, "ids.0")

@@ -47,28 +47,24 @@ from tests.processes import free_port
 from tests.support import new_team
 
 MAX_EXAMPLES = 12
-"""Per operation and mode (positive, negative): about 1,400 requests, well under a minute here."""
+"""Per operation and pass (generated, invalid, on real resources); see the test's printed count."""
 
 EXCLUDED: dict[tuple[str, str], str] = {
     ("GET", "/v1/conversations/{conversation_id}/events"): "an SSE stream that stays open by design",
-    ("GET", "/v1/conversations/{conversation_id}/ws"): "a WebSocket, not an HTTP request/response",
-    ("GET", "/metrics"): "Prometheus text, not part of the JSON API",
 }
-"""Operations not fuzzed, each with why."""
+"""Operations not fuzzed, each with why (the WebSocket and `/metrics` are not in the document)."""
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, positive_data_acceptance]
 
 
 @pytest.fixture
-async def fuzz_url(
-    settings: Settings, temporal: Client, sessions: async_sessionmaker[AsyncSession], worker: Worker
-) -> AsyncIterator[str]:
-    """A live app of the fuzzer's own, on a task queue no worker polls: its turns never run.
+async def fuzz_url(settings: Settings, temporal: Client, worker: Worker) -> AsyncIterator[str]:
+    """A live app over real HTTP (the fuzzer's client is synchronous: it runs in a thread).
 
-    A fuzzed turn would otherwise call the fake LLM with made-up agents while other tests run.
+    The suite's worker runs its turns, so takeovers, handbacks and messages on the seeded
+    conversation are answered as in production.
     """
-    own = settings.model_copy(update={"task_queue": f"steward-fuzz-{uuid.uuid4().hex[:8]}"})
-    app = create_app(own, temporal=temporal)
+    app = create_app(settings, temporal=temporal)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
@@ -81,11 +77,8 @@ async def fuzz_url(
     await task
 
 
-def _excluded(method: str, path: str, case: Case[Any] | None = None) -> bool:
-    if (method, path) in EXCLUDED:
-        return True
-    # `?stream=true` answers server-sent events until the turn ends; no worker runs it here.
-    return case is not None and bool((case.query or {}).get("stream")) and path.endswith("/messages")
+def _excluded(method: str, path: str) -> bool:
+    return (method, path) in EXCLUDED
 
 
 def _run(strategy: SearchStrategy[Case[Any]], send: Callable[[Case[Any]], None]) -> None:
@@ -116,8 +109,11 @@ def _explained(schema_doc: dict[str, Any], case: Case[Any], response: Response) 
     return bool(fields) and all(f.split(".")[0] in checked for f in fields)
 
 
-def fuzz_everything(schema_doc: dict[str, Any], base_url: str, key: str) -> tuple[list[str], int]:
-    """Every operation, both modes; the failures found (one line each) and the requests sent."""
+def fuzz_everything(
+    schema_doc: dict[str, Any], base_url: str, key: str, real: dict[str, str]
+) -> tuple[list[str], int]:
+    """Every operation: schema-valid and invalid requests, then schema-valid ones on `real`
+    resources (path parameters named as its keys); the failures (one line each) and the count."""
     schema = schemathesis.openapi.from_dict(schema_doc)
     http = requests.Session()
     headers = {"Authorization": f"Bearer {key}"}
@@ -126,12 +122,12 @@ def fuzz_everything(schema_doc: dict[str, Any], base_url: str, key: str) -> tupl
 
     def send(case: Case[Any]) -> None:
         nonlocal sent
-        if _excluded(case.method.upper(), case.path, case):
-            return
         sent += 1
-        # Also `?wait=true` and `?timeout=`: no worker runs the turn, so waiting would only sleep.
-        if case.query and case.query.get("wait") is True:
-            case.query["wait"] = False
+        # No worker runs the fuzzer's turns: `?wait=true` would sleep out its `timeout` and
+        # `?stream=true` stream until the turn ends, so both are sent as false.
+        for flag in ("wait", "stream"):
+            if case.query and case.query.get(flag) is True:
+                case.query[flag] = False
         response = case.call(base_url=base_url, session=http, headers=headers, timeout=30)
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
@@ -151,6 +147,9 @@ def fuzz_everything(schema_doc: dict[str, Any], base_url: str, key: str) -> tupl
             continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _run(operation.as_strategy(generation_mode=mode), send)
+        seeded = {name: value for name, value in real.items() if f"{{{name}}}" in operation.path}
+        if seeded and operation.method.upper() != "DELETE":  # keep the resources for the others
+            _run(operation.as_strategy(path_parameters=seeded), send)
     return failures, sent
 
 
@@ -158,9 +157,11 @@ async def test_the_openapi_document_holds_under_fuzzing(
     fuzz_url: str, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
 ) -> None:
     team = await new_team(sessions, http)
+    agent = await team.create_agent(f"fake-{uuid.uuid4().hex[:10]}")
+    real = {"slug": agent["slug"], "conversation_id": await team.start_conversation(agent["slug"])}
     document = (await http.get("/openapi.json")).json()
     started = time.monotonic()
-    failures, sent = await asyncio.to_thread(fuzz_everything, document, fuzz_url, team.key)
+    failures, sent = await asyncio.to_thread(fuzz_everything, document, fuzz_url, team.key, real)
     elapsed = time.monotonic() - started
     print(f"schemathesis: {sent} requests in {elapsed:.1f} s, {len(failures)} failures")  # noqa: T201
     assert sent > 500

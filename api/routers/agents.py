@@ -9,10 +9,18 @@ from api.errors import checked_beyond_schema
 from api.services import agents
 from schemas.api import AgentCreate, AgentList, AgentPublic, AgentUpdate, ErrorBody
 
-_CHECKED = checked_beyond_schema(
-    tools="names of Steward's tools",
-    tool_policies="known tools; `when` only with `require_approval`",
-    approvals="`notify_url` and `escalation_url` http(s) URLs",
+_RULES = {
+    "tools": "names of Steward's tools",
+    "tool_policies": "known tools; `when` only with `require_approval`",
+    "approvals": "`notify_url` and `escalation_url` http(s) URLs",
+}
+_CHECKED = checked_beyond_schema(**_RULES)
+_NOT_NULL = "not null: leave a field out to keep it"
+_UPDATE_CHECKED = checked_beyond_schema(
+    **{
+        name: _RULES.get(name, "") + ("; " if name in _RULES else "") + _NOT_NULL
+        for name in AgentUpdate.model_fields
+    }
 )
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses={401: {"model": ErrorBody}})
@@ -36,7 +44,7 @@ async def get_agent(slug: str, principal: CurrentKey, session: SessionDep) -> Ag
     return agents.public(await agents.find_agent(session, principal.team_id, slug))
 
 
-@router.patch("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}, **_CHECKED})
+@router.patch("/{slug}", response_model=AgentPublic, responses={404: {"model": ErrorBody}, **_UPDATE_CHECKED})
 async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Change some of an agent's settings; new turns use them."""
     return agents.public(await agents.update_agent(session, principal.team_id, slug, body))

@@ -109,6 +109,7 @@ def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
         409: {"model": ErrorBody},
         413: {"model": ErrorBody},
         429: {"model": ErrorBody},
+        **checked_beyond_schema(stream="not with `wait`"),
     },
 )
 async def send_message(
