@@ -25,6 +25,9 @@ from schemas.policy import ApprovalSettings, ToolPolicy
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_TEXT_BYTES = 16 * 1024
 
+NO_NUL = r"^[^\u0000]*$"
+"""Text a person writes: PostgreSQL's text columns cannot hold a NUL character."""
+
 MAX_DB_INT = 2**31 - 1
 """The largest id, sequence number or cursor the API takes: the database's columns are 32-bit
 `INTEGER`s, so anything above is refused with 422 before it reaches a query."""
@@ -145,7 +148,7 @@ MAX_OPERATOR_KEY = 190
 
 
 class OperatorMessageCreate(_Strict):
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, pattern=NO_NUL)
     idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_OPERATOR_KEY)
 
 
@@ -155,7 +158,7 @@ class ConversationPage(BaseModel):
 
 
 class MessageCreate(_Strict):
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, pattern=NO_NUL)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
 

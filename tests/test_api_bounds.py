@@ -113,3 +113,13 @@ async def test_a_nul_character_is_422_not_a_database_error(team: TeamClient) -> 
         "POST", "/v1/approvals/decisions", json={"ids": ["a\u0000b"], "decision": "approve"}
     )
     _refused(in_ids, "ids.0")
+
+
+async def test_a_message_with_a_nul_character_is_refused_before_its_turn_starts(
+    team: TeamClient, model: str
+) -> None:
+    agent = await team.create_agent(model)
+    conversation = await team.start_conversation(agent["slug"])
+    sent = await team.request("POST", f"/v1/conversations/{conversation}/messages", json={"text": "a\u0000b"})
+    _refused(sent, "text")
+    assert await team.messages(conversation) == []

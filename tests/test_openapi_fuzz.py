@@ -46,8 +46,8 @@ from schemas.settings import Settings
 from tests.processes import free_port
 from tests.support import new_team
 
-MAX_EXAMPLES = 12
-"""Per operation and pass (generated, invalid, on real resources); see the test's printed count."""
+MAX_EXAMPLES = 25
+"""Per operation and pass (generated, invalid, on real resources): about 1,900 requests, 30 s here."""
 
 EXCLUDED: dict[tuple[str, str], str] = {
     ("GET", "/v1/conversations/{conversation_id}/events"): "an SSE stream that stays open by design",
@@ -126,8 +126,8 @@ def fuzz_everything(
         # No worker runs the fuzzer's turns: `?wait=true` would sleep out its `timeout` and
         # `?stream=true` stream until the turn ends, so both are sent as false.
         for flag in ("wait", "stream"):
-            if case.query and case.query.get(flag) is True:
-                case.query[flag] = False
+            if case.query and flag in case.query:  # generated as a bool or as its wire spelling
+                case.query[flag] = "false"
         response = case.call(base_url=base_url, session=http, headers=headers, timeout=30)
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
