@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         redoc_url=None,
     )
     errors.install(app)
+    errors.document(app)
     session.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -27,6 +27,13 @@ from schemas.policy import ApprovalSettings, ToolPolicy
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_TEXT_BYTES = 16 * 1024
 
+NO_NUL = r"^[^\u0000]*$"
+"""Text a person writes: PostgreSQL's text columns cannot hold a NUL character."""
+
+MAX_DB_INT = 2**31 - 1
+"""The largest id, sequence number or cursor the API takes: the database's columns are 32-bit
+`INTEGER`s, so anything above is refused with 422 before it reaches a query."""
+
 
 class ErrorDetail(BaseModel):
     code: str
@@ -45,7 +52,9 @@ class _Strict(BaseModel):
 
 
 class AgentCreate(_Strict):
-    slug: str = Field(min_length=1, max_length=63, examples=["concierge"])
+    slug: str = Field(
+        min_length=1, max_length=63, examples=["concierge"], json_schema_extra={"pattern": SLUG.pattern}
+    )
     name: str = Field(min_length=1, max_length=200)
     model: str = Field(min_length=1, max_length=200)
     system_prompt: str = Field("", max_length=32_000)
@@ -206,7 +215,7 @@ MAX_OPERATOR_KEY = 190
 
 
 class OperatorMessageCreate(_Strict):
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, pattern=NO_NUL)
     idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_OPERATOR_KEY)
 
 
@@ -216,7 +225,7 @@ class ConversationPage(BaseModel):
 
 
 class MessageCreate(_Strict):
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, pattern=NO_NUL)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
 
@@ -370,8 +379,12 @@ class DecisionResult(BaseModel):
     decided_at: datetime
 
 
+ApprovalId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+"""An approval's id as the API gives it (letters, digits, `_` and `-`)."""
+
+
 class BulkDecisionCreate(_Strict):
-    ids: list[str] = Field(min_length=1, max_length=100)
+    ids: list[ApprovalId] = Field(min_length=1, max_length=100)
     decision: Decision
     message: str | None = Field(None, max_length=8000)
     comment: str | None = Field(None, max_length=2000)

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from api.deps import Admin, CurrentKey, SessionDep
+from api.errors import checked_beyond_schema
 from api.services import agents, versions
 from schemas.api import (
     AgentCreate,
@@ -24,11 +25,27 @@ from schemas.api import (
     VersionDiff,
 )
 
+_RULES = {
+    "tools": "names of Steward's tools",
+    "tool_policies": "known tools; `when` only with `require_approval`",
+    "approvals": "`notify_url` and `escalation_url` http(s) URLs",
+}
+_CHECKED = checked_beyond_schema(**_RULES)
+_NOT_NULL = "not null: leave a field out to keep it"
+_UPDATE_CHECKED = checked_beyond_schema(
+    **{
+        name: _RULES.get(name, "") + ("; " if name in _RULES else "") + _NOT_NULL
+        for name in AgentUpdate.model_fields
+    }
+)
+
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses={401: {"model": ErrorBody}})
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 
 
-@router.post("", status_code=201, response_model=AgentPublic, responses={409: {"model": ErrorBody}})
+@router.post(
+    "", status_code=201, response_model=AgentPublic, responses={409: {"model": ErrorBody}, **_CHECKED}
+)
 async def create_agent(body: AgentCreate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Create an agent and publish its version 1. Slugs are unique within a team (409 on a duplicate)."""
     agent = await agents.create_agent(session, principal.team_id, body, by=principal.key_name)
@@ -47,7 +64,7 @@ async def get_agent(slug: str, principal: CurrentKey, session: SessionDep) -> Ag
     return await agents.public_of(session, await agents.find_agent(session, principal.team_id, slug))
 
 
-@router.patch("/{slug}", response_model=AgentPublic, responses=_NOT_FOUND)
+@router.patch("/{slug}", response_model=AgentPublic, responses={**_NOT_FOUND, **_UPDATE_CHECKED})
 async def update_agent(slug: str, body: AgentUpdate, principal: Admin, session: SessionDep) -> AgentPublic:
     """Change the agent's draft; conversations run on it once it is published (`POST …/publish`)."""
     agent = await agents.update_agent(session, principal.team_id, slug, body)

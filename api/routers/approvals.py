@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
+from api.errors import checked_beyond_schema
 from api.services import approvals
 from schemas.api import (
     ApprovalDetail,
@@ -32,7 +33,14 @@ router = APIRouter(
 Reader = Annotated[Principal, Depends(require(*approvals.READERS))]
 
 
-@router.get("", response_model=ApprovalPage)
+@router.get(
+    "",
+    response_model=ApprovalPage,
+    responses={
+        404: {"model": ErrorBody, "description": "no such agent (`agent`)"},
+        **checked_beyond_schema(cursor="a `next_cursor` this list returned"),
+    },
+)
 async def list_approvals(
     principal: Reader,
     session: SessionDep,
@@ -67,7 +75,14 @@ async def get_approval(
 @router.post(
     "/{approval_id}/decision",
     response_model=DecisionResult,
-    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody},
+        **checked_beyond_schema(
+            body="`edit` needs `args` and only `edit` takes them; `respond` needs `message`",
+            args="the tool's own argument schema",
+        ),
+    },
 )
 async def decide_one(
     approval_id: str, body: DecisionCreate, principal: Operator, session: SessionDep, temporal: TemporalDep
@@ -76,7 +91,11 @@ async def decide_one(
     return await approvals.decide(session, temporal, principal, approval_id, body)
 
 
-@router.post("/decisions", response_model=BulkDecisionResult)
+@router.post(
+    "/decisions",
+    response_model=BulkDecisionResult,
+    responses=checked_beyond_schema(body="not `edit` (one at a time); `respond` needs `message`"),
+)
 async def decide_many(
     body: BulkDecisionCreate, principal: Operator, session: SessionDep, temporal: TemporalDep
 ) -> BulkDecisionResult:

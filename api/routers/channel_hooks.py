@@ -29,6 +29,7 @@ from api.inbound.config import ChannelConfig
 from api.inbound.dispatch import Inbound
 from api.inbound.parse import slack_decision_item, slack_item, telegram_item
 from api.metrics import LATENCY, REQUESTS
+from schemas.api import ErrorBody
 from schemas.enums import ChannelType
 
 log = logging.getLogger("steward.api")
@@ -150,6 +151,14 @@ _HOOKS: tuple[tuple[re.Pattern[str], str, _Handler, str], ...] = (
 )
 
 
+_ANSWERS: dict[str, tuple[int, ...]] = {
+    "telegram_webhook": (400, 403, 404, 413),
+    "slack_events": (400, 401, 404, 413),
+    "slack_interactions": (400, 401, 404, 413),
+}
+"""Besides 200: what each hook answers (400 a body that is not the provider's, 413 over the limit)."""
+
+
 def _route(template: str, handler: _Handler, summary: str) -> None:
     """The hook as a FastAPI route too: the same handler, for the OpenAPI document and any caller
     that reaches the app past `ChannelHooks` (it answers first in Steward's own app)."""
@@ -159,7 +168,13 @@ def _route(template: str, handler: _Handler, summary: str) -> None:
 
     endpoint.__doc__ = handler.__doc__
     router.add_api_route(
-        template, endpoint, methods=["POST"], status_code=200, summary=summary, name=handler.__name__
+        template,
+        endpoint,
+        methods=["POST"],
+        status_code=200,
+        summary=summary,
+        name=handler.__name__,
+        responses={status: {"model": ErrorBody} for status in _ANSWERS[handler.__name__]},
     )
 
 

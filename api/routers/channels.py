@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import Admin, Principal, SessionDep, SettingsDep, require
+from api.errors import checked_beyond_schema
 from api.inbound.dispatch import Inbound
 from api.services import channels
 from schemas.api import ChannelCreate, ChannelList, ChannelPublic, ChannelUpdate, ErrorBody
@@ -22,6 +23,12 @@ router = APIRouter(
     responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
 )
 
+_CHECKED = checked_beyond_schema(
+    credentials="the type's own: Telegram `bot_token`; Slack `bot_token`, `signing_secret`",
+    mode="`polling` only for Telegram",
+    ops="Telegram `chat_id`, Slack `channel_id`",
+)
+
 Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.VIEWER))]
 
 
@@ -31,7 +38,7 @@ def _forget(request: Request, channel_id: str) -> None:
     inbound.channels.forget(channel_id)
 
 
-@router.post("", status_code=201, response_model=ChannelPublic, responses={422: {"model": ErrorBody}})
+@router.post("", status_code=201, response_model=ChannelPublic, responses=_CHECKED)
 async def create_channel(
     body: ChannelCreate, principal: Admin, session: SessionDep, settings: SettingsDep
 ) -> ChannelPublic:
@@ -57,7 +64,7 @@ async def get_channel(
 @router.patch(
     "/{channel_id}",
     response_model=ChannelPublic,
-    responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={404: {"model": ErrorBody}, **_CHECKED},
 )
 async def update_channel(
     channel_id: str,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.store import live_pin
 from api.deps import CurrentKey, SessionDep, SettingsDep, TemporalDep, Writer
-from api.errors import ApiError
+from api.errors import ApiError, checked_beyond_schema
 from api.services import chat
 from api.services.agents import find_agent, list_agents
 from api.services.chat import Broke, EarlierMessage, Piece, caller_conversation
@@ -94,7 +94,9 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
         200: {"description": "a chat.completion, or with stream chat.completion.chunk events"},
         403: {"model": ErrorBody, "description": "`slug@draft` from a key that is not an admin's"},
         404: {"model": ErrorBody},
+        413: {"model": ErrorBody, "description": "text_too_large: the last message is over 16 KiB"},
         502: {"model": ErrorBody, "description": "the turn failed"},
+        **checked_beyond_schema(messages="the last one is a user message with text"),
     },
 )
 async def chat_completions(

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentKey, Operator, SessionDep, SettingsDep, TemporalDep, Writer
-from api.errors import ApiError
+from api.errors import ApiError, checked_beyond_schema
 from api.services import conversations
 from api.streams import follow, last_event_id, sse_response
 from schemas.api import (
+    MAX_DB_INT,
     ConversationCreate,
     ConversationPage,
     ConversationPublic,
@@ -40,7 +41,11 @@ async def create_conversation(
     return await conversations.create_conversation(session, principal.team_id, body)
 
 
-@router.get("", response_model=ConversationPage)
+@router.get(
+    "",
+    response_model=ConversationPage,
+    responses=checked_beyond_schema(cursor="a `next_cursor` this list returned"),
+)
 async def list_conversations(
     principal: CurrentKey,
     session: SessionDep,
@@ -104,6 +109,7 @@ def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
         409: {"model": ErrorBody},
         413: {"model": ErrorBody},
         429: {"model": ErrorBody},
+        **checked_beyond_schema(stream="not with `wait`"),
     },
 )
 async def send_message(
@@ -161,7 +167,7 @@ async def list_messages(
     conversation_id: str,
     principal: CurrentKey,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> MessageList:
     """The transcript in order, `limit` messages after sequence number `after`."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.deps import Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
 from api.services import dead_letters
-from schemas.api import DeadLetter, DeadLetterPage, ErrorBody
+from schemas.api import MAX_DB_INT, DeadLetter, DeadLetterPage, ErrorBody
 
 router = APIRouter(
     prefix="/v1/dead-letters",
@@ -17,6 +17,7 @@ router = APIRouter(
 )
 
 Reader = Annotated[Principal, Depends(require(*dead_letters.READERS))]
+DeliveryId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="a dead letter's id")]
 
 
 @router.get("", response_model=DeadLetterPage)
@@ -24,7 +25,7 @@ async def list_dead_letters(
     principal: Reader,
     session: SessionDep,
     channel: Annotated[str | None, Query(max_length=32)] = None,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=MAX_DB_INT)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DeadLetterPage:
     """Undelivered messages, oldest first, with the provider's reason."""
@@ -40,7 +41,11 @@ async def list_dead_letters(
     responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
 async def retry_dead_letter(
-    delivery_id: int, principal: Operator, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+    delivery_id: DeliveryId,
+    principal: Operator,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> DeadLetter:
     """Send it again (after the cause is fixed: bot unblocked, token replaced)."""
     return await dead_letters.retry(session, temporal, settings, principal.team_id, delivery_id)
@@ -51,7 +56,9 @@ async def retry_dead_letter(
     response_model=DeadLetter,
     responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
-async def discard_dead_letter(delivery_id: int, principal: Operator, session: SessionDep) -> DeadLetter:
+async def discard_dead_letter(
+    delivery_id: DeliveryId, principal: Operator, session: SessionDep
+) -> DeadLetter:
     """Give up on it: it leaves the list and the count."""
     return await dead_letters.discard(session, principal.team_id, delivery_id)
 
@@ -59,7 +66,7 @@ async def discard_dead_letter(delivery_id: int, principal: Operator, session: Se
 @router.delete(
     "/{delivery_id}", status_code=204, responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
 )
-async def delete_dead_letter(delivery_id: int, principal: Operator, session: SessionDep) -> Response:
+async def delete_dead_letter(delivery_id: DeliveryId, principal: Operator, session: SessionDep) -> Response:
     """The same as discard."""
     await dead_letters.discard(session, principal.team_id, delivery_id)
     return Response(status_code=204)

@@ -15,7 +15,7 @@ from api.deps import SESSION_COOKIE, CurrentKey, Principal, SessionDep, principa
 from api.errors import ApiError
 from api.services.conversations import find_conversation, send
 from api.streams import follow, sse_response
-from schemas.api import ErrorBody, MessageCreate
+from schemas.api import MAX_DB_INT, ErrorBody, MessageCreate
 from schemas.enums import Role
 from schemas.settings import Settings
 
@@ -34,7 +34,7 @@ def _resume_point(last_event_id: str | None, after: int) -> int:
     """`Last-Event-ID` (sent by a reconnecting EventSource) wins over `?after=`."""
     if last_event_id is None or not last_event_id.strip():
         return after
-    if not last_event_id.strip().isdigit():
+    if not last_event_id.strip().isdigit() or int(last_event_id) > MAX_DB_INT:
         raise ApiError(
             422,
             "validation_error",
@@ -54,7 +54,7 @@ async def stream_events(
     request: Request,
     principal: CurrentKey,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="resume after this event id")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_DB_INT, description="resume after this event id")] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """The conversation's events after `after` (or `Last-Event-ID`), then each new one as it happens.
@@ -122,7 +122,7 @@ async def _authenticate(websocket: WebSocket, session: AsyncSession, token: str 
 async def conversation_socket(
     websocket: WebSocket,
     conversation_id: str,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
     token: str | None = None,
 ) -> None:
     """The same events as `/events` as JSON frames `{"type": "event", "id", "event", "data"}`.

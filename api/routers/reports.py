@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import Operator, Principal, SessionDep, require
+from api.errors import checked_beyond_schema
 from api.services import reports
 from schemas.api import ErrorBody
 from schemas.enums import ReportStatus, Role
@@ -21,7 +22,14 @@ router = APIRouter(
 Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.VIEWER))]
 
 
-@router.get("", response_model=ReportPage)
+@router.get(
+    "",
+    response_model=ReportPage,
+    responses={
+        404: {"model": ErrorBody, "description": "no such agent (`agent`)"},
+        **checked_beyond_schema(cursor="a `next_cursor` this list returned"),
+    },
+)
 async def list_reports(
     principal: Reader,
     session: SessionDep,

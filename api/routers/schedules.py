@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.deps import Admin, Operator, Principal, SessionDep, SettingsDep, TemporalDep, require
+from api.errors import checked_beyond_schema
 from api.services import schedule_runs, schedules
 from schemas.api import ErrorBody
 from schemas.enums import Role, RunStatus
@@ -34,11 +35,14 @@ router = APIRouter(
 
 Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.VIEWER))]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
-
-
-@router.post(
-    "", status_code=201, response_model=ScheduleDetail, responses={**_NOT_FOUND, 422: {"model": ErrorBody}}
+_CHECKED = checked_beyond_schema(
+    spec="`cron` a 5-field line, `timezone` an IANA name, exactly one of `cron` and `interval`",
+    prompt="not blank",
+    deliver_to="a `target` of 1-500 characters",
 )
+
+
+@router.post("", status_code=201, response_model=ScheduleDetail, responses={**_NOT_FOUND, **_CHECKED})
 async def create_schedule(
     body: ScheduleCreate, principal: Admin, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> ScheduleDetail:
@@ -46,7 +50,14 @@ async def create_schedule(
     return await schedules.create_schedule(session, temporal, settings.task_queue, principal.team_id, body)
 
 
-@router.get("", response_model=SchedulePage)
+@router.get(
+    "",
+    response_model=SchedulePage,
+    responses={
+        404: {"model": ErrorBody, "description": "no such agent (`agent`)"},
+        **checked_beyond_schema(cursor="a `next_cursor` this list returned"),
+    },
+)
 async def list_schedules(
     request: Request,
     principal: Reader,
@@ -86,9 +97,7 @@ async def list_runs(
     return await schedule_runs.list_runs(session, row, status, before, limit)
 
 
-@router.patch(
-    "/{schedule_id}", response_model=ScheduleDetail, responses={**_NOT_FOUND, 422: {"model": ErrorBody}}
-)
+@router.patch("/{schedule_id}", response_model=ScheduleDetail, responses={**_NOT_FOUND, **_CHECKED})
 async def update_schedule(
     schedule_id: str,
     body: ScheduleUpdate,
@@ -147,7 +156,17 @@ async def trigger_schedule(
     )
 
 
-@router.post("/{schedule_id}/backfill", status_code=202, response_model=SchedulePublic, responses=_NOT_FOUND)
+@router.post(
+    "/{schedule_id}/backfill",
+    status_code=202,
+    response_model=SchedulePublic,
+    responses={
+        **_NOT_FOUND,
+        **checked_beyond_schema(
+            body="`start` and `end` with an offset, `end` after `start`, at most 31 days"
+        ),
+    },
+)
 async def backfill_schedule(
     schedule_id: str,
     body: BackfillRequest,
