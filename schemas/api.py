@@ -118,8 +118,12 @@ class PublishRequest(_Strict):
     """Why: shown in the version history."""
 
 
+VERSION_REF = r"^(?:[1-9][0-9]{0,8}|draft)$"
+"""A version in a path: its number (at most nine digits, so it fits the database) or `draft`."""
+
+
 class RollbackRequest(_Strict):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_DB_INT)
     note: str = Field("", max_length=2000)
     """Why it goes back; recorded on the new version with who did it."""
 

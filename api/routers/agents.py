@@ -5,14 +5,16 @@ Edits change an agent's draft; `publish` freezes it as the next version, which g
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from api.deps import Admin, CurrentKey, SessionDep
 from api.errors import checked_beyond_schema
 from api.services import agents, versions
 from schemas.api import (
+    MAX_DB_INT,
+    VERSION_REF,
     AgentCreate,
     AgentList,
     AgentPublic,
@@ -41,6 +43,8 @@ _UPDATE_CHECKED = checked_beyond_schema(
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses={401: {"model": ErrorBody}})
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+VersionRef = Annotated[str, Path(pattern=VERSION_REF, description="a version number or `draft`")]
 
 
 @router.post(
@@ -103,7 +107,9 @@ async def list_versions(slug: str, principal: CurrentKey, session: SessionDep) -
 
 
 @router.get("/{slug}/versions/{n}", response_model=AgentVersionPublic, responses=_NOT_FOUND)
-async def get_version(slug: str, n: int, principal: CurrentKey, session: SessionDep) -> AgentVersionPublic:
+async def get_version(
+    slug: str, n: VersionNumber, principal: CurrentKey, session: SessionDep
+) -> AgentVersionPublic:
     return await versions.get_version(session, principal.team_id, slug, n)
 
 
@@ -112,13 +118,15 @@ async def get_version(slug: str, n: int, principal: CurrentKey, session: Session
     response_model=VersionDiff,
     responses={**_NOT_FOUND, 422: {"model": ErrorBody}},
 )
-async def diff_versions(slug: str, a: str, b: str, principal: CurrentKey, session: SessionDep) -> VersionDiff:
+async def diff_versions(
+    slug: str, a: VersionRef, b: VersionRef, principal: CurrentKey, session: SessionDep
+) -> VersionDiff:
     """What changes, field by field, from version `a` to `b`; either may be `draft`."""
     return await versions.diff(session, principal.team_id, slug, versions.parse_ref(a), versions.parse_ref(b))
 
 
 @router.delete("/{slug}/versions/{n}", status_code=204, responses={**_NOT_FOUND, 409: {"model": ErrorBody}})
-async def delete_version(slug: str, n: int, principal: Admin, session: SessionDep) -> Response:
+async def delete_version(slug: str, n: VersionNumber, principal: Admin, session: SessionDep) -> Response:
     """Delete a version that is not live and that no conversation is pinned to (409 otherwise)."""
     await versions.delete_version(session, principal.team_id, slug, n)
     return Response(status_code=204)
