@@ -1,0 +1,143 @@
+"""Workflow and activity payloads: ids and small deltas, never a whole transcript.
+
+Every model here is persisted in Temporal histories, so new fields must get defaults.
+Import them from here (`from schemas.payloads import TurnInput`); the modules group them
+by capability: `conversations` (turns, tools, approvals, deliveries), `ambient`, `operators`.
+"""
+
+from pydantic import BaseModel
+
+from schemas.payloads.ambient import (
+    AmbientRunInput,
+    PromptAnswered,
+    PruneEvents,
+    PruneResult,
+    RunDelivered,
+    RunDelivery,
+    RunFinish,
+    RunFinished,
+    RunResult,
+    RunStart,
+    RunStarted,
+    ScheduleNotice,
+    SubmitPrompt,
+)
+from schemas.payloads.conversations import (
+    ApprovalEvent,
+    ApprovalOutcome,
+    ApprovalRequest,
+    ApprovalTimers,
+    AwaitApprovals,
+    BeginTurn,
+    ChannelRef,
+    ChannelTyping,
+    ConversationInput,
+    ConversationRef,
+    ConversationState,
+    DecisionRequest,
+    DeliverTurn,
+    DeliveryRef,
+    DeliveryResult,
+    FinishTurn,
+    Handback,
+    HandbackResult,
+    InboundMessage,
+    LlmRequest,
+    LlmResponse,
+    Notification,
+    OperatorReply,
+    PendingTurn,
+    StatusChange,
+    SubmitAccepted,
+    SubmitMessage,
+    ToolCall,
+    ToolCallRecord,
+    ToolRequest,
+    ToolResult,
+    TurnError,
+    TurnInput,
+    TurnOutcome,
+)
+from schemas.payloads.operators import (
+    DeliverOperatorMessage,
+    HandoffNotice,
+    HoldChange,
+    HoldRequest,
+    HoldResult,
+    OperatorMessage,
+    OperatorMessageRecorded,
+    RecordHandback,
+    RecordOperatorMessage,
+    RecordTakeover,
+    TakeOver,
+)
+
+# Models that name a model defined after them are left incomplete by pydantic until
+# first use; resolve them here, so every payload is complete before Temporal's converter
+# builds a TypeAdapter for it (inside the workflow sandbox it cannot resolve them later).
+_PAYLOADS = [
+    v for v in globals().values() if isinstance(v, type) and issubclass(v, BaseModel) and v is not BaseModel
+]
+for _model in _PAYLOADS:
+    _model.model_rebuild()  # a no-op for a model already complete
+
+__all__ = [
+    "AmbientRunInput",
+    "ApprovalEvent",
+    "ApprovalOutcome",
+    "ApprovalRequest",
+    "ApprovalTimers",
+    "AwaitApprovals",
+    "BeginTurn",
+    "ChannelRef",
+    "ChannelTyping",
+    "ConversationInput",
+    "ConversationRef",
+    "ConversationState",
+    "DecisionRequest",
+    "DeliverOperatorMessage",
+    "DeliverTurn",
+    "DeliveryRef",
+    "DeliveryResult",
+    "FinishTurn",
+    "Handback",
+    "HandbackResult",
+    "HandoffNotice",
+    "HoldChange",
+    "HoldRequest",
+    "HoldResult",
+    "InboundMessage",
+    "LlmRequest",
+    "LlmResponse",
+    "Notification",
+    "OperatorMessage",
+    "OperatorMessageRecorded",
+    "OperatorReply",
+    "PendingTurn",
+    "PromptAnswered",
+    "PruneEvents",
+    "PruneResult",
+    "RecordHandback",
+    "RecordOperatorMessage",
+    "RecordTakeover",
+    "RunDelivered",
+    "RunDelivery",
+    "RunFinish",
+    "RunFinished",
+    "RunResult",
+    "RunStart",
+    "RunStarted",
+    "ScheduleNotice",
+    "StatusChange",
+    "SubmitAccepted",
+    "SubmitMessage",
+    "SubmitPrompt",
+    "TakeOver",
+    "ToolCall",
+    "ToolCallRecord",
+    "ToolRequest",
+    "ToolResult",
+    "TurnError",
+    "TurnInput",
+    "TurnOutcome",
+]
