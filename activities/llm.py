@@ -7,11 +7,9 @@ whose message was already persisted returns that message instead of asking again
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,6 +24,8 @@ from activities import metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
+from activities.llm_context import Definition, to_chat_messages, with_inbound
+from activities.llm_failures import provider_failure, stream_dropped
 from activities.store import (
     TurnRecorded,
     count_outcome,
@@ -42,11 +42,11 @@ from activities.transcript import (
 )
 from schemas.enums import EventKind, MessageRole, TurnStatus
 from schemas.errors import ErrorType
-from schemas.keys import assistant_key, inbound_key
+from schemas.keys import assistant_key
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import DEFINITION_FIELDS, Agent, AgentVersion, Channel, Conversation, Message, Turn
+from schemas.tables import Agent, AgentVersion, Channel, Conversation, Message, Turn
 from schemas.tools import TOOLS
 
 TRANSCRIPT_WINDOW = 200
@@ -55,84 +55,8 @@ TRANSCRIPT_WINDOW = 200
 VERSION_CACHE = 1024
 """How many version definitions a worker keeps in memory (cleared when full)."""
 
-RETRYABLE_STATUS = {408, 409, 429}
 DEMO_PACE = 0.05
 """Seconds between the offline demo's deltas: it answers at once, and would otherwise arrive whole."""
-
-
-@dataclass
-class Definition:
-    """What answers a turn: one agent version's frozen fields (or the draft's), and the agent."""
-
-    id: str
-    """The agent's id."""
-    version_id: str | None
-    """The version (None: the agent's draft)."""
-    model: str
-    system_prompt: str
-    tools: list[str]
-    tool_policies: dict[str, Any]
-    approvals: dict[str, Any]
-    temperature: float
-    max_tool_rounds: int
-
-    @classmethod
-    def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:
-        """Version `version_id`'s `frozen` fields, or (both None) the agent's draft."""
-        source = frozen if frozen is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
-        return cls(id=agent.id, version_id=version_id, **{f: source[f] for f in DEFINITION_FIELDS})
-
-
-def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict[str, Any]]:
-    """Chat Completions messages for a transcript window.
-
-    Drops tool results whose request fell outside the window, and answers any tool
-    call left without a result (a turn interrupted mid-tools), since the API
-    rejects both.
-    """
-    messages: list[dict[str, Any]] = []
-    if system_prompt:
-        messages.append({"role": "system", "content": system_prompt})
-    open_calls: list[str] = []
-
-    def close_open_calls() -> None:
-        for call_id in open_calls:
-            messages.append({"role": "tool", "tool_call_id": call_id, "content": '{"error": "not run"}'})
-        open_calls.clear()
-
-    for row in transcript:
-        if row.role == MessageRole.TOOL:
-            if row.tool_call_id in open_calls:
-                open_calls.remove(row.tool_call_id)
-                messages.append({"role": "tool", "tool_call_id": row.tool_call_id, "content": row.content})
-            continue
-        if row.role not in (MessageRole.USER, MessageRole.ASSISTANT, MessageRole.OPERATOR):
-            # System rows record failures for people and notices speak to the user (a holding
-            # message while a call waits for approval, between the call and its result): the
-            # model sees neither.
-            continue
-        close_open_calls()
-        if row.role == MessageRole.USER:
-            messages.append({"role": "user", "content": row.content})
-        elif row.role == MessageRole.OPERATOR:
-            # A person spoke for the agent while they held the conversation: once it is handed
-            # back, the model must know what the user was told, as its own side of the talk.
-            messages.append({"role": "assistant", "content": row.content})
-        elif row.role == MessageRole.ASSISTANT:
-            entry: dict[str, Any] = {"role": "assistant", "content": row.content or None}
-            if row.tool_calls:
-                entry["tool_calls"] = [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {"name": c["name"], "arguments": c["arguments"]},
-                    }
-                    for c in row.tool_calls
-                ]
-                open_calls.extend(c["id"] for c in row.tool_calls)
-            messages.append(entry)
-    close_open_calls()
-    return messages
 
 
 async def _record_reply_events(
@@ -182,63 +106,6 @@ def _gated(agent: Definition, response: LlmResponse, ops_chat: bool = False) -> 
     return response
 
 
-def _with_inbound(transcript: list[Message], req: LlmRequest) -> list[Message]:
-    """The transcript plus this turn's inbound messages that are not in it yet."""
-    stored = {row.dedupe_key for row in transcript}
-    fresh = [
-        Message(role=MessageRole.USER, content=m.text, dedupe_key=inbound_key(m.number), turn=req.turn)
-        for m in req.inbound
-        if inbound_key(m.number) not in stored
-    ]
-    return transcript + fresh
-
-
-def _retry_after(response: Any) -> float | None:
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
-
-
-def _failure(err: openai.OpenAIError) -> ApplicationError:
-    """An activity failure Temporal retries (or not) as the provider's answer deserves."""
-    if isinstance(err, openai.APIStatusError):
-        status = err.status_code
-        retryable = status in RETRYABLE_STATUS or status >= 500
-        code = {
-            401: ErrorType.LLM_AUTH_FAILED,
-            403: ErrorType.LLM_FORBIDDEN,
-            404: ErrorType.LLM_NOT_FOUND,
-            429: ErrorType.LLM_RATE_LIMITED,
-        }.get(status, ErrorType.LLM_UNAVAILABLE if retryable else ErrorType.LLM_REJECTED)
-        delay = _retry_after(err.response) if retryable else None
-        return ApplicationError(
-            f"LLM endpoint answered HTTP {status}: {err.message}",
-            type=code,
-            non_retryable=not retryable,
-            next_retry_delay=timedelta(seconds=delay) if delay is not None else None,
-        )
-    if isinstance(err, openai.APIConnectionError):
-        return ApplicationError(f"LLM endpoint unreachable: {err}", type=ErrorType.LLM_UNAVAILABLE)
-    return ApplicationError(f"LLM call failed: {err}", type=ErrorType.LLM_ERROR, non_retryable=True)
-
-
-def _dropped(err: httpx.TransportError) -> ApplicationError:
-    return ApplicationError(f"LLM stream broke off: {err!r}", type=ErrorType.LLM_UNAVAILABLE)
-
-
 class LlmActivities:
     """Calls the agent's model through any OpenAI-compatible endpoint, or the offline demo."""
 
@@ -278,7 +145,7 @@ class LlmActivities:
             if done is None:
                 deltas = await self._delta_stream(req, starting)
                 try:
-                    response, usage = await self._ask(req, agent, _with_inbound(transcript, req), deltas)
+                    response, usage = await self._ask(req, agent, with_inbound(transcript, req), deltas)
                     if agent.model == DEMO_MODEL:
                         demo_streamed = await self._stream_demo(req, response.content, starting)
                     await deltas.finish()
@@ -544,7 +411,7 @@ class LlmActivities:
                             call["arguments"] += part.function.arguments or ""
         except (openai.OpenAIError, httpx.TransportError) as err:
             # A connection dropped mid-stream surfaces as httpx's error, not the SDK's.
-            failure = _failure(err) if isinstance(err, openai.OpenAIError) else _dropped(err)
+            failure = provider_failure(err) if isinstance(err, openai.OpenAIError) else stream_dropped(err)
             activity.logger.warning(
                 "LLM call failed (%s, %s): %s",
                 failure.type,
