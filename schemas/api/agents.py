@@ -1,0 +1,134 @@
+"""Agents and their versions, as the API takes and shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas.api.common import MAX_DB_INT, SLUG, _Strict
+from schemas.enums import DoubleTexting, VersionSource
+from schemas.policy import ApprovalSettings, ToolPolicy
+
+
+class AgentCreate(_Strict):
+    slug: str = Field(
+        min_length=1, max_length=63, examples=["concierge"], json_schema_extra={"pattern": SLUG.pattern}
+    )
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200)
+    system_prompt: str = Field("", max_length=32_000)
+    tools: list[str] = Field(default_factory=list, max_length=64)
+    temperature: float = Field(0.2, ge=0.0, le=2.0)
+    max_tool_rounds: int = Field(8, ge=1, le=32)
+    double_texting: DoubleTexting = DoubleTexting.ENQUEUE
+    tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
+    """Per tool: `auto` or `require_approval` (the default for side-effecting tools), with a condition."""
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError("use lowercase letters, digits and dashes, starting with a letter or digit")
+        return value
+
+
+class AgentUpdate(_Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    model: str | None = Field(None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(None, max_length=32_000)
+    tools: list[str] | None = Field(None, max_length=64)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tool_rounds: int | None = Field(None, ge=1, le=32)
+    double_texting: DoubleTexting | None = None
+    tool_policies: dict[str, ToolPolicy] | None = None
+    approvals: ApprovalSettings | None = None
+
+
+class AgentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    slug: str
+    name: str
+    model: str
+    system_prompt: str
+    tools: list[str]
+    temperature: float
+    max_tool_rounds: int
+    double_texting: DoubleTexting
+    tool_policies: dict[str, ToolPolicy]
+    approvals: ApprovalSettings
+    gated_tools: list[str] = Field(default_factory=list)
+    """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
+    live_version: int | None = None
+    """The published version new conversations run on; the fields above are the draft."""
+    draft_changed: bool = False
+    """Whether the draft differs from the live version (a publish would change something)."""
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentList(BaseModel):
+    items: list[AgentPublic]
+
+
+class PublishRequest(_Strict):
+    note: str = Field("", max_length=2000)
+    """Why: shown in the version history."""
+
+
+VERSION_REF = r"^(?:[1-9][0-9]{0,8}|draft)$"
+"""A version in a path: its number (at most nine digits, so it fits the database) or `draft`."""
+
+
+class RollbackRequest(_Strict):
+    version: int = Field(ge=1, le=MAX_DB_INT)
+    note: str = Field("", max_length=2000)
+    """Why it goes back; recorded on the new version with who did it."""
+
+
+class AgentDefinition(BaseModel):
+    """What a version freezes: everything that decides how the agent answers a turn."""
+
+    model: str
+    system_prompt: str
+    tools: list[str]
+    tool_policies: dict[str, Any]
+    approvals: dict[str, Any]
+    temperature: float
+    max_tool_rounds: int
+
+
+class AgentVersionPublic(BaseModel):
+    n: int
+    live: bool
+    """Whether new conversations start on it."""
+    source: VersionSource
+    rolled_back_to: int | None = None
+    """For a rollback: the version whose definition it copies."""
+    note: str
+    published_by: str
+    published_at: datetime
+    definition: AgentDefinition
+
+
+class AgentVersionList(BaseModel):
+    items: list[AgentVersionPublic]
+    """Newest first."""
+
+
+class FieldChange(BaseModel):
+    field: str
+    from_: Any = Field(alias="from", serialization_alias="from")
+    to: Any
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class VersionDiff(BaseModel):
+    a: int | Literal["draft"]
+    b: int | Literal["draft"]
+    changes: list[FieldChange]
+    """One entry per field whose value differs, from `a`'s value to `b`'s; empty: the same."""
