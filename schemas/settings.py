@@ -61,6 +61,13 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
+    worker_shutdown_seconds: float = Field(
+        0.0, ge=0, validation_alias=_env("STEWARD_WORKER_SHUTDOWN_SECONDS")
+    )
+    """How long a stopping worker lets its running activities finish before it cancels them
+    (Temporal then retries them on another worker). 0, the default, cancels at once: right
+    for `steward dev`'s Ctrl-C; a deployment that rolls its workers sets about 300 (an LLM
+    call's limit) and gives the process a longer termination grace period."""
 
     @property
     def llm_configured(self) -> bool:

@@ -458,8 +458,12 @@ def test_the_overlay_points_at_external_services() -> None:
 
 
 def test_the_worker_outlives_its_longest_activity_on_shutdown() -> None:
-    worker = _one(render(BASE), "Deployment", "steward-worker")
-    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > LLM_TIMEOUT.total_seconds()
+    objects = render(BASE)
+    worker = _one(objects, "Deployment", "steward-worker")
+    grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    waits = float(_one(objects, "ConfigMap", "steward-config")["data"]["STEWARD_WORKER_SHUTDOWN_SECONDS"])
+    # The worker waits for its activities as long as an LLM call may take, and the pod for the worker.
+    assert LLM_TIMEOUT.total_seconds() <= waits < grace
 
 
 @pytest.mark.skipif(

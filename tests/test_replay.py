@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,14 @@ async def test_a_worker_is_refused_a_client_without_the_plugin(
     bare = await Client.connect(temporal.service_client.config.target_host, namespace=temporal.namespace)
     with pytest.raises(ValueError, match="StewardPlugin"):
         build_worker(bare, settings, engine)
+
+
+async def test_a_worker_lets_running_activities_finish_for_the_configured_time(
+    temporal: Client, settings: Settings, engine: AsyncEngine
+) -> None:
+    own = settings.model_copy(
+        update={"task_queue": f"shutdown-check-{uuid.uuid4().hex[:8]}", "worker_shutdown_seconds": 300.0}
+    )
+    worker = build_worker(temporal, own, engine)
+    assert worker.config(active_config=True)["graceful_shutdown_timeout"] == timedelta(seconds=300)
+    assert Settings().worker_shutdown_seconds == 0  # dev's Ctrl-C cancels at once

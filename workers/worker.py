@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -51,6 +53,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     return Worker(
         client,
         task_queue=settings.task_queue,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
         workflows=WORKFLOWS,
         activities=[
             store.load_conversation,
