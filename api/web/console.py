@@ -10,10 +10,11 @@ the `X-Steward-Web: 1` header (static/conversation.js), as the other pages' butt
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
@@ -138,23 +139,36 @@ async def _list(
         return console.ConversationList(rows=[], next_cursor=None)
 
 
+@dataclass
+class ListQuery:
+    """The list's query string: its filters, its transcript search and the page (one set for both routes)."""
+
+    q: str | None = None
+    agent: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    unclaimed: bool = False
+    failed_within: int | None = None
+    cursor: str | None = None
+
+
+ListQueryDep = Annotated[ListQuery, Depends()]
+
+
 @router.get("/conversations")
 async def conversations_page(
     request: Request,
     user: WebUser,
     session: SessionDep,
-    q: str | None = None,
-    agent: str | None = None,
-    status: str | None = None,
-    channel: str | None = None,
-    unclaimed: bool = False,
-    failed_within: int | None = None,
-    cursor: str | None = None,
+    query: ListQueryDep,
 ) -> Response:
     """Conversations, newest activity first, with filters, a transcript search and older pages."""
     if user.role not in console.READERS:
         return _forbidden(request, user)
-    filters, problems = _filters(agent, status, channel, q, unclaimed, failed_within)
+    filters, problems = _filters(
+        query.agent, query.status, query.channel, query.q, query.unclaimed, query.failed_within
+    )
+    cursor = query.cursor
     page = await _list(session, user, filters, cursor, problems)
     channels = (
         await session.execute(
@@ -187,18 +201,15 @@ async def conversation_rows(
     request: Request,
     user: WebUser,
     session: SessionDep,
-    q: str | None = None,
-    agent: str | None = None,
-    status: str | None = None,
-    channel: str | None = None,
-    unclaimed: bool = False,
-    failed_within: int | None = None,
-    cursor: str | None = None,
+    query: ListQueryDep,
 ) -> Response:
     """The list's rows as an HTML fragment, for the first page's refresh."""
     if user.role not in console.READERS:
         return _forbidden(request, user)
-    filters, problems = _filters(agent, status, channel, q, unclaimed, failed_within)
+    filters, problems = _filters(
+        query.agent, query.status, query.channel, query.q, query.unclaimed, query.failed_within
+    )
+    cursor = query.cursor
     page = await _list(session, user, filters, cursor, problems)
     return templates.TemplateResponse(
         request,
