@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -132,3 +132,64 @@ class VersionDiff(BaseModel):
     b: int | Literal["draft"]
     changes: list[FieldChange]
     """One entry per field whose value differs, from `a`'s value to `b`'s; empty: the same."""
+
+
+class AgentTestRequest(_Strict):
+    """A test run: user messages, one turn each, in a scratch conversation marked as a test."""
+
+    messages: list[Annotated[str, Field(min_length=1, max_length=32_000)]] = Field(
+        min_length=1, max_length=20, examples=[["Can I book a slot tomorrow at 10?", "book it"]]
+    )
+    version: int | Literal["draft"] = Field("draft", examples=["draft", 3])
+    """The draft (the default) or a published version's number."""
+    wait: bool = True
+    """True: answer 200 once every turn has finished. False: answer 202 at once with the
+    scratch conversation's id (its events stream the reply); `GET …/tests/{id}` gives the result."""
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= MAX_DB_INT:
+            raise ValueError("a version number is at least 1")
+        return value
+
+
+class AgentTestToolCall(BaseModel):
+    """One tool call the model made in a test turn."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | str
+    """The parsed arguments, or the raw text when the model sent JSON that does not parse."""
+    result: Any = None
+    simulated: bool
+    """True for a side-effecting tool: it did not run; `result` is what it would have said."""
+    would_need_approval: bool = False
+    """The call would have waited for an approval outside a test (a test never waits)."""
+
+
+class AgentTestTurn(BaseModel):
+    turn: int
+    message: str
+    """The user's message."""
+    status: str
+    """`running`, `completed` or `failed`."""
+    reply: str | None = None
+    tool_calls: list[AgentTestToolCall] = Field(default_factory=list)
+    latency_ms: int | None = None
+    tokens_prompt: int = 0
+    tokens_completion: int = 0
+    error: str | None = None
+
+
+class AgentTestResult(BaseModel):
+    conversation_id: str
+    """The scratch conversation (marked as a test: no channel, no console list, no metrics)."""
+    version: int | Literal["draft"]
+    status: str
+    """`running` until every turn has finished, then `completed` or `failed`."""
+    turns: list[AgentTestTurn]
+    latency_ms: int | None = None
+    """From the first message to the last reply."""
+    tokens_prompt: int = 0
+    tokens_completion: int = 0
