@@ -28,7 +28,7 @@ from schemas.errors import ErrorType
 from schemas.payloads import ApprovalEvent, Notification
 from schemas.policy import ApprovalSettings
 from schemas.settings import Settings
-from schemas.tables import Agent, Approval, ApprovalAudit, Conversation
+from schemas.tables import Agent, AgentVersion, Approval, ApprovalAudit, Conversation, Turn
 
 
 def _arguments(text: str | None) -> dict[str, Any]:
@@ -223,7 +223,7 @@ class ApprovalActivities:
         # Ops chats first: each message is posted once and then edited, so a retry caused
         # by the webhook below repeats nothing there.
         told = await self._ops.notify(note, approval, agent)
-        settings = ApprovalSettings.model_validate(agent.approvals or {})
+        settings = ApprovalSettings.model_validate(await self._approvals_of(approval, agent))
         url = (settings.escalation_url or settings.notify_url) if note.escalation else settings.notify_url
         if url is None:
             if told:
@@ -238,6 +238,22 @@ class ApprovalActivities:
         )
         metrics.NOTIFICATIONS.labels(event=note.event).inc()
         return True
+
+    async def _approvals_of(self, approval: Approval, agent: Agent) -> dict[str, Any]:
+        """The approval settings of the version that answered the approval's turn: where its
+        notices go is part of what was published, not of the draft being edited now."""
+        async with self._sessions() as session:
+            frozen = (
+                await session.execute(
+                    select(AgentVersion.definition)
+                    .join(Turn, Turn.version_id == AgentVersion.id)
+                    .where(Turn.conversation_id == approval.conversation_id, Turn.n == approval.turn)
+                )
+            ).scalar_one_or_none()
+        if frozen is None:  # a turn on the draft (`slug@draft`, a test run)
+            return agent.approvals or {}
+        approvals: dict[str, Any] = frozen.get("approvals") or {}
+        return approvals
 
     def _payload(self, note: Notification, approval: Approval, agent: Agent) -> dict[str, Any]:
         return {

@@ -19,6 +19,7 @@ from schemas.enums import EventKind, Role
 from schemas.settings import Settings
 from schemas.tables import Event, Turn, utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
+from tests.fakes.webhook import WebhookReceiver
 from tests.support import TeamClient, add_key, create_database, drop_database, eventually
 from workers.migrate import alembic_config
 
@@ -375,3 +376,35 @@ async def test_a_schedule_starts_its_conversation_on_the_live_version(
         assert _system(fake_llm, model, 0) == "v2"
     finally:
         await team.request("DELETE", f"/v1/schedules/{schedule}")
+
+
+async def test_approval_notices_go_where_the_turns_version_says_not_where_the_draft_says(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    with WebhookReceiver() as published, WebhookReceiver() as drafted:
+        agent = await team.create_agent(
+            model, tools=["create_ticket"], approvals={"notify_url": published.url, "holding_message": ""}
+        )
+        conversation = await _open(team, agent["slug"])
+        await _edit(team, agent["slug"], approvals={"notify_url": drafted.url})  # not published
+        fake_llm.script(
+            model,
+            [
+                Step(tool_calls=[ToolCallSpec("create_ticket", {"subject": "refund"})]),
+                Step(text="Ticket opened."),
+            ],
+        )
+        waited = await team.send(conversation, "open a ticket", timeout=2)
+        assert waited.status_code == 200 and waited.json()["status"] == "awaiting_approval", waited.text
+        [delivery] = await published.arrived(1)
+        assert delivery.json["event"] == "approval.requested"
+        approval = delivery.json["approval"]["id"]
+        decided = await team.request(
+            "POST", f"/v1/approvals/{approval}/decision", json={"decision": "reject"}
+        )
+        assert decided.status_code == 200, decided.text
+        assert [d.json["event"] for d in await published.arrived(2)] == [
+            "approval.requested",
+            "approval.decided",
+        ]
+        assert drafted.events() == []
