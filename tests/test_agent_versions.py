@@ -212,7 +212,7 @@ async def test_the_openai_endpoint_pins_slug_at_n_and_runs_slug_at_draft_for_adm
     await _publish(team, slug)
     await _edit(team, slug, system_prompt="unpublished")
     client = openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0)
-    fake_llm.script(model, [Step(text="ok")] * 4)
+    fake_llm.script(model, [Step(text="ok")] * 5)
 
     models = [m.id for m in (await client.models.list()).data]
     assert slug in models and f"{slug}@2" in models
@@ -253,6 +253,27 @@ async def test_the_openai_endpoint_pins_slug_at_n_and_runs_slug_at_draft_for_adm
         raise AssertionError("a malformed version answered")
     except openai.UnprocessableEntityError as err:
         assert err.status_code == 422
+
+    # A named conversation answers only for the version it runs on.
+    pinned_to_1 = old.headers["X-Steward-Conversation"]
+    for asked in (f"{slug}@2", f"{slug}@draft"):
+        try:
+            await client.chat.completions.create(
+                model=asked,
+                messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"X-Steward-Conversation": pinned_to_1},
+            )
+            raise AssertionError(f"{asked} answered from a conversation on version 1")
+        except openai.ConflictError as err:
+            assert err.status_code == 409 and "version_mismatch" in str(err.body), err.body
+            assert "runs on version 1" in str(err.body), err.body
+    again = await client.chat.completions.create(
+        model=f"{slug}@1",
+        messages=[{"role": "user", "content": "hi again"}],
+        extra_headers={"X-Steward-Conversation": pinned_to_1},
+    )
+    assert again.model == f"{slug}@1"
+    assert await _turn_versions(sessions, pinned_to_1) == [1, 1]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

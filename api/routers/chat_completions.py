@@ -94,6 +94,11 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
         200: {"description": "a chat.completion, or with stream chat.completion.chunk events"},
         403: {"model": ErrorBody, "description": "`slug@draft` from a key that is not an admin's"},
         404: {"model": ErrorBody},
+        409: {
+            "model": ErrorBody,
+            "description": "`X-Steward-Conversation` names another agent's conversation "
+            "(`agent_mismatch`) or one on another version than `slug@N`/`slug@draft` (`version_mismatch`)",
+        },
         413: {"model": ErrorBody, "description": "text_too_large: the last message is over 16 KiB"},
         502: {"model": ErrorBody, "description": "the turn failed"},
         **checked_beyond_schema(messages="the last one is a user message with text"),

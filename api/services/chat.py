@@ -85,6 +85,31 @@ async def _pin(session: AsyncSession, agent: Agent, target: Target) -> dict[str,
     return {"version_id": version_id, "version": target}
 
 
+def _check_target(conversation: Conversation, target: Target) -> None:
+    """409 unless a named conversation runs on the version `model` asks for (`slug` alone asks for
+    none): answering `slug@3` from a conversation pinned to 2 would say the wrong version answered."""
+    if target is None:
+        return
+    if target == "draft":
+        runs_on_it = conversation.version_policy == VersionPolicy.DRAFT
+    else:
+        runs_on_it = conversation.version_policy == VersionPolicy.PINNED and conversation.version == target
+    if not runs_on_it:
+        runs = (
+            "the draft"
+            if conversation.version_policy == VersionPolicy.DRAFT
+            else "the live version"
+            if conversation.version_policy == VersionPolicy.LATEST
+            else f"version {conversation.version}"
+        )
+        raise ApiError(
+            409,
+            "version_mismatch",
+            f"conversation {conversation.id} runs on {runs}, not the one model asks for "
+            f"(@{target}): name its version, or the agent's slug alone",
+        )
+
+
 async def caller_conversation(
     session: AsyncSession,
     team_id: str,
@@ -98,10 +123,11 @@ async def caller_conversation(
     """The id of the conversation a chat completion continues, opened and seeded if it is new.
 
     `conversation_id` (the `X-Steward-Conversation` header) must be the team's and this
-    agent's (404, 409 `agent_mismatch`). Otherwise the conversation kept for `user` is
-    found or opened; without `user` every request opens a new one. A new conversation runs on
-    `target` (`slug@N`: pinned to N; `slug@draft`: the draft), else pins the live version; a
-    named one keeps its own.
+    agent's (404, 409 `agent_mismatch`) and, when `model` names a version, run on that
+    version (409 `version_mismatch`: a named conversation keeps its own). Otherwise the
+    conversation kept for `user` is found or opened; without `user` every request opens a
+    new one. A new conversation runs on `target` (`slug@N`: pinned to N; `slug@draft`: the
+    draft), else pins the live version.
     """
     if conversation_id is not None:
         conversation, owner = await find_conversation(session, team_id, conversation_id)
@@ -111,6 +137,7 @@ async def caller_conversation(
                 "agent_mismatch",
                 f"conversation {conversation_id} belongs to agent '{owner.slug}', not '{agent.slug}'",
             )
+        _check_target(conversation, target)
         return conversation.id
     fixed_id = _user_conversation_id(team_id, agent.id, user, target) if user else None
     if fixed_id is not None and await session.get(Conversation, fixed_id) is not None:
