@@ -4,6 +4,7 @@ the turn resumes, and the buttons message shows who decided."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from typing import Any
 
@@ -75,7 +76,10 @@ async def test_an_operator_approves_from_telegram_and_the_message_shows_who_deci
     [holding] = await fake_telegram.replies(user)
     assert "quick check" in str(holding.params["text"])
     [request] = await fake_telegram.replies(ops)
+    # The call as the inbox summarises it: when the slot is, with whom, for whom.
     assert "book_appointment" in str(request.params["text"])
+    assert re.search(r"UTC with .+, for Ana", str(request.params["text"])), request.params["text"]
+    assert '"slot_id"' not in str(request.params["text"])
     buttons = request.params["reply_markup"]["inline_keyboard"][0]
     assert [b["text"] for b in buttons] == ["Approve", "Reject"]
     press = telegram_press(fake_telegram.next_update_id(), ops, 1, buttons[0]["callback_data"], "boss")
@@ -157,6 +161,7 @@ async def test_an_operator_approves_from_slack_and_the_message_is_updated(
     event = slack_mention(where, "book", user="U5", ts="77.7")
     assert (await post_slack_event(http, channel, event)).status_code == 200
     [request] = await slack_posts(fake_slack, ops)
+    assert re.search(r"UTC with .+, for Ana", json.dumps(request.params["blocks"])), request.params
     actions = next(b for b in request.params["blocks"] if b["type"] == "actions")["elements"]
     approve = next(a for a in actions if a["action_id"] == "approve")
     payload: dict[str, Any] = {

@@ -20,11 +20,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.channels.providers import ApprovalView, DeliveryError
 from activities.channels.registry import ChannelRegistry
+from activities.lookups import lookups
 from activities.transcript import in_transaction
 from schemas.enums import ApprovalStatus, ChannelType
 from schemas.payloads import Notification
 from schemas.settings import Settings
 from schemas.tables import Agent, Approval, Channel, ChannelApprovalMessage, Conversation
+from schemas.tools import TOOLS, Lookups
 
 _FOOTERS = {
     "approval.reminder": "Reminder: this is still waiting for a decision.",
@@ -57,9 +59,20 @@ def handoff_text(conversation: Conversation, agent: Agent, url: str) -> str:
     return f"{head}{reason}\nOpen it: {url}"
 
 
-def view_of(approval: Approval, agent: Agent, event: str, inbox_url: str) -> ApprovalView:
+def view_of(
+    approval: Approval, agent: Agent, event: str, inbox_url: str, found: Lookups | None = None
+) -> ApprovalView:
+    """The approval as an ops chat shows it: the call as a person reads it (the inbox's
+    summary, when the tool has one, else its arguments), the agent's reason, then the decision."""
+    spec = TOOLS.get(approval.tool_name)
+    found = found if found is not None else Lookups()
+    summary = spec.summarise(approval.arguments, found) if spec else None
     arguments = json.dumps(approval.arguments, ensure_ascii=False, indent=1)
-    body = f"{agent.name} ({agent.slug}) wants to run {approval.tool_name} with:\n{arguments}"
+    who = f"{agent.name} ({agent.slug})"
+    if summary:  # the inbox link gives the raw arguments to whoever wants them
+        body = f"{who} asks to run {approval.tool_name}: {summary}"
+    else:
+        body = f"{who} wants to run {approval.tool_name} with:\n{arguments}"
     if approval.rationale:
         body += f"\n\nWhy: {approval.rationale}"
     pending = approval.status == ApprovalStatus.PENDING
@@ -78,6 +91,9 @@ def view_of(approval: Approval, agent: Agent, event: str, inbox_url: str) -> App
         ApprovalStatus.EXPIRED: f"Expired: nobody decided in time ({who} applied the agent's expiry action).",
         ApprovalStatus.CANCELLED: "Cancelled: the turn that asked has ended.",
     }.get(status, f"{status.value.capitalize()} by {who}")
+    if approval.decided_arguments and approval.decided_arguments != approval.arguments:
+        edited = spec.summarise(approval.decided_arguments, found) if spec else None
+        footer += f", edited to: {edited or json.dumps(approval.decided_arguments, ensure_ascii=False)}"
     if approval.comment:
         footer += f": {approval.comment}"
     return ApprovalView(
@@ -114,8 +130,9 @@ class OpsNotifier:
                     )
                 ).scalars()
             )
+            found = await lookups(session, approval.team_id, [approval])
         url = f"{self._settings.public_url.rstrip('/')}/inbox/{approval.id}"
-        view = view_of(approval, agent, note.event, url)
+        view = view_of(approval, agent, note.event, url, found)
         told = 0
         for channel in channels:
             chat = ops_chat(channel)

@@ -1,19 +1,17 @@
 """Approvals: find, list and describe the inbox's items, and decide one or many of them.
 
 Lists and details read the projection that the approval activities keep, each call with
-its summary: the tool's own (`schemas/tools.py`), from the slots its arguments name, looked
-up here (`lookups`). A decision
-always goes to the ApprovalWorkflow as an update (`contract.decide_approval`), whose
-validator makes sure an item is decided once; `decide` only checks what it can answer
-without the workflow (the item exists in this team, is still pending, and edited
-arguments fit the tool). The API, the web inbox and the channels' approve buttons all
-decide through `decide`.
+its summary: the tool's own (`schemas/tools.py`), from the slots its arguments name
+(`activities/lookups.py`, shared with the ops chats' messages). A decision always goes
+to the ApprovalWorkflow as an update (`contract.decide_approval`), whose validator makes
+sure an item is decided once; `decide` only checks what it can answer without the workflow
+(the item exists in this team, is still pending, and edited arguments fit the tool). The
+API, the web inbox and the channels' approve buttons all decide through `decide`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +23,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateR
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.lookups import lookups
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import Principal
 from api.errors import ApiError
@@ -47,8 +46,8 @@ from schemas.enums import ApprovalStatus, Decision, MessageRole, Role
 from schemas.errors import ErrorType
 from schemas.payloads import DecisionRequest
 from schemas.settings import Settings
-from schemas.tables import Agent, Approval, ApprovalAudit, Message, Slot
-from schemas.tools import TOOLS, Lookups, SlotFacts
+from schemas.tables import Agent, Approval, ApprovalAudit, Message
+from schemas.tools import TOOLS, Lookups
 from workflows import contract
 
 READERS = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
@@ -63,25 +62,6 @@ _UPDATE_ERRORS: dict[str, tuple[int, str]] = {
     ErrorType.NOT_PENDING: (409, "not_pending"),
     ErrorType.INVALID_DECISION: (422, "validation_error"),
 }
-
-
-async def lookups(session: AsyncSession, team_id: str, approvals: Iterable[Approval]) -> Lookups:
-    """What the items' arguments refer to, for their summaries: the slots they name, in one query."""
-    slot_ids: set[str] = set()
-    for approval in approvals:
-        spec = TOOLS.get(approval.tool_name)
-        if spec is None or spec.slot_argument is None:
-            continue
-        for arguments in (approval.arguments, approval.decided_arguments or {}):
-            value = arguments.get(spec.slot_argument)
-            if isinstance(value, str):
-                slot_ids.add(value)
-    if not slot_ids:
-        return Lookups()
-    slots = await session.execute(select(Slot).where(Slot.team_id == team_id, Slot.id.in_(slot_ids)))
-    return Lookups(
-        slots={s.id: SlotFacts(starts_at=s.starts_at, resource=s.resource) for s in slots.scalars()}
-    )
 
 
 def _summary(approval: Approval, agent_slug: str, found: Lookups) -> ApprovalSummary:
