@@ -259,7 +259,7 @@ class RunPublic(BaseModel):
     error: TurnError | None = None
     report_id: str | None = None
     transcript_url: str | None = None
-    """The run's conversation in the web playground."""
+    """The run's conversation on the console's conversation page (operators and admins)."""
 
 
 class ScheduleTemporal(BaseModel):

@@ -67,6 +67,9 @@ async def test_schedules_page_pauses_resumes_and_runs_a_schedule_whose_run_links
         run_row = page.locator(f"tr[data-run='{run['id']}']")
         await expect(run_row.locator(".badge")).to_have_text("completed")
         await expect(run_row.get_by_role("link", name="continue in playground")).to_have_attribute(
+            "href", f"/playground?conversation={run['conversation_id']}"
+        )
+        await expect(run_row.get_by_role("link", name="transcript")).to_have_attribute(
             "href", run["transcript_url"]
         )
         await run_row.get_by_role("link", name="transcript").click()

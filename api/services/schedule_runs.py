@@ -33,7 +33,7 @@ def run_public(run: ScheduleRun, conversation_status: str | None = None) -> RunP
         completion_tokens=run.completion_tokens,
         error=error,
         report_id=run.report_id,
-        transcript_url=f"/playground?conversation={run.conversation_id}" if run.conversation_id else None,
+        transcript_url=f"/conversations/{run.conversation_id}" if run.conversation_id else None,
     )
 
 
