@@ -141,6 +141,20 @@ async def test_conversation_and_message_input_errors(team: TeamClient, model: st
     assert huge.status_code == 413
     not_handed_off = await team.request("POST", f"/v1/conversations/{conversation}/handback", json={})
     assert not_handed_off.status_code == 409 and _error(not_handed_off)["code"] == "not_handed_off"
+    nul = await team.send(conversation, "a\x00b")
+    assert nul.status_code == 422 and _error(nul)["details"][0]["field"] == "text"
+    for body in (
+        {"model": agent["slug"], "messages": [{"role": "user", "content": "a\x00b"}]},
+        {
+            "model": agent["slug"],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "\x00"}]}],
+        },
+        {"model": agent["slug"], "messages": [{"role": "user", "content": "hi"}], "user": "a\x00"},
+    ):
+        chat = await team.request("POST", "/v1/chat/completions", json=body)
+        assert chat.status_code == 422, chat.text
+        assert _error(chat)["code"] == "validation_error", chat.text
+        assert "NUL" in chat.text or _error(chat)["details"][0]["field"] == "user", chat.text
     # None of it left anything behind.
     assert await team.messages(conversation) == []
     assert (await team.conversation(conversation))["turns"] == 0

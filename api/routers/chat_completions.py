@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities.store import live_pin
 from api.deps import CurrentKey, SessionDep, SettingsDep, TemporalDep, Writer
@@ -25,7 +25,7 @@ from api.errors import ApiError, checked_beyond_schema
 from api.services import chat
 from api.services.agents import find_agent, list_agents
 from api.services.chat import Broke, EarlierMessage, Piece, caller_conversation
-from schemas.api import MAX_TEXT_BYTES, ErrorBody
+from schemas.api import MAX_TEXT_BYTES, NO_NUL, ErrorBody
 from schemas.enums import MessageRole, Role
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses={401: {"model": ErrorBody}})
@@ -42,6 +42,13 @@ class ChatMessage(BaseModel):
     role: str
     content: str | list[dict[str, Any]] | None = None
 
+    @model_validator(mode="after")
+    def _no_nul(self) -> ChatMessage:
+        # PostgreSQL's text and JSON refuse NUL: say so here, not as a failed write later.
+        if "\x00" in self.text():
+            raise ValueError("content may not contain NUL (\\u0000) characters")
+        return self
+
     def text(self) -> str:
         if isinstance(self.content, str):
             return self.content
@@ -54,11 +61,18 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, description="the agent's slug, slug@N (a version) or slug@draft")
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="the agent's slug, slug@N (a version) or slug@draft",
+    )
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    user: str | None = Field(None, max_length=200, description="continues this caller's conversation")
+    user: str | None = Field(
+        None, max_length=200, pattern=NO_NUL, description="continues this caller's conversation"
+    )
 
 
 class ModelCard(BaseModel):
