@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.api.common import MAX_DB_INT, SLUG, _Strict
+from schemas.api.common import MAX_DB_INT, NO_NUL, SLUG, _Strict
 from schemas.enums import DoubleTexting, VersionSource
 from schemas.policy import ApprovalSettings, ToolPolicy
 
@@ -137,7 +137,7 @@ class VersionDiff(BaseModel):
 class AgentTestRequest(_Strict):
     """A test run: user messages, one turn each, in a scratch conversation marked as a test."""
 
-    messages: list[Annotated[str, Field(min_length=1, max_length=32_000)]] = Field(
+    messages: list[Annotated[str, Field(min_length=1, max_length=32_000, pattern=NO_NUL)]] = Field(
         min_length=1, max_length=20, examples=[["Can I book a slot tomorrow at 10?", "book it"]]
     )
     version: int | Literal["draft"] = Field("draft", examples=["draft", 3])
@@ -173,7 +173,7 @@ class AgentTestTurn(BaseModel):
     message: str
     """The user's message."""
     status: str
-    """`running`, `completed` or `failed`."""
+    """`running`, `completed` or `failed` (`queued`: the message is not sent yet, and `turn` is 0)."""
     reply: str | None = None
     tool_calls: list[AgentTestToolCall] = Field(default_factory=list)
     latency_ms: int | None = None
