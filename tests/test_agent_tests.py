@@ -211,6 +211,7 @@ async def test_without_wait_the_run_answers_202_at_once_and_get_gives_the_result
         return body if body["status"] == "completed" else None
 
     done = await eventually(finished)
+    assert done is not None
     assert [t["reply"] for t in done["turns"]] == ["first", "second"]
     assert done["conversation_id"] == started["conversation_id"]
 
@@ -256,7 +257,7 @@ async def test_refusals_name_what_is_wrong_and_write_nothing(
     blank = await _test(team, slug, messages=["hi", "   "])
     assert blank[0] == 422 and blank[1]["error"]["details"][0]["field"] == "messages.1"
     zero = await _test(team, slug, messages=["hi"], version=0)
-    assert zero[0] == 422 and zero[1]["error"]["details"][0]["field"] == "version"
+    assert zero[0] == 422 and zero[1]["error"]["details"][0]["field"].startswith("version")
     too_big = await _test(team, slug, messages=["é" * 9000])
     assert too_big[0] == 413 and too_big[1]["error"]["details"][0]["field"] == "messages.0"
     operator = await add_key(sessions, team, Role.OPERATOR)

@@ -146,7 +146,12 @@ _TEST_RUNNING: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/{slug}/test",
     response_model=AgentTestResult,
-    responses={**_NOT_FOUND, **_TEST_RUNNING, 409: {"model": ErrorBody}},
+    responses={
+        **_NOT_FOUND,
+        **_TEST_RUNNING,
+        409: {"model": ErrorBody},
+        **checked_beyond_schema(messages="each has text besides whitespace"),
+    },
 )
 async def test_agent(
     slug: str,
@@ -177,7 +182,7 @@ async def test_agent(
 @router.get(
     "/{slug}/tests/{conversation_id}",
     response_model=AgentTestResult,
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, 422: {"model": ErrorBody}},
 )
 async def get_agent_test(
     slug: str,

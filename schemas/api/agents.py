@@ -140,18 +140,13 @@ class AgentTestRequest(_Strict):
     messages: list[Annotated[str, Field(min_length=1, max_length=32_000, pattern=NO_NUL)]] = Field(
         min_length=1, max_length=20, examples=[["Can I book a slot tomorrow at 10?", "book it"]]
     )
-    version: int | Literal["draft"] = Field("draft", examples=["draft", 3])
+    version: Annotated[int, Field(ge=1, le=MAX_DB_INT)] | Literal["draft"] = Field(
+        "draft", examples=["draft", 3]
+    )
     """The draft (the default) or a published version's number."""
     wait: bool = True
     """True: answer 200 once every turn has finished. False: answer 202 at once with the
     scratch conversation's id (its events stream the reply); `GET …/tests/{id}` gives the result."""
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and not 1 <= value <= MAX_DB_INT:
-            raise ValueError("a version number is at least 1")
-        return value
 
 
 class AgentTestToolCall(BaseModel):
