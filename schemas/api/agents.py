@@ -179,7 +179,7 @@ class AgentTestTurn(BaseModel):
 
 class AgentTestResult(BaseModel):
     conversation_id: str
-    """The scratch conversation (marked as a test: no channel, no console list, no metrics)."""
+    """The scratch conversation (marked as a test: no channel, in no list; readable by id)."""
     version: int | Literal["draft"]
     status: str
     """`running` until every turn has finished, then `completed` or `failed`."""
