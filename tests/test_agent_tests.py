@@ -9,10 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from api.services import agent_tests
 from api.services.console import ListFilters, conversation_list
 from api.services.recent_conversations import recent_conversations
+from schemas.api import AgentTestRequest
 from schemas.enums import Role
-from schemas.settings import DEMO_MODEL
+from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import Approval, Booking, Conversation, Slot, Ticket, ToolExecution
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import TeamClient, add_key, eventually
@@ -272,3 +274,49 @@ async def test_refusals_name_what_is_wrong_and_write_nothing(
     for agent_slug, conversation in ((slug, real), (other["slug"], run["conversation_id"]), (slug, "nope")):
         found = await team.request("GET", f"/v1/agents/{agent_slug}/tests/{conversation}")
         assert found.status_code == 404 and found.json()["error"]["code"] == "test_not_found"
+
+
+async def test_a_run_past_the_wait_answers_202_and_goes_on(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, settings: Settings
+) -> None:
+    agent = await team.create_agent(model)
+    fake_llm.script(model, [Step(text="slow", delay=1.5), Step(text="then quick")])
+    bound = settings.test_wait_seconds
+    settings.test_wait_seconds = 0.3  # the app's own settings object
+    try:
+        status, early = await _test(team, agent["slug"], messages=["a", "b"])
+    finally:
+        settings.test_wait_seconds = bound
+
+    assert status == 202, early
+    assert early["status"] == "running" and early["latency_ms"] is None
+    url = f"/v1/agents/{agent['slug']}/tests/{early['conversation_id']}"
+
+    async def replies() -> list[str | None] | None:
+        body = (await team.request("GET", url)).json()
+        return [t["reply"] for t in body["turns"]] if body["status"] == "completed" else None
+
+    assert await eventually(replies) == ["slow", "then quick"]
+
+
+async def test_get_takes_up_a_run_that_no_runner_sends(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A run opened but left unsent (its API process stopped) is sent by the next `GET`."""
+    agent = await team.create_agent(model)
+    async with sessions() as session:
+        run = await agent_tests.open_run(
+            session, team.team_id, agent["slug"], AgentTestRequest(messages=["left", "behind"])
+        )
+    url = f"/v1/agents/{agent['slug']}/tests/{run.conversation_id}"
+    assert fake_llm.requests(model) == []
+
+    async def completed() -> dict[str, Any] | None:
+        body = dict((await team.request("GET", url)).json())
+        return body if body["status"] == "completed" else None
+
+    done = await eventually(completed)
+    assert done is not None
+    assert [t["reply"] for t in done["turns"]] == ["echo: left", "echo: behind"]
+    # Polled many times while it ran, each message was still sent once.
+    assert len(fake_llm.requests(model)) == 2
