@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
+from activities.tools import ToolActivities
 from api.services import agent_tests
 from api.services.console import ListFilters, conversation_list
 from api.services.recent_conversations import recent_conversations
 from schemas.api import AgentTestRequest
 from schemas.enums import Role
+from schemas.payloads import ToolCall, ToolRequest
 from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import Approval, Booking, Conversation, Slot, Ticket, ToolExecution
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
@@ -320,3 +324,61 @@ async def test_get_takes_up_a_run_that_no_runner_sends(
     assert [t["reply"] for t in done["turns"]] == ["echo: left", "echo: behind"]
     # Polled many times while it ran, each message was still sent once.
     assert len(fake_llm.requests(model)) == 2
+
+
+async def test_would_need_approval_follows_the_policy_of_the_version_tested(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model, tools=BOOKING_TOOLS)  # v1: booking waits for approval
+    auto = {"tool_policies": {"book_appointment": {"mode": "auto"}}}
+    assert (await team.request("PATCH", f"/v1/agents/{agent['slug']}", json=auto)).status_code == 200
+    async with sessions() as session:
+        first_slot = select(Slot.id).where(Slot.team_id == team.team_id).limit(1)
+        slot = (await session.execute(first_slot)).scalar_one()
+    book = Step(tool_calls=[ToolCallSpec("book_appointment", {"slot_id": slot, "customer_name": "Ada"})])
+    fake_llm.script(model, [book, Step(text="ok"), book, Step(text="ok")])
+
+    on_v1 = await _test(team, agent["slug"], messages=["book"], version=1)
+    on_draft = await _test(team, agent["slug"], messages=["book"], version="draft")
+
+    [v1_call] = on_v1[1]["turns"][0]["tool_calls"]
+    [draft_call] = on_draft[1]["turns"][0]["tool_calls"]
+    assert v1_call["simulated"] and v1_call["would_need_approval"] is True
+    # Ungated on the draft, and still simulated: it is side-effecting.
+    assert draft_call["simulated"] and draft_call["would_need_approval"] is False
+    async with sessions() as session:
+        booked = select(func.count()).select_from(Booking).where(Booking.slot_id == slot)
+        assert (await session.execute(booked)).scalar_one() == 0
+
+
+async def test_a_retried_simulated_call_returns_the_recorded_result(
+    team: TeamClient, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The simulation is recorded like a real call: a retry finds it and changes nothing."""
+    agent = await team.create_agent(model, tools=["create_ticket"])
+    async with sessions() as session:
+        body = AgentTestRequest(messages=["x"])
+        run = await agent_tests.open_run(session, team.team_id, agent["slug"], body)
+    request = ToolRequest(
+        conversation_id=run.conversation_id,
+        team_id=team.team_id,
+        turn=1,
+        key="0.0",
+        call=ToolCall(id="call_1", name="create_ticket", arguments='{"subject": "printer"}'),
+    )
+    tools = ToolActivities(sessions)
+
+    first = await ActivityEnvironment().run(tools.run, request)
+    retried = await ActivityEnvironment().run(tools.run, request)
+
+    assert first == retried and first.ok and not first.handoff
+    assert json.loads(first.content)["simulated"] is True
+    async with sessions() as session:
+        tickets = select(func.count()).select_from(Ticket).where(Ticket.team_id == team.team_id)
+        assert (await session.execute(tickets)).scalar_one() == 0
+        executions = (
+            select(func.count())
+            .select_from(ToolExecution)
+            .where(ToolExecution.conversation_id == run.conversation_id)
+        )
+        assert (await session.execute(executions)).scalar_one() == 1
