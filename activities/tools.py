@@ -188,8 +188,13 @@ def _not_run(decision: ApprovalOutcome) -> dict[str, Any]:
     }
 
 
+def _simulated(result: Any) -> bool:
+    """Whether a recorded result is a test run's simulation rather than the tool's own."""
+    return isinstance(result, dict) and result.get("simulated") is True
+
+
 def _result(execution: ToolExecution) -> ToolResult:
-    simulated = isinstance(execution.result, dict) and execution.result.get("simulated") is True
+    simulated = _simulated(execution.result)
     return ToolResult(
         tool_call_id=execution.tool_call_id,
         name=execution.tool_name,
@@ -310,7 +315,7 @@ class ToolActivities:
         )
         if fresh:
             outcome = "ok" if result.ok else "error"
-            if result.ok and '"simulated": true' in result.content:
+            if result.ok and _simulated(json.loads(result.content)):
                 outcome = "simulated"
             metrics.TOOL_CALLS.labels(tool=req.call.name, outcome=outcome).inc()
         return result
