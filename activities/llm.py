@@ -129,7 +129,7 @@ class LlmActivities:
         # Heartbeat throughout, not only while streaming: a slow write must not look like
         # a dead worker, or Temporal would start a second attempt beside this one.
         async with heartbeating(every=1.0):
-            return await self._complete(req)
+            return await self._never_waits_in_a_test(req, await self._complete(req))
 
     async def _complete(self, req: LlmRequest) -> LlmResponse:
         dedupe_key = assistant_key(req.turn, req.round)
@@ -211,6 +211,25 @@ class LlmActivities:
                 )
                 ops_chat = any(ops.get("chat_id") or ops.get("channel_id") for ops in channels.scalars())
         return _gated(agent, response, ops_chat)
+
+    async def _never_waits_in_a_test(self, req: LlmRequest, response: LlmResponse) -> LlmResponse:
+        """A test run has nobody to approve its calls: gated ones go straight to the tool
+        activity, which simulates them and reports that they would have needed approval.
+
+        Deciding it here leaves the turn's workflow code as it is: a call without timers runs
+        at once. Costs a read only when some call is gated.
+        """
+        if not any(call.approval is not None for call in response.tool_calls):
+            return response
+        async with self._sessions() as session:
+            is_test = await session.scalar(
+                select(Conversation.is_test).where(Conversation.id == req.conversation_id)
+            )
+        if is_test:
+            for call in response.tool_calls:
+                call.approval = None
+            response.holding_message = ""
+        return response
 
     async def _delta_stream(self, req: LlmRequest, starting: Awaitable[object] | None) -> DeltaStream:
         """The stream this attempt's text goes to; on a retry, first tell clients to drop the last."""

@@ -1,4 +1,9 @@
-"""Built-in tools and the activity that runs any tool call exactly once."""
+"""Built-in tools and the activity that runs any tool call exactly once.
+
+In a test conversation (an agent's test run) a side-effecting call, or one that would wait
+for approval, is simulated: its handler never runs, and the model hears what it would have
+done, marked `simulated`. Read-only calls run for real, so a test sees real availability.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,18 @@ from activities.transcript import append_message, in_transaction, lock_conversat
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
 from schemas.keys import tool_result_key
 from schemas.payloads import ApprovalOutcome, ToolRequest, ToolResult
-from schemas.tables import Agent, Booking, Slot, Ticket, ToolExecution, utcnow
+from schemas.policy import gate
+from schemas.tables import (
+    DEFINITION_FIELDS,
+    Agent,
+    AgentVersion,
+    Booking,
+    Slot,
+    Ticket,
+    ToolExecution,
+    Turn,
+    utcnow,
+)
 from schemas.tools import (
     HANDOFF_BY_AGENT,
     TOOLS,
@@ -28,6 +44,9 @@ from schemas.tools import (
     CheckAvailabilityArgs,
     CreateTicketArgs,
     HandoffToHumanArgs,
+    Lookups,
+    SlotFacts,
+    ToolSpec,
 )
 
 
@@ -169,14 +188,63 @@ def _not_run(decision: ApprovalOutcome) -> dict[str, Any]:
     }
 
 
+def _simulated(result: Any) -> bool:
+    """Whether a recorded result is a test run's simulation rather than the tool's own."""
+    return isinstance(result, dict) and result.get("simulated") is True
+
+
 def _result(execution: ToolExecution) -> ToolResult:
+    simulated = _simulated(execution.result)
     return ToolResult(
         tool_call_id=execution.tool_call_id,
         name=execution.tool_name,
         ok=execution.ok,
         content=json.dumps(execution.result),
-        handoff=execution.ok and execution.tool_name == "handoff_to_human",
+        handoff=execution.ok and execution.tool_name == "handoff_to_human" and not simulated,
     )
+
+
+async def _would_wait(session: AsyncSession, agent: Agent, req: ToolRequest) -> bool:
+    """Whether the call would wait for approval outside a test: the policy of the turn's version."""
+    version_id = await session.scalar(
+        select(Turn.version_id).where(Turn.conversation_id == req.conversation_id, Turn.n == req.turn)
+    )
+    version = await session.get(AgentVersion, version_id) if version_id is not None else None
+    frozen = version.definition if version is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
+    timers = gate(
+        req.call,
+        list(frozen.get("tools") or []),
+        frozen.get("tool_policies") or {},
+        frozen.get("approvals") or {},
+        dt.datetime.now(dt.UTC),
+    )
+    return timers is not None
+
+
+async def _lookups(ctx: ToolContext, spec: ToolSpec, arguments: dict[str, Any]) -> Lookups:
+    """The slot a call names, so its summary can say when and with whom (read only)."""
+    slot_id = arguments.get(spec.slot_argument) if spec.slot_argument else None
+    if not isinstance(slot_id, str):
+        return Lookups()
+    slot = await ctx.session.get(Slot, slot_id)
+    if slot is None or slot.team_id != ctx.team_id:
+        return Lookups()
+    return Lookups(slots={slot.id: SlotFacts(starts_at=slot.starts_at, resource=slot.resource)})
+
+
+async def simulated(
+    ctx: ToolContext, spec: ToolSpec, arguments: dict[str, Any], would_need_approval: bool
+) -> dict[str, Any]:
+    """What a test run's model hears instead of a side effect: what the call would have done."""
+    summary = spec.summarise(arguments, await _lookups(ctx, spec, arguments))
+    return {
+        "simulated": True,
+        "would_need_approval": would_need_approval,
+        "tool": spec.name,
+        "would": f"{spec.description.rstrip('.')}: {summary}" if summary else spec.description,
+        "arguments": arguments,
+        "note": "test run: nothing was changed",
+    }
 
 
 class ToolActivities:
@@ -203,7 +271,7 @@ class ToolActivities:
             if existing is not None:
                 return _result(existing), False
             agent = await session.get(Agent, conversation.agent_id)
-            arguments, ok, result = await self._execute(session, req, agent)
+            arguments, ok, result = await self._execute(session, req, agent, conversation.is_test)
             execution = ToolExecution(
                 team_id=req.team_id,
                 conversation_id=req.conversation_id,
@@ -246,22 +314,25 @@ class ToolActivities:
             extra={"team": req.team_id},
         )
         if fresh:
-            metrics.TOOL_CALLS.labels(tool=req.call.name, outcome="ok" if result.ok else "error").inc()
+            outcome = "ok" if result.ok else "error"
+            if result.ok and _simulated(json.loads(result.content)):
+                outcome = "simulated"
+            metrics.TOOL_CALLS.labels(tool=req.call.name, outcome=outcome).inc()
         return result
 
     async def _execute(
-        self, session: AsyncSession, req: ToolRequest, agent: Agent | None
+        self, session: AsyncSession, req: ToolRequest, agent: Agent | None, test: bool
     ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
         decision = req.decision
         if decision is not None and decision.decision in (Decision.REJECT, Decision.RESPOND):
             return {}, False, _not_run(decision)
-        arguments, ok, result = await self._run_handler(session, req, agent)
+        arguments, ok, result = await self._run_handler(session, req, agent, test)
         if decision is not None and decision.decision == Decision.EDIT:
             result = {**result, "note": f"{decision.decided_by} changed the arguments before it ran"}
         return arguments, ok, result
 
     async def _run_handler(
-        self, session: AsyncSession, req: ToolRequest, agent: Agent | None
+        self, session: AsyncSession, req: ToolRequest, agent: Agent | None, test: bool = False
     ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
         spec = TOOLS.get(req.call.name)
         if (
@@ -282,6 +353,10 @@ class ToolActivities:
             idempotency_key=f"{req.conversation_id}/{req.turn}/{req.key}",
         )
         arguments = args.model_dump(mode="json")
+        if test:
+            would_wait = await _would_wait(session, agent, req)
+            if spec.side_effecting or would_wait:
+                return arguments, True, await simulated(ctx, spec, arguments, would_wait)
         try:
             # Handlers refuse before they write, so a refusal leaves nothing behind.
             return arguments, True, await HANDLERS[spec.name](ctx, args)

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     (Temporal then retries them on another worker). 0, the default, cancels at once: right
     for `steward dev`'s Ctrl-C; a deployment that rolls its workers sets about 300 (an LLM
     call's limit) and gives the process a longer termination grace period."""
+    test_wait_seconds: float = Field(120.0, gt=0, validation_alias=_env("STEWARD_TEST_WAIT_SECONDS"))
+    """How long `POST /v1/agents/{slug}/test` waits for a test run's turns before answering 202
+    with the run so far (its turns go on; `GET /v1/agents/{slug}/tests/{id}` shows them)."""
 
     @property
     def llm_configured(self) -> bool:

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
-from api.deps import Admin, CurrentKey, SessionDep
+from api.deps import Admin, CurrentKey, SessionDep, SettingsDep, TemporalDep
 from api.errors import checked_beyond_schema
-from api.services import agents, versions
+from api.services import agent_tests, agents, versions
 from schemas.api import (
     MAX_DB_INT,
     VERSION_REF,
     AgentCreate,
     AgentList,
     AgentPublic,
+    AgentTestRequest,
+    AgentTestResult,
     AgentUpdate,
     AgentVersionList,
     AgentVersionPublic,
@@ -130,3 +132,74 @@ async def delete_version(slug: str, n: VersionNumber, principal: Admin, session:
     """Delete a version that is not live and that no conversation is pinned to (409 otherwise)."""
     await versions.delete_version(session, principal.team_id, slug, n)
     return Response(status_code=204)
+
+
+_TEST_RUNNING: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": AgentTestResult,
+        "description": "the run so far, `status: running`: with `wait: false` at once, else when "
+        "STEWARD_TEST_WAIT_SECONDS passed first; its turns go on (`GET …/tests/{conversation_id}`)",
+    }
+}
+
+
+@router.post(
+    "/{slug}/test",
+    response_model=AgentTestResult,
+    responses={
+        **_NOT_FOUND,
+        **_TEST_RUNNING,
+        409: {"model": ErrorBody},
+        **checked_beyond_schema(messages="each has text besides whitespace"),
+    },
+)
+async def test_agent(
+    slug: str,
+    body: AgentTestRequest,
+    request: Request,
+    response: Response,
+    principal: Admin,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> AgentTestResult:
+    """Run the messages, one turn each in order, on the draft or version N, in a scratch conversation.
+
+    The turns take the real path, but side-effecting tools (and calls that would wait for
+    approval) do not run: they answer `simulated: true` with what they would have done.
+    200 with every turn's reply, tool calls, latency and tokens; 202 while it still runs.
+    """
+    run = await agent_tests.open_run(session, principal.team_id, slug, body)
+    task = agent_tests.start_runner(request.app.state.sessions, temporal, settings, run)
+    if body.wait:
+        await agent_tests.wait_for(task, settings.test_wait_seconds)
+    result = await agent_tests.result(session, run)
+    if result.status == "running":
+        response.status_code = 202
+    return result
+
+
+@router.get(
+    "/{slug}/tests/{conversation_id}",
+    response_model=AgentTestResult,
+    responses={**_NOT_FOUND, 422: {"model": ErrorBody}},
+)
+async def get_agent_test(
+    slug: str,
+    conversation_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    principal: Admin,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> AgentTestResult:
+    """A test run as it stands (`status: running` until every turn has finished).
+
+    An unfinished run that no runner in this process sends (the API restarted) is taken up
+    again: its messages carry their place as idempotency keys, so none is sent twice.
+    """
+    run = await agent_tests.find_run(session, principal.team_id, slug, conversation_id)
+    result = await agent_tests.result(session, run)
+    temporal = request.app.state.temporal
+    if result.status == "running" and temporal is not None:
+        agent_tests.start_runner(request.app.state.sessions, temporal, settings, run)
+    return result

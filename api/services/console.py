@@ -101,7 +101,7 @@ async def overview(session: AsyncSession, temporal: Client | None, team_id: str)
         for status, count, free in (
             await session.execute(
                 select(Conversation.status, func.count(), unclaimed)
-                .where(Conversation.team_id == team_id)
+                .where(Conversation.team_id == team_id, Conversation.is_test.is_(False))
                 .group_by(Conversation.status)
             )
         ).tuples()
@@ -217,7 +217,7 @@ def _like_pattern(text: str) -> str:
 
 
 def _conditions(team_id: str, filters: ListFilters) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [Conversation.team_id == team_id]
+    where: list[ColumnElement[bool]] = [Conversation.team_id == team_id, Conversation.is_test.is_(False)]
     if filters.agent:
         agents = select(Agent.id).where(Agent.team_id == team_id, Agent.slug == filters.agent)
         where.append(Conversation.agent_id.in_(agents))
@@ -246,7 +246,11 @@ def _conditions(team_id: str, filters: ListFilters) -> list[ColumnElement[bool]]
 def _active_since(team_id: str, since: datetime) -> list[ColumnElement[bool]]:
     """Conversations active since then: a turn's end is activity, so a turn failed since then is
     in one of these, found through the activity index rather than by reading every turn."""
-    return [Conversation.team_id == team_id, Conversation.last_activity_at >= since]
+    return [
+        Conversation.team_id == team_id,
+        Conversation.last_activity_at >= since,
+        Conversation.is_test.is_(False),  # a builder's test run is not the team's trouble
+    ]
 
 
 def _says(text: str) -> Select[tuple[int]]:

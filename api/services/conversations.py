@@ -194,7 +194,7 @@ async def list_conversations(
         select(Conversation, Agent.slug, Channel.type)
         .join(Agent, Agent.id == Conversation.agent_id)
         .outerjoin(Channel, Channel.id == Conversation.channel_id)
-        .where(Conversation.team_id == team_id)
+        .where(Conversation.team_id == team_id, Conversation.is_test.is_(False))
         .order_by(Conversation.created_at.desc(), Conversation.id.desc())
         .limit(limit + 1)
     )

@@ -45,7 +45,11 @@ async def recent_conversations(
         (
             await session.execute(
                 select(Conversation)
-                .where(Conversation.team_id == team_id, Conversation.agent_id == found.id)
+                .where(
+                    Conversation.team_id == team_id,
+                    Conversation.agent_id == found.id,
+                    Conversation.is_test.is_(False),
+                )
                 .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc())
                 .limit(limit)
             )

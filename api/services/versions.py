@@ -180,7 +180,9 @@ async def delete_version(session: AsyncSession, team_id: str, slug: str, n: int)
         raise ApiError(409, "version_in_use", f"version {n} is live: publish or roll back to another first")
     used = (
         await session.execute(
-            select(func.count()).select_from(Conversation).where(Conversation.version_id == version.id)
+            select(func.count())
+            .select_from(Conversation)
+            .where(Conversation.version_id == version.id, Conversation.is_test.is_(False))  # scratch
         )
     ).scalar_one()
     if used:

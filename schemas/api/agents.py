@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.api.common import MAX_DB_INT, SLUG, _Strict
+from schemas.api.common import MAX_DB_INT, NO_NUL, SLUG, _Strict
 from schemas.enums import DoubleTexting, VersionSource
 from schemas.policy import ApprovalSettings, ToolPolicy
 
@@ -137,21 +137,16 @@ class VersionDiff(BaseModel):
 class AgentTestRequest(_Strict):
     """A test run: user messages, one turn each, in a scratch conversation marked as a test."""
 
-    messages: list[Annotated[str, Field(min_length=1, max_length=32_000)]] = Field(
+    messages: list[Annotated[str, Field(min_length=1, max_length=32_000, pattern=NO_NUL)]] = Field(
         min_length=1, max_length=20, examples=[["Can I book a slot tomorrow at 10?", "book it"]]
     )
-    version: int | Literal["draft"] = Field("draft", examples=["draft", 3])
+    version: Annotated[int, Field(ge=1, le=MAX_DB_INT)] | Literal["draft"] = Field(
+        "draft", examples=["draft", 3]
+    )
     """The draft (the default) or a published version's number."""
     wait: bool = True
     """True: answer 200 once every turn has finished. False: answer 202 at once with the
     scratch conversation's id (its events stream the reply); `GET …/tests/{id}` gives the result."""
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and not 1 <= value <= MAX_DB_INT:
-            raise ValueError("a version number is at least 1")
-        return value
 
 
 class AgentTestToolCall(BaseModel):
@@ -173,7 +168,7 @@ class AgentTestTurn(BaseModel):
     message: str
     """The user's message."""
     status: str
-    """`running`, `completed` or `failed`."""
+    """`running`, `completed` or `failed` (`queued`: the message is not sent yet, and `turn` is 0)."""
     reply: str | None = None
     tool_calls: list[AgentTestToolCall] = Field(default_factory=list)
     latency_ms: int | None = None
@@ -184,7 +179,7 @@ class AgentTestTurn(BaseModel):
 
 class AgentTestResult(BaseModel):
     conversation_id: str
-    """The scratch conversation (marked as a test: no channel, no console list, no metrics)."""
+    """The scratch conversation (marked as a test: no channel, in no list; readable by id)."""
     version: int | Literal["draft"]
     status: str
     """`running` until every turn has finished, then `completed` or `failed`."""

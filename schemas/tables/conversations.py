@@ -105,6 +105,9 @@ class Conversation(Base):
     caller_seen_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """The last transcript entry a chat-completions caller was shown: later replies (a gated
     turn's outcome, decided after the caller got its holding message) lead its next answer."""
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    """A builder's test run (`POST /v1/agents/{slug}/test`): its side-effecting tools are simulated,
+    and it stays out of the console's and the API's lists."""
 
 
 class Turn(Base):
