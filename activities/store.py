@@ -47,6 +47,8 @@ class TurnRecorded:
     duration: float = 0.0
     version_id: str | None = None
     """For a started turn: the agent version it runs on (None: the draft)."""
+    test: bool = False
+    """A test run's turn: recorded like any other, but kept out of the turn metrics."""
 
 
 async def live_pin(session: AsyncSession, agent: Agent) -> dict[str, Any]:
@@ -151,7 +153,7 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
             kind=EventKind.TURN_STARTED,
             data={"messages": recorded, "silent": req.silent, "version": version or "draft"},
         )
-    return TurnRecorded(fresh=fresh, version_id=version_id)
+    return TurnRecorded(fresh=fresh, version_id=version_id, test=conversation.is_test)
 
 
 async def record_turn_outcome(
@@ -198,7 +200,9 @@ async def record_turn_outcome(
             conversation.last_error_message = None
     conversation.last_activity_at = now
     await _record_end_event(session, req, turn)
-    return TurnRecorded(fresh=True, duration=(now - turn.started_at).total_seconds())
+    return TurnRecorded(
+        fresh=True, duration=(now - turn.started_at).total_seconds(), test=conversation.is_test
+    )
 
 
 async def _record_end_event(session: AsyncSession, req: FinishTurn, turn: Turn) -> None:
@@ -232,12 +236,12 @@ async def _pause_logged(session: AsyncSession, req: AwaitApprovals) -> bool:
 
 
 def count_start(recorded: TurnRecorded) -> None:
-    if recorded.fresh:
+    if recorded.fresh and not recorded.test:
         metrics.TURNS_STARTED.inc()
 
 
 def count_outcome(recorded: TurnRecorded, status: TurnStatus) -> None:
-    if recorded.fresh:
+    if recorded.fresh and not recorded.test:
         metrics.TURNS_FINISHED.labels(status=status.value).inc()
         metrics.TURN_DURATION.observe(recorded.duration)
 

@@ -11,6 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
+from activities import metrics
 from activities.tools import ToolActivities
 from api.services import agent_tests
 from api.services.console import ListFilters, conversation_list
@@ -65,6 +66,7 @@ async def test_a_test_run_of_book_it_books_nothing_asks_nobody_and_reports_the_s
     agent = await team.create_agent(DEMO_MODEL, tools=BOOKING_TOOLS)
     assert "book_appointment" in agent["gated_tools"]
     before = await _counts(sessions, team.team_id)
+    started = metrics.TURNS_STARTED._value.get()
 
     status, run = await _test(
         team, agent["slug"], messages=["Any appointments available?", "Book it, my name is Ada Byron"]
@@ -94,8 +96,10 @@ async def test_a_test_run_of_book_it_books_nothing_asks_nobody_and_reports_the_s
         assert isinstance(turn["latency_ms"], int) and turn["latency_ms"] >= 0
     assert run["latency_ms"] >= max(t["latency_ms"] for t in run["turns"])
 
-    # Nothing was booked, no approval was opened, no approval workflow was started.
+    # Nothing was booked, no approval was opened, no approval workflow was started, and the
+    # worker's turn metrics (what dashboards and SLOs read) did not count the test's turns.
     assert await _counts(sessions, team.team_id) == before
+    assert metrics.TURNS_STARTED._value.get() == started
     assert await _children_started(temporal, run["conversation_id"]) == 0
     conversation = await team.conversation(run["conversation_id"])  # still readable by id
     assert conversation["status"] == "idle" and conversation["turns"] == 2
