@@ -37,6 +37,8 @@ def _after_tool(message: dict[str, Any]) -> str:
     result: dict[str, Any] = json.loads(message["content"])
     if "error" in result:
         return f"{LABEL} That did not work: {result['error']}"
+    if result.get("simulated"):  # a test run: say what would have happened
+        return f"{LABEL} Simulated, as a test run changes nothing. It would: {result['would']}."
     if "slots" in result:
         if not result["slots"]:
             return f"{LABEL} There are no free slots in the next few days."

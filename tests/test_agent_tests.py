@@ -91,7 +91,8 @@ async def test_a_test_run_of_book_it_books_nothing_asks_nobody_and_reports_the_s
     assert book["arguments"] == {"slot_id": offered[0], "customer_name": "Ada Byron"}
     assert book["simulated"] is True and book["would_need_approval"] is True
     assert book["result"]["simulated"] is True and "for Ada Byron" in book["result"]["would"]
-    assert booked["status"] == "completed" and booked["reply"].startswith("[offline demo model]")
+    assert booked["status"] == "completed" and booked["reply"].startswith("[offline demo model] Simulated")
+    assert "for Ada Byron" in booked["reply"]
     for turn in run["turns"]:
         assert isinstance(turn["latency_ms"], int) and turn["latency_ms"] >= 0
     assert run["latency_ms"] >= max(t["latency_ms"] for t in run["turns"])
