@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from annotated_types import Ge, Le, MaxLen
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from api.deps import Principal, SessionDep
@@ -75,7 +75,7 @@ class FormField:
 
 
 FIELDS: tuple[FormField, ...] = (
-    FormField("name", "Name", "text", "What people call it; not versioned: a save changes it at once.", required=True),
+    FormField("name", "Name", "text", "What people call it.", required=True),
     FormField("model", "Model", "text", "The model the LLM endpoint serves, e.g. gpt-4o-mini.", required=True),
     FormField(
         "system_prompt",
@@ -91,7 +91,7 @@ FIELDS: tuple[FormField, ...] = (
         "double_texting",
         "A message while a turn runs",
         "select",
-        "Not versioned: a save changes it at once.",
+        "How a conversation treats a message that arrives mid-turn.",
         options=(
             (DoubleTexting.ENQUEUE.value, "waits for the running turn (enqueue)"),
             (DoubleTexting.INTERRUPT.value, "interrupts the running turn"),
@@ -217,8 +217,9 @@ async def new_agent_page(request: Request, user: WebUser) -> Response:
     """The form for a new agent (admins); creating it publishes version 1."""
     if user.role not in console.READERS:
         return _forbidden(request, user)
-    defaults = AgentCreate(slug="new-agent", name="", model="")
-    values = defaults.model_dump(mode="json", exclude={"slug"})
+    # The API's own defaults, so the new form starts where a bare `POST /v1/agents` would.
+    defaults = AgentCreate(slug="new", name="-", model="-").model_dump(mode="json", exclude={"slug"})
+    values = defaults | {"name": "", "model": ""}
     return templates.TemplateResponse(
         request,
         "agent_new.html",
@@ -257,3 +258,14 @@ async def agent_page(request: Request, slug: str, user: WebUser, session: Sessio
             conversations={c.label: c.count for c in counts.get(agent.id, [])},
         ),
     )
+
+
+@router.get("/agents/{slug}/conversations")
+async def agent_conversations(request: Request, slug: str, user: WebUser, session: SessionDep) -> Response:
+    """`{"v3": 12, "latest": 4}`: the agent's open conversations per version, for the page's
+    confirmations to say what a publish or rollback leaves where it is."""
+    if user.role not in console.READERS:
+        return _forbidden(request, user)
+    agent = await find_agent(session, user.team_id, slug)  # 404 in the API's error shape
+    counts = await agent_pages.open_conversations(session, user.team_id, agent.id)
+    return JSONResponse({c.label: c.count for c in counts.get(agent.id, [])})

@@ -92,9 +92,8 @@
 
   function markError(slot, message) {
     slot.textContent = slot.textContent ? `${slot.textContent} ${message}` : message;
-    const holder = slot.closest(".field, .when, li.tool, fieldset");
-    const input = holder && (holder.querySelector(`#${CSS.escape(slot.id.replace(/-error$/, ""))}`)
-      || holder.querySelector("input:not([type=checkbox]), select, textarea"));
+    // The input that names this slot as its description (every input of the form does).
+    const input = slot.id ? document.querySelector(`[aria-describedby~="${CSS.escape(slot.id)}"]`) : null;
     if (input) input.setAttribute("aria-invalid", "true");
     return input;
   }
@@ -183,7 +182,7 @@
   const data = JSON.parse(document.getElementById("agent-data").textContent);
   let agent = data.agent;
   let versions = data.versions;
-  const conversations = data.conversations || {};
+  let conversations = data.conversations || {};
 
   const form = document.getElementById("draft-form");
   const banner = document.getElementById("form-error");
@@ -213,12 +212,14 @@
   function updateButtons() {
     const unsaved = dirty();
     if (saveButton) saveButton.disabled = !unsaved;
-    if (saveState.dataset.state !== "saving" && saveState.dataset.state !== "error") {
-      setSaveState(unsaved ? "unsaved" : "saved", unsaved ? "Unsaved changes" : "All changes saved");
+    if (saveState.dataset.state !== "saving") {
+      if (unsaved) setSaveState("unsaved", "Unsaved changes");
+      else if (saveState.dataset.state !== "saved") setSaveState("saved", "All changes saved");
     }
     if (!publishButton) return;
     const next = Math.max(0, ...versions.map((v) => v.n)) + 1;
-    publishButton.textContent = `Publish as v${next}…`;
+    // Only when it changes: replacing the text under a pressed mouse would cancel the click.
+    if (publishButton.textContent !== `Publish as v${next}…`) publishButton.textContent = `Publish as v${next}…`;
     publishButton.disabled = unsaved || !agent.draft_changed;
     discardButton.disabled = unsaved || !agent.draft_changed || !agent.live_version;
     publishHint.textContent = unsaved ? "Save the draft first: a publish freezes the saved draft."
@@ -257,6 +258,7 @@
     const label = form.querySelector(`[data-field="${CSS.escape(path)}"] > label`);
     if (label) return label.firstChild.textContent.trim();
     const parts = path.split(".");
+    if (parts[0] === "tool_policies") return `Policy › ${parts.slice(1).join(".")}`; // a tool's own name
     if (parts.length > 1) return `${TOP_LABELS[parts[0]] || parts[0]} › ${parts.slice(1).join(".").replaceAll("_", " ")}`;
     return TOP_LABELS[path] || path.replaceAll("_", " ");
   }
@@ -411,8 +413,13 @@
     testVersion.value = [...testVersion.options].some((o) => o.value === chosen) ? chosen : "draft";
   }
 
+  async function countConversations() {
+    const response = await call("GET", `/agents/${encodeURIComponent(slug)}/conversations`);
+    if (response.ok && response.payload) conversations = response.payload;
+  }
+
   async function refresh() {
-    const [a, v] = await Promise.all([call("GET", api), call("GET", `${api}/versions`)]);
+    const [a, v] = await Promise.all([call("GET", api), call("GET", `${api}/versions`), countConversations()]);
     if (a.ok) agent = a.payload;
     if (v.ok) versions = v.payload.items;
     showBadges();
@@ -455,22 +462,24 @@
     });
   }
 
-  function others(n) {
-    const pinned = Object.entries(conversations).filter(([label]) => label.startsWith("v") && label !== `v${n}`)
+  // What stays where it is: every pinned conversation keeps its version; `latest` ones move.
+  function others() {
+    const pinned = Object.entries(conversations).filter(([label]) => /^v\d+$/.test(label))
       .reduce((sum, [, count]) => sum + count, 0);
     const latest = conversations.latest || 0;
     const parts = [];
-    if (pinned) parts.push(`${pinned} conversation${pinned === 1 ? "" : "s"} pinned to other versions stay where they are`);
+    if (pinned) parts.push(`${pinned} conversation${pinned === 1 ? " pinned to its version stays" : "s pinned to their versions stay"} there`);
     if (latest) parts.push(`${latest} following the live version switch at their next turn`);
     return parts.length ? ` ${parts.join("; ")}.` : "";
   }
 
   if (publishButton) {
-    publishButton.addEventListener("click", () => {
+    publishButton.addEventListener("click", async () => {
+      await countConversations();
       const next = Math.max(0, ...versions.map((v) => v.n)) + 1;
       ask({
         title: `Publish the draft as v${next}?`,
-        text: `New conversations will start on v${next}.${others(agent.live_version)}`,
+        text: `New conversations will start on v${next}.${others()}`,
         ok: `Publish v${next}`,
         action: (note) => call("POST", `${api}/publish`, { note }),
       });
@@ -489,7 +498,7 @@
     }));
   }
 
-  versionRows.addEventListener("click", (event) => {
+  versionRows.addEventListener("click", async (event) => {
     const diff = event.target.closest("[data-diff]");
     if (diff) {
       const [a, b] = diff.dataset.diff.split(":").map(Number);
@@ -499,10 +508,11 @@
     const back = event.target.closest("[data-rollback]");
     if (!back) return;
     const n = Number(back.dataset.rollback);
+    await countConversations();
     const next = Math.max(0, ...versions.map((v) => v.n)) + 1;
     ask({
       title: `Roll back to v${n}?`,
-      text: `v${n}'s definition becomes live again as v${next}; new conversations start on it.${others(n)} The draft is not changed.`,
+      text: `v${n}'s definition becomes live again as v${next}; new conversations start on it.${others()} The draft is not changed.`,
       ok: `Roll back to v${n}`,
       action: (note) => call("POST", `${api}/rollback`, { version: n, note }),
     });
