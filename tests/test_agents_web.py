@@ -19,21 +19,25 @@ from tests.support import TeamClient, add_key
 from tests.web import sign_in
 
 SHOTS = Path("/tmp/shots-pages")
-WIDE = {"width": 1440, "height": 1000}
 
 
-async def _page(browser: Browser, live_url: str, key: str, path: str) -> tuple[BrowserContext, Page]:
-    context = await browser.new_context(viewport=WIDE)
+async def _page(
+    browser: Browser, live_url: str, key: str, path: str
+) -> tuple[BrowserContext, Page, list[str]]:
+    """A wide window signed in at `path`, and the script errors its pages raise (none, we expect)."""
+    context = await browser.new_context(viewport={"width": 1440, "height": 1000})
     page = await context.new_page()
-    page.on("console", lambda m: print("CONSOLE", m.type, m.text))
-    page.on("pageerror", lambda e: print("PAGEERROR", e))
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     await sign_in(page, live_url, key, path)
-    return context, page
+    return context, page, errors
 
 
-async def _shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+async def _shot(page: Page, name: str, at: str | None = None) -> None:
+    """The whole page, or what a person sees with `at` scrolled into view (Playwright makes the folder)."""
+    if at is not None:
+        await page.locator(at).scroll_into_view_if_needed()
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=at is None)
 
 
 async def _agent(team: TeamClient, slug: str) -> dict[str, Any]:
@@ -46,7 +50,7 @@ async def test_an_admin_creates_edits_diffs_publishes_and_rolls_back_an_agent(
     browser: Browser, live_url: str, team: TeamClient, model: str
 ) -> None:
     slug = f"desk-{uuid.uuid4().hex[:6]}"
-    context, page = await _page(browser, live_url, team.key, "/agents/new")
+    context, page, errors = await _page(browser, live_url, team.key, "/agents/new")
     try:
         await page.fill("#f-slug", slug)
         await page.fill("#f-name", "Front desk")
@@ -54,6 +58,7 @@ async def test_an_admin_creates_edits_diffs_publishes_and_rolls_back_an_agent(
         await page.fill("#f-system_prompt", "You are the front desk.\nBe kind.")
         await page.check("[data-tool-pick][value=check_availability]")
         await _shot(page, "01-new-agent")
+        await _shot(page, "01b-new-agent-top", "h1")
         await page.click("#create")
         await page.wait_for_url(f"{live_url}/agents/{slug}")
 
@@ -95,11 +100,13 @@ async def test_an_admin_creates_edits_diffs_publishes_and_rolls_back_an_agent(
         await expect(error).to_contain_text("create_ticket has no argument 'colour'")
         await expect(page.locator("#when-create_ticket")).to_have_attribute("aria-invalid", "true")
         await expect(page.locator("#save-state")).to_have_text("Not saved")
-        await _shot(page, "02-inline-error")
+        await _shot(page, "02-inline-error", "#when-create_ticket")
         assert (await _agent(team, slug))["tool_policies"] == saved["tool_policies"]
         await page.fill("#when-create_ticket", 'priority in ["high", "urgent"]')
         await expect(page.locator("#save")).to_be_disabled()  # the form is back to what is saved
-        await _shot(page, "03-draft-diff")
+        await expect(error).to_be_empty()  # editing the field took its error away
+        await expect(page.locator("#form-error")).to_be_hidden()
+        await _shot(page, "03-draft-diff", "#changes")
 
         # A conversation on v1, to count per version later.
         v1_conversation = await team.start_conversation(slug)
@@ -147,7 +154,7 @@ async def test_an_admin_creates_edits_diffs_publishes_and_rolls_back_an_agent(
         await expect(page.locator("#diff-table tbody tr[data-field=system_prompt] ins")).to_contain_text(
             "Be brief."
         )
-        await _shot(page, "05-after-rollback")
+        await _shot(page, "05-after-rollback", "#history")
         versions = (await team.request("GET", f"/v1/agents/{slug}/versions")).json()["items"]
         assert [(v["n"], v["source"], v["rolled_back_to"], v["live"]) for v in versions] == [
             (3, "rollback", 1, True),
@@ -173,6 +180,7 @@ async def test_an_admin_creates_edits_diffs_publishes_and_rolls_back_an_agent(
         await row.get_by_role("link", name="Front desk").click()
         await page.wait_for_url(f"{live_url}/agents/{slug}")
         await expect(page.locator("#versions tr[data-version='1'] .used")).to_have_text("1")
+        assert errors == []
     finally:
         await context.close()
 
@@ -184,7 +192,7 @@ async def test_a_viewer_sees_an_agent_read_only_and_cannot_create_one(
     patched = await team.request("PATCH", f"/v1/agents/{agent['slug']}", json={"system_prompt": "Hi there."})
     assert patched.status_code == 200
     viewer = await add_key(sessions, team, Role.VIEWER)
-    context, page = await _page(browser, live_url, viewer.key, "/agents")
+    context, page, errors = await _page(browser, live_url, viewer.key, "/agents")
     try:
         await expect(page.locator("#new-agent")).to_have_count(0)
         await expect(page.locator(f"#agents tr[data-agent='{agent['slug']}'] .draft")).to_have_text(
@@ -209,6 +217,7 @@ async def test_a_viewer_sees_an_agent_read_only_and_cannot_create_one(
         response = await page.goto(f"{live_url}/agents/no-such-agent")
         assert response is not None and response.status == 404
         await expect(page.get_by_role("alert")).to_contain_text("no agent 'no-such-agent'")
+        assert errors == []
     finally:
         await context.close()
 
@@ -218,12 +227,13 @@ async def test_a_client_key_is_not_shown_the_agent_pages(
 ) -> None:
     agent = await team.create_agent(model)
     client = await add_key(sessions, team, Role.CLIENT)
-    context, page = await _page(browser, live_url, client.key, "/playground")
+    context, page, errors = await _page(browser, live_url, client.key, "/playground")
     try:
         for path in ("/agents", f"/agents/{agent['slug']}", "/agents/new"):
             response = await page.goto(f"{live_url}{path}")
             assert response is not None and response.status == 403, path
             await expect(page.locator("h1")).to_have_text("Not for this key")
+        assert errors == []
     finally:
         await context.close()
 
@@ -232,7 +242,7 @@ async def test_the_create_form_shows_a_taken_slug_and_browser_checks_next_to_the
     browser: Browser, live_url: str, team: TeamClient, model: str
 ) -> None:
     taken = await team.create_agent(model)
-    context, page = await _page(browser, live_url, team.key, "/agents/new")
+    context, page, errors = await _page(browser, live_url, team.key, "/agents/new")
     try:
         await page.click("#create")  # nothing filled in: the browser's own checks, no request
         await expect(page.locator("#f-slug-error")).not_to_be_empty()
@@ -253,6 +263,7 @@ async def test_the_create_form_shows_a_taken_slug_and_browser_checks_next_to_the
         created = await _agent(team, f"{taken['slug']}-2")
         assert created["approvals"]["remind_after"] == 45 * 60
         await expect(page.locator("#f-approvals-remind_after")).to_have_value("45m")
+        assert errors == []
     finally:
         await context.close()
 
@@ -265,7 +276,7 @@ async def test_the_test_panel_streams_the_drafts_reply_and_shows_simulated_tool_
     probe = await team.request("POST", f"/v1/agents/{slug}/test", json={"messages": ["hi"], "wait": True})
     if probe.status_code in (404, 405):
         pytest.skip("test-run endpoint not merged yet")
-    context, page = await _page(browser, live_url, team.key, f"/agents/{slug}")
+    context, page, errors = await _page(browser, live_url, team.key, f"/agents/{slug}")
     try:
         await page.fill("#f-system_prompt", "You book appointments.")  # unsaved: the send saves it first
         fake_llm.script(
@@ -285,7 +296,9 @@ async def test_the_test_panel_streams_the_drafts_reply_and_shows_simulated_tool_
         await page.fill("#test-text", "book me Monday 9am")
         await page.press("#test-text", "Enter")
         log = page.locator("#test-log")
-        await expect(log.locator("li.assistant")).to_have_text("Booked you in for Monday at nine.", timeout=30_000)
+        await expect(log.locator("li.assistant")).to_have_text(
+            "Booked you in for Monday at nine.", timeout=30_000
+        )
         tool = log.locator("li.tool[data-tool=book_appointment]")
         await expect(tool.locator(".badge.simulated")).to_have_text("simulated")
         await expect(tool.locator(".badge.needs-approval")).to_have_text("would need approval")
@@ -299,5 +312,6 @@ async def test_the_test_panel_streams_the_drafts_reply_and_shows_simulated_tool_
         await page.press("#test-text", "Enter")
         await expect(log.locator("li.user")).to_have_text(["book me Monday 9am", "thanks"], timeout=30_000)
         await expect(log.locator("li.turn-meta")).to_have_count(2, timeout=30_000)
+        assert errors == []
     finally:
         await context.close()

@@ -76,7 +76,9 @@ class FormField:
 
 FIELDS: tuple[FormField, ...] = (
     FormField("name", "Name", "text", "What people call it.", required=True),
-    FormField("model", "Model", "text", "The model the LLM endpoint serves, e.g. gpt-4o-mini.", required=True),
+    FormField(
+        "model", "Model", "text", "The model the LLM endpoint serves, e.g. gpt-4o-mini.", required=True
+    ),
     FormField(
         "system_prompt",
         "System prompt",
@@ -107,19 +109,34 @@ APPROVAL_FIELDS: tuple[FormField, ...] = (
         "textarea",
         "Sent to the user while a call waits; empty to send nothing.",
     ),
-    FormField("approvals.remind_after", "Remind after", "duration", "Seconds or 90s, 30m, 4h, 2d.", required=True),
+    FormField(
+        "approvals.remind_after", "Remind after", "duration", "Seconds or 90s, 30m, 4h, 2d.", required=True
+    ),
     FormField("approvals.escalate_after", "Escalate after", "duration", required=True),
     FormField("approvals.expires_after", "Expires after", "duration", required=True),
     FormField(
         "approvals.expiry_action",
         "When it expires",
         "select",
-        options=((ExpiryAction.REJECT.value, "reject the call"), (ExpiryAction.APPROVE.value, "run it anyway")),
+        options=(
+            (ExpiryAction.REJECT.value, "reject the call"),
+            (ExpiryAction.APPROVE.value, "run it anyway"),
+        ),
     ),
     FormField(
-        "approvals.notify_url", "Notify URL", "url", "Webhook for new, reminded and decided items.", placeholder="https://…"
+        "approvals.notify_url",
+        "Notify URL",
+        "url",
+        "Webhook for new, reminded and decided items.",
+        placeholder="https://…",
     ),
-    FormField("approvals.escalation_url", "Escalation URL", "url", "The notify URL if empty.", placeholder="https://…"),
+    FormField(
+        "approvals.escalation_url",
+        "Escalation URL",
+        "url",
+        "The notify URL if empty.",
+        placeholder="https://…",
+    ),
 )
 
 

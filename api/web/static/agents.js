@@ -137,6 +137,22 @@
     return !first;
   }
 
+  // Editing a field takes its error away; the banner goes with the last one.
+  function wireErrors(form, banner) {
+    const forget = (event) => {
+      const input = event.target;
+      if (!input.hasAttribute || !input.hasAttribute("aria-invalid")) return;
+      input.removeAttribute("aria-invalid");
+      (input.getAttribute("aria-describedby") || "").split(/\s+/).forEach((id) => {
+        const slot = id && document.getElementById(id);
+        if (slot && slot.hasAttribute("data-error-for")) slot.textContent = "";
+      });
+      if (!form.querySelector("[aria-invalid]")) banner.hidden = true;
+    };
+    form.addEventListener("input", forget);
+    form.addEventListener("change", forget);
+  }
+
   function wireTools(form) {
     form.querySelectorAll("li.tool").forEach((li) => {
       const pick = li.querySelector("[data-tool-pick]");
@@ -153,6 +169,7 @@
     const banner = document.getElementById("form-error");
     const button = document.getElementById("create");
     wireTools(newForm);
+    wireErrors(newForm, banner);
     newForm.addEventListener("submit", async (event) => {
       event.preventDefault();
       clearErrors(newForm);
@@ -275,8 +292,8 @@
   }
 
   function shown(field, value) {
-    if (value === undefined) return el("span", { className: "hint", textContent: "(not set)" });
     if (field.startsWith("tool_policies.")) return document.createTextNode(policyText(value));
+    if (value === undefined) return el("span", { className: "hint", textContent: "(not set)" });
     if (/_after$/.test(field) && typeof value === "number") return el("code", { textContent: duration(value) });
     if (value === null) return el("span", { className: "hint", textContent: "(none)" });
     if (value === "") return el("span", { className: "hint", textContent: "(empty)" });
@@ -522,6 +539,7 @@
   // ---- the form's state -----------------------------------------------------------------------
   if (canEdit) {
     wireTools(form);
+    wireErrors(form, banner);
     form.addEventListener("input", updateButtons);
     form.addEventListener("change", updateButtons);
     form.addEventListener("submit", (event) => { event.preventDefault(); save(); });
