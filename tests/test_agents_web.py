@@ -5,6 +5,7 @@ Screenshots go to /tmp/shots-pages/ for a person to look at; nothing asserts on 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,7 @@ async def test_the_test_panel_streams_the_drafts_reply_and_shows_simulated_tool_
     context, page, errors = await _page(browser, live_url, team.key, f"/agents/{slug}")
     try:
         await page.fill("#f-system_prompt", "You book appointments.")  # unsaved: the send saves it first
+        held = threading.Event()
         fake_llm.script(
             model,
             [
@@ -290,28 +292,35 @@ async def test_the_test_panel_streams_the_drafts_reply_and_shows_simulated_tool_
                         )
                     ]
                 ),
-                Step(text="Booked you in for Monday at nine."),
+                Step(text="Booked you in for Monday at nine.", hold=held, hold_at=len("Booked you in")),
             ],
         )
         await page.fill("#test-text", "book me Monday 9am")
         await page.press("#test-text", "Enter")
         log = page.locator("#test-log")
-        await expect(log.locator("li.assistant")).to_have_text(
-            "Booked you in for Monday at nine.", timeout=30_000
-        )
+        # The reply streams: its first words are on the page while the model is still answering.
+        streaming = log.locator("li.assistant.streaming")
+        await expect(streaming).to_contain_text("Booked you in", timeout=30_000)
+        assert await streaming.text_content() != "Booked you in for Monday at nine."
+        await expect(page.locator("#test-summary")).to_be_hidden()
+        await _shot(page, "08-test-panel-streaming", "#test-panel")
+        held.set()
+        await expect(page.locator("#test-summary")).to_contain_text("completed on the draft", timeout=30_000)
+        await expect(log.locator("li.assistant")).to_have_text("Booked you in for Monday at nine.")
         tool = log.locator("li.tool[data-tool=book_appointment]")
         await expect(tool.locator(".badge.simulated")).to_have_text("simulated")
         await expect(tool.locator(".badge.needs-approval")).to_have_text("would need approval")
-        await expect(page.locator("#test-summary")).to_contain_text("completed on the draft")
-        await expect(log.locator("li.turn-meta")).to_contain_text("tokens")
+        await expect(log.locator("li.turn-meta")).to_contain_text("20 + 10 tokens")
         assert (await _agent(team, slug))["system_prompt"] == "You book appointments."
-        await _shot(page, "08-test-panel")
+        await _shot(page, "09-test-panel-result", "#test-panel")
 
         # A follow-up runs both messages again as one new test.
         await page.fill("#test-text", "thanks")
         await page.press("#test-text", "Enter")
         await expect(log.locator("li.user")).to_have_text(["book me Monday 9am", "thanks"], timeout=30_000)
         await expect(log.locator("li.turn-meta")).to_have_count(2, timeout=30_000)
+        await expect(log.locator("li.assistant")).to_have_text(["echo: book me Monday 9am", "echo: thanks"])
+        await _shot(page, "10-test-panel-two-turns", "#test-panel")
         assert errors == []
     finally:
         await context.close()
