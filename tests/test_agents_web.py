@@ -181,6 +181,17 @@ async def test_an_admin_creates_edits_diffs_publishes_and_rolls_back_an_agent(
         await row.get_by_role("link", name="Front desk").click()
         await page.wait_for_url(f"{live_url}/agents/{slug}")
         await expect(page.locator("#versions tr[data-version='1'] .used")).to_have_text("1")
+
+        # Discard: the draft goes back to the live version (v3, a copy of v1).
+        await page.click("#discard")
+        await expect(dialog.locator("#confirm-title")).to_have_text("Discard the draft's changes?")
+        await expect(page.locator("#confirm-note")).to_be_hidden()
+        await dialog.get_by_role("button", name="Discard changes").click()
+        await expect(page.locator("#no-changes")).to_be_visible()
+        await expect(page.locator("#f-system_prompt")).to_have_value("You are the front desk.\nBe kind.")
+        await expect(page.locator("[data-tool-pick][value=create_ticket]")).not_to_be_checked()
+        discarded = await _agent(team, slug)
+        assert discarded["draft_changed"] is False and discarded["tools"] == ["check_availability"]
         assert errors == []
     finally:
         await context.close()
@@ -211,6 +222,15 @@ async def test_a_viewer_sees_an_agent_read_only_and_cannot_create_one(
         await expect(page.locator("#versions tr[data-version='1']")).to_be_visible()
         await expect(page.locator("#test-send")).to_be_disabled()
         await _shot(page, "07-viewer")
+        wide_form = await page.locator("#draft-form").bounding_box()
+        wide_panel = await page.locator("#test-panel").bounding_box()
+        assert wide_form and wide_panel and wide_panel["x"] > wide_form["x"] + wide_form["width"] - 1
+        await page.set_viewport_size({"width": 390, "height": 844})  # a phone: the panel goes below
+        form = await page.locator("#draft-form").bounding_box()
+        panel = await page.locator("#test-panel").bounding_box()
+        assert form and panel and panel["y"] > form["y"] + form["height"]
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        await _shot(page, "07b-viewer-phone")
 
         response = await page.goto(f"{live_url}/agents/new")
         assert response is not None and response.status == 403
