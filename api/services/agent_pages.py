@@ -34,10 +34,6 @@ class AgentRow:
     agent: AgentPublic
     conversations: list[VersionCount]
 
-    @property
-    def total(self) -> int:
-        return sum(c.count for c in self.conversations)
-
 
 def _label(policy: str, version: int | None) -> str:
     if policy == VersionPolicy.PINNED and version is not None:

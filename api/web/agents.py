@@ -26,7 +26,7 @@ from api.services.agents import find_agent, public_of
 from api.web import templates
 from api.web.session import WebUser
 from schemas.api import AgentCreate
-from schemas.enums import DoubleTexting, ExpiryAction, Role, ToolMode
+from schemas.enums import DoubleTexting, ExpiryAction, Role
 from schemas.policy import ApprovalSettings, ToolPolicy
 from schemas.tables import DEFINITION_FIELDS
 from schemas.tools import TOOLS
@@ -206,7 +206,6 @@ def _context(user: Principal, **values: Any) -> dict[str, Any]:
         "can_edit": user.role == Role.ADMIN,
         "fields": FIELDS,
         "approval_fields": APPROVAL_FIELDS,
-        "modes": [m.value for m in ToolMode],
         **values,
     }
 
