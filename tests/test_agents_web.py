@@ -216,6 +216,14 @@ async def test_a_viewer_sees_an_agent_read_only_and_cannot_create_one(
         await expect(page.locator("#f-system_prompt")).to_have_value("Hi there.")
         await expect(page.locator("#f-system_prompt")).to_be_disabled()
         await expect(page.locator("[data-tool-pick][value=check_availability]")).to_be_checked()
+        booking = page.locator("li.tool[data-tool=book_appointment]")
+        await expect(booking.locator(".tool-description")).to_have_text(
+            "Book one free appointment slot for a customer."
+        )
+        schema = booking.locator("details.schema pre")
+        await expect(schema).to_be_hidden()
+        await booking.locator("details.schema summary").click()  # a viewer may still read it
+        await expect(schema).to_contain_text('"customer_name"')
         for hidden in ("#save", "#publish", "#discard", "[data-rollback]"):
             await expect(page.locator(hidden)).to_have_count(0)
         await expect(page.locator("#diff-table tbody tr[data-field=system_prompt]")).to_be_visible()
