@@ -340,6 +340,9 @@ async def test_the_test_panel_streams_the_drafts_reply_and_shows_simulated_tool_
         await expect(tool.locator(".badge.needs-approval")).to_have_text("would need approval")
         await expect(log.locator("li.turn-meta")).to_contain_text("20 + 10 tokens")
         assert (await _agent(team, slug))["system_prompt"] == "You book appointments."
+        transcript = page.locator("#test-summary a")
+        await expect(transcript).to_have_text("transcript")
+        assert (await transcript.get_attribute("href") or "").startswith("/conversations/")
         await _shot(page, "09-test-panel-result", "#test-panel")
 
         # A follow-up runs both messages again as one new test.
@@ -349,6 +352,9 @@ async def test_the_test_panel_streams_the_drafts_reply_and_shows_simulated_tool_
         await expect(log.locator("li.turn-meta")).to_have_count(2, timeout=30_000)
         await expect(log.locator("li.assistant")).to_have_text(["echo: book me Monday 9am", "echo: thanks"])
         await _shot(page, "10-test-panel-two-turns", "#test-panel")
+        await page.locator("#test-summary a").click()  # the scratch conversation, in the console
+        await page.wait_for_url(f"{live_url}/conversations/*")
+        await expect(page.locator("#transcript")).to_contain_text("echo: thanks")
         assert errors == []
     finally:
         await context.close()

@@ -609,7 +609,9 @@
     }
     testSummary.hidden = false;
     testSummary.dataset.status = result.status;
-    testSummary.textContent = `${result.status} on ${result.version === "draft" ? "the draft" : `v${result.version}`} · ${seconds(result.latency_ms) || "—"} · ${tokens(result.tokens_prompt, result.tokens_completion)}`;
+    testSummary.textContent = `${result.status} on ${result.version === "draft" ? "the draft" : `v${result.version}`} · ${seconds(result.latency_ms) || "—"} · ${tokens(result.tokens_prompt, result.tokens_completion)} · `;
+    // The scratch conversation is an ordinary one, readable by id: its timeline shows every step.
+    testSummary.append(el("a", { href: `/conversations/${encodeURIComponent(result.conversation_id)}`, textContent: "transcript" }));
     testLog.lastElementChild && testLog.lastElementChild.scrollIntoView({ block: "nearest" });
   }
 
