@@ -1,0 +1,287 @@
+"""The agent studio: `/agents` (every agent, its live version, pending changes, conversations per
+version), `/agents/new` and `/agents/{slug}` (the draft's form, the live→draft diff, publish,
+the version history with rollback, and a test panel that streams the draft's reply).
+
+Pages read through `api.services.agent_pages` and the agent services; everything they change
+goes through the JSON API (`/v1/agents/...`) from static/agents.js with the sign-in cookie and
+the `X-Steward-Web: 1` header, as the other pages' buttons do. The form is declared here, once:
+`FIELDS` and `APPROVAL_FIELDS` list its inputs (the template draws them, the script reads them by
+their `data-path`), so a new agent field is one entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from annotated_types import Ge, Le, MaxLen
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from api.deps import Principal, SessionDep
+from api.errors import ApiError
+from api.services import agent_pages, console, versions
+from api.services.agents import find_agent, public_of
+from api.web import templates
+from api.web.session import WebUser
+from schemas.api import AgentCreate
+from schemas.enums import DoubleTexting, ExpiryAction, Role
+from schemas.policy import ApprovalSettings, ToolPolicy
+from schemas.tables import DEFINITION_FIELDS
+from schemas.tools import TOOLS
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+Kind = Literal["text", "textarea", "number", "integer", "select", "duration", "url"]
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of the agent form; its bounds come from the API's own model, so they cannot drift."""
+
+    path: str
+    """Where the value goes in the request body: `model`, or `approvals.remind_after`."""
+    label: str
+    kind: Kind
+    hint: str = ""
+    options: tuple[tuple[str, str], ...] = ()
+    """For a select: (value, what it says)."""
+    required: bool = False
+    rows: int = 3
+    placeholder: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+    @property
+    def versioned(self) -> bool:
+        """Whether a publish freezes it (else a save changes the agent at once)."""
+        return self.path.split(".", 1)[0] in DEFINITION_FIELDS
+
+    def bounds(self) -> dict[str, Any]:
+        """`maxlength`, `min`, `max` from the pydantic field behind it."""
+        owner: type[BaseModel] = ApprovalSettings if self.path.startswith("approvals.") else AgentCreate
+        found: dict[str, Any] = {}
+        for rule in owner.model_fields[self.name].metadata:
+            if isinstance(rule, MaxLen):
+                found["maxlength"] = rule.max_length
+            elif isinstance(rule, Ge):
+                found["min"] = rule.ge
+            elif isinstance(rule, Le) and self.kind in ("number", "integer"):
+                found["max"] = rule.le
+        return found
+
+
+FIELDS: tuple[FormField, ...] = (
+    FormField("name", "Name", "text", "What people call it.", required=True),
+    FormField(
+        "model", "Model", "text", "The model the LLM endpoint serves, e.g. gpt-4o-mini.", required=True
+    ),
+    FormField(
+        "system_prompt",
+        "System prompt",
+        "textarea",
+        "What the agent is and how it behaves.",
+        rows=10,
+        placeholder="You are the front desk of …",
+    ),
+    FormField("temperature", "Temperature", "number", "0 is the most predictable, 2 the most varied."),
+    FormField("max_tool_rounds", "Max tool rounds", "integer", "Model calls per turn before it must answer."),
+    FormField(
+        "double_texting",
+        "A message while a turn runs",
+        "select",
+        "How a conversation treats a message that arrives mid-turn.",
+        options=(
+            (DoubleTexting.ENQUEUE.value, "waits for the running turn (enqueue)"),
+            (DoubleTexting.INTERRUPT.value, "interrupts the running turn"),
+        ),
+    ),
+)
+"""The draft's own inputs, in the order the form shows them."""
+
+APPROVAL_FIELDS: tuple[FormField, ...] = (
+    FormField(
+        "approvals.holding_message",
+        "Holding message",
+        "textarea",
+        "Sent to the user while a call waits; empty to send nothing.",
+    ),
+    FormField(
+        "approvals.remind_after", "Remind after", "duration", "Seconds or 90s, 30m, 4h, 2d.", required=True
+    ),
+    FormField("approvals.escalate_after", "Escalate after", "duration", required=True),
+    FormField("approvals.expires_after", "Expires after", "duration", required=True),
+    FormField(
+        "approvals.expiry_action",
+        "When it expires",
+        "select",
+        options=(
+            (ExpiryAction.REJECT.value, "reject the call"),
+            (ExpiryAction.APPROVE.value, "run it anyway"),
+        ),
+    ),
+    FormField(
+        "approvals.notify_url",
+        "Notify URL",
+        "url",
+        "Webhook for new, reminded and decided items.",
+        placeholder="https://…",
+    ),
+    FormField(
+        "approvals.escalation_url",
+        "Escalation URL",
+        "url",
+        "The notify URL if empty.",
+        placeholder="https://…",
+    ),
+)
+
+
+def duration(seconds: float) -> str:
+    """`90s`, `30m`, `4h`, `2d`: a timer as the form shows it (the API takes the same spellings)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def value_at(values: dict[str, Any], path: str) -> Any:
+    """`values["approvals"]["remind_after"]` for `approvals.remind_after`; None if absent."""
+    found: Any = values
+    for part in path.split("."):
+        found = found.get(part) if isinstance(found, dict) else None
+    return found
+
+
+templates.env.filters["duration"] = duration
+templates.env.filters["at"] = value_at
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """A registry tool as the form offers it, with the agent's policy for it."""
+
+    name: str
+    description: str
+    side_effecting: bool
+    gated_by_default: bool
+    schema: dict[str, Any]
+    arguments: list[str]
+    chosen: bool
+    mode: str
+    """`""` (the tool's default), `auto` or `require_approval`."""
+    when: str
+    extra: dict[str, Any]
+    """The policy's timer overrides, which the form keeps as they are."""
+
+
+def tool_choices(tools: list[str], policies: dict[str, ToolPolicy]) -> list[ToolChoice]:
+    choices = []
+    for spec in TOOLS.values():
+        policy = policies.get(spec.name)
+        extra = policy.model_dump(mode="json", exclude_none=True, exclude={"mode", "when"}) if policy else {}
+        choices.append(
+            ToolChoice(
+                name=spec.name,
+                description=spec.description,
+                side_effecting=spec.side_effecting,
+                gated_by_default=spec.gated_by_default,
+                schema=spec.parameters(),
+                arguments=list(spec.args.model_fields),
+                chosen=spec.name in tools,
+                mode=policy.mode.value if policy else "",
+                when=(policy.when or "") if policy else "",
+                extra=extra,
+            )
+        )
+    return choices
+
+
+def _context(user: Principal, **values: Any) -> dict[str, Any]:
+    return {
+        "user": user,
+        "can_edit": user.role == Role.ADMIN,
+        "fields": FIELDS,
+        "approval_fields": APPROVAL_FIELDS,
+        **values,
+    }
+
+
+def _forbidden(request: Request, user: Principal) -> Response:
+    return templates.TemplateResponse(
+        request,
+        "console_forbidden.html",
+        {"user": user, "needs": ", ".join(r.value for r in console.READERS)},
+        status_code=403,
+    )
+
+
+@router.get("/agents")
+async def agents_page(request: Request, user: WebUser, session: SessionDep) -> Response:
+    """Every agent with its model, live version, pending draft changes and conversations per version."""
+    if user.role not in console.READERS:
+        return _forbidden(request, user)
+    rows = await agent_pages.agent_rows(session, user.team_id)
+    return templates.TemplateResponse(request, "agents.html", _context(user, rows=rows))
+
+
+@router.get("/agents/new")
+async def new_agent_page(request: Request, user: WebUser) -> Response:
+    """The form for a new agent (admins); creating it publishes version 1."""
+    if user.role not in console.READERS:
+        return _forbidden(request, user)
+    # The API's own defaults, so the new form starts where a bare `POST /v1/agents` would.
+    defaults = AgentCreate(slug="new", name="-", model="-").model_dump(mode="json", exclude={"slug"})
+    values = defaults | {"name": "", "model": ""}
+    return templates.TemplateResponse(
+        request,
+        "agent_new.html",
+        _context(
+            user,
+            values=values,
+            tools=tool_choices([], {}),
+        ),
+        status_code=200 if user.role == Role.ADMIN else 403,
+    )
+
+
+@router.get("/agents/{slug}")
+async def agent_page(request: Request, slug: str, user: WebUser, session: SessionDep) -> Response:
+    """One agent: the draft's form, what a publish would change, its versions, and a test panel."""
+    if user.role not in console.READERS:
+        return _forbidden(request, user)
+    try:
+        agent = await find_agent(session, user.team_id, slug)
+    except ApiError as err:
+        return templates.TemplateResponse(
+            request, "agent.html", _context(user, agent=None, message=err.message), status_code=404
+        )
+    public = await public_of(session, agent)
+    history = await versions.list_versions(session, user.team_id, slug)
+    counts = await agent_pages.open_conversations(session, user.team_id, agent.id)
+    return templates.TemplateResponse(
+        request,
+        "agent.html",
+        _context(
+            user,
+            agent=public,
+            values=public.model_dump(mode="json"),
+            tools=tool_choices(public.tools, public.tool_policies),
+            versions=[v.model_dump(mode="json") for v in history],
+            conversations={c.label: c.count for c in counts.get(agent.id, [])},
+        ),
+    )
+
+
+@router.get("/agents/{slug}/conversations")
+async def agent_conversations(request: Request, slug: str, user: WebUser, session: SessionDep) -> Response:
+    """`{"v3": 12, "latest": 4}`: the agent's open conversations per version, for the page's
+    confirmations to say what a publish or rollback leaves where it is."""
+    if user.role not in console.READERS:
+        return _forbidden(request, user)
+    agent = await find_agent(session, user.team_id, slug)  # 404 in the API's error shape
+    counts = await agent_pages.open_conversations(session, user.team_id, agent.id)
+    return JSONResponse({c.label: c.count for c in counts.get(agent.id, [])})
