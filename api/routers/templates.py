@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from api.deps import Admin, CurrentKey, SessionDep
 from api.errors import checked_beyond_schema
@@ -30,7 +30,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 _EXISTS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "`template_exists`: its scope has a template of that name"}
 }
-TemplateId = Annotated[str, Path(min_length=1, max_length=32)]
 
 
 @router.post(
@@ -57,7 +56,7 @@ async def list_templates(
 
 
 @router.get("/{template_id}", response_model=TemplatePublic, responses=_NOT_FOUND)
-async def get_template(template_id: TemplateId, principal: CurrentKey, session: SessionDep) -> TemplatePublic:
+async def get_template(template_id: str, principal: CurrentKey, session: SessionDep) -> TemplatePublic:
     return await prompts.get_template(session, principal.team_id, template_id)
 
 
@@ -65,14 +64,14 @@ async def get_template(template_id: TemplateId, principal: CurrentKey, session: 
     "/{template_id}", response_model=TemplatePublic, responses={**_NOT_FOUND, **_EXISTS, **_UPDATE_CHECKED}
 )
 async def update_template(
-    template_id: TemplateId, body: TemplateUpdate, principal: Admin, session: SessionDep
+    template_id: str, body: TemplateUpdate, principal: Admin, session: SessionDep
 ) -> TemplatePublic:
     """Change it: agents' drafts see the change at once; published versions keep their copy."""
     return await prompts.update_template(session, principal.team_id, template_id, body)
 
 
 @router.delete("/{template_id}", status_code=204, responses=_NOT_FOUND)
-async def delete_template(template_id: TemplateId, principal: Admin, session: SessionDep) -> Response:
+async def delete_template(template_id: str, principal: Admin, session: SessionDep) -> Response:
     """Delete it; published versions keep their copy."""
     await prompts.delete_template(session, principal.team_id, template_id)
     return Response(status_code=204)
