@@ -4,6 +4,7 @@ version keeps, and that a prompt failing at run time fails its turn, not the con
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,16 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from playwright.async_api import Browser, expect
 
 from schemas.settings import Settings
 from schemas.tables import utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.support import TeamClient, create_database, drop_database
 from workers.migrate import alembic_config
+
+SHOTS = Path("/tmp/shots-templates")
+"""Where the browser test leaves its screenshots, to look at."""
 
 
 def _system(fake_llm: FakeOpenAI, model: str, index: int = -1) -> str:
@@ -329,3 +334,56 @@ def test_the_render_is_the_prompt_itself_when_there_is_nothing_to_render() -> No
     values = sample_context("UTC", {}, datetime.now(UTC))
     assert render(SYSTEM_PROMPT, "Plain text, kept as it is.\n", {}, values) == "Plain text, kept as it is.\n"
     assert render(SYSTEM_PROMPT, "Hi {{ user.name }}\n", {}, values) == "Hi Sample User\n"
+
+
+async def test_the_templates_page_creates_a_template_and_marks_the_line_a_save_refused(
+    browser: Browser, live_url: str, team: TeamClient
+) -> None:
+    page = await browser.new_page(viewport={"width": 1100, "height": 900})
+    try:
+        await page.goto(f"{live_url}/templates")
+        await page.fill("#key", team.key)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{live_url}/templates")
+        await expect(page.locator("#no-templates")).to_be_visible()
+        await page.get_by_role("link", name="New template").click()
+        await page.wait_for_url(f"{live_url}/templates/new")
+
+        await page.fill("#name", "greeting")
+        await page.fill("#body", "Hello {{ user.name }}.\n\nToday is {{ now }\nBye.")
+        await page.get_by_role("button", name="Create").click()
+        problem = page.locator("#body-problem")
+        await expect(problem).to_be_visible()
+        await expect(problem.locator(".where")).to_have_text("Line 3")
+        await expect(page.locator("#gutter .bad")).to_have_text("3")
+        await expect(page.locator("#backdrop mark")).to_have_text("Today is {{ now }")
+        await page.screenshot(path=str(SHOTS / "editor-refused.png"), full_page=True)
+        assert (await team.request("GET", "/v1/templates")).json()["items"] == []  # nothing saved
+
+        await page.get_by_role("button", name="go to line").click()
+        await page.fill("#body", "Hello {{ user.name }}.\n\nToday is {{ now }}.\nBye.")
+        await expect(problem).to_be_hidden()
+        await page.check("#is_default")
+        await page.get_by_role("button", name="Create").click()
+        await page.wait_for_url(re.compile(r"/templates/[0-9a-f]{32}$"))
+        [saved] = (await team.request("GET", "/v1/templates")).json()["items"]
+        assert saved["name"] == "greeting" and saved["is_default"] is True and saved["agent"] is None
+        assert page.url.endswith(f"/templates/{saved['id']}")
+
+        await page.fill("#body", "Hi\n{{ customer }}")
+        await page.get_by_role("button", name="Save").click()
+        await expect(problem).to_contain_text("unknown variable 'customer'")
+        await expect(page.locator("#gutter .bad")).to_have_text("2")
+        await page.fill("#body", "Hi {{ user.name }}, welcome.")
+        await page.get_by_role("button", name="Save").click()
+        await expect(page.locator("#saved")).to_have_text("Saved")
+        got = (await team.request("GET", f"/v1/templates/{saved['id']}")).json()
+        assert got["body"] == "Hi {{ user.name }}, welcome."
+
+        await page.get_by_role("link", name="← All templates").click()
+        row = page.locator(f"tr[data-template='{saved['id']}']")
+        await expect(row.locator(".name")).to_have_text("greeting default")
+        await expect(row.locator(".scope")).to_have_text("global")
+        await page.screenshot(path=str(SHOTS / "list.png"), full_page=True)
+    finally:
+        await page.close()
