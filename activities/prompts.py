@@ -4,7 +4,7 @@ The API freezes what `prompt_fields` finds into each version; a draft turn finds
 LLM activity renders the turn's definition with the conversation's values (`system_prompt`).
 Where `user.name` comes from, first found: the conversation's metadata `user_name` (set by
 whoever opens it), the OpenAI endpoint's `user`, the sender of the newest channel message
-(`@ana` on Telegram, `U123` on Slack); else it is empty.
+in its chat (`@ana` on Telegram, `U123` on Slack); else it is empty.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
+from schemas.enums import InboundKind
 from schemas.errors import ErrorType
 from schemas.prompts import PromptProblem, context, frozen, now_in, render, root_of
 from schemas.tables import (
@@ -69,7 +70,14 @@ async def _user_name(session: AsyncSession, conversation: Conversation) -> str:
     sender = (
         await session.execute(
             select(ChannelInbound.user_key)
-            .where(ChannelInbound.conversation_id == conversation.id, ChannelInbound.user_key != "")
+            .where(
+                ChannelInbound.channel_id == conversation.channel_id,
+                # The chat's key: a message is recorded with it before its turn starts (its
+                # conversation id only once the turn has been accepted).
+                ChannelInbound.chat_key == str(metadata.get("chat") or ""),
+                ChannelInbound.kind == InboundKind.MESSAGE,
+                ChannelInbound.user_key != "",
+            )
             .order_by(ChannelInbound.id.desc())
             .limit(1)
         )
@@ -100,8 +108,10 @@ async def system_prompt(
     if "{" not in source:
         return source
     try:
+        # The sender's lookup is a query: only for prompts that may show it.
+        named = any("user" in text for text in (source, *templates.values()))
         values = context(
-            user_name=await _user_name(session, conversation),
+            user_name=await _user_name(session, conversation) if named else "",
             conversation_id=conversation.id,
             metadata=conversation.metadata_ or {},
             channel_type=await _channel_type(session, conversation),

@@ -102,9 +102,14 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
+def _cached(sources: tuple[tuple[str, str], ...]) -> _Sandbox:
+    """The turn's sandbox, one per set of sources, so a version's templates compile once per worker."""
+    return _environment(sources, True)
+
+
 def _environment(sources: tuple[tuple[str, str], ...], strict: bool) -> _Sandbox:
-    """One sandbox per set of sources, so a version's templates compile once per worker."""
+    """A sandbox that loads `sources` by name."""
     by_name = dict(sources)
 
     def load(name: str) -> tuple[str, str, Any] | None:
@@ -121,6 +126,10 @@ def _environment(sources: tuple[tuple[str, str], ...], strict: bool) -> _Sandbox
     )
     env.globals = {"range": _range, "dict": dict}
     return env
+
+
+_PARSER = _environment((), False)
+"""Parses for the static checks (its globals are the names every template may call)."""
 
 
 def _walk(node: nodes.Node) -> Iterator[nodes.Node]:
@@ -160,7 +169,7 @@ def check(name: str, source: str, allowed: Collection[str], known: Collection[st
     """Refuse (`PromptProblem`) a template that does not parse, names a variable not in
     `allowed`, includes a template not in `known` or by a computed name, or reaches for an
     attribute starting with `_`."""
-    env = _environment((), False)
+    env = _PARSER
     try:
         tree = env.parse(source, name=name)
     except TemplateSyntaxError as err:
@@ -190,7 +199,7 @@ def reachable(root: str, sources: Mapping[str, str], root_name: str = SYSTEM_PRO
 
     def visit(name: str, source: str, path: tuple[str, ...]) -> None:
         try:
-            tree = _environment((), False).parse(source)
+            tree = _PARSER.parse(source)
         except TemplateSyntaxError:
             return  # `check` says where; a template that cannot parse reaches nothing
         for target, line in _included(tree):
@@ -235,7 +244,8 @@ def render(
     if "{" not in root:
         return root  # nothing to render: the common case costs nothing
     sources = {**templates, root_name: root}
-    env = _environment(tuple(sorted(sources.items())), strict)
+    ordered = tuple(sorted(sources.items()))
+    env = _cached(ordered) if strict else _environment(ordered, False)  # trials vary: not cached
     token = _budget.set([MAX_ITEMS])
     try:
         text = env.get_template(root_name).render(context)

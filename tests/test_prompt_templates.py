@@ -10,15 +10,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from playwright.async_api import Browser, expect
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from schemas.enums import Role
 from schemas.settings import Settings
 from schemas.tables import utcnow
+from tests.channels import new_chat, register_webhook, send_telegram_text, telegram_channel
 from tests.fakes.openai_server import FakeOpenAI, Step
-from tests.support import TeamClient, create_database, drop_database
+from tests.fakes.telegram_server import FakeTelegram
+from tests.support import TeamClient, add_key, create_database, drop_database, new_team
 from workers.migrate import alembic_config
 
 SHOTS = Path("/tmp/shots-templates")
@@ -387,3 +392,44 @@ async def test_the_templates_page_creates_a_template_and_marks_the_line_a_save_r
         await page.screenshot(path=str(SHOTS / "list.png"), full_page=True)
     finally:
         await page.close()
+
+
+async def test_a_telegram_sender_is_the_users_name_and_the_channel_its_type(
+    team: TeamClient,
+    model: str,
+    fake_llm: FakeOpenAI,
+    fake_telegram: FakeTelegram,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> None:
+    agent = await team.create_agent(model, system_prompt="Hi {{ user.name }}, on {{ channel.type }}.")
+    channel = (await telegram_channel(team, agent["slug"], fake_telegram))["id"]
+    secret = await register_webhook(settings, sessions, channel, fake_telegram)
+    chat = new_chat()
+    fake_llm.script(model, [Step(text="hello")])
+    await send_telegram_text(http, fake_telegram, channel, secret, chat, "hi there")
+    await fake_telegram.replies(chat)
+    assert _system(fake_llm, model) == "Hi @ana, on telegram."
+
+
+async def test_only_admins_write_templates_and_every_team_sees_only_its_own(
+    team: TeamClient, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
+) -> None:
+    created = await _template(team, name="house", body="House rules.")
+    viewer = await add_key(sessions, team, Role.VIEWER)
+    assert (await viewer.request("GET", f"/v1/templates/{created['id']}")).json()["body"] == "House rules."
+    refused = await viewer.request("POST", "/v1/templates", json={"name": "x", "body": "y"})
+    assert refused.status_code == 403
+    patched = await viewer.request("PATCH", f"/v1/templates/{created['id']}", json={"body": "z"})
+    assert patched.status_code == 403
+    other = await new_team(sessions, http)
+    assert (await other.request("GET", "/v1/templates")).json()["items"] == []
+    assert (await other.request("GET", f"/v1/templates/{created['id']}")).status_code == 404
+    assert (await other.request("DELETE", f"/v1/templates/{created['id']}")).status_code == 404
+    unknown = await team.request("GET", "/v1/templates", params={"agent": "no-such-agent"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "agent_not_found"
+    nulled = await team.request("PATCH", f"/v1/templates/{created['id']}", json={"body": None})
+    assert nulled.status_code == 422 and nulled.json()["error"]["details"][0]["field"] == "body"
+    assert (await team.request("DELETE", f"/v1/templates/{created['id']}")).status_code == 204
+    assert (await team.request("GET", f"/v1/templates/{created['id']}")).status_code == 404
