@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import (
     ChainableUndefined,
+    Environment,
     FunctionLoader,
     StrictUndefined,
-    TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
     Undefined,
@@ -34,6 +34,7 @@ from jinja2 import (
     nodes,
 )
 from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -80,13 +81,64 @@ def _range(*args: int) -> range:
     return made
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, with unsafe access an error (not a silent blank) and bounded `*` and `**`."""
+_WIDE_FIELD = re.compile(r"\{[^{}]*:[^{}]*\d{6}[^{}]*\}|%[-#0 +]*\d{6}")
+"""A `str.format` field or `%` conversion padded to a million characters or more."""
 
-    intercepted_binops = frozenset({"*", "**"})
+
+def _bounded(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse an argument that asks for more than a prompt may hold (`'x'.center(10**9)`)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and abs(value) > MAX_OUTPUT:
+            raise SecurityError(f"numbers above {MAX_OUTPUT} may not be passed to a function or filter")
+
+
+def _guarded(name: str, filter_: Any) -> Any:
+    """A filter that refuses arguments asking for a huge result (widths, counts, format strings)."""
+
+    @functools.wraps(filter_)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        values = [a for a in args if not isinstance(a, EvalContext | Environment)]  # drop what Jinja passes
+        _bounded(tuple(values[1:]), kwargs)  # the first is what the filter works on
+        if name == "format" and values and isinstance(values[0], str) and _WIDE_FIELD.search(values[0]):
+            raise SecurityError("format widths of a million characters or more are not allowed")
+        text = values[:3] if name == "replace" and len(values) >= 3 else []
+        if (
+            text
+            and all(isinstance(a, str) for a in text)
+            and text[0].count(text[1]) * len(text[2]) > MAX_OUTPUT
+        ):
+            raise SecurityError(f"'replace' may build at most {MAX_OUTPUT} characters")
+        return filter_(*args, **kwargs)
+
+    return guarded
+
+
+_GUARDED_FILTERS = ("center", "indent", "wordwrap", "format", "replace", "batch", "slice", "truncate")
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with unsafe access an error (not a silent blank), and whatever could build a
+    huge string refused: `*`, `**`, `+` and `%` past bounds, huge numeric arguments, wide formats."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        for name in _GUARDED_FILTERS:
+            self.filters[name] = _guarded(name, self.filters[name])
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"'{attribute}' of a {type(obj).__name__} is not allowed in a template")
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _bounded(args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        text = getattr(value, "__self__", None)
+        if isinstance(text, str) and _WIDE_FIELD.search(text):
+            raise SecurityError("format widths of a million characters or more are not allowed")
+        return super().wrap_str_format(value)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
@@ -99,6 +151,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                     and len(seq) * times > MAX_ITEMS
                 ):
                     raise SecurityError(f"'*' may build at most {MAX_ITEMS} items")
+        joined = operator == "+" and all(isinstance(x, str | list | tuple) for x in (left, right))
+        if joined and len(left) + len(right) > MAX_OUTPUT:
+            raise SecurityError(f"'+' may build at most {MAX_OUTPUT} items")
+        if operator == "%" and isinstance(left, str):
+            if _WIDE_FIELD.search(left):
+                raise SecurityError("format widths of a million characters or more are not allowed")
+            _bounded(right if isinstance(right, tuple) else (right,), {})
         return super().call_binop(context, operator, left, right)
 
 
@@ -174,6 +233,11 @@ def check(name: str, source: str, allowed: Collection[str], known: Collection[st
         tree = env.parse(source, name=name)
     except TemplateSyntaxError as err:
         raise PromptProblem(name, err.lineno, err.message or "syntax error") from err
+    except Exception as err:  # the parser's own limits (nesting thousands deep)
+        raise PromptProblem(name, None, f"could not be parsed: {type(err).__name__}") from err
+    for n in _walk(tree):
+        if isinstance(n, nodes.Macro | nodes.CallBlock):
+            raise PromptProblem(name, n.lineno, "macros are not supported in prompt templates")
     unsafe = _unsafe(tree)
     if unsafe is not None:
         raise PromptProblem(
@@ -200,7 +264,7 @@ def reachable(root: str, sources: Mapping[str, str], root_name: str = SYSTEM_PRO
     def visit(name: str, source: str, path: tuple[str, ...]) -> None:
         try:
             tree = _PARSER.parse(source)
-        except TemplateSyntaxError:
+        except Exception:
             return  # `check` says where; a template that cannot parse reaches nothing
         for target, line in _included(tree):
             if target is None or target not in sources:
@@ -248,7 +312,9 @@ def render(
     env = _cached(ordered) if strict else _environment(ordered, False)  # trials vary: not cached
     token = _budget.set([MAX_ITEMS])
     try:
-        text = env.get_template(root_name).render(context)
+        text = _capped(env.get_template(root_name).generate(context), root_name)
+    except PromptProblem:
+        raise
     except TemplateSyntaxError as err:
         raise PromptProblem(err.name or root_name, err.lineno, err.message or "syntax error") from err
     except TemplateNotFound as err:
@@ -261,15 +327,25 @@ def render(
             return ""  # the trial's sample metadata lacks a key real conversations have: fine
         template, line = _where(err, sources)
         raise PromptProblem(template or root_name, line, err.message or "undefined value") from err
-    except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as err:
+    except Exception as err:  # whatever a template raises is the template's problem, never ours
         template, line = _where(err, sources)
         reason = "includes itself" if isinstance(err, RecursionError) else str(err) or type(err).__name__
         raise PromptProblem(template or root_name, line, reason) from err
     finally:
         _budget.reset(token)
-    if len(text) > MAX_OUTPUT:
-        raise PromptProblem(root_name, None, f"renders to {len(text)} characters; at most {MAX_OUTPUT}")
     return text
+
+
+def _capped(pieces: Iterator[str], root_name: str) -> str:
+    """The rendered text, stopped as soon as it passes `MAX_OUTPUT` (before it is all built)."""
+    out: list[str] = []
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > MAX_OUTPUT:
+            raise PromptProblem(root_name, None, f"renders to more than {MAX_OUTPUT} characters")
+        out.append(piece)
+    return "".join(out)
 
 
 def now_in(timezone: str, at: datetime) -> datetime:

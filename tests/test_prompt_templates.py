@@ -433,3 +433,38 @@ async def test_only_admins_write_templates_and_every_team_sees_only_its_own(
     assert nulled.status_code == 422 and nulled.json()["error"]["details"][0]["field"] == "body"
     assert (await team.request("DELETE", f"/v1/templates/{created['id']}")).status_code == 204
     assert (await team.request("GET", f"/v1/templates/{created['id']}")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "refusal"),
+    [
+        (
+            "{% for i in range(100) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
+            "loops may make at most",
+        ),
+        ("{{ 'x' * 1000000 }}", "'*' may build at most"),
+        ("{{ 'x'.center(100000000) }}", "numbers above 100000"),
+        ("{{ 'x'|center(100000000) }}", "numbers above 100000"),
+        ("{{ '{:>99999999}'.format(1) }}", "format widths"),
+        ("{{ '%99999999s' % 1 }}", "format widths"),
+        ("{{ ('x' * 10000)|replace('x', 'x' * 10000) }}", "'replace' may build at most"),
+        ("{% for i in range(10000) %}{{ 'x' * 100 }}{% endfor %}", "renders to more than 100000 characters"),
+        ("{{ 2 ** 100000 }}", "exponents above 100"),
+        ("{{ 'abc'|truncate(2) }}", "expected length >= 3"),
+    ],
+)
+def test_a_render_that_would_build_something_huge_or_fail_inside_jinja_is_refused(
+    body: str, refusal: str
+) -> None:
+    from schemas.prompts import PromptProblem, render, sample_context
+
+    with pytest.raises(PromptProblem) as refused:
+        render("big", body, {}, sample_context("UTC", {}, datetime.now(UTC)))
+    assert refusal in str(refused.value) and str(refused.value).startswith("template 'big'")
+
+
+def test_macros_are_refused_since_they_are_the_one_way_to_recurse() -> None:
+    from schemas.prompts import BUILTINS, PromptProblem, check
+
+    with pytest.raises(PromptProblem, match="line 2: macros are not supported"):
+        check("m", "ok\n{% macro twice(s) %}{{ s ~ s }}{% endmacro %}", BUILTINS, [])
