@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import openai
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -468,3 +469,21 @@ def test_macros_are_refused_since_they_are_the_one_way_to_recurse() -> None:
 
     with pytest.raises(PromptProblem, match="line 2: macros are not supported"):
         check("m", "ok\n{% macro twice(s) %}{{ s ~ s }}{% endmacro %}", BUILTINS, [])
+
+
+async def test_the_openai_endpoints_user_is_the_users_name_and_a_draft_renders_its_templates_live(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, live_url: str
+) -> None:
+    footer = await _template(team, name="footer", body="(v1)")
+    agent = await team.create_agent(model, system_prompt='Serving {{ user.name }}. {% include "footer" %}')
+    client = openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0)
+    fake_llm.script(model, [Step(text="ok")] * 2)
+    await client.chat.completions.create(
+        model=agent["slug"], messages=[{"role": "user", "content": "hi"}], user="zoe"
+    )
+    assert _system(fake_llm, model) == "Serving zoe. (v1)"
+    await team.request("PATCH", f"/v1/templates/{footer['id']}", json={"body": "(v2)"})
+    await client.chat.completions.create(
+        model=f"{agent['slug']}@draft", messages=[{"role": "user", "content": "hi"}], user="zoe"
+    )
+    assert _system(fake_llm, model) == "Serving zoe. (v2)"  # the draft reads the templates as they are
