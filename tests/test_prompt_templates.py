@@ -356,18 +356,24 @@ async def test_the_templates_page_creates_a_template_and_marks_the_line_a_save_r
         await page.wait_for_url(f"{live_url}/templates/new")
 
         await page.fill("#name", "greeting")
-        await page.fill("#body", "Hello {{ user.name }}.\n\nToday is {{ now }\nBye.")
+        long_line = "Hello {{ user.name }}. " + "Say it kindly, and say it briefly. " * 8
+        await page.fill("#body", f"{long_line}\n\nToday is {{{{ now }}\nBye.")
         await page.get_by_role("button", name="Create").click()
         problem = page.locator("#body-problem")
         await expect(problem).to_be_visible()
         await expect(problem.locator(".where")).to_have_text("Line 3")
         await expect(page.locator("#gutter .bad")).to_have_text("3")
         await expect(page.locator("#backdrop mark")).to_have_text("Today is {{ now }")
+        marker, band = page.locator("#gutter .bad"), page.locator("#backdrop mark")
+        marker_box, band_box = await marker.bounding_box(), await band.bounding_box()
+        assert marker_box is not None and band_box is not None
+        middle = [box["y"] + box["height"] / 2 for box in (marker_box, band_box)]
+        assert abs(middle[0] - middle[1]) < 3  # the number and the marked line sit side by side
         await page.screenshot(path=str(SHOTS / "editor-refused.png"), full_page=True)
         assert (await team.request("GET", "/v1/templates")).json()["items"] == []  # nothing saved
 
         await page.get_by_role("button", name="go to line").click()
-        await page.fill("#body", "Hello {{ user.name }}.\n\nToday is {{ now }}.\nBye.")
+        await page.fill("#body", f"{long_line}\n\nToday is {{{{ now }}}}.\nBye.")
         await expect(problem).to_be_hidden()
         await page.check("#is_default")
         await page.get_by_role("button", name="Create").click()
@@ -391,6 +397,10 @@ async def test_the_templates_page_creates_a_template_and_marks_the_line_a_save_r
         await expect(row.locator(".name")).to_have_text("greeting default")
         await expect(row.locator(".scope")).to_have_text("global")
         await page.screenshot(path=str(SHOTS / "list.png"), full_page=True)
+        await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        await page.goto(f"{live_url}/templates/{saved['id']}")
+        await expect(page.locator("#body")).to_have_value("Hi {{ user.name }}, welcome.")
+        await page.screenshot(path=str(SHOTS / "editor-phone.png"), full_page=True)
     finally:
         await page.close()
 

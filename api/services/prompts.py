@@ -1,8 +1,8 @@
-"""Prompt templates: create, list, change and delete them, and the checks a prompt passes when saved.
+"""Prompt templates: create, list, change and delete them.
 
 A template is team-global or scoped to one agent; an agent includes its own before a global one
 of the same name, and an agent whose system prompt is empty renders its scope's default (its
-own, else the global one). Every save is checked in the sandbox (`schemas/prompts.py`): a
+own, else the global one). Every save is checked in the sandbox (`prompt_checks.py`): a
 syntax error, an unknown variable, an include of a missing template, a cycle or a reach for
 `_` attributes is a 422 `template_invalid` naming the template and the line, and nothing is
 written. Published versions keep the sources they froze, so edits here change drafts only.

@@ -24,6 +24,7 @@ function paint() {
     lines.map((line, i) => (i + 1 === badLine ? `<mark>${escapeHtml(line) || " "}</mark>` : escapeHtml(line))).join("\n") + "\n";
   gutter.scrollTop = body.scrollTop;
   backdrop.scrollTop = body.scrollTop;
+  backdrop.scrollLeft = body.scrollLeft;
 }
 
 function goToLine(line) {
