@@ -34,21 +34,27 @@ class Definition:
     templates: dict[str, str] = field(default_factory=dict)
     """The prompt templates `system_prompt` may include, by name."""
     default_template: str | None = None
+    literal: bool = False
+    """Frozen before prompts were templates: its prompt is shown as written, never rendered."""
 
     @classmethod
     def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:
         """Version `version_id`'s `frozen` fields, or (both None) the agent's draft's columns.
 
-        A version frozen before a field existed gets its default (`FROZEN_DEFAULTS`).
+        A version frozen before a field existed gets its default (`FROZEN_DEFAULTS`); one frozen
+        before templates (no `templates`) keeps its prompt literal, as it was written and shown.
         """
         source = frozen if frozen is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
         fields: dict[str, Any] = {
             f: source.get(f, FROZEN_DEFAULTS.get(f)) for f in (*DEFINITION_FIELDS, *PROMPT_FIELDS)
         }
-        return cls(id=agent.id, version_id=version_id, **fields)
+        literal = frozen is not None and "templates" not in frozen
+        return cls(id=agent.id, version_id=version_id, literal=literal, **fields)
 
     async def rendered(self, session: AsyncSession, conversation: Conversation) -> Definition:
         """This definition with its system prompt rendered for the conversation (`activities/prompts.py`)."""
+        if self.literal:
+            return self
         text = await system_prompt(
             session,
             conversation,

@@ -497,3 +497,24 @@ async def test_the_openai_endpoints_user_is_the_users_name_and_a_draft_renders_i
         model=f"{agent['slug']}@draft", messages=[{"role": "user", "content": "hi"}], user="zoe"
     )
     assert _system(fake_llm, model) == "Serving zoe. (v2)"  # the draft reads the templates as they are
+
+
+async def test_a_version_frozen_before_templates_shows_its_prompt_as_written() -> None:
+    from activities.llm_context import Definition
+    from schemas.tables import Agent, Conversation
+
+    old = {  # what `0007_agent_versions` and publishes before templates froze
+        "model": "m",
+        "system_prompt": "Reply as {{ json }}",
+        "tools": [],
+        "tool_policies": {},
+        "approvals": {},
+        "temperature": 0.2,
+        "max_tool_rounds": 8,
+    }
+    definition = Definition.of(Agent(id="a"), "v1", old)
+    assert definition.literal and definition.timezone == "UTC" and definition.templates == {}
+    rendered = await definition.rendered(None, Conversation(id="c"))  # type: ignore[arg-type]
+    assert rendered.system_prompt == "Reply as {{ json }}"
+    current = Definition.of(Agent(id="a"), "v2", {**old, "templates": {}, "default_template": None})
+    assert not current.literal
