@@ -26,6 +26,7 @@ from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
 from activities.llm_context import Definition, to_chat_messages, with_inbound
 from activities.llm_failures import provider_failure, stream_dropped
+from activities.prompts import draft_definition
 from activities.store import (
     TurnRecorded,
     count_outcome,
@@ -328,7 +329,10 @@ class LlmActivities:
             provisional = turn_id is None
             if provisional:
                 version_id, _ = await turn_version(session, conversation, pin=False)
-            definition = Definition.of(agent, version_id, await self._definition(session, version_id))
+            frozen = await self._definition(session, version_id)
+            if frozen is None:  # the draft: its templates as they are now
+                frozen = await draft_definition(session, agent)
+            definition = await Definition.of(agent, version_id, frozen).rendered(session, conversation)
             transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
         # An earlier attempt's answer, if any, is the newest message: nothing follows it
         # until this activity returns.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.prompts import system_prompt
 from schemas.enums import MessageRole
 from schemas.keys import inbound_key
 from schemas.payloads import LlmRequest
-from schemas.tables import DEFINITION_FIELDS, Agent, Message
+from schemas.tables import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, Agent, Conversation, Message
 
 
 @dataclass
@@ -26,12 +29,42 @@ class Definition:
     approvals: dict[str, Any]
     temperature: float
     max_tool_rounds: int
+    timezone: str = "UTC"
+    variables: dict[str, Any] = field(default_factory=dict)
+    templates: dict[str, str] = field(default_factory=dict)
+    """The prompt templates `system_prompt` may include, by name."""
+    default_template: str | None = None
+    literal: bool = False
+    """Frozen before prompts were templates: its prompt is shown as written, never rendered."""
 
     @classmethod
     def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:
-        """Version `version_id`'s `frozen` fields, or (both None) the agent's draft."""
+        """Version `version_id`'s `frozen` fields, or (both None) the agent's draft's columns.
+
+        A version frozen before a field existed gets its default (`FROZEN_DEFAULTS`); one frozen
+        before templates (no `templates`) keeps its prompt literal, as it was written and shown.
+        """
         source = frozen if frozen is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
-        return cls(id=agent.id, version_id=version_id, **{f: source[f] for f in DEFINITION_FIELDS})
+        fields: dict[str, Any] = {
+            f: source.get(f, FROZEN_DEFAULTS.get(f)) for f in (*DEFINITION_FIELDS, *PROMPT_FIELDS)
+        }
+        literal = frozen is not None and "templates" not in frozen
+        return cls(id=agent.id, version_id=version_id, literal=literal, **fields)
+
+    async def rendered(self, session: AsyncSession, conversation: Conversation) -> Definition:
+        """This definition with its system prompt rendered for the conversation (`activities/prompts.py`)."""
+        if self.literal:
+            return self
+        text = await system_prompt(
+            session,
+            conversation,
+            prompt=self.system_prompt,
+            templates=self.templates,
+            default_template=self.default_template,
+            timezone=self.timezone,
+            variables=self.variables,
+        )
+        return replace(self, system_prompt=text)
 
 
 def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict[str, Any]]:

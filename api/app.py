@@ -35,6 +35,7 @@ from api.routers import (
 )
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
+from api.routers import templates as templates_router
 from api.services.dead_letters import dead_letter_counter
 from api.services.keys import ensure_bootstrap_key
 from api.streams import EventHub
@@ -42,6 +43,7 @@ from api.web import STATIC_DIR, console, inbox, pages, session
 from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
+from api.web import prompt_templates as template_pages
 from api.web import schedules as schedule_pages
 from schemas.settings import Settings
 
@@ -152,9 +154,11 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(console.router)
     app.include_router(schedules_router.router)
     app.include_router(reports_router.router)
+    app.include_router(templates_router.router)
     app.include_router(schedule_pages.router)
     app.include_router(agent_pages.router)
     app.include_router(dead_letter_pages.router)
+    app.include_router(template_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

@@ -35,6 +35,9 @@ class ErrorType(StrEnum):
     # Agent versions.
     VERSION_CHANGED = "version_changed"
     """Retryable: the live version changed while a turn started; the retry uses the recorded one."""
+    # Prompt templates.
+    PROMPT_RENDER_FAILED = "prompt_render_failed"
+    """Non-retryable: the system prompt's template failed with this conversation's values."""
     # Ambient runs.
     PROMPT_REFUSED = "prompt_refused"
     # Channels and notifications.

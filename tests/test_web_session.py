@@ -92,6 +92,7 @@ async def test_the_shared_page_shows_who_is_signed_in_and_signs_out(
             "Agents",
             "Playground",
             "Schedules",
+            "Templates",
             "Dead letters",
         ]
         await page.click("text=Sign out")

@@ -33,6 +33,10 @@ _RULES = {
     "tools": "names of Steward's tools",
     "tool_policies": "known tools; `when` only with `require_approval`",
     "approvals": "`notify_url` and `escalation_url` http(s) URLs",
+    "system_prompt": "`template_invalid`: a template that parses, uses only the built-ins and `variables`,"
+    " includes existing templates, and renders with sample values (also a default template it uses)",
+    "timezone": "an IANA time zone name",
+    "variables": "not a built-in name (user, conversation, channel, now); any used by its prompt",
 }
 _CHECKED = checked_beyond_schema(**_RULES)
 _NOT_NULL = "not null: leave a field out to keep it"

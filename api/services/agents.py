@@ -8,11 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.prompts import draft_definition, prompt_fields, templates_in_scope
 from api.errors import ApiError
+from api.services.prompt_checks import check_prompt
 from schemas.api import AgentCreate, AgentPublic, AgentUpdate
 from schemas.enums import DoubleTexting, ToolMode
 from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
-from schemas.tables import DEFINITION_FIELDS, Agent, AgentVersion, utcnow
+from schemas.tables import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, Agent, AgentVersion, utcnow
 from schemas.tools import TOOLS
 
 
@@ -35,16 +37,18 @@ def _check_policies(policies: dict[str, ToolPolicy]) -> dict[str, Any]:
     return {name: p.model_dump(mode="json", exclude_none=True) for name, p in policies.items()}
 
 
-def first_version(agent: Agent, by: str) -> AgentVersion:
+def first_version(agent: Agent, by: str, prompt: dict[str, Any] | None = None) -> AgentVersion:
     """Version 1, frozen from a new agent's draft, so the agent can be talked to at once.
 
-    The caller adds it after the agent's flush and sets `agent.live_version_id` to its id.
+    `prompt`: the templates its prompt reaches (`activities/prompts.py` `prompt_fields`; none
+    without). The caller adds it after the agent's flush and sets `agent.live_version_id` to its id.
     """
+    templates = prompt if prompt is not None else {"templates": {}, "default_template": None}
     return AgentVersion(
         team_id=agent.team_id,
         agent_id=agent.id,
         n=1,
-        definition={field: getattr(agent, field) for field in DEFINITION_FIELDS},
+        definition={**{field: getattr(agent, field) for field in DEFINITION_FIELDS}, **templates},
         note="created",
         published_by=by,
         published_at=utcnow(),
@@ -54,8 +58,18 @@ def first_version(agent: Agent, by: str) -> AgentVersion:
 async def public_of(session: AsyncSession, agent: Agent) -> AgentPublic:
     """`public`, with the live version's number and whether the draft differs from it."""
     live = await session.get(AgentVersion, agent.live_version_id) if agent.live_version_id else None
-    draft = {field: getattr(agent, field) for field in DEFINITION_FIELDS}
-    return public(agent, live.n if live else None, live is None or live.definition != draft)
+    draft = await draft_definition(session, agent)
+    return public(
+        agent, live.n if live else None, live is None or not same_definition(live.definition, draft)
+    )
+
+
+def same_definition(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two frozen definitions answer alike (a field one lacks counts as its default)."""
+    return all(
+        a.get(f, FROZEN_DEFAULTS.get(f)) == b.get(f, FROZEN_DEFAULTS.get(f))
+        for f in (*DEFINITION_FIELDS, *PROMPT_FIELDS)
+    )
 
 
 def public(agent: Agent, live_version: int | None = None, draft_changed: bool = False) -> AgentPublic:
@@ -82,6 +96,8 @@ def public(agent: Agent, live_version: int | None = None, draft_changed: bool = 
         double_texting=DoubleTexting(agent.double_texting),
         tool_policies=policies,
         approvals=ApprovalSettings.model_validate(agent.approvals or {}),
+        timezone=agent.timezone,
+        variables=agent.variables or {},
         gated_tools=gated,
         live_version=live_version,
         draft_changed=draft_changed,
@@ -119,11 +135,15 @@ async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, b
         double_texting=body.double_texting,
         tool_policies=_check_policies(body.tool_policies),
         approvals=body.approvals.model_dump(mode="json", exclude_none=True),
+        timezone=body.timezone,
+        variables=dict(body.variables),
     )
+    sources, default = await templates_in_scope(session, team_id, None)  # a new agent has none of its own
+    check_prompt(agent.system_prompt, agent.timezone, agent.variables, sources, default)
     session.add(agent)
     try:
         await session.flush()
-        version = first_version(agent, by)
+        version = first_version(agent, by, await prompt_fields(session, agent))
         session.add(version)
         await session.flush()
         agent.live_version_id = version.id
@@ -161,6 +181,11 @@ async def update_agent(session: AsyncSession, team_id: str, slug: str, body: Age
         elif field == "approvals":
             value = (body.approvals or ApprovalSettings()).model_dump(mode="json", exclude_none=True)
         setattr(agent, field, value)
+    if changes.keys() & {"system_prompt", "timezone", "variables"}:
+        with session.no_autoflush:
+            sources, default = await templates_in_scope(session, team_id, agent.id)
+        field = next(f for f in ("system_prompt", "variables", "timezone") if f in changes)
+        check_prompt(agent.system_prompt, agent.timezone, agent.variables, sources, default, field)
     agent.updated_at = utcnow()
     await session.commit()
     return agent

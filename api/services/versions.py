@@ -13,18 +13,28 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.prompts import draft_definition, templates_in_scope
 from api.errors import ApiError
 from api.services.agents import find_agent
+from api.services.prompt_checks import check_prompt
 from schemas.api import AgentDefinition, AgentVersionPublic, FieldChange, VersionDiff
 from schemas.enums import VersionSource
-from schemas.tables import DEFINITION_FIELDS, Agent, AgentVersion, Conversation, utcnow
+from schemas.tables import (
+    DEFINITION_FIELDS,
+    FROZEN_DEFAULTS,
+    PROMPT_FIELDS,
+    Agent,
+    AgentVersion,
+    Conversation,
+    utcnow,
+)
 
 Ref = int | Literal["draft"]
 
 
-def definition_of(agent: Agent) -> dict[str, Any]:
-    """The agent's draft as a version would freeze it."""
-    return {field: getattr(agent, field) for field in DEFINITION_FIELDS}
+async def definition_of(session: AsyncSession, agent: Agent) -> dict[str, Any]:
+    """The agent's draft as a version would freeze it, with the prompt templates it reaches now."""
+    return await draft_definition(session, agent)
 
 
 def public(version: AgentVersion, agent: Agent) -> AgentVersionPublic:
@@ -81,7 +91,10 @@ async def freeze(
 async def publish(session: AsyncSession, team_id: str, slug: str, note: str, by: str) -> AgentVersionPublic:
     """Freeze the draft as the next version and make it live."""
     agent = await _locked_agent(session, team_id, slug)
-    version = await freeze(session, agent, definition_of(agent), note=note, by=by)
+    sources, default = await templates_in_scope(session, team_id, agent.id)
+    # The templates may have changed since the draft was saved: what is frozen must render.
+    check_prompt(agent.system_prompt, agent.timezone, agent.variables, sources, default)
+    version = await freeze(session, agent, await definition_of(session, agent), note=note, by=by)
     await session.commit()
     return public(version, agent)
 
@@ -145,10 +158,14 @@ def parse_ref(value: str) -> Ref:
 
 def changes(a: dict[str, Any], b: dict[str, Any]) -> list[FieldChange]:
     """The fields whose values differ, in definition order."""
+
+    def value(definition: dict[str, Any], field: str) -> Any:
+        return definition.get(field, FROZEN_DEFAULTS.get(field))  # frozen before the field existed
+
     return [
-        FieldChange(field=field, from_=a.get(field), to=b.get(field))
-        for field in DEFINITION_FIELDS
-        if a.get(field) != b.get(field)
+        FieldChange(field=field, from_=value(a, field), to=value(b, field))
+        for field in (*DEFINITION_FIELDS, *PROMPT_FIELDS)
+        if value(a, field) != value(b, field)
     ]
 
 
@@ -158,7 +175,7 @@ async def diff(session: AsyncSession, team_id: str, slug: str, a: Ref, b: Ref) -
 
     async def definition(ref: Ref) -> dict[str, Any]:
         if ref == "draft":
-            return definition_of(agent)
+            return await definition_of(session, agent)
         return (await _version(session, agent, ref)).definition
 
     return VersionDiff(a=a, b=b, changes=changes(await definition(a), await definition(b)))
@@ -169,7 +186,7 @@ async def draft_changed(session: AsyncSession, agent: Agent) -> bool:
     if agent.live_version_id is None:
         return True
     live = await session.get(AgentVersion, agent.live_version_id)
-    return live is None or bool(changes(live.definition, definition_of(agent)))
+    return live is None or bool(changes(live.definition, await definition_of(session, agent)))
 
 
 async def delete_version(session: AsyncSession, team_id: str, slug: str, n: int) -> None:

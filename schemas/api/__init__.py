@@ -1,6 +1,6 @@
 """HTTP request and response bodies, one module per capability; import them from here.
 
-`common` (the error shape, limits), `agents`, `conversations`, `approvals`, `channels`.
+`common` (the error shape, limits), `agents`, `conversations`, `approvals`, `channels`, `prompts`.
 """
 
 from schemas.api.agents import (
@@ -65,6 +65,7 @@ from schemas.api.conversations import (
     TakeoverRequest,
     TurnReply,
 )
+from schemas.api.prompts import TEMPLATE_NAME, TemplateCreate, TemplateList, TemplatePublic, TemplateUpdate
 
 __all__ = [
     "MAX_DB_INT",
@@ -72,6 +73,7 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "NO_NUL",
     "SLUG",
+    "TEMPLATE_NAME",
     "VERSION_REF",
     "AgentCreate",
     "AgentDefinition",
@@ -123,6 +125,10 @@ __all__ = [
     "SlackCredentials",
     "TakeoverRequest",
     "TelegramCredentials",
+    "TemplateCreate",
+    "TemplateList",
+    "TemplatePublic",
+    "TemplateUpdate",
     "TurnReply",
     "VersionDiff",
     "credentials_model",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,6 +12,38 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from schemas.api.common import MAX_DB_INT, NO_NUL, SLUG, _Strict
 from schemas.enums import DoubleTexting, VersionSource
 from schemas.policy import ApprovalSettings, ToolPolicy
+from schemas.prompts import BUILTINS as PROMPT_BUILTINS
+
+Variables = Annotated[
+    dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
+        Annotated[str, Field(max_length=4000, pattern=NO_NUL)],
+    ],
+    Field(max_length=64),
+]
+"""An agent's declared prompt variables: identifiers (not a built-in name) to text values."""
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def check_timezone(value: str | None) -> str | None:
+    """An IANA time zone name (the zones this machine's tz database knows)."""
+    if value is not None and value not in _zones():
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Berlin or UTC")
+    return value
+
+
+def check_variables(value: dict[str, str] | None) -> dict[str, str] | None:
+    """Declared variables may not shadow what every prompt sees."""
+    taken = sorted(set(value or {}) & PROMPT_BUILTINS)
+    if taken:
+        raise ValueError(
+            f"{', '.join(taken)}: built-in names (user, conversation, channel, now) cannot be declared"
+        )
+    return value
 
 
 class AgentCreate(_Strict):
@@ -26,6 +60,10 @@ class AgentCreate(_Strict):
     tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
     """Per tool: `auto` or `require_approval` (the default for side-effecting tools), with a condition."""
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    timezone: str = Field("UTC", min_length=1, max_length=64, examples=["Europe/Berlin"])
+    """IANA time zone its prompt's `{{ now }}` is shown in."""
+    variables: Variables = Field(default_factory=dict)
+    """Names its prompt may use beside the built-ins, with their values: `{"company": "ACME"}`."""
 
     @field_validator("slug")
     @classmethod
@@ -33,6 +71,16 @@ class AgentCreate(_Strict):
         if not SLUG.match(value):
             raise ValueError("use lowercase letters, digits and dashes, starting with a letter or digit")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return check_timezone(value)
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_variables(value)
 
 
 class AgentUpdate(_Strict):
@@ -45,6 +93,18 @@ class AgentUpdate(_Strict):
     double_texting: DoubleTexting | None = None
     tool_policies: dict[str, ToolPolicy] | None = None
     approvals: ApprovalSettings | None = None
+    timezone: str | None = Field(None, min_length=1, max_length=64)
+    variables: Variables | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return check_timezone(value)
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_variables(value)
 
 
 class AgentPublic(BaseModel):
@@ -60,6 +120,8 @@ class AgentPublic(BaseModel):
     double_texting: DoubleTexting
     tool_policies: dict[str, ToolPolicy]
     approvals: ApprovalSettings
+    timezone: str = "UTC"
+    variables: dict[str, str] = Field(default_factory=dict)
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     live_version: int | None = None
@@ -99,6 +161,12 @@ class AgentDefinition(BaseModel):
     approvals: dict[str, Any]
     temperature: float
     max_tool_rounds: int
+    timezone: str = "UTC"
+    variables: dict[str, Any] = Field(default_factory=dict)
+    templates: dict[str, str] = Field(default_factory=dict)
+    """The prompt templates its system prompt reaches, as they were when it was frozen."""
+    default_template: str | None = None
+    """For an empty system prompt: the default template it renders instead."""
 
 
 class AgentVersionPublic(BaseModel):

@@ -3,7 +3,7 @@
 Import tables from here (`from schemas.tables import Agent`); the modules say where each lives.
 """
 
-from schemas.tables.agents import DEFINITION_FIELDS, AgentVersion
+from schemas.tables.agents import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, AgentVersion
 from schemas.tables.approvals import Approval, ApprovalAudit
 from schemas.tables.base import Base, UTCDateTime, new_id, utcnow
 from schemas.tables.channels import (
@@ -24,10 +24,13 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
+from schemas.tables.prompts import PromptTemplate
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 
 __all__ = [
     "DEFINITION_FIELDS",
+    "FROZEN_DEFAULTS",
+    "PROMPT_FIELDS",
     "Agent",
     "AgentVersion",
     "ApiKey",
@@ -43,6 +46,7 @@ __all__ = [
     "Conversation",
     "Event",
     "Message",
+    "PromptTemplate",
     "Report",
     "Schedule",
     "ScheduleRun",

@@ -22,9 +22,23 @@ DEFINITION_FIELDS = (
     "approvals",
     "temperature",
     "max_tool_rounds",
+    "timezone",
+    "variables",
 )
 """The agent's columns a version freezes: what answers a turn. Name and double texting stay the
 agent's own (they say who it is and how it queues messages, not how it answers)."""
+
+PROMPT_FIELDS = ("templates", "default_template")
+"""What a version also freezes of the team's prompt templates: the sources its prompt reaches
+(`{name: body}`) and, for an empty system prompt, the default template it uses instead."""
+
+FROZEN_DEFAULTS: dict[str, Any] = {
+    "timezone": "UTC",
+    "variables": {},
+    "templates": {},
+    "default_template": None,
+}
+"""What a version frozen before a field existed has for it."""
 
 
 class AgentVersion(Base):

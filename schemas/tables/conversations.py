@@ -60,6 +60,10 @@ class Agent(Base):
     """Per tool: `{"mode": "auto"|"require_approval", "when"?, timer overrides}` (see schemas/policy.py)."""
     approvals: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Approval settings: holding message, timers, notification targets (schemas/api.py ApprovalSettings)."""
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    """IANA zone its prompt's `{{ now }}` is shown in."""
+    variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Names its prompt templates may use, with their values (`{{ company }}`)."""
     live_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     """The published version new conversations pin (`agent_versions`); the columns above are the draft."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,7 +4,7 @@ A test run's side-effecting tools are simulated and its conversation stays out o
 lists; existing conversations are not tests.
 
 Revision ID: 0010_test_conversations
-Revises: 0007_agent_versions
+Revises: 0008_prompt_templates
 Create Date: 2026-12-02 04:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision: str = '0010_test_conversations'
-down_revision: str | None = '0007_agent_versions'
+down_revision: str | None = '0008_prompt_templates'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
