@@ -32,6 +32,7 @@ from api.routers import (
     events,
     health,
     operators,
+    providers,
 )
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(chat_completions.router)
     app.include_router(channels.router)
     app.include_router(dead_letters.router)
+    app.include_router(providers.router)
     app.include_router(channel_hooks.router)
     app.include_router(session.router)
     app.include_router(pages.router)

@@ -1,6 +1,7 @@
 """HTTP request and response bodies, one module per capability; import them from here.
 
-`common` (the error shape, limits), `agents`, `conversations`, `approvals`, `channels`.
+`common` (the error shape, limits), `agents`, `conversations`, `approvals`, `channels`,
+`providers`.
 """
 
 from schemas.api.agents import (
@@ -65,12 +66,21 @@ from schemas.api.conversations import (
     TakeoverRequest,
     TurnReply,
 )
+from schemas.api.providers import (
+    PROVIDER_NAME,
+    ProviderCheck,
+    ProviderCreate,
+    ProviderList,
+    ProviderPublic,
+    ProviderUpdate,
+)
 
 __all__ = [
     "MAX_DB_INT",
     "MAX_OPERATOR_KEY",
     "MAX_TEXT_BYTES",
     "NO_NUL",
+    "PROVIDER_NAME",
     "SLUG",
     "VERSION_REF",
     "AgentCreate",
@@ -116,6 +126,11 @@ __all__ = [
     "MessageList",
     "MessagePublic",
     "OperatorMessageCreate",
+    "ProviderCheck",
+    "ProviderCreate",
+    "ProviderList",
+    "ProviderPublic",
+    "ProviderUpdate",
     "PublishRequest",
     "Readiness",
     "Reply",

@@ -17,7 +17,8 @@ class AgentCreate(_Strict):
         min_length=1, max_length=63, examples=["concierge"], json_schema_extra={"pattern": SLUG.pattern}
     )
     name: str = Field(min_length=1, max_length=200)
-    model: str = Field(min_length=1, max_length=200)
+    model: str | None = Field(None, min_length=1, max_length=200)
+    """Needed unless `provider` names one with a default model (which it then takes)."""
     system_prompt: str = Field("", max_length=32_000)
     tools: list[str] = Field(default_factory=list, max_length=64)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
@@ -26,6 +27,8 @@ class AgentCreate(_Strict):
     tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
     """Per tool: `auto` or `require_approval` (the default for side-effecting tools), with a condition."""
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    provider: str | None = Field(None, min_length=1, max_length=63)
+    """A team LLM provider's name (`GET /v1/providers`); None: the built-in provider (`OPENAI_*`)."""
 
     @field_validator("slug")
     @classmethod
@@ -45,6 +48,8 @@ class AgentUpdate(_Strict):
     double_texting: DoubleTexting | None = None
     tool_policies: dict[str, ToolPolicy] | None = None
     approvals: ApprovalSettings | None = None
+    provider: str | None = Field(None, min_length=1, max_length=63)
+    """A team LLM provider's name; `null` goes back to the built-in provider."""
 
 
 class AgentPublic(BaseModel):
@@ -60,6 +65,8 @@ class AgentPublic(BaseModel):
     double_texting: DoubleTexting
     tool_policies: dict[str, ToolPolicy]
     approvals: ApprovalSettings
+    provider: str | None = None
+    """The team LLM provider the draft's model is asked at; None: the built-in one."""
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     live_version: int | None = None
@@ -99,6 +106,8 @@ class AgentDefinition(BaseModel):
     approvals: dict[str, Any]
     temperature: float
     max_tool_rounds: int
+    provider_id: str | None = None
+    """The team LLM provider's id (`GET /v1/providers/{id}`); None: the built-in provider."""
 
 
 class AgentVersionPublic(BaseModel):

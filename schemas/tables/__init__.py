@@ -24,6 +24,7 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
+from schemas.tables.providers import LlmProvider
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "ChannelInbound",
     "Conversation",
     "Event",
+    "LlmProvider",
     "Message",
     "Report",
     "Schedule",

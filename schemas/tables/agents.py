@@ -22,9 +22,11 @@ DEFINITION_FIELDS = (
     "approvals",
     "temperature",
     "max_tool_rounds",
+    "provider_id",
 )
 """The agent's columns a version freezes: what answers a turn. Name and double texting stay the
-agent's own (they say who it is and how it queues messages, not how it answers)."""
+agent's own (they say who it is and how it queues messages, not how it answers). Versions
+frozen before a field existed lack it: read them with `.get` (missing is the field's null)."""
 
 
 class AgentVersion(Base):
