@@ -26,12 +26,18 @@ class Definition:
     approvals: dict[str, Any]
     temperature: float
     max_tool_rounds: int
+    provider_id: str | None
+    """The team LLM provider that answers (None: the built-in one, `OPENAI_*`)."""
 
     @classmethod
     def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:
-        """Version `version_id`'s `frozen` fields, or (both None) the agent's draft."""
-        source = frozen if frozen is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
-        return cls(id=agent.id, version_id=version_id, **{f: source[f] for f in DEFINITION_FIELDS})
+        """Version `version_id`'s `frozen` fields, or (both None) the agent's draft; a field a
+        version was frozen without (it came later, as `provider_id` did) is None."""
+        source: dict[str, Any] = (
+            {f: getattr(agent, f) for f in DEFINITION_FIELDS} if frozen is None else frozen
+        )
+        fields: dict[str, Any] = {f: source.get(f) for f in DEFINITION_FIELDS}
+        return cls(id=agent.id, version_id=version_id, **fields)
 
 
 def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict[str, Any]]:

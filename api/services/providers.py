@@ -8,6 +8,7 @@ or a failure shows has the key masked out, in case a provider echoes what it was
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from collections import defaultdict
@@ -264,9 +265,13 @@ def _ssl_failure(err: BaseException) -> ssl.SSLError | None:
 
 
 def _root(err: BaseException) -> str:
-    """The innermost cause's words (`[Errno 111] Connection refused`), for a person to read."""
+    """The innermost cause in words (`Connection refused`, `Name or service not known`)."""
     while err.__cause__ is not None or err.__context__ is not None:
         err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    if isinstance(err, OSError) and err.errno is not None and err.errno > 0:
+        return os.strerror(err.errno)
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
     return str(err) or type(err).__name__
 
 

@@ -71,7 +71,14 @@ class RecordedRequest:
 class FakeOpenAI:
     """Scriptable OpenAI-compatible HTTP server bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, port: int = 0, tool_model_prefix: str | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        tool_model_prefix: str | None = None,
+        delay: float = 0.0,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+    ) -> None:
         """Create the server (not yet listening; call :meth:`start`).
 
         Args:
@@ -80,7 +87,13 @@ class FakeOpenAI:
                 a model that calls ``check_availability`` for every user message and
                 answers in text once it has the result (for benchmarks, which cannot script).
             delay: seconds before every unscripted answer starts (a slow model, for trying things by hand).
+            api_key: when set, every request must send ``Authorization: Bearer <api_key>``; others
+                get OpenAI's 401, which (as OpenAI's does, in part) quotes the key it was sent.
+            models: the ids ``GET /v1/models`` lists.
         """
+        self.api_key = api_key
+        self.models = list(models or [])
+        self._listings: list[dict[str, str]] = []
         self._delay = delay
         self._port = port
         self._tool_model_prefix = tool_model_prefix
@@ -152,6 +165,14 @@ class FakeOpenAI:
                 raise TimeoutError(f"{got}/{count} requests for {model!r} after {timeout}s")
             return list(self._requests[model])
 
+    def model_listings(self) -> list[dict[str, str]]:
+        """The headers (names lowercased) of every ``GET /v1/models`` so far, oldest first."""
+        with self._cond:
+            return list(self._listings)
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        return self.api_key is None or headers.get("authorization") == f"Bearer {self.api_key}"
+
     def _record(self, body: dict[str, Any], headers: dict[str, str]) -> Step:
         """Record a request and pop the step that answers it (an echo step if none)."""
         model = str(body.get("model", ""))
@@ -199,11 +220,26 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default stderr request log."""
 
     def do_GET(self) -> None:
-        """Serve ``GET /v1/models`` with an empty list."""
-        if self.path.rstrip("/") == "/v1/models":
-            self._send_json(200, {"object": "list", "data": []})
-        else:
+        """Serve ``GET /v1/models`` with the fake's ``models``."""
+        fake = cast(_Server, self.server).fake
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if self.path.rstrip("/") != "/v1/models":
             self._send_error(404, "not found", {})
+            return
+        with fake._cond:
+            fake._listings.append(headers)
+        if self._refused(fake, headers):
+            return
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in fake.models]
+        self._send_json(200, {"object": "list", "data": data})
+
+    def _refused(self, fake: FakeOpenAI, headers: dict[str, str]) -> bool:
+        """Answer 401 (quoting the key sent) to a request without the fake's key; True if so."""
+        if fake._authorized(headers):
+            return False
+        sent = headers.get("authorization", "").removeprefix("Bearer ")
+        self._send_error(401, f"Incorrect API key provided: {sent}.", {})
+        return True
 
     def do_POST(self) -> None:
         """Serve ``POST /v1/chat/completions`` from the script."""
@@ -215,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         fake = cast(_Server, self.server).fake
         step = fake._record(body, headers)
+        if self._refused(fake, headers):
+            return
         if step.delay:
             time.sleep(step.delay)
         if step.status != 200:
@@ -339,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_error(self, status: int, message: str, headers: dict[str, str]) -> None:
         """Send an OpenAI-style error body."""
-        kind = {429: "rate_limit_error"}.get(status, "invalid_request_error")
+        kind = {429: "rate_limit_error", 401: "authentication_error"}.get(status, "invalid_request_error")
         if status >= 500:
             kind = "server_error"
         error = {"error": {"message": message, "type": kind, "code": None}}
