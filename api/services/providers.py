@@ -252,6 +252,14 @@ async def delete_provider(session: AsyncSession, team_id: str, provider_id: str)
     await session.commit()
 
 
+def _words(err: openai.APIStatusError) -> str:
+    """What the provider said: its error's own message, without the SDK's `Error code: …` prefix."""
+    body = err.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return err.message
+
+
 def _ssl_failure(err: BaseException) -> ssl.SSLError | None:
     """The TLS error under a connection failure, if that is what it was."""
     seen: set[int] = set()
@@ -301,7 +309,7 @@ async def probe(provider: LlmProvider, key: str | None, timeout: float = CHECK_T
         models = sorted({str(m.id) for m in page.data})[:MAX_MODELS]
     except openai.APIStatusError as err:
         status = err.status_code
-        said = f"{where} answered HTTP {status}: {err.message}"
+        said = f"{where} answered HTTP {status}: {_words(err)}"
         if status in (401, 403):
             return failed(CheckReason.UNAUTHORIZED, f"the key was refused: {said}", status, timed=True)
         if status == 404:
