@@ -9,6 +9,7 @@ import datetime as dt
 import ipaddress
 import json
 import logging
+import socket
 import ssl
 import threading
 import uuid
@@ -29,7 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from schemas.enums import Role
+from api.services.providers import probe
+from schemas.enums import CheckReason, Role
 from schemas.settings import Settings
 from schemas.tables import Event, LlmProvider, utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step
@@ -281,6 +283,58 @@ async def test_a_certificate_that_does_not_verify_is_tls(team: TeamClient, https
     check = (await team.request("POST", f"/v1/providers/{created['id']}/check")).json()
     assert check["ok"] is False and check["reason"] == "tls", check
     assert "TLS handshake" in check["message"] and "certificate" in check["message"]
+
+
+class _Html(_Models):
+    def do_GET(self) -> None:
+        data = b"<html><body>It works!</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _unsaved(base_url: str) -> LlmProvider:
+    return LlmProvider(team_id="t", name="p", kind="openai_compatible", base_url=base_url)
+
+
+async def test_a_server_that_is_not_an_llm_is_a_bad_response_and_one_that_never_answers_a_timeout() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))  # connections complete in the backlog; none is answered
+    try:
+        html = await probe(_unsaved(f"http://127.0.0.1:{server.server_address[1]}/v1"), None)
+        assert html.ok is False and html.reason == CheckReason.BAD_RESPONSE, html
+        assert "did not answer with a models list" in (html.message or "")
+        mute = await probe(_unsaved(f"http://127.0.0.1:{silent.getsockname()[1]}/v1"), None, timeout=0.5)
+        assert mute.ok is False and mute.reason == CheckReason.TIMEOUT, mute
+        assert mute.message is not None and "did not answer within 0.5 s" in mute.message
+    finally:
+        server.shutdown()
+        server.server_close()
+        silent.close()
+
+
+async def test_an_azure_provider_is_checked_and_answers_turns_at_its_deployment_with_its_api_key_header(
+    team: TeamClient, provider_llm: FakeOpenAI, model: str
+) -> None:
+    root = provider_llm.base_url.removesuffix("/v1")
+    provider = await _add(
+        Seen(team), kind="azure_openai", base_url=root, api_version="2024-10-21", api_key=KEY
+    )
+    check = (await team.request("POST", f"/v1/providers/{provider['id']}/check")).json()
+    assert check["ok"] is True and check["models"] == ["alpha-2", "zeta-1"], check
+    assert provider_llm.model_listings()[-1]["api-key"] == KEY
+
+    agent = await team.create_agent(model, provider=provider["name"])
+    conversation = await team.start_conversation(agent["slug"])
+    provider_llm.script(model, [Step(text="hello from azure")])
+    reply = (await team.send(conversation, "hi")).json()
+    assert reply["reply"]["content"] == "hello from azure", reply
+    [request] = provider_llm.requests(model)
+    assert request.path == f"/openai/deployments/{model}/chat/completions?api-version=2024-10-21"
+    assert request.headers["api-key"] == KEY and "authorization" not in request.headers
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import sys
 import threading
@@ -25,8 +26,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 _CHUNK_CHARS = 8
+_AZURE_CHAT = re.compile(r"^/openai/deployments/[^/]+/chat/completions$")
+"""Azure OpenAI's chat path (under the resource's endpoint), also served, for Azure clients."""
 _HOLD_MAX_SECONDS = 60.0
 
 
@@ -66,6 +70,8 @@ class RecordedRequest:
     body: dict[str, Any]
     headers: dict[str, str]
     received_at: float
+    path: str = "/v1/chat/completions"
+    """The path and query it was sent to (Azure's name the deployment and the api-version)."""
 
 
 class FakeOpenAI:
@@ -171,13 +177,20 @@ class FakeOpenAI:
             return list(self._listings)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
-        return self.api_key is None or headers.get("authorization") == f"Bearer {self.api_key}"
+        """OpenAI's `Authorization: Bearer <key>`, or Azure OpenAI's `api-key: <key>`."""
+        if self.api_key is None:
+            return True
+        return (
+            headers.get("authorization") == f"Bearer {self.api_key}" or headers.get("api-key") == self.api_key
+        )
 
-    def _record(self, body: dict[str, Any], headers: dict[str, str]) -> Step:
+    def _record(
+        self, body: dict[str, Any], headers: dict[str, str], path: str = "/v1/chat/completions"
+    ) -> Step:
         """Record a request and pop the step that answers it (an echo step if none)."""
         model = str(body.get("model", ""))
         with self._cond:
-            self._requests[model].append(RecordedRequest(model, body, headers, time.monotonic()))
+            self._requests[model].append(RecordedRequest(model, body, headers, time.monotonic(), path))
             self._cond.notify_all()
             queue = self._steps[model]
             if queue:
@@ -223,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Serve ``GET /v1/models`` with the fake's ``models``."""
         fake = cast(_Server, self.server).fake
         headers = {k.lower(): v for k, v in self.headers.items()}
-        if self.path.rstrip("/") != "/v1/models":
+        if urlsplit(self.path).path.rstrip("/") not in ("/v1/models", "/openai/models"):
             self._send_error(404, "not found", {})
             return
         with fake._cond:
@@ -237,20 +250,21 @@ class _Handler(BaseHTTPRequestHandler):
         """Answer 401 (quoting the key sent) to a request without the fake's key; True if so."""
         if fake._authorized(headers):
             return False
-        sent = headers.get("authorization", "").removeprefix("Bearer ")
+        sent = headers.get("api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         self._send_error(401, f"Incorrect API key provided: {sent}.", {})
         return True
 
     def do_POST(self) -> None:
         """Serve ``POST /v1/chat/completions`` from the script."""
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        route = urlsplit(self.path).path.rstrip("/")
+        if route != "/v1/chat/completions" and not _AZURE_CHAT.match(route):
             self._send_error(404, "not found", {})
             return
         body = cast(dict[str, Any], json.loads(raw or b"{}"))
         headers = {k.lower(): v for k, v in self.headers.items()}
         fake = cast(_Server, self.server).fake
-        step = fake._record(body, headers)
+        step = fake._record(body, headers, self.path)
         if self._refused(fake, headers):
             return
         if step.delay:
