@@ -119,6 +119,8 @@ class LlmActivities:
         self._settings = settings
         self._providers: dict[str, tuple[datetime, openai.AsyncOpenAI, str | None]] = {}
         """Team providers' clients and keys by provider id, with the `updated_at` they were built at."""
+        self._provider_pool: openai.DefaultAsyncHttpxClient | None = None
+        """The connection pool every team provider's client shares (made at the first one)."""
         self._versions: dict[str, dict[str, Any]] = {}
         """Version definitions read so far: versions are never edited, so one read is enough."""
         self._client: openai.AsyncOpenAI | None = None
@@ -465,7 +467,9 @@ class LlmActivities:
                 type=ErrorType.SECRETS_UNAVAILABLE,
                 non_retryable=True,
             ) from None
-        client = client_for(provider, key, self._settings.llm_timeout_seconds)
+        if self._provider_pool is None:
+            self._provider_pool = openai.DefaultAsyncHttpxClient()
+        client = client_for(provider, key, self._settings.llm_timeout_seconds, self._provider_pool)
         if len(self._providers) >= PROVIDER_CACHE:
             self._providers.clear()
         self._providers[provider.id] = (provider.updated_at, client, key)

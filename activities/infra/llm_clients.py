@@ -27,8 +27,18 @@ def api_key(provider: LlmProvider, box: SecretBox) -> str | None:
     return str(box.open(provider.secret)["api_key"])
 
 
-def client_for(provider: LlmProvider, key: str | None, timeout: float) -> openai.AsyncOpenAI:
-    """A client that speaks to `provider` with `key`: Azure's for `azure_openai`, else OpenAI's."""
+def client_for(
+    provider: LlmProvider,
+    key: str | None,
+    timeout: float,
+    http: openai.DefaultAsyncHttpxClient | None = None,
+) -> openai.AsyncOpenAI:
+    """A client that speaks to `provider` with `key`: Azure's for `azure_openai`, else OpenAI's.
+
+    `http` is a connection pool to share: each openai client sends its own key and base URL
+    on every request, so one pool serves them all, and a new provider client then costs no
+    TLS context of its own (building one was most of the ~0.1 s a fresh client took).
+    """
     if provider.kind == ProviderKind.AZURE_OPENAI:
         return openai.AsyncAzureOpenAI(
             api_key=key or NO_KEY,
@@ -36,9 +46,14 @@ def client_for(provider: LlmProvider, key: str | None, timeout: float) -> openai
             api_version=provider.api_version,
             max_retries=0,
             timeout=timeout,
+            http_client=http,
         )
     return openai.AsyncOpenAI(
-        api_key=key or NO_KEY, base_url=provider.base_url or OPENAI_URL, max_retries=0, timeout=timeout
+        api_key=key or NO_KEY,
+        base_url=provider.base_url or OPENAI_URL,
+        max_retries=0,
+        timeout=timeout,
+        http_client=http,
     )
 
 
