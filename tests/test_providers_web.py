@@ -93,6 +93,17 @@ async def test_an_admin_adds_checks_and_edits_a_provider(
         await _shot(page, "providers-unauthorized")
         html = await page.content()
         assert KEY not in html and "x" * 24 not in html
+
+        # Delete, confirmed: refused while an agent uses it, which the page says; then done.
+        agent = await team.create_agent("qwen2.5:7b", provider="local")
+        page.on("dialog", lambda dialog: dialog.accept())
+        await page.reload()
+        await expect(row.locator("td.agents")).to_have_text(agent["slug"])
+        await row.locator("button[data-action=delete]").click()
+        await expect(page.locator("#action-error")).to_contain_text(f"is used by {agent['slug']} (draft)")
+        assert (await team.request("DELETE", f"/v1/agents/{agent['slug']}")).status_code == 204
+        await row.locator("button[data-action=delete]").click()
+        await expect(page.locator("#no-providers")).to_be_visible()
     finally:
         await context.close()
 
