@@ -340,6 +340,7 @@ async def check_provider(
         key = api_key(provider, _box(settings)) if provider.secret is not None else None
     except SecretsUnavailable as err:
         raise ApiError(503, "secrets_unavailable", str(err)) from err
+    await session.commit()  # nothing to write yet: no transaction stays open while the provider answers
     result = await probe(provider, key)
     provider.last_check = result.model_dump(mode="json")
     provider.checked_at = result.checked_at
