@@ -36,7 +36,7 @@ from schemas.settings import Settings
 from schemas.tables import Event, LlmProvider, utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.processes import free_port
-from tests.support import TeamClient, add_key, create_database, drop_database
+from tests.support import TeamClient, add_key, create_database, drop_database, new_team
 from workers.migrate import alembic_config
 from workflows.contract import conversation_workflow_id
 
@@ -391,6 +391,9 @@ async def test_a_conversation_reaches_its_provider_with_its_key_which_leaks_nowh
     )
     assert failed.json()["status"] == "failed" and failed.json()["error"]["code"] == "llm_auth_failed"
     assert "***" in failed.json()["error"]["message"]
+    assert (
+        provider_llm.requests(model)[-1].headers["authorization"] == f"Bearer {KEY[::-1]}"
+    )  # the new key, at once
     for path in ("", "/messages"):
         await seen("GET", f"/v1/conversations/{conversation}{path}")
     await seen("GET", f"/v1/agents/{agent['slug']}/versions")
@@ -463,7 +466,18 @@ async def test_a_provider_in_use_cannot_be_deleted(team: TeamClient, model: str)
     assert (await team.request("DELETE", f"/v1/providers/{provider['id']}")).status_code == 204
 
 
-async def test_an_agent_names_only_its_own_teams_providers(team: TeamClient, model: str) -> None:
+async def test_an_agent_names_only_its_own_teams_providers(
+    team: TeamClient, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    theirs = await new_team(sessions, team.http)
+    other = await _add(Seen(theirs), name="theirs", base_url="http://127.0.0.1:1/v1", api_key=KEY)
+    for method, path in [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/check")]:
+        response = await team.request(method, f"/v1/providers/{other['id']}{path}", json={})
+        assert response.status_code == 404 and response.json()["error"]["code"] == "provider_not_found"
+    borrowed = await team.request(
+        "POST", "/v1/agents", json={"slug": "z", "name": "Z", "model": model, "provider": "theirs"}
+    )
+    assert borrowed.status_code == 422 and borrowed.json()["error"]["details"][0]["field"] == "provider"
     unknown = await team.request(
         "POST", "/v1/agents", json={"slug": "x", "name": "X", "model": model, "provider": "nowhere"}
     )
