@@ -24,6 +24,8 @@ from activities import metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
+from activities.infra.llm_clients import api_key, client_for, redacted
+from activities.infra.secrets import SecretBox, SecretsUnavailable
 from activities.llm_context import Definition, to_chat_messages, with_inbound
 from activities.llm_failures import provider_failure, stream_dropped
 from activities.prompts import draft_definition
@@ -47,7 +49,7 @@ from schemas.keys import assistant_key
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import Agent, AgentVersion, Channel, Conversation, Message, Turn
+from schemas.tables import Agent, AgentVersion, Channel, Conversation, LlmProvider, Message, Turn
 from schemas.tools import TOOLS
 
 TRANSCRIPT_WINDOW = 200
@@ -55,6 +57,9 @@ TRANSCRIPT_WINDOW = 200
 
 VERSION_CACHE = 1024
 """How many version definitions a worker keeps in memory (cleared when full)."""
+
+PROVIDER_CACHE = 256
+"""How many team providers' clients a worker keeps (cleared when full)."""
 
 DEMO_PACE = 0.05
 """Seconds between the offline demo's deltas: it answers at once, and would otherwise arrive whole."""
@@ -112,6 +117,11 @@ class LlmActivities:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
+        self._settings = settings
+        self._providers: dict[str, tuple[datetime, openai.AsyncOpenAI, str | None]] = {}
+        """Team providers' clients and keys by provider id, with the `updated_at` they were built at."""
+        self._provider_pool: openai.DefaultAsyncHttpxClient | None = None
+        """The connection pool every team provider's client shares (made at the first one)."""
         self._versions: dict[str, dict[str, Any]] = {}
         """Version definitions read so far: versions are never edited, so one read is enough."""
         self._client: openai.AsyncOpenAI | None = None
@@ -387,12 +397,7 @@ class LlmActivities:
     async def _chat(
         self, agent: Definition, messages: list[dict[str, Any]], tools: list[str], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
-        if self._client is None:
-            raise ApplicationError(
-                f"agent model {agent.model!r} needs an LLM endpoint: set OPENAI_API_KEY or OPENAI_BASE_URL",
-                type=ErrorType.LLM_NOT_CONFIGURED,
-                non_retryable=True,
-            )
+        client, key = await self._client_for(agent)
         body: dict[str, Any] = {
             "model": agent.model,
             "messages": messages,
@@ -410,7 +415,7 @@ class LlmActivities:
             # The SDK's raw `post` skips its request transform, which walks every message
             # of the window on each call and was a quarter of a turn's CPU; the body is
             # already plain JSON, so there is nothing for it to do.
-            stream = await self._client.post(
+            stream = await client.post(
                 "/chat/completions",
                 body=body,
                 cast_to=ChatCompletion,
@@ -435,14 +440,76 @@ class LlmActivities:
         except (openai.OpenAIError, httpx.TransportError) as err:
             # A connection dropped mid-stream surfaces as httpx's error, not the SDK's.
             failure = provider_failure(err) if isinstance(err, openai.OpenAIError) else stream_dropped(err)
+            failure, echoed = _masked(failure, key)
             activity.logger.warning(
                 "LLM call failed (%s, %s): %s",
                 failure.type,
                 "will not retry" if failure.non_retryable else "will retry",
                 failure.message,
             )
+            if echoed:  # the provider's words held the key: the cause, which holds them too, stays here
+                raise failure from None
             raise failure from err
         response = LlmResponse(
             content="".join(content), tool_calls=[ToolCall(**calls[i]) for i in sorted(calls)], model=model
         )
         return response, usage
+
+    async def _client_for(self, agent: Definition) -> tuple[openai.AsyncOpenAI, str | None]:
+        """The client that answers `agent`, and the key it sends (to mask it out of failures).
+
+        A team provider's row is read each turn (a change or a delete takes effect at the next
+        one); its key is decrypted here only, and its client kept while `updated_at` stays.
+        """
+        if agent.provider_id is None:
+            if self._client is None:
+                raise ApplicationError(
+                    f"agent model {agent.model!r} needs an LLM endpoint: set OPENAI_API_KEY or "
+                    "OPENAI_BASE_URL, or give the agent a provider",
+                    type=ErrorType.LLM_NOT_CONFIGURED,
+                    non_retryable=True,
+                )
+            env_key = self._settings.openai_api_key
+            return self._client, env_key.get_secret_value() if env_key else None
+        async with self._sessions() as session:
+            provider = await session.get(LlmProvider, agent.provider_id)
+        if provider is None or provider.deleted_at is not None:
+            raise ApplicationError(
+                f"the agent's LLM provider {agent.provider_id} is deleted; point the agent at another one",
+                type=ErrorType.PROVIDER_NOT_FOUND,
+                non_retryable=True,
+            )
+        known = self._providers.get(provider.id)
+        if known is not None and known[0] == provider.updated_at:
+            return known[1], known[2]
+        try:
+            key = api_key(provider, SecretBox.of(self._settings))
+        except SecretsUnavailable as err:
+            raise ApplicationError(
+                f"the API key of LLM provider '{provider.name}' cannot be decrypted: {err}",
+                type=ErrorType.SECRETS_UNAVAILABLE,
+                non_retryable=True,
+            ) from None
+        if self._provider_pool is None:
+            self._provider_pool = openai.DefaultAsyncHttpxClient()
+        client = client_for(provider, key, self._settings.llm_timeout_seconds, self._provider_pool)
+        if len(self._providers) >= PROVIDER_CACHE:
+            self._providers.clear()
+        self._providers[provider.id] = (provider.updated_at, client, key)
+        return client, key
+
+
+def _masked(failure: ApplicationError, key: str | None) -> tuple[ApplicationError, bool]:
+    """`failure` with the key masked out of its message, and whether it had to be (a provider
+    may quote the key it was sent in its error)."""
+    if not key or key not in failure.message:
+        return failure, False
+    return (
+        ApplicationError(
+            redacted(failure.message, key),
+            type=failure.type,
+            non_retryable=failure.non_retryable,
+            next_retry_delay=failure.next_retry_delay,
+        ),
+        True,
+    )

@@ -29,6 +29,8 @@ class Definition:
     approvals: dict[str, Any]
     temperature: float
     max_tool_rounds: int
+    provider_id: str | None = None
+    """The team LLM provider that answers (None: the built-in one, `OPENAI_*`)."""
     timezone: str = "UTC"
     variables: dict[str, Any] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)

@@ -32,6 +32,7 @@ from api.routers import (
     events,
     health,
     operators,
+    providers,
 )
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
@@ -44,6 +45,7 @@ from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
 from api.web import prompt_templates as template_pages
+from api.web import providers as provider_pages
 from api.web import schedules as schedule_pages
 from schemas.settings import Settings
 
@@ -148,6 +150,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(chat_completions.router)
     app.include_router(channels.router)
     app.include_router(dead_letters.router)
+    app.include_router(providers.router)
     app.include_router(channel_hooks.router)
     app.include_router(session.router)
     app.include_router(pages.router)
@@ -159,6 +162,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(agent_pages.router)
     app.include_router(dead_letter_pages.router)
     app.include_router(template_pages.router)
+    app.include_router(provider_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

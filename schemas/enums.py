@@ -250,3 +250,29 @@ class InboundKind(StrEnum):
     DECISION = "decision"
     """An operator's button press on an approval request."""
     IGNORED = "ignored"
+
+
+class ProviderKind(StrEnum):
+    """Which client a team's LLM provider is spoken to with (`llm_providers.kind`)."""
+
+    OPENAI = "openai"
+    AZURE_OPENAI = "azure_openai"
+    """Azure OpenAI: needs `base_url` (the resource's endpoint) and `api_version`."""
+    OPENAI_COMPATIBLE = "openai_compatible"
+    """Any server speaking OpenAI's API (Ollama, vLLM, LM Studio, OpenRouter): needs `base_url`."""
+
+
+class CheckReason(StrEnum):
+    """Why a provider check failed (`ProviderCheck.reason`)."""
+
+    UNAUTHORIZED = "unauthorized"
+    """The provider answered 401 or 403: the key is wrong, revoked or lacks access."""
+    UNREACHABLE = "unreachable"
+    """No connection: the host does not resolve, or nothing listens on the port."""
+    TLS = "tls"
+    """The TLS handshake failed (most often: the certificate does not verify)."""
+    TIMEOUT = "timeout"
+    NOT_FOUND = "not_found"
+    """The server answered 404 for its models list: the base URL is likely wrong."""
+    BAD_RESPONSE = "bad_response"
+    """Anything else: another status, or an answer that is not a models list."""

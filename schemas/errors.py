@@ -32,6 +32,8 @@ class ErrorType(StrEnum):
     LLM_ERROR = "llm_error"
     LLM_NOT_CONFIGURED = "llm_not_configured"
     TOO_MANY_TOOL_ROUNDS = "too_many_tool_rounds"
+    PROVIDER_NOT_FOUND = "provider_not_found"
+    """Non-retryable: the turn's definition names a team LLM provider that is deleted or gone."""
     # Agent versions.
     VERSION_CHANGED = "version_changed"
     """Retryable: the live version changed while a turn started; the retry uses the recorded one."""

@@ -94,6 +94,7 @@ async def test_the_shared_page_shows_who_is_signed_in_and_signs_out(
             "Schedules",
             "Templates",
             "Dead letters",
+            "Providers",
         ]
         await page.click("text=Sign out")
         await page.wait_for_url(f"{live_url}/login*")

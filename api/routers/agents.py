@@ -37,6 +37,8 @@ _RULES = {
     " includes existing templates, and renders with sample values (also a default template it uses)",
     "timezone": "an IANA time zone name",
     "variables": "not a built-in name (user, conversation, channel, now); any used by its prompt",
+    "provider": "the name of one of the team's providers (`GET /v1/providers`)",
+    "model": "needed on create unless `provider` has a default model",
 }
 _CHECKED = checked_beyond_schema(**_RULES)
 _NOT_NULL = "not null: leave a field out to keep it"
@@ -44,7 +46,9 @@ _UPDATE_CHECKED = checked_beyond_schema(
     **{
         name: _RULES.get(name, "") + ("; " if name in _RULES else "") + _NOT_NULL
         for name in AgentUpdate.model_fields
-    }
+        if name != "provider"
+    },
+    provider=_RULES["provider"] + "; `null`: the built-in provider",
 )
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses={401: {"model": ErrorBody}})

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.prompts import draft_definition, prompt_fields, templates_in_scope
 from api.errors import ApiError
+from api.services import providers
 from api.services.prompt_checks import check_prompt
 from schemas.api import AgentCreate, AgentPublic, AgentUpdate
 from schemas.enums import DoubleTexting, ToolMode
@@ -59,9 +60,10 @@ async def public_of(session: AsyncSession, agent: Agent) -> AgentPublic:
     """`public`, with the live version's number and whether the draft differs from it."""
     live = await session.get(AgentVersion, agent.live_version_id) if agent.live_version_id else None
     draft = await draft_definition(session, agent)
-    return public(
-        agent, live.n if live else None, live is None or not same_definition(live.definition, draft)
-    )
+    changed = live is None or not same_definition(live.definition, draft)
+    shown = public(agent, live.n if live else None, changed)
+    shown.provider = await providers.name_of(session, agent.provider_id)
+    return shown
 
 
 def same_definition(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -123,11 +125,21 @@ def _check_tools(tools: list[str]) -> list[str]:
 
 async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, by: str = "") -> Agent:
     """Create an agent and publish its version 1. Slugs are unique within a team (409 on a duplicate)."""
+    provider = await providers.named(session, team_id, body.provider) if body.provider else None
+    model = body.model or (provider.default_model if provider else None)
+    if model is None:
+        raise ApiError(
+            422,
+            "validation_error",
+            "model: needed unless the agent's provider has a default model",
+            [{"field": "model", "message": "needed unless the agent's provider has a default model"}],
+        )
     agent = Agent(
         team_id=team_id,
         slug=body.slug,
         name=body.name,
-        model=body.model,
+        model=model,
+        provider_id=provider.id if provider else None,
         system_prompt=body.system_prompt,
         tools=_check_tools(body.tools),
         temperature=body.temperature,
@@ -166,6 +178,9 @@ async def update_agent(session: AsyncSession, team_id: str, slug: str, body: Age
     """Change some of the agent's draft; conversations see it once it is published."""
     agent = await find_agent(session, team_id, slug)
     changes = body.model_dump(exclude_unset=True)
+    if "provider" in changes:
+        name = changes.pop("provider")
+        agent.provider_id = (await providers.named(session, team_id, name)).id if name else None
     for field, value in changes.items():
         if value is None:
             raise ApiError(

@@ -1,6 +1,7 @@
 """HTTP request and response bodies, one module per capability; import them from here.
 
-`common` (the error shape, limits), `agents`, `conversations`, `approvals`, `channels`, `prompts`.
+`common` (the error shape, limits), `agents`, `conversations`, `approvals`, `channels`,
+`prompts`, `providers`.
 """
 
 from schemas.api.agents import (
@@ -66,12 +67,21 @@ from schemas.api.conversations import (
     TurnReply,
 )
 from schemas.api.prompts import TEMPLATE_NAME, TemplateCreate, TemplateList, TemplatePublic, TemplateUpdate
+from schemas.api.providers import (
+    PROVIDER_NAME,
+    ProviderCheck,
+    ProviderCreate,
+    ProviderList,
+    ProviderPublic,
+    ProviderUpdate,
+)
 
 __all__ = [
     "MAX_DB_INT",
     "MAX_OPERATOR_KEY",
     "MAX_TEXT_BYTES",
     "NO_NUL",
+    "PROVIDER_NAME",
     "SLUG",
     "TEMPLATE_NAME",
     "VERSION_REF",
@@ -118,6 +128,11 @@ __all__ = [
     "MessageList",
     "MessagePublic",
     "OperatorMessageCreate",
+    "ProviderCheck",
+    "ProviderCreate",
+    "ProviderList",
+    "ProviderPublic",
+    "ProviderUpdate",
     "PublishRequest",
     "Readiness",
     "Reply",

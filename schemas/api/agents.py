@@ -51,7 +51,8 @@ class AgentCreate(_Strict):
         min_length=1, max_length=63, examples=["concierge"], json_schema_extra={"pattern": SLUG.pattern}
     )
     name: str = Field(min_length=1, max_length=200)
-    model: str = Field(min_length=1, max_length=200)
+    model: str | None = Field(None, min_length=1, max_length=200)
+    """Needed unless `provider` names one with a default model (which it then takes)."""
     system_prompt: str = Field("", max_length=32_000)
     tools: list[str] = Field(default_factory=list, max_length=64)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
@@ -64,6 +65,8 @@ class AgentCreate(_Strict):
     """IANA time zone its prompt's `{{ now }}` is shown in."""
     variables: Variables = Field(default_factory=dict)
     """Names its prompt may use beside the built-ins, with their values: `{"company": "ACME"}`."""
+    provider: str | None = Field(None, min_length=1, max_length=63)
+    """A team LLM provider's name (`GET /v1/providers`); None: the built-in provider (`OPENAI_*`)."""
 
     @field_validator("slug")
     @classmethod
@@ -106,6 +109,9 @@ class AgentUpdate(_Strict):
     def _variables(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return check_variables(value)
 
+    provider: str | None = Field(None, min_length=1, max_length=63)
+    """A team LLM provider's name; `null` goes back to the built-in provider."""
+
 
 class AgentPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -122,6 +128,8 @@ class AgentPublic(BaseModel):
     approvals: ApprovalSettings
     timezone: str = "UTC"
     variables: dict[str, str] = Field(default_factory=dict)
+    provider: str | None = None
+    """The team LLM provider the draft's model is asked at; None: the built-in one."""
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     live_version: int | None = None
@@ -167,6 +175,8 @@ class AgentDefinition(BaseModel):
     """The prompt templates its system prompt reaches, as they were when it was frozen."""
     default_template: str | None = None
     """For an empty system prompt: the default template it renders instead."""
+    provider_id: str | None = None
+    """The team LLM provider's id (`GET /v1/providers/{id}`); None: the built-in provider."""
 
 
 class AgentVersionPublic(BaseModel):

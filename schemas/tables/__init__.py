@@ -25,6 +25,7 @@ from schemas.tables.conversations import (
 )
 from schemas.tables.demo import Booking, Slot, Ticket
 from schemas.tables.prompts import PromptTemplate
+from schemas.tables.providers import LlmProvider
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "ChannelInbound",
     "Conversation",
     "Event",
+    "LlmProvider",
     "Message",
     "PromptTemplate",
     "Report",

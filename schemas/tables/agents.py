@@ -24,9 +24,11 @@ DEFINITION_FIELDS = (
     "max_tool_rounds",
     "timezone",
     "variables",
+    "provider_id",
 )
 """The agent's columns a version freezes: what answers a turn. Name and double texting stay the
-agent's own (they say who it is and how it queues messages, not how it answers)."""
+agent's own (they say who it is and how it queues messages, not how it answers). Versions
+frozen before a field existed lack it: read them with `.get` (missing is the field's null)."""
 
 PROMPT_FIELDS = ("templates", "default_template")
 """What a version also freezes of the team's prompt templates: the sources its prompt reaches

@@ -66,6 +66,8 @@ class Agent(Base):
     """Names its prompt templates may use, with their values (`{{ company }}`)."""
     live_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     """The published version new conversations pin (`agent_versions`); the columns above are the draft."""
+    provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The team LLM provider (`llm_providers`) the draft's model is asked at; None: the built-in one."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import sys
 import threading
@@ -25,8 +26,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 _CHUNK_CHARS = 8
+_AZURE_CHAT = re.compile(r"^/openai/deployments/[^/]+/chat/completions$")
+"""Azure OpenAI's chat path (under the resource's endpoint), also served, for Azure clients."""
 _HOLD_MAX_SECONDS = 60.0
 
 
@@ -66,12 +70,21 @@ class RecordedRequest:
     body: dict[str, Any]
     headers: dict[str, str]
     received_at: float
+    path: str = "/v1/chat/completions"
+    """The path and query it was sent to (Azure's name the deployment and the api-version)."""
 
 
 class FakeOpenAI:
     """Scriptable OpenAI-compatible HTTP server bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, port: int = 0, tool_model_prefix: str | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        tool_model_prefix: str | None = None,
+        delay: float = 0.0,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+    ) -> None:
         """Create the server (not yet listening; call :meth:`start`).
 
         Args:
@@ -80,7 +93,13 @@ class FakeOpenAI:
                 a model that calls ``check_availability`` for every user message and
                 answers in text once it has the result (for benchmarks, which cannot script).
             delay: seconds before every unscripted answer starts (a slow model, for trying things by hand).
+            api_key: when set, every request must send ``Authorization: Bearer <api_key>``; others
+                get OpenAI's 401, which (as OpenAI's does, in part) quotes the key it was sent.
+            models: the ids ``GET /v1/models`` lists.
         """
+        self.api_key = api_key
+        self.models = list(models or [])
+        self._listings: list[dict[str, str]] = []
         self._delay = delay
         self._port = port
         self._tool_model_prefix = tool_model_prefix
@@ -152,11 +171,26 @@ class FakeOpenAI:
                 raise TimeoutError(f"{got}/{count} requests for {model!r} after {timeout}s")
             return list(self._requests[model])
 
-    def _record(self, body: dict[str, Any], headers: dict[str, str]) -> Step:
+    def model_listings(self) -> list[dict[str, str]]:
+        """The headers (names lowercased) of every ``GET /v1/models`` so far, oldest first."""
+        with self._cond:
+            return list(self._listings)
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        """OpenAI's `Authorization: Bearer <key>`, or Azure OpenAI's `api-key: <key>`."""
+        if self.api_key is None:
+            return True
+        return (
+            headers.get("authorization") == f"Bearer {self.api_key}" or headers.get("api-key") == self.api_key
+        )
+
+    def _record(
+        self, body: dict[str, Any], headers: dict[str, str], path: str = "/v1/chat/completions"
+    ) -> Step:
         """Record a request and pop the step that answers it (an echo step if none)."""
         model = str(body.get("model", ""))
         with self._cond:
-            self._requests[model].append(RecordedRequest(model, body, headers, time.monotonic()))
+            self._requests[model].append(RecordedRequest(model, body, headers, time.monotonic(), path))
             self._cond.notify_all()
             queue = self._steps[model]
             if queue:
@@ -199,22 +233,40 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default stderr request log."""
 
     def do_GET(self) -> None:
-        """Serve ``GET /v1/models`` with an empty list."""
-        if self.path.rstrip("/") == "/v1/models":
-            self._send_json(200, {"object": "list", "data": []})
-        else:
+        """Serve ``GET /v1/models`` with the fake's ``models``."""
+        fake = cast(_Server, self.server).fake
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if urlsplit(self.path).path.rstrip("/") not in ("/v1/models", "/openai/models"):
             self._send_error(404, "not found", {})
+            return
+        with fake._cond:
+            fake._listings.append(headers)
+        if self._refused(fake, headers):
+            return
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in fake.models]
+        self._send_json(200, {"object": "list", "data": data})
+
+    def _refused(self, fake: FakeOpenAI, headers: dict[str, str]) -> bool:
+        """Answer 401 (quoting the key sent) to a request without the fake's key; True if so."""
+        if fake._authorized(headers):
+            return False
+        sent = headers.get("api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        self._send_error(401, f"Incorrect API key provided: {sent}.", {})
+        return True
 
     def do_POST(self) -> None:
         """Serve ``POST /v1/chat/completions`` from the script."""
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        route = urlsplit(self.path).path.rstrip("/")
+        if route != "/v1/chat/completions" and not _AZURE_CHAT.match(route):
             self._send_error(404, "not found", {})
             return
         body = cast(dict[str, Any], json.loads(raw or b"{}"))
         headers = {k.lower(): v for k, v in self.headers.items()}
         fake = cast(_Server, self.server).fake
-        step = fake._record(body, headers)
+        step = fake._record(body, headers, self.path)
+        if self._refused(fake, headers):
+            return
         if step.delay:
             time.sleep(step.delay)
         if step.status != 200:
@@ -339,7 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_error(self, status: int, message: str, headers: dict[str, str]) -> None:
         """Send an OpenAI-style error body."""
-        kind = {429: "rate_limit_error"}.get(status, "invalid_request_error")
+        kind = {429: "rate_limit_error", 401: "authentication_error"}.get(status, "invalid_request_error")
         if status >= 500:
             kind = "server_error"
         error = {"error": {"message": message, "type": kind, "code": None}}

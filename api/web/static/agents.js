@@ -509,7 +509,17 @@
       action: async () => {
         const live = await call("GET", `${api}/versions/${agent.live_version}`);
         if (!live.ok) return live;
-        const response = await call("PATCH", api, live.payload.definition);
+        // A version freezes what the draft refers to: its templates' text (kept as resources of
+        // their own, not the agent's) and its provider's id (the draft names the provider).
+        const { templates, default_template, provider_id, ...fields } = live.payload.definition;
+        if (!provider_id) {
+          fields.provider = null;
+        } else {
+          const listed = await call("GET", "/v1/providers");
+          const provider = listed.ok ? listed.payload.items.find((p) => p.id === provider_id) : null;
+          if (provider) fields.provider = provider.name;
+        }
+        const response = await call("PATCH", api, fields);
         return response.ok ? { ...response, reload: true } : response; // the form is drawn by the server
       },
     }));

@@ -4,7 +4,7 @@ A test run's side-effecting tools are simulated and its conversation stays out o
 lists; existing conversations are not tests.
 
 Revision ID: 0010_test_conversations
-Revises: 0008_prompt_templates
+Revises: 0009_llm_providers
 Create Date: 2026-12-02 04:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision: str = '0010_test_conversations'
-down_revision: str | None = '0008_prompt_templates'
+down_revision: str | None = '0009_llm_providers'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
