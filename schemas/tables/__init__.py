@@ -24,6 +24,7 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
+from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 
 __all__ = [
@@ -42,10 +43,15 @@ __all__ = [
     "ChannelInbound",
     "Conversation",
     "Event",
+    "Fault",
+    "Incident",
+    "IncidentEntry",
+    "IncidentNotice",
     "Message",
     "Report",
     "Schedule",
     "ScheduleRun",
+    "SloObjective",
     "Slot",
     "Team",
     "Ticket",
