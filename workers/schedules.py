@@ -37,7 +37,6 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         log.info("created schedule %s", contract.prune_events_schedule_id(settings.task_queue))
     except ScheduleAlreadyRunningError:
         pass
-    await ensure_slo_schedule(client, settings)
 
 
 async def ensure_slo_schedule(client: Client, settings: Settings) -> None:
