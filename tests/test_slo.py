@@ -97,11 +97,11 @@ async def test_an_llm_outage_opens_an_incident_and_recovery_resolves_it_telling_
                     assert response.status_code == 200, response.text
                     assert response.json()["status"] == TurnStatus.FAILED, response.text
 
-                async def incident(status: str) -> dict[str, Any] | None:
+                async def incident(status: str) -> dict[str, Any]:
                     page = await team.request("GET", "/v1/incidents", params={"agent": agent["slug"]})
                     assert page.status_code == 200, page.text
                     items = [i for i in page.json()["items"] if i["status"] == status]
-                    return items[0] if items else None
+                    return dict(items[0]) if items else {}
 
                 opened = await eventually(lambda: incident("open"), timeout=30)
                 assert opened["objective"] == "turn_success"
