@@ -34,6 +34,7 @@ from api.routers import (
     operators,
 )
 from api.routers import incidents as incidents_router
+from api.routers import metrics_summary as metrics_summary_router
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
 from api.services.dead_letters import dead_letter_counter
@@ -42,6 +43,8 @@ from api.streams import EventHub
 from api.web import STATIC_DIR, console, inbox, pages, session
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
+from api.web import incidents as incident_pages
+from api.web import metrics as metrics_pages
 from api.web import schedules as schedule_pages
 from schemas.settings import Settings
 
@@ -153,8 +156,11 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(schedules_router.router)
     app.include_router(reports_router.router)
     app.include_router(incidents_router.router)
+    app.include_router(metrics_summary_router.router)
     app.include_router(schedule_pages.router)
     app.include_router(dead_letter_pages.router)
+    app.include_router(metrics_pages.router)
+    app.include_router(incident_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

@@ -5,6 +5,7 @@ resolves it and tells them again; each once. Operators ack, comment, resolve, op
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
+from activities import faults
 from activities.channels.delivery import ChannelActivities
 from activities.infra.database import create_engine, session_factory
 from activities.slo import Counts, SloActivities, judge
@@ -92,6 +94,7 @@ async def test_an_llm_outage_opens_an_incident_and_recovery_resolves_it_telling_
             await ensure_slo_schedule(temporal, slo_settings)
             try:
                 # The evaluation runs every second from now on; the outage starts failing turns.
+                await asyncio.sleep(faults.REFRESH_SECONDS)  # what a worker takes to see a new fault
                 for i in range(3):
                     response = await team.send(conversation, f"hello {i}")
                     assert response.status_code == 200, response.text

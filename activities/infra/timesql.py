@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float
+from sqlalchemy import Float, Integer
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -41,3 +41,26 @@ Timestamp = ColumnElement[Any] | QueryableAttribute[Any]
 def seconds_between(start: Timestamp, end: Timestamp) -> ColumnElement[float]:
     """`end - start` in seconds."""
     return epoch(end) - epoch(start)
+
+
+class floor_int(FunctionElement[int]):
+    """The integer part of a non-negative number (SQLite's `floor` is an optional extension)."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "floor_int"
+
+
+@compiles(floor_int, "postgresql")
+def _floor_pg(element: floor_int, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+@compiles(floor_int, "sqlite")
+def _floor_sqlite(element: floor_int, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
+
+
+def bucket_of(at: Timestamp, start: float, step: float) -> ColumnElement[int]:
+    """Which `step`-second bucket after `start` (epoch seconds) a timestamp falls in (0, 1, ...)."""
+    return floor_int((epoch(at) - start) / step)
