@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from prometheus_client import Gauge
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,6 +44,13 @@ from schemas.tables import (
     Turn,
     utcnow,
 )
+
+BURN_RATE = Gauge(
+    "steward_slo_burn_rate",
+    "Error-budget burn rate of an agent's objective over a window, as the last SLO evaluation read it",
+    ["agent", "objective", "window"],
+)
+"""Replaced whole at each evaluation, so an agent whose events aged out stops showing a burn."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +239,10 @@ class SloActivities:
             open_rows = list(
                 (await session.execute(select(Incident).where(Incident.open_key.is_not(None)))).scalars()
             )
+            found = select(Agent.id, Agent.slug).where(Agent.id.in_({a for a, _ in counts}))
+            slugs: dict[str, str] = {a: slug for a, slug in (await session.execute(found)).all()}
         open_by_key = {i.open_key: i for i in open_rows}
+        BURN_RATE.clear()
         notices: list[IncidentNoticeRef] = []
         for (agent_id, objective), c in counts.items():
             override = overrides.get((agent_id, objective))
@@ -239,6 +250,10 @@ class SloActivities:
                 continue
             target = override.target if override is not None else DEFAULT_OBJECTIVES[objective].target
             verdict = judge(c, target)
+            for window, rate in verdict.burns.items():
+                BURN_RATE.labels(
+                    agent=slugs.get(agent_id, agent_id), objective=objective.value, window=window
+                ).set(rate)
             key = f"{agent_id}/{objective.value}"
             current = open_by_key.pop(key, None)
             if verdict.severity is not None and current is None:

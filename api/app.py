@@ -39,6 +39,7 @@ from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
 from api.services.dead_letters import dead_letter_counter
 from api.services.keys import ensure_bootstrap_key
+from api.services.metrics_summary import console_gauges
 from api.streams import EventHub
 from api.web import STATIC_DIR, console, inbox, pages, session
 from api.web import dead_letters as dead_letter_pages
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.inbound = Inbound(app.state.sessions, settings)
         app.state.inbound.start(lambda: app.state.temporal)
         app.state.metrics_refreshers = [dead_letter_counter(app.state.sessions)]
+        app.state.metrics_refreshers.append(console_gauges(app.state.sessions))
         try:
             yield
         finally:

@@ -31,7 +31,7 @@ SHOTS.mkdir(parents=True, exist_ok=True)
 
 
 async def _status(team: TeamClient, conversation: str, status: str) -> bool:
-    return (await team.conversation(conversation))["status"] == status
+    return bool((await team.conversation(conversation))["status"] == status)
 
 
 async def _traffic(

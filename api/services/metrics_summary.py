@@ -9,23 +9,35 @@ Prometheus' `histogram_quantile` does, so no query returns one row per turn.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import Gauge
 from sqlalchemy import Select, case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.infra.timesql import bucket_of, seconds_between
 from api.services.agents import find_agent
 from schemas.api import MetricsSummary
-from schemas.enums import ApprovalStatus, DeliveryStatus, EventKind, TurnStatus
+from schemas.enums import (
+    ApprovalStatus,
+    ConversationStatus,
+    DeliveryStatus,
+    EventKind,
+    IncidentStatus,
+    Severity,
+    TurnStatus,
+)
 from schemas.tables import (
+    Agent,
     Approval,
     Channel,
     ChannelDelivery,
     Conversation,
     Event,
+    Incident,
     ToolExecution,
     Turn,
     utcnow,
@@ -278,3 +290,58 @@ async def summary(
         series=series,
         totals=totals,
     )
+
+
+# --- gauges for Prometheus (refreshed on each /metrics scrape, like the dead-letter one) ---
+
+APPROVALS_WAITING = Gauge(
+    "steward_approvals_waiting", "Approvals waiting for a decision, by agent", ["agent"]
+)
+HANDED_OFF = Gauge(
+    "steward_conversations_handed_off", "Conversations a person has (or should take), by agent", ["agent"]
+)
+OPEN_INCIDENTS = Gauge("steward_incidents_open", "Incidents not yet resolved, by severity", ["severity"])
+
+
+def console_gauges(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], Awaitable[None]]:
+    """Refreshes the gauges the Grafana dashboard shows beside the worker's counters."""
+
+    async def refresh() -> None:
+        async with sessions() as session:
+            waiting = (
+                await session.execute(
+                    select(Agent.slug, func.count())
+                    .select_from(Approval)
+                    .join(Agent, Agent.id == Approval.agent_id)
+                    .where(Approval.status == ApprovalStatus.PENDING.value)
+                    .group_by(Agent.slug)
+                )
+            ).tuples()
+            held = (
+                await session.execute(
+                    select(Agent.slug, func.count())
+                    .select_from(Conversation)
+                    .join(Agent, Agent.id == Conversation.agent_id)
+                    .where(Conversation.status == ConversationStatus.HANDED_OFF.value)
+                    .group_by(Agent.slug)
+                )
+            ).tuples()
+            incidents = (
+                await session.execute(
+                    select(Incident.severity, func.count())
+                    .where(Incident.status != IncidentStatus.RESOLVED.value)
+                    .group_by(Incident.severity)
+                )
+            ).tuples()
+            # Replaced whole: an agent with none left must not keep its last count.
+            APPROVALS_WAITING.clear()
+            HANDED_OFF.clear()
+            for slug, n in waiting:
+                APPROVALS_WAITING.labels(agent=slug).set(n)
+            for slug, n in held:
+                HANDED_OFF.labels(agent=slug).set(n)
+            counts = dict(incidents)
+            for severity in Severity:
+                OPEN_INCIDENTS.labels(severity=severity.value).set(counts.get(severity.value, 0))
+
+    return refresh
