@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -273,3 +276,49 @@ async def test_the_evaluation_reads_sqlite_too(tmp_path: Path) -> None:
         assert [n.event for n in recovered.notices] == ["resolved"]
     finally:
         await engine.dispose()
+
+
+async def test_the_cli_injects_a_fault_for_one_agent_and_refuses_an_unknown_one(
+    team: TeamClient, model: str, database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model)
+    async with sessions() as session:
+        slug = (await session.execute(select(Team.slug).where(Team.id == team.team_id))).scalar_one()
+        agent_id = (await session.execute(select(Agent.id).where(Agent.slug == agent["slug"]))).scalar_one()
+    steward = str(Path(sys.executable).parent / "steward")
+    env = {**os.environ, "STEWARD_DATABASE_URL": database_url}
+    args = ["incidents", "simulate", "--kind", "channel_down", "--minutes", "2", "--team", slug]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [steward, *args, "--agent", agent["slug"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"channel_down injected for agent {agent['slug']}" in done.stdout
+    async with sessions() as session:
+        [fault] = (await session.execute(select(Fault).where(Fault.agent_id == agent_id))).scalars()
+        assert fault.kind == "channel_down"
+        assert timedelta(minutes=1.9) < fault.ends_at - fault.starts_at <= timedelta(minutes=2)
+        await session.execute(update(Fault).where(Fault.id == fault.id).values(ends_at=utcnow()))
+        await session.commit()
+    unknown = await asyncio.to_thread(
+        subprocess.run,
+        [steward, *args, "--agent", "nobody"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unknown.returncode == 2 and "no agent 'nobody'" in unknown.stderr
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [steward, "incidents", "simulate", "--kind", "meteor", "--minutes", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

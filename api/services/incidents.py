@@ -28,7 +28,7 @@ from schemas.api import (
 )
 from schemas.enums import FaultKind, IncidentStatus, Objective, Role, Severity
 from schemas.slo import DEFAULT_OBJECTIVES
-from schemas.tables import Agent, Fault, Incident, IncidentEntry, SloObjective, utcnow
+from schemas.tables import Agent, Fault, Incident, IncidentEntry, SloObjective, Team, utcnow
 from workflows import contract
 
 READERS = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
@@ -271,3 +271,25 @@ async def inject_fault(
     session.add(fault)
     await session.commit()
     return fault
+
+
+async def simulate(
+    session: AsyncSession, kind: FaultKind, minutes: float, team_slug: str, agent_slug: str | None
+) -> Fault:
+    """`steward incidents simulate`: the fault, for one agent of a team (by slug) or every agent.
+
+    Raises:
+        LookupError: no such team or agent.
+    """
+    agent_id = None
+    if agent_slug is not None:
+        agent_id = (
+            await session.execute(
+                select(Agent.id)
+                .join(Team, Team.id == Agent.team_id)
+                .where(Team.slug == team_slug, Agent.slug == agent_slug, Agent.deleted_at.is_(None))
+            )
+        ).scalar_one_or_none()
+        if agent_id is None:
+            raise LookupError(f"no agent '{agent_slug}' in team '{team_slug}'")
+    return await inject_fault(session, kind, minutes, agent_id)
