@@ -212,9 +212,7 @@ async def test_slo_settings_default_and_can_be_changed(team: TeamClient, model: 
     assert {o["objective"]: o["target"] for o in defaults}["turn_success"] == 0.99
     assert all(o["default"] for o in defaults)
 
-    changed = await team.request(
-        "PUT", path, json={"objectives": {"turn_latency": {"target": 0.9, "threshold_seconds": 5}}}
-    )
+    changed = await team.request("PUT", path, json={"turn_latency": {"target": 0.9, "threshold_seconds": 5}})
     assert changed.status_code == 200, changed.text
     latency = next(o for o in changed.json()["objectives"] if o["objective"] == "turn_latency")
     assert latency == {
@@ -224,13 +222,17 @@ async def test_slo_settings_default_and_can_be_changed(team: TeamClient, model: 
         "enabled": True,
         "default": False,
     }
-    wrong = await team.request(
-        "PUT", path, json={"objectives": {"turn_success": {"target": 0.9, "threshold_seconds": 5}}}
-    )
+    # Only latency objectives have a threshold; a target under one half is no objective.
+    wrong = await team.request("PUT", path, json={"turn_success": {"target": 0.9, "threshold_seconds": 5}})
     assert wrong.status_code == 422
-    assert "objectives.turn_success.threshold_seconds" in wrong.json()["error"]["message"]
-    low = await team.request("PUT", path, json={"objectives": {"turn_success": {"target": 0.1}}})
-    assert low.status_code == 422
+    assert "turn_success.threshold_seconds" in wrong.json()["error"]["message"]
+    low = await team.request("PUT", path, json={"turn_success": {"target": 0.1}})
+    assert low.status_code == 422 and "turn_success.target" in low.json()["error"]["message"]
+    # A switched-off objective is skipped by the evaluation; the others keep their defaults.
+    off = await team.request("PUT", path, json={"delivery_success": {"target": 0.99, "enabled": False}})
+    by_name = {o["objective"]: o for o in off.json()["objectives"]}
+    assert by_name["delivery_success"]["enabled"] is False
+    assert by_name["turn_latency"]["threshold_seconds"] == 5.0 and by_name["turn_success"]["default"]
 
 
 async def test_the_evaluation_reads_sqlite_too(tmp_path: Path) -> None:

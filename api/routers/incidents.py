@@ -28,17 +28,17 @@ IncidentId = Annotated[str, Path(pattern=INCIDENT_ID, description="an incident's
 Slug = Annotated[str, Path(max_length=64, description="the agent's slug")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 _CHANGE: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+_CHECKED: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+"""404, and 422 for a path value out of bounds (the slug's length, the id's shape)."""
 
 
-@router.get("/v1/agents/{slug}/slos", response_model=SloPublic, responses=_NOT_FOUND)
+@router.get("/v1/agents/{slug}/slos", response_model=SloPublic, responses=_CHECKED)
 async def get_slos(slug: Slug, principal: Reader, session: SessionDep) -> SloPublic:
     """The agent's objectives: its own settings, or the defaults (`default: true`)."""
     return await incidents.slo_settings(session, principal.team_id, slug)
 
 
-@router.put(
-    "/v1/agents/{slug}/slos", response_model=SloPublic, responses={**_NOT_FOUND, 422: {"model": ErrorBody}}
-)
+@router.put("/v1/agents/{slug}/slos", response_model=SloPublic, responses=_CHECKED)
 async def put_slos(slug: Slug, body: SloUpdate, principal: Admin, session: SessionDep) -> SloPublic:
     """Set some objectives' target, threshold (latency ones) or switch them off."""
     return await incidents.update_slos(session, principal.team_id, slug, body)
@@ -75,7 +75,7 @@ async def open_incident(
     )
 
 
-@router.get("/v1/incidents/{incident_id}", response_model=IncidentDetail, responses=_NOT_FOUND)
+@router.get("/v1/incidents/{incident_id}", response_model=IncidentDetail, responses=_CHECKED)
 async def get_incident(incident_id: IncidentId, principal: Reader, session: SessionDep) -> IncidentDetail:
     """One incident and its timeline (what was observed, and what people did)."""
     return await incidents.incident_detail(session, principal.team_id, incident_id)

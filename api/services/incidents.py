@@ -68,13 +68,10 @@ async def _slo_public(session: AsyncSession, agent: Agent) -> SloPublic:
 async def update_slos(session: AsyncSession, team_id: str, slug: str, body: SloUpdate) -> SloPublic:
     """Set the given objectives (the others are left as they are)."""
     agent = await find_agent(session, team_id, slug)
-    for objective, setting in body.objectives.items():
-        if setting.threshold_seconds is not None and DEFAULT_OBJECTIVES[objective].threshold_seconds is None:
-            raise ApiError(
-                422,
-                "threshold_not_applicable",
-                f"objectives.{objective.value}.threshold_seconds: only latency objectives have a threshold",
-            )
+    for objective in Objective:
+        setting = getattr(body, objective.value)
+        if setting is None:
+            continue
         row = (
             await session.execute(
                 select(SloObjective).where(
@@ -86,7 +83,7 @@ async def update_slos(session: AsyncSession, team_id: str, slug: str, body: SloU
             row = SloObjective(team_id=team_id, agent_id=agent.id, objective=objective.value)
             session.add(row)
         row.target = setting.target
-        row.threshold_seconds = setting.threshold_seconds
+        row.threshold_seconds = getattr(setting, "threshold_seconds", None)
         row.enabled = setting.enabled
         row.updated_at = utcnow()
     await session.commit()

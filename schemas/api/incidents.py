@@ -14,17 +14,27 @@ INCIDENT_ID = r"^[0-9a-f]{32}$"
 
 
 class ObjectiveSetting(_Strict):
+    """A share-of-good-events objective (turn success, delivery success)."""
+
     target: float = Field(ge=0.5, le=0.9999, description="the share of good events promised")
-    threshold_seconds: float | None = Field(
-        None, gt=0, le=7 * 86400, description="latency objectives: slower than this is bad"
-    )
     enabled: bool = True
 
 
-class SloUpdate(_Strict):
-    """The objectives to change; the others keep what they have."""
+class LatencyObjectiveSetting(ObjectiveSetting):
+    """A latency objective: `target` of the events take at most `threshold_seconds`."""
 
-    objectives: dict[Objective, ObjectiveSetting] = Field(max_length=len(Objective))
+    threshold_seconds: float | None = Field(
+        None, gt=0, le=7 * 86400, description="slower than this is bad (None: the default)"
+    )
+
+
+class SloUpdate(_Strict):
+    """The objectives to change; those left out keep what they have."""
+
+    turn_success: ObjectiveSetting | None = None
+    turn_latency: LatencyObjectiveSetting | None = None
+    approval_decision: LatencyObjectiveSetting | None = None
+    delivery_success: ObjectiveSetting | None = None
 
 
 class ObjectivePublic(BaseModel):
