@@ -100,6 +100,11 @@ async def test_the_summary_counts_real_turns_tools_failures_and_handoffs(
     everyone = (await team.request("GET", "/v1/metrics/summary", params={"window": "week"})).json()
     assert everyone["totals"]["turns"] >= totals["turns"] and len(everyone["buckets"]) == 28
 
+    # Prometheus gets the per-agent gauges the Grafana dashboard charts, read at the scrape.
+    scraped = (await team.http.get("/metrics")).text
+    assert f'steward_conversations_handed_off{{agent="{slug}"}} 1.0' in scraped
+    assert 'steward_incidents_open{severity="page"}' in scraped
+
     unknown = await team.request("GET", "/v1/metrics/summary", params={"agent": "no-such-agent"})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "agent_not_found"
     bad = await team.request("GET", "/v1/metrics/summary", params={"window": "year"})

@@ -316,7 +316,7 @@ def console_gauges(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], A
                     .where(Approval.status == ApprovalStatus.PENDING.value)
                     .group_by(Agent.slug)
                 )
-            ).tuples()
+            ).all()
             held = (
                 await session.execute(
                     select(Agent.slug, func.count())
@@ -325,14 +325,14 @@ def console_gauges(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], A
                     .where(Conversation.status == ConversationStatus.HANDED_OFF.value)
                     .group_by(Agent.slug)
                 )
-            ).tuples()
+            ).all()
             incidents = (
                 await session.execute(
                     select(Incident.severity, func.count())
                     .where(Incident.status != IncidentStatus.RESOLVED.value)
                     .group_by(Incident.severity)
                 )
-            ).tuples()
+            ).all()
             # Replaced whole: an agent with none left must not keep its last count.
             APPROVALS_WAITING.clear()
             HANDED_OFF.clear()
@@ -340,7 +340,7 @@ def console_gauges(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], A
                 APPROVALS_WAITING.labels(agent=slug).set(n)
             for slug, n in held:
                 HANDED_OFF.labels(agent=slug).set(n)
-            counts = dict(incidents)
+            counts = {severity: n for severity, n in incidents}
             for severity in Severity:
                 OPEN_INCIDENTS.labels(severity=severity.value).set(counts.get(severity.value, 0))
 
