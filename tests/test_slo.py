@@ -30,7 +30,19 @@ from schemas.enums import FaultKind, Severity, TurnStatus
 from schemas.payloads import SloEvaluate
 from schemas.settings import Settings
 from schemas.slo import WINDOWS
-from schemas.tables import Agent, Conversation, Fault, Incident, Team, Turn, utcnow
+from schemas.tables import (
+    Agent,
+    Approval,
+    Channel,
+    ChannelDelivery,
+    Conversation,
+    Fault,
+    Incident,
+    SloObjective,
+    Team,
+    Turn,
+    utcnow,
+)
 from tests.channels import new_chat, telegram_channel
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.webhook import Delivery, WebhookReceiver
@@ -324,3 +336,76 @@ async def test_the_cli_injects_a_fault_for_one_agent_and_refuses_an_unknown_one(
         check=False,
     )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+async def test_late_approvals_and_dead_letters_burn_their_own_objectives(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'slo2.db'}"
+    migrate(Settings(database_url=url))
+    local = Settings(database_url=url)
+    engine = create_engine(local)
+    sessions = session_factory(engine)
+    now = utcnow()
+    async with sessions() as session:
+        for row in (
+            Team(id="t1", slug="t1", name="t1"),
+            Agent(id="a1", team_id="t1", slug="a1", name="Gated agent", model="m"),
+            Conversation(id="c1", team_id="t1", agent_id="a1"),
+            Channel(id="ch1", team_id="t1", agent_id="a1", type="telegram", credentials="x"),
+        ):
+            session.add(row)
+            await session.flush()
+        # Two approvals asked 2 h ago: one still pending (late now), one decided after 90 min.
+        for n, decided in ((1, None), (2, now - timedelta(minutes=30))):
+            session.add(
+                Approval(
+                    id=f"ap{n}",
+                    team_id="t1",
+                    conversation_id="c1",
+                    agent_id="a1",
+                    turn=n,
+                    call_key="0.0",
+                    tool_call_id="x",
+                    tool_name="book",
+                    status="pending" if decided is None else "approved",
+                    decided_at=decided,
+                    remind_at=now,
+                    escalate_at=now,
+                    expires_at=now + timedelta(days=1),
+                    expiry_action="reject",
+                    created_at=now - timedelta(hours=2),
+                )
+            )
+        session.add(
+            ChannelDelivery(
+                team_id="t1",
+                channel_id="ch1",
+                key="k1",
+                text="hi",
+                status="failed",
+                failed_at=now - timedelta(minutes=1),
+            )
+        )
+        await session.commit()
+    slo = SloActivities(sessions, local, ChannelActivities(sessions, local))
+    try:
+        result = await ActivityEnvironment().run(slo.evaluate, SloEvaluate())
+        async with sessions() as session:
+            rows = [await session.get(Incident, n.incident_id) for n in result.notices]
+        opened = {row.objective for row in rows if row is not None}
+        assert opened == {"approval_decision", "delivery_success"}
+        # With a day's threshold for this agent's approvals neither is late: that incident resolves.
+        async with sessions() as session:
+            session.add(
+                SloObjective(
+                    team_id="t1",
+                    agent_id="a1",
+                    objective="approval_decision",
+                    target=0.95,
+                    threshold_seconds=86400,
+                )
+            )
+            await session.commit()
+        again = await ActivityEnvironment().run(slo.evaluate, SloEvaluate())
+        assert [n.event for n in again.notices] == ["resolved"]
+    finally:
+        await engine.dispose()
