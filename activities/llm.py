@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import metrics
+from activities import faults, metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
@@ -375,6 +375,7 @@ class LlmActivities:
         started = time.perf_counter()
         outcome = "error"
         try:
+            await faults.llm(self._sessions, agent.id)  # simulated faults only (activities/faults.py)
             if agent.model == DEMO_MODEL:
                 content, calls = demo_reply(messages, tools, f"call_t{req.turn}r{req.round}")
                 response, usage = LlmResponse(content=content, tool_calls=calls, model=DEMO_MODEL), (0, 0)

@@ -34,16 +34,21 @@ from api.routers import (
     operators,
     providers,
 )
+from api.routers import incidents as incidents_router
+from api.routers import metrics_summary as metrics_summary_router
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
 from api.routers import templates as templates_router
 from api.services.dead_letters import dead_letter_counter
 from api.services.keys import ensure_bootstrap_key
+from api.services.metrics_summary import console_gauges
 from api.streams import EventHub
 from api.web import STATIC_DIR, console, inbox, pages, session
 from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
+from api.web import incidents as incident_pages
+from api.web import metrics as metrics_pages
 from api.web import prompt_templates as template_pages
 from api.web import providers as provider_pages
 from api.web import schedules as schedule_pages
@@ -115,6 +120,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.inbound = Inbound(app.state.sessions, settings)
         app.state.inbound.start(lambda: app.state.temporal)
         app.state.metrics_refreshers = [dead_letter_counter(app.state.sessions)]
+        app.state.metrics_refreshers.append(console_gauges(app.state.sessions))
         try:
             yield
         finally:
@@ -158,11 +164,15 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(schedules_router.router)
     app.include_router(reports_router.router)
     app.include_router(templates_router.router)
+    app.include_router(incidents_router.router)
+    app.include_router(metrics_summary_router.router)
     app.include_router(schedule_pages.router)
     app.include_router(agent_pages.router)
     app.include_router(dead_letter_pages.router)
     app.include_router(template_pages.router)
     app.include_router(provider_pages.router)
+    app.include_router(metrics_pages.router)
+    app.include_router(incident_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

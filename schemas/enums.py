@@ -276,3 +276,33 @@ class CheckReason(StrEnum):
     """The server answered 404 for its models list: the base URL is likely wrong."""
     BAD_RESPONSE = "bad_response"
     """Anything else: another status, or an answer that is not a models list."""
+
+
+class Objective(StrEnum):
+    """What an agent's service level objectives measure (schemas/slo.py has their defaults)."""
+
+    TURN_SUCCESS = "turn_success"
+    TURN_LATENCY = "turn_latency"
+    APPROVAL_DECISION = "approval_decision"
+    DELIVERY_SUCCESS = "delivery_success"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    PAGE = "page"
+    """The fast burn (1 h and 5 min at 14.4x): 2 % of a 30-day budget gone in an hour."""
+    TICKET = "ticket"
+    """The slow burn (6 h and 30 min at 6x): 5 % of the budget gone in six hours."""
+
+
+class FaultKind(StrEnum):
+    """What `steward incidents simulate` can break on purpose (activities/faults.py)."""
+
+    LLM_OUTAGE = "llm_outage"
+    SLOW_LLM = "slow_llm"
+    CHANNEL_DOWN = "channel_down"

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     connections to the webhooks between bursts, and a burst on open connections is acknowledged
     sooner (uvicorn's own default, 5 s, closed them between any two bursts)."""
 
+    slo_eval_seconds: float = Field(60.0, gt=0, validation_alias=_env("STEWARD_SLO_EVAL_SECONDS"))
+    """How often the scheduled SLO evaluation runs."""
+    slo_window_scale: float = Field(1.0, gt=0, le=1, validation_alias=_env("STEWARD_SLO_WINDOW_SCALE"))
+    """Multiplies the burn-rate windows (1 h, 5 min, 6 h, 30 min): below 1 only in dev and
+    tests, so an outage opens and resolves an incident in seconds."""
+    incident_webhook_url: str | None = Field(None, validation_alias=_env("STEWARD_INCIDENT_WEBHOOK_URL"))
+    """Where incidents' opened and resolved notices are POSTed, signed like every webhook."""
+
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
     worker_shutdown_seconds: float = Field(

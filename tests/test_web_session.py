@@ -93,6 +93,8 @@ async def test_the_shared_page_shows_who_is_signed_in_and_signs_out(
             "Playground",
             "Schedules",
             "Templates",
+            "Metrics",
+            "Incidents",
             "Dead letters",
             "Providers",
         ]

@@ -112,6 +112,60 @@ def _cmd_set_webhook(args: argparse.Namespace) -> None:
     sys.stdout.write(f"Telegram now delivers updates to {hook}\n")
 
 
+def _cmd_incidents_simulate(args: argparse.Namespace) -> None:
+    """Inject a fault for a while, so burn, incident, notices, recovery and resolution can be watched."""
+    from activities.infra.database import create_engine, session_factory
+    from api.services.incidents import simulate
+    from schemas.enums import FaultKind
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+
+    async def work() -> str:
+        engine = create_engine(settings)
+        try:
+            async with session_factory(engine)() as session:
+                team = args.team or settings.default_team
+                fault = await simulate(session, FaultKind(args.kind), args.minutes, team, args.agent)
+                return fault.ends_at.strftime("%H:%M:%S UTC")
+        finally:
+            await engine.dispose()
+
+    try:
+        until = asyncio.run(work())
+    except LookupError as err:
+        sys.stderr.write(f"{err}\n")
+        raise SystemExit(2) from err
+    who = f"agent {args.agent}" if args.agent else "every agent"
+    sys.stdout.write(
+        f"{args.kind} injected for {who} until {until}. The SLO evaluation (every "
+        f"{settings.slo_eval_seconds:g} s) opens an incident once the fast burn windows fill, "
+        "and resolves it after the fault ends: watch /incidents.\n"
+    )
+
+
+def _add_incidents(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    incidents = commands.add_parser("incidents", help="SLO incidents")
+    incident_commands = incidents.add_subparsers(dest="incidents_command", required=True)
+    simulate = incident_commands.add_parser(
+        "simulate", help="inject a fault (LLM outage, slow LLM, channel down) to see an incident end to end"
+    )
+    simulate.add_argument("--kind", required=True, choices=["llm_outage", "slow_llm", "channel_down"])
+    simulate.add_argument("--minutes", type=_positive_minutes, required=True, help="how long the fault lasts")
+    simulate.add_argument("--agent", help="only this agent (its slug); every agent if omitted")
+    simulate.add_argument(
+        "--team", default=Settings().default_team, help="the agent's team (default: the default team)"
+    )
+    simulate.set_defaults(run=_cmd_incidents_simulate)
+
+
+def _positive_minutes(value: str) -> float:
+    minutes = float(value)
+    if not 0 < minutes <= 24 * 60:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 1440")
+    return minutes
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="steward", description="Durable orchestration for AI agents.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -155,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     hook.add_argument("channel_id")
     hook.add_argument("--url", required=True, help="the public https:// URL where Steward's API is reached")
     hook.set_defaults(run=_cmd_set_webhook)
+    _add_incidents(commands)
     return root
 
 

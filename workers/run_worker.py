@@ -12,7 +12,7 @@ from activities.infra.database import create_engine
 from activities.infra.temporal import connect
 from schemas.settings import Settings
 from workers.loop import freeze_heap
-from workers.schedules import ensure_schedules, reconcile_ambient
+from workers.schedules import ensure_schedules, ensure_slo_schedule, reconcile_ambient
 from workers.worker import build_worker
 
 log = logging.getLogger("steward.worker")
@@ -25,6 +25,7 @@ async def run_worker(settings: Settings) -> None:
     engine = create_engine(settings)
     client = await connect(settings)
     await ensure_schedules(client, settings)
+    await ensure_slo_schedule(client, settings)
     await reconcile_ambient(client, settings, engine)
     worker = build_worker(client, settings, engine)
     freeze_heap()

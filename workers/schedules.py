@@ -39,6 +39,22 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         pass
 
 
+async def ensure_slo_schedule(client: Client, settings: Settings) -> None:
+    """Create the SLO evaluation schedule (every STEWARD_SLO_EVAL_SECONDS) unless it exists."""
+    schedule = Schedule(
+        action=contract.evaluate_slos_action(settings.task_queue),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.slo_eval_seconds))]
+        ),
+        policy=SchedulePolicy(),
+    )
+    try:
+        await client.create_schedule(contract.slo_schedule_id(settings.task_queue), schedule)
+        log.info("created schedule %s", contract.slo_schedule_id(settings.task_queue))
+    except ScheduleAlreadyRunningError:
+        pass
+
+
 async def reconcile_ambient(client: Client, settings: Settings, engine: AsyncEngine) -> None:
     """Bring the Temporal Schedules of ambient agents in line with their rows (`schedule_sync.reconcile`)."""
     made, deleted = await schedule_sync.reconcile(client, session_factory(engine), settings.task_queue)

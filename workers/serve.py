@@ -21,7 +21,7 @@ from api.streams import EventHub
 from schemas.settings import Settings
 from workers.channels import TelegramPoller
 from workers.loop import freeze_heap
-from workers.schedules import ensure_schedules, reconcile_ambient
+from workers.schedules import ensure_schedules, ensure_slo_schedule, reconcile_ambient
 from workers.worker import build_worker
 
 log = logging.getLogger("steward.serve")
@@ -124,6 +124,7 @@ async def serve(
     engine = create_engine(settings)
     client = await connect(settings)
     await ensure_schedules(client, settings)
+    await ensure_slo_schedule(client, settings)
     await reconcile_ambient(client, settings, engine)
     worker = build_worker(client, settings, engine)
     app = create_app(settings, temporal=client)

@@ -15,6 +15,7 @@ from activities.events import EventActivities
 from activities.infra.database import session_factory
 from activities.infra.temporal import has_plugin
 from activities.llm import LlmActivities
+from activities.slo import SloActivities
 from activities.store import StoreActivities
 from activities.tools import ToolActivities
 from schemas.settings import Settings
@@ -23,6 +24,7 @@ from workflows.approval import ApprovalWorkflow
 from workflows.channel import ChannelDeliveryWorkflow
 from workflows.conversation import ConversationWorkflow
 from workflows.maintenance import PruneEventsWorkflow
+from workflows.slo import IncidentNoticeWorkflow, SloWorkflow
 
 WORKFLOWS = [
     ConversationWorkflow,
@@ -30,6 +32,8 @@ WORKFLOWS = [
     PruneEventsWorkflow,
     AmbientRunWorkflow,
     ChannelDeliveryWorkflow,
+    SloWorkflow,
+    IncidentNoticeWorkflow,
 ]
 
 
@@ -50,6 +54,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     approvals = ApprovalActivities(sessions, settings, channels.registry)
     events = EventActivities(sessions, settings)
     ambient = AmbientActivities(sessions, settings, channels)
+    slo = SloActivities(sessions, settings, channels)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -83,6 +88,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             channels.typing,
             channels.deliver_operator_message,
             channels.notify_handoff,
+            slo.evaluate,
+            slo.notify,
         ],
         # The sandbox and failure types come with Steward's plugin, from the client.
     )

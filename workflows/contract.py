@@ -12,6 +12,7 @@ module is imported: either side can then be imported first.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,11 @@ from schemas.payloads import (
     Handback,
     HoldRequest,
     HoldResult,
+    IncidentNoticeRef,
     OperatorMessage,
     OperatorMessageRecorded,
     PruneEvents,
+    SloEvaluate,
     SubmitAccepted,
     SubmitMessage,
     TakeOver,
@@ -294,3 +297,45 @@ async def send_operator_message(
         update_id=f"operator-message/{key}" if key is not None else None,
     )
     return result
+
+
+# --- SLOs and incidents -------------------------------------------------------------
+
+
+def slo_schedule_id(task_queue: str) -> str:
+    """The SLO evaluation schedule of one deployment (its task queue), and its runs' id."""
+    return f"steward/evaluate-slos/{task_queue}"
+
+
+def incident_notice_workflow_id(incident_id: str, event: str) -> str:
+    """The one notice of an incident event an operator caused (`opened`, `resolved`)."""
+    return f"incident/{incident_id}/{event}"
+
+
+def evaluate_slos_action(task_queue: str) -> ScheduleActionStartWorkflow:
+    """What the SLO schedule starts: one `SloWorkflow`."""
+    from workflows.slo import SloWorkflow
+
+    return ScheduleActionStartWorkflow(
+        SloWorkflow.run,
+        SloEvaluate(),
+        id=slo_schedule_id(task_queue),
+        task_queue=task_queue,
+    )
+
+
+async def notify_incident(client: Client, task_queue: str, incident_id: str, event: str) -> None:
+    """Start the notice of an operator's incident event; a second start of the same one is a no-op."""
+    from temporalio.common import WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from workflows.slo import IncidentNoticeWorkflow
+
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            IncidentNoticeWorkflow.run,
+            IncidentNoticeRef(incident_id=incident_id, event=event),
+            id=incident_notice_workflow_id(incident_id, event),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )

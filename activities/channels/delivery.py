@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import metrics
+from activities import faults, metrics
 from activities.channels.format import split
 from activities.channels.ops import handoff_text, ops_address
 from activities.channels.providers import DeliveryError, Provider
@@ -250,6 +250,9 @@ class ChannelActivities:
                 return True
         await self._mark(delivery_id, DeliveryStatus.SENDING)
         try:
+            await faults.channel(
+                self._sessions, channel.agent_id
+            )  # simulated faults only (activities/faults.py)
             if "callback_query_id" in address or address.get("ephemeral"):
                 await client.answer(address, row.text)
                 message_id = ""

@@ -71,6 +71,7 @@ from schemas.payloads.operators import (
     RecordTakeover,
     TakeOver,
 )
+from schemas.payloads.slo import IncidentNoticeRef, IncidentNoticeResult, SloEvaluate, SloEvaluated
 
 # Models that name a model defined after them are left incomplete by pydantic until
 # first use; resolve them here, so every payload is complete before Temporal's converter
@@ -107,6 +108,8 @@ __all__ = [
     "HoldRequest",
     "HoldResult",
     "InboundMessage",
+    "IncidentNoticeRef",
+    "IncidentNoticeResult",
     "LlmRequest",
     "LlmResponse",
     "Notification",
@@ -128,6 +131,8 @@ __all__ = [
     "RunStart",
     "RunStarted",
     "ScheduleNotice",
+    "SloEvaluate",
+    "SloEvaluated",
     "StatusChange",
     "SubmitAccepted",
     "SubmitMessage",

@@ -24,6 +24,7 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
+from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
 from schemas.tables.prompts import PromptTemplate
 from schemas.tables.providers import LlmProvider
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
@@ -46,12 +47,17 @@ __all__ = [
     "ChannelInbound",
     "Conversation",
     "Event",
+    "Fault",
+    "Incident",
+    "IncidentEntry",
+    "IncidentNotice",
     "LlmProvider",
     "Message",
     "PromptTemplate",
     "Report",
     "Schedule",
     "ScheduleRun",
+    "SloObjective",
     "Slot",
     "Team",
     "Ticket",
