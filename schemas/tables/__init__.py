@@ -24,6 +24,7 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
+from schemas.tables.members import Membership, MemberToken, SignInFailure, User, WebSession
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 
 __all__ = [
@@ -42,16 +43,21 @@ __all__ = [
     "ChannelInbound",
     "Conversation",
     "Event",
+    "MemberToken",
+    "Membership",
     "Message",
     "Report",
     "Schedule",
     "ScheduleRun",
+    "SignInFailure",
     "Slot",
     "Team",
     "Ticket",
     "ToolExecution",
     "Turn",
     "UTCDateTime",
+    "User",
+    "WebSession",
     "new_id",
     "utcnow",
 ]
