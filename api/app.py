@@ -24,6 +24,7 @@ from api.metrics import router as metrics_router
 from api.routers import (
     agents,
     approvals,
+    auth,
     channel_hooks,
     channels,
     chat_completions,
@@ -31,6 +32,8 @@ from api.routers import (
     dead_letters,
     events,
     health,
+    keys,
+    members,
     operators,
 )
 from api.routers import reports as reports_router
@@ -38,10 +41,11 @@ from api.routers import schedules as schedules_router
 from api.services.dead_letters import dead_letter_counter
 from api.services.keys import ensure_bootstrap_key
 from api.streams import EventHub
-from api.web import STATIC_DIR, console, inbox, pages, session
+from api.web import STATIC_DIR, account, console, inbox, pages, session
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
 from api.web import schedules as schedule_pages
+from api.web import settings as settings_pages
 from schemas.settings import Settings
 
 log = logging.getLogger("steward.api")
@@ -151,6 +155,11 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(console.router)
     app.include_router(schedules_router.router)
     app.include_router(reports_router.router)
+    app.include_router(keys.router)
+    app.include_router(members.router)
+    app.include_router(auth.router)
+    app.include_router(settings_pages.router)
+    app.include_router(account.router)
     app.include_router(schedule_pages.router)
     app.include_router(dead_letter_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.

@@ -202,3 +202,16 @@ async def remove_member(session: AsyncSession, team_id: str, user_id: str) -> No
     await _refuse_last_admin(session, team_id, found, "removed")
     await session.delete(found)
     await session.commit()
+
+
+async def ensure_person(
+    session: AsyncSession, team: Team, email: str, display_name: str, password: str, role: Role
+) -> User:
+    """This person with this password and role in `team` (for `steward dev`'s demo admin); flushed."""
+    user = await find_user(session, email)
+    if user is None:
+        user = await create_user(session, email, display_name, password)
+    elif not await password_matches(user.password_hash, password):
+        user.password_hash = await hash_password(password)
+    await add_membership(session, user, team, role)
+    return user

@@ -270,6 +270,7 @@ async def accept_invite(
             request, "invite.html", {"user": None, "invite": None, "known": False, "error": None}, 404
         )
     known = await users.find_user(session, row.email) is not None
+    shown = {"email": row.email, "role": row.role, "created_by": row.created_by}  # survives a rollback
     try:
         user = await invites.accept_invite(session, row, display_name, password)
     except ApiError as err:
@@ -277,7 +278,7 @@ async def accept_invite(
         return templates.TemplateResponse(
             request,
             "invite.html",
-            {"user": None, "invite": row, "known": known, "error": err.message},
+            {"user": None, "invite": shown, "known": known, "error": err.message},
             status_code=err.status,
         )
     return await sign_in_person(request, session, settings, user, "/")
@@ -301,6 +302,7 @@ async def reset_password(
     context: dict[str, Any] = {"user": None, "reset": row, "error": None, "done": False}
     if row is None:
         return templates.TemplateResponse(request, "reset.html", context, status_code=404)
+    context["reset"] = {"email": row.email}  # survives a rollback
     try:
         await invites.reset_password(session, row, password)
     except ApiError as err:
