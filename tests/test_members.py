@@ -1,4 +1,4 @@
-"""Team members: invitations, password sign-in and its limit, sessions, roles, the last admin, resets, audit."""
+"""Team members: invitations, password sign-in and its limit, sessions, roles, the last admin, resets."""
 
 from __future__ import annotations
 
