@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from api.deps import Admin, KeyCache, SessionDep
+from api.errors import checked_beyond_schema
 from api.services import keys
 from schemas.api import ErrorBody
 from schemas.api.members import KeyCreate, KeyCreated, KeyList, KeyPublic
@@ -20,7 +21,12 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201, response_model=KeyCreated)
+@router.post(
+    "",
+    status_code=201,
+    response_model=KeyCreated,
+    responses=checked_beyond_schema(expires_at="a time in the future"),
+)
 async def create_key(body: KeyCreate, principal: Admin, session: SessionDep) -> KeyCreated:
     """Create a key; the answer holds the key itself, the only time it is shown."""
     return await keys.add_key(session, principal.team_id, body, by=principal.actor)
