@@ -61,6 +61,9 @@ async def test_keys_are_created_with_an_expiry_shown_once_listed_with_last_use_a
     gone = await team.http.get("/v1/agents", headers={"Authorization": f"Bearer {body['key']}"})
     assert gone.status_code == 401
     assert (await team.request("DELETE", "/v1/keys/nope")).status_code == 404
+    changes = (await team.request("GET", "/v1/members/audit")).json()["items"]
+    mine = [(c["action"], c["actor"]) for c in changes if c["subject"].startswith("billing sync")]
+    assert mine == [("key.revoked", "admin key"), ("key.created", "admin key")]
 
 
 async def test_an_expired_key_answers_401(

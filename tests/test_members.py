@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import sqlalchemy as sa
+from alembic import command
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,11 +17,12 @@ from api.deps import SESSION_COOKIE
 from api.services import users
 from schemas.enums import Role
 from schemas.settings import Settings
-from schemas.tables import WebSession
+from schemas.tables import WebSession, utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.members import PASSWORD, WEB, add_person, sign_in, web_client
-from tests.support import TeamClient, add_key, eventually
+from tests.support import TeamClient, add_key, create_database, drop_database, eventually
 from tests.test_approvals import book, booking_conversation, free_slots, pending, status_is
+from workers.migrate import alembic_config
 
 
 def _link_token(link: str) -> str:
@@ -222,6 +227,12 @@ async def test_roles_change_members_leave_and_the_last_admin_stays(
         assert (await web.delete(f"/v1/members/{admin.user_id}", headers=WEB)).status_code == 204
         assert (await web.get("/v1/me")).status_code == 401  # removed: the session no longer reaches the team
         assert (await vic.delete(f"/v1/members/{viewer.user_id}", headers=WEB)).status_code == 409
+        changes = (await vic.get("/v1/members/audit")).json()["items"]
+        assert [(c["actor"], c["action"], c["actor_id"]) for c in changes[:2]] == [
+            ("Ann Admin", "member.removed", admin.user_id),
+            ("Ann Admin", "member.role", admin.user_id),
+        ]
+        assert admin.email in changes[0]["subject"] and "viewer → admin" in changes[1]["subject"]
 
 
 async def test_a_reset_link_sets_a_new_password_once_and_ends_old_sessions(
@@ -304,3 +315,47 @@ async def test_a_person_in_two_teams_switches_between_them(
         assert (
             await web.post("/account/team", data={"team_id": start})
         ).status_code == 403  # no origin: refused
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migration_adds_the_members_tables_and_goes_back(backend: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'steward.db'}" if backend == "sqlite" else create_database()
+    try:
+        config = alembic_config(Settings(database_url=url))
+        command.upgrade(config, "0007_agent_versions")
+        engine = sa.create_engine(Settings(database_url=url).sync_database_url)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO teams (id, slug, name, created_at) VALUES ('t', 't', 'T', :now)"),
+                {"now": utcnow()},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO api_keys (id, team_id, name, role, key_hash, prefix, created_at)"
+                    " VALUES ('k', 't', 'old key', 'admin', 'h', 'stw_', :now)"
+                ),
+                {"now": utcnow()},
+            )
+        command.upgrade(config, "0011_team_members")
+        tables = set(sa.inspect(engine).get_table_names())
+        assert {
+            "users",
+            "memberships",
+            "web_sessions",
+            "member_tokens",
+            "sign_in_failures",
+            "team_audit",
+        } <= tables
+        with engine.connect() as conn:
+            key = conn.execute(
+                sa.text("SELECT name, expires_at, last_used_at, created_by FROM api_keys")
+            ).one()
+            assert tuple(key) == ("old key", None, None, None)  # existing keys keep working, never expiring
+        command.downgrade(config, "0007_agent_versions")
+        assert "users" not in set(sa.inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT name FROM api_keys")).scalar_one() == "old key"
+        engine.dispose()
+    finally:
+        if backend == "postgresql":
+            drop_database(url)

@@ -29,7 +29,7 @@ router = APIRouter(
 )
 async def create_key(body: KeyCreate, principal: Admin, session: SessionDep) -> KeyCreated:
     """Create a key; the answer holds the key itself, the only time it is shown."""
-    return await keys.add_key(session, principal.team_id, body, by=principal.actor)
+    return await keys.add_key(session, principal.team_id, body, by=principal.actor, by_id=principal.key_id)
 
 
 @router.get("", response_model=KeyList)
@@ -41,7 +41,7 @@ async def list_keys(principal: Admin, session: SessionDep) -> KeyList:
 @router.delete("/{key_id}", response_model=KeyPublic, responses={404: {"model": ErrorBody}})
 async def revoke_key(key_id: str, request: Request, principal: Admin, session: SessionDep) -> KeyPublic:
     """Revoke a key; requests with it, and streams it opened, end within 10 seconds."""
-    revoked = await keys.revoke_key(session, principal.team_id, key_id)
+    revoked = await keys.revoke_key(session, principal.team_id, key_id, principal.actor, principal.key_id)
     cache: KeyCache = request.app.state.key_cache
     cache.clear()
     return revoked

@@ -15,6 +15,8 @@ from api.errors import ApiError
 from api.services import invites, users
 from schemas.api import ErrorBody
 from schemas.api.members import (
+    AccessChange,
+    AccessChangeList,
     InviteCreate,
     InviteCreated,
     InviteList,
@@ -65,12 +67,26 @@ async def list_members(principal: Admin, session: SessionDep) -> MemberList:
     return MemberList(items=[_member(u, m) for u, m in await users.list_members(session, principal.team_id)])
 
 
+@router.get("/v1/members/audit", response_model=AccessChangeList)
+async def access_changes(principal: Admin, session: SessionDep) -> AccessChangeList:
+    """The last 100 changes to who may act for the team (keys, invitations, roles, removals), newest first."""
+    rows = await users.recent_changes(session, principal.team_id)
+    return AccessChangeList(
+        items=[
+            AccessChange(at=r.at, actor=r.actor, actor_id=r.actor_id, action=r.action, subject=r.subject)
+            for r in rows
+        ]
+    )
+
+
 @router.patch("/v1/members/{user_id}", response_model=MemberPublic, responses={**_NOT_FOUND, **_LAST_ADMIN})
 async def change_role(
     user_id: str, body: MemberUpdate, request: Request, principal: Admin, session: SessionDep
 ) -> MemberPublic:
     """Give a member another role; it applies to their open sessions and streams within seconds."""
-    user, member = await users.change_role(session, principal.team_id, user_id, Role(body.role))
+    user, member = await users.change_role(
+        session, principal.team_id, user_id, Role(body.role), principal.actor, principal.key_id
+    )
     _forget(request)
     return _member(user, member)
 
@@ -80,7 +96,7 @@ async def change_role(
 )
 async def remove_member(user_id: str, request: Request, principal: Admin, session: SessionDep) -> Response:
     """Take a person out of the team; their sessions lose access to it within seconds."""
-    await users.remove_member(session, principal.team_id, user_id)
+    await users.remove_member(session, principal.team_id, user_id, principal.actor, principal.key_id)
     _forget(request)
     return Response(status_code=204)
 
@@ -99,7 +115,9 @@ async def password_reset(
     user = await session.get(User, user_id) if found is not None else None
     if user is None:
         raise ApiError(404, "not_found", f"no member '{user_id}' in this team")
-    row, token = await invites.create_reset(session, principal.team_id, user, principal.actor)
+    row, token = await invites.create_reset(
+        session, principal.team_id, user, principal.actor, principal.key_id
+    )
     return PasswordResetCreated(
         user_id=user.id, expires_at=row.expires_at, link=invites.link(settings, invites.RESET, token)
     )
@@ -116,7 +134,7 @@ async def invite(
 ) -> InviteCreated:
     """Invite an address with a role; the answer's `link` (single use, valid 7 days) is shown once."""
     row, token = await invites.create_invite(
-        session, principal.team_id, body.email, Role(body.role), principal.actor
+        session, principal.team_id, body.email, Role(body.role), principal.actor, principal.key_id
     )
     return InviteCreated(**_invite(row).model_dump(), link=invites.link(settings, invites.INVITE, token))
 

@@ -33,7 +33,7 @@ def link(settings: Settings, kind: str, token: str) -> str:
 
 
 async def create_invite(
-    session: AsyncSession, team_id: str, email: str, role: Role, by: str
+    session: AsyncSession, team_id: str, email: str, role: Role, by: str, by_id: str | None = None
 ) -> tuple[MemberToken, str]:
     """A new invitation (committed) and its token. 409 `already_member` if the address is in the team."""
     if role not in users.PERSON_ROLES:
@@ -59,11 +59,14 @@ async def create_invite(
         expires_at=utcnow() + timedelta(days=INVITE_DAYS),
     )
     session.add(row)
+    users.record(session, team_id, by, by_id, "member.invited", f"{row.email} as {role}")
     await session.commit()
     return row, token
 
 
-async def create_reset(session: AsyncSession, team_id: str, user: User, by: str) -> tuple[MemberToken, str]:
+async def create_reset(
+    session: AsyncSession, team_id: str, user: User, by: str, by_id: str | None = None
+) -> tuple[MemberToken, str]:
     """A password-reset link for a member (committed) and its token; earlier unused ones are withdrawn."""
     now = utcnow()
     earlier = await session.execute(
@@ -84,6 +87,7 @@ async def create_reset(session: AsyncSession, team_id: str, user: User, by: str)
         expires_at=now + timedelta(hours=RESET_HOURS),
     )
     session.add(row)
+    users.record(session, team_id, by, by_id, "member.reset", f"a password-reset link for {user.email}")
     await session.commit()
     return row, token
 
@@ -136,6 +140,8 @@ async def accept_invite(session: AsyncSession, row: MemberToken, display_name: s
     assert team is not None
     await _spend(session, row)
     await users.add_membership(session, user, team, Role(row.role or Role.VIEWER))
+    joined = f"{user.email} as {row.role} ({row.created_by}'s invitation)"
+    users.record(session, team.id, user.display_name, user.id, "member.joined", joined)
     await session.commit()
     return user
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.infra.hashing import display_prefix, generate_key, hash_secret
 from api.errors import ApiError
+from api.services.users import record
 from schemas.api.members import KeyCreate, KeyCreated, KeyPublic
 from schemas.enums import Role
 from schemas.settings import Settings
@@ -66,7 +67,9 @@ def public_of(row: ApiKey) -> KeyPublic:
     )
 
 
-async def add_key(session: AsyncSession, team_id: str, body: KeyCreate, by: str) -> KeyCreated:
+async def add_key(
+    session: AsyncSession, team_id: str, body: KeyCreate, by: str, by_id: str | None = None
+) -> KeyCreated:
     """A new key from `POST /v1/keys` (committed); the answer is the only time the key is shown."""
     if body.expires_at is not None and body.expires_at <= utcnow():
         raise ApiError(
@@ -79,6 +82,7 @@ async def add_key(session: AsyncSession, team_id: str, body: KeyCreate, by: str)
     assert team is not None
     key = await create_key(session, team, body.role, body.name, expires_at=body.expires_at, by=by)
     row = (await session.execute(select(ApiKey).where(ApiKey.key_hash == hash_secret(key)))).scalar_one()
+    record(session, team_id, by, by_id, "key.created", f"{row.name} ({row.role}, {row.prefix}…)")
     await session.commit()
     return KeyCreated(**public_of(row).model_dump(), key=key)
 
@@ -91,13 +95,16 @@ async def list_keys(session: AsyncSession, team_id: str) -> list[KeyPublic]:
     return [public_of(row) for row in rows]
 
 
-async def revoke_key(session: AsyncSession, team_id: str, key_id: str) -> KeyPublic:
+async def revoke_key(
+    session: AsyncSession, team_id: str, key_id: str, by: str, by_id: str | None
+) -> KeyPublic:
     """Revoke a key of the team (committed; revoking twice is harmless). 404 for another team's."""
     row = await session.get(ApiKey, key_id)
     if row is None or row.team_id != team_id:
         raise ApiError(404, "not_found", f"no key '{key_id}'")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        record(session, team_id, by, by_id, "key.revoked", f"{row.name} ({row.role}, {row.prefix}…)")
     await session.commit()
     return public_of(row)
 

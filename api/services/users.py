@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.errors import ApiError
 from schemas.enums import Role
 from schemas.settings import Settings
-from schemas.tables import Membership, SignInFailure, Team, User, utcnow
+from schemas.tables import Membership, SignInFailure, Team, TeamAudit, User, utcnow
 
 HASHER = PasswordHasher()
 """argon2id with the library's current defaults (64 MiB, 3 passes)."""
@@ -30,6 +30,25 @@ MIN_PASSWORD = 10
 BAD_CREDENTIALS = "that email address and password do not match an account"
 IP_FACTOR = 4
 """An IP may fail this many times more often than one address (offices share an address)."""
+
+
+def record(
+    session: AsyncSession, team_id: str, by: str, by_id: str | None, action: str, subject: str
+) -> None:
+    """Add a `team_audit` row to the caller's transaction: who changed the team's access, and how."""
+    session.add(
+        TeamAudit(team_id=team_id, actor=by[:200], actor_id=by_id, action=action, subject=subject[:400])
+    )
+
+
+async def recent_changes(session: AsyncSession, team_id: str, limit: int = 100) -> list[TeamAudit]:
+    stmt = (
+        select(TeamAudit)
+        .where(TeamAudit.team_id == team_id)
+        .order_by(TeamAudit.at.desc(), TeamAudit.id.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
 
 
 def normalise_email(email: str) -> str:
@@ -185,21 +204,26 @@ async def _refuse_last_admin(session: AsyncSession, team_id: str, found: Members
 
 
 async def change_role(
-    session: AsyncSession, team_id: str, user_id: str, role: Role
+    session: AsyncSession, team_id: str, user_id: str, role: Role, by: str, by_id: str | None
 ) -> tuple[User, Membership]:
     """Give a member another role (committed). 409 `last_admin` for the only admin's demotion."""
     user, found = await _member_for_change(session, team_id, user_id)
     if role != Role.ADMIN:
         await _refuse_last_admin(session, team_id, found, "demoted")
+    if found.role != role:
+        record(session, team_id, by, by_id, "member.role", f"{user.email}: {found.role} → {role}")
     found.role = role
     await session.commit()
     return user, found
 
 
-async def remove_member(session: AsyncSession, team_id: str, user_id: str) -> None:
+async def remove_member(
+    session: AsyncSession, team_id: str, user_id: str, by: str, by_id: str | None
+) -> None:
     """Take a person out of the team (committed); their sessions in it stop. 409 for the last admin."""
-    _, found = await _member_for_change(session, team_id, user_id)
+    user, found = await _member_for_change(session, team_id, user_id)
     await _refuse_last_admin(session, team_id, found, "removed")
+    record(session, team_id, by, by_id, "member.removed", f"{user.email} ({found.role})")
     await session.delete(found)
     await session.commit()
 

@@ -74,7 +74,7 @@ async def create_key(
     require_same_origin(request)
     try:
         body = KeyCreate(name=name.strip(), role=Role(role), expires_at=_expiry(expires))
-        created = await keys.add_key(session, user.team_id, body, by=user.actor)
+        created = await keys.add_key(session, user.team_id, body, by=user.actor, by_id=user.key_id)
     except (ValueError, ValidationError) as err:
         message = "give the key a name and a role" if not name.strip() else f"not a valid key: {err}"
         return await _keys_page(request, user, session, 422, error=message.splitlines()[0])
@@ -86,7 +86,7 @@ async def create_key(
 @router.post("/settings/keys/{key_id}/revoke")
 async def revoke_key(request: Request, key_id: str, user: WebAdmin, session: SessionDep) -> Response:
     require_same_origin(request)
-    await keys.revoke_key(session, user.team_id, key_id)
+    await keys.revoke_key(session, user.team_id, key_id, user.actor, user.key_id)
     forget(request)
     return RedirectResponse("/settings/keys", status_code=303)
 
@@ -98,6 +98,7 @@ async def _members_page(
         "user": user,
         "members": await users.list_members(session, user.team_id),
         "invites": await invites.pending_invites(session, user.team_id),
+        "changes": await users.recent_changes(session, user.team_id, limit=50),
         "roles": [r.value for r in users.PERSON_ROLES],
         "link": None,
         "link_for": None,
@@ -125,7 +126,9 @@ async def invite(
     if "@" not in email or role not in [r.value for r in users.PERSON_ROLES]:
         return await _members_page(request, user, session, 422, error="enter an email address and a role")
     try:
-        row, token = await invites.create_invite(session, user.team_id, email, Role(role), user.actor)
+        row, token = await invites.create_invite(
+            session, user.team_id, email, Role(role), user.actor, user.key_id
+        )
     except ApiError as err:
         return await _members_page(request, user, session, err.status, error=err.message)
     link = invites.link(settings, invites.INVITE, token)
@@ -144,7 +147,7 @@ async def change_role(
     if role not in [r.value for r in users.PERSON_ROLES]:
         return await _members_page(request, user, session, 422, error="choose admin, operator or viewer")
     try:
-        await users.change_role(session, user.team_id, user_id, Role(role))
+        await users.change_role(session, user.team_id, user_id, Role(role), user.actor, user.key_id)
     except ApiError as err:
         await session.rollback()
         return await _members_page(request, user, session, err.status, error=err.message)
@@ -156,7 +159,7 @@ async def change_role(
 async def remove(request: Request, user_id: str, user: WebAdmin, session: SessionDep) -> Response:
     require_same_origin(request)
     try:
-        await users.remove_member(session, user.team_id, user_id)
+        await users.remove_member(session, user.team_id, user_id, user.actor, user.key_id)
     except ApiError as err:
         await session.rollback()
         return await _members_page(request, user, session, err.status, error=err.message)
@@ -173,7 +176,7 @@ async def reset_link(
     person = await session.get(User, user_id) if member is not None else None
     if person is None:
         return await _members_page(request, user, session, 404, error="no such member")
-    _, token = await invites.create_reset(session, user.team_id, person, user.actor)
+    _, token = await invites.create_reset(session, user.team_id, person, user.actor, user.key_id)
     link = invites.link(settings, invites.RESET, token)
     return await _members_page(
         request, user, session, 201, link=link, link_for=f"password reset for {person.email}"

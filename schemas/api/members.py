@@ -122,3 +122,19 @@ class SessionPublic(BaseModel):
 
 class SessionList(BaseModel):
     items: list[SessionPublic]
+
+
+class AccessChange(BaseModel):
+    """One change to who may act for a team, and who made it."""
+
+    at: datetime
+    actor: str
+    actor_id: str | None
+    action: str
+    """`key.created`, `key.revoked`, `member.invited`, `member.joined`, `member.role`, `member.removed`,
+    `member.reset`."""
+    subject: str
+
+
+class AccessChangeList(BaseModel):
+    items: list[AccessChange]

@@ -24,7 +24,7 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
-from schemas.tables.members import Membership, MemberToken, SignInFailure, User, WebSession
+from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "SignInFailure",
     "Slot",
     "Team",
+    "TeamAudit",
     "Ticket",
     "ToolExecution",
     "Turn",

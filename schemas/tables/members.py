@@ -96,3 +96,23 @@ class SignInFailure(Base):
     scope: Mapped[str] = mapped_column(String(400))
     """`email:<address>` or `ip:<address>`."""
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamAudit(Base):
+    """Who changed a team's access: keys created and revoked, invitations, joins, role changes, removals."""
+
+    __tablename__ = "team_audit"
+    __table_args__ = (Index("ix_team_audit_team_at", "team_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    """The person's display name or the key's name (`Principal.actor`)."""
+    actor_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The person's user id or the key's id."""
+    action: Mapped[str] = mapped_column(String(32))
+    """`key.created`, `key.revoked`, `member.invited`, `member.joined`, `member.role`, `member.removed`,
+    `member.reset`."""
+    subject: Mapped[str] = mapped_column(String(400))
+    """What it was done to, as people read it (a key's name, an email address and role)."""

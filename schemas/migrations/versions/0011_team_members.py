@@ -1,4 +1,4 @@
-"""team members: users, memberships, web sessions, invitation and reset links, sign-in failures; key expiry and last use
+"""team members: users, memberships, web sessions, invitation and reset links, sign-in failures, team audit; key expiry, last use and creator
 
 Revision ID: 0011_team_members
 Revises: 0007_agent_versions
@@ -92,6 +92,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_sign_in_failures')),
     )
     op.create_index('ix_sign_in_failures_scope_at', 'sign_in_failures', ['scope', 'at'], unique=False)
+    op.create_table(
+        'team_audit',
+        sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column('team_id', sa.String(length=32), nullable=False),
+        sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('actor', sa.String(length=200), nullable=False),
+        sa.Column('actor_id', sa.String(length=32), nullable=True),
+        sa.Column('action', sa.String(length=32), nullable=False),
+        sa.Column('subject', sa.String(length=400), nullable=False),
+        sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_team_audit_team_id_teams')),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_team_audit')),
+    )
+    op.create_index('ix_team_audit_team_at', 'team_audit', ['team_id', 'at'], unique=False)
     with op.batch_alter_table('api_keys') as batch:
         batch.add_column(sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True))
@@ -103,6 +116,8 @@ def downgrade() -> None:
         batch.drop_column('created_by')
         batch.drop_column('last_used_at')
         batch.drop_column('expires_at')
+    op.drop_index('ix_team_audit_team_at', table_name='team_audit')
+    op.drop_table('team_audit')
     op.drop_index('ix_sign_in_failures_scope_at', table_name='sign_in_failures')
     op.drop_table('sign_in_failures')
     op.drop_index('ix_member_tokens_team_id', table_name='member_tokens')
