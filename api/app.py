@@ -41,7 +41,7 @@ from api.routers import schedules as schedules_router
 from api.services.dead_letters import dead_letter_counter
 from api.services.keys import ensure_bootstrap_key
 from api.streams import EventHub
-from api.web import STATIC_DIR, account, console, inbox, pages, session
+from api.web import STATIC_DIR, account, console, inbox, pages, session, sso
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
 from api.web import schedules as schedule_pages
@@ -160,6 +160,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(auth.router)
     app.include_router(settings_pages.router)
     app.include_router(account.router)
+    app.include_router(sso.router)
     app.include_router(schedule_pages.router)
     app.include_router(dead_letter_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
