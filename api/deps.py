@@ -181,6 +181,17 @@ async def still_allowed(session: AsyncSession, settings: Settings, principal: Pr
     return key is not None and key_is_live(key, now)
 
 
+def stream_guard(app: Any, principal: Principal) -> Callable[[], Coroutine[Any, Any, bool]]:
+    """For an open stream: asks the database (no cache) whether its caller still holds."""
+    sessions: async_sessionmaker[AsyncSession] = app.state.sessions
+
+    async def allowed() -> bool:
+        async with sessions() as session:
+            return await still_allowed(session, app.state.settings, principal)
+
+    return allowed
+
+
 def same_origin(request: HTTPConnection) -> bool:
     """Whether the browser says the request comes from one of our own pages."""
     if request.headers.get("sec-fetch-site") == "same-origin":

@@ -276,6 +276,8 @@ async def test_a_client_key_signed_into_the_console_sees_no_team_pages(
                 else:
                     assert page.status_code == 403 and "client" in page.text, path
             assert (await web.get("/settings/keys")).status_code == 403
+            for path in ("/conversations", "/inbox", "/dead-letters"):  # refused before this issue too
+                assert (await web.get(path)).status_code == (200 if allowed else 403), path
             assert (await web.get("/account")).status_code == 200
 
 
@@ -359,3 +361,21 @@ def test_the_migration_adds_the_members_tables_and_goes_back(backend: str, tmp_p
     finally:
         if backend == "postgresql":
             drop_database(url)
+
+
+async def test_the_dev_admin_is_ensured_with_the_password_it_is_given(
+    team: TeamClient, app: FastAPI, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from schemas.tables import Team
+
+    email = f"dev-{team.team_id[:8]}@steward.local"
+    for password in ("first dev password", "second dev password"):
+        async with sessions() as session:
+            found = await session.get(Team, team.team_id)
+            assert found is not None
+            await users.ensure_person(session, found, email, "Dev Admin", password, Role.ADMIN)
+            await session.commit()
+    async with web_client(app) as web:
+        assert (await sign_in(web, email, "first dev password")).status_code == 401
+        assert (await sign_in(web, email, "second dev password")).status_code == 303
+        assert (await web.get("/v1/me")).json()["role"] == "admin"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, WebSocket, WebSocketDisconnect
@@ -19,7 +18,7 @@ from api.deps import (
     SessionDep,
     principal_of_token,
     same_origin,
-    still_allowed,
+    stream_guard,
 )
 from api.errors import ApiError
 from api.services.conversations import find_conversation, send
@@ -37,17 +36,6 @@ router = APIRouter(
 AUTH_SECONDS = 10.0
 """How long a WebSocket client has to send its key in the first frame."""
 WRITERS = frozenset({Role.ADMIN, Role.OPERATOR, Role.CLIENT})
-
-
-def _checker(app: Any, principal: Principal) -> Callable[[], Awaitable[bool]]:
-    """Asks the database (no cache) whether the stream's caller still holds."""
-    sessions: async_sessionmaker[AsyncSession] = app.state.sessions
-
-    async def allowed() -> bool:
-        async with sessions() as session:
-            return await still_allowed(session, app.state.settings, principal)
-
-    return allowed
 
 
 def _resume_point(last_event_id: str | None, after: int) -> int:
@@ -96,7 +84,7 @@ async def stream_events(
         after=start,
         heartbeat=settings.sse_heartbeat_seconds,
     )
-    return sse_response(while_allowed(events, _checker(request.app, principal)))
+    return sse_response(while_allowed(events, stream_guard(request.app, principal)))
 
 
 class _Refused(Exception):
@@ -183,7 +171,7 @@ async def conversation_socket(
         # The stream only ends when this process stops: tell the client to come back.
         await websocket.close(1012, "server restarting; reconnect with ?after=<last id>")
 
-    allowed = _checker(app, principal)
+    allowed = stream_guard(app, principal)
 
     async def watch() -> None:
         while True:  # a poll, not an event: revocation may happen in another process
