@@ -94,8 +94,13 @@ async def test_invite_accept_sign_in_and_approve_names_the_person_in_the_audit(
             f"/v1/conversations/{conversation}/takeover", json={"reason": "mine"}, headers=WEB
         )
         assert taken.status_code == 200, taken.text
+        said = await web.post(
+            f"/v1/conversations/{conversation}/operator-messages", json={"text": "Ada here"}, headers=WEB
+        )
+        assert said.status_code == 201 and said.json()["author"] == "Ada Lovelace"
         view = await web.get(f"/conversations/{conversation}")
         assert "Ada Lovelace" in view.text
+        assert (await team.conversation(conversation))["held_by"] == "Ada Lovelace"
 
 
 async def test_wrong_password_and_unknown_email_answer_alike_and_both_count_toward_the_limit(
@@ -200,13 +205,16 @@ async def test_idle_and_absolute_expiry_end_a_session(
 
 
 async def test_roles_change_members_leave_and_the_last_admin_stays(
-    team: TeamClient, app: FastAPI, sessions: async_sessionmaker[AsyncSession]
+    team: TeamClient, app: FastAPI, sessions: async_sessionmaker[AsyncSession], model: str
 ) -> None:
     admin = await add_person(sessions, team.team_id, Role.ADMIN, "Ann Admin")
     viewer = await add_person(sessions, team.team_id, Role.VIEWER, "Vic Viewer")
     async with web_client(app) as web, web_client(app) as vic:
         await sign_in(web, admin.email)
         await sign_in(vic, viewer.email)
+        agent = await team.create_agent(model)
+        published = await web.post(f"/v1/agents/{agent['slug']}/publish", json={"note": "mine"}, headers=WEB)
+        assert published.status_code == 201 and published.json()["published_by"] == "Ann Admin"
         members = (await web.get("/v1/members")).json()["items"]
         assert {m["display_name"]: m["role"] for m in members} == {
             "Ann Admin": "admin",
