@@ -311,7 +311,7 @@ async def test_a_person_in_two_teams_switches_between_them(
         start = first["team_id"]
         target = next(t for t in first["teams"] if t["team_id"] != start)
         account = await web.get("/account")
-        assert "Switch to" in account.text
+        assert "Switch to" in account.text and 'id="team-switcher"' in account.text  # also in the header
         switched = await web.post(
             "/account/team", data={"team_id": target["team_id"]}, headers={"Origin": "http://steward.test"}
         )

@@ -104,3 +104,37 @@ async def test_the_keys_page_creates_a_key_shown_once_and_revokes_it(
         await page.screenshot(path=f"{SHOTS}/keys-revoked.png", full_page=True)
     finally:
         await context.close()
+
+
+async def test_the_header_switches_a_person_between_their_teams(
+    browser: Browser,
+    live_url: str,
+    team: TeamClient,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> None:
+    from api.services import users
+    from schemas.tables import Team, User
+    from tests.support import new_team
+
+    other = await new_team(sessions, http)
+    person = await add_person(sessions, team.team_id, Role.VIEWER, "Tess Twoteams")
+    async with sessions() as session:
+        user, second = await session.get(User, person.user_id), await session.get(Team, other.team_id)
+        assert user is not None and second is not None
+        await users.add_membership(session, user, second, Role.OPERATOR)
+        await session.commit()
+    context = await browser.new_context()
+    page = await context.new_page()
+    try:
+        await _password_sign_in(page, live_url, person.email, person.password, "/conversations")
+        start = await page.locator(".who .role").text_content()
+        await page.select_option("#team-choice", other.team_id if start == "viewer" else team.team_id)
+        await page.screenshot(path=f"{SHOTS}/team-switcher.png")
+        await page.click("#team-switcher button")
+        await expect(page.locator(".who .role")).to_have_text("operator" if start == "viewer" else "viewer")
+        await expect(page.locator("#team-choice")).to_have_value(
+            other.team_id if start == "viewer" else team.team_id
+        )
+    finally:
+        await context.close()

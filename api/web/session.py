@@ -92,6 +92,8 @@ async def web_principal(request: Request, session: SessionDep) -> Principal:
     if principal is None:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(path)
+    if principal.user_id is not None:  # the header's team switcher
+        request.state.teams = await users.teams_of(session, principal.user_id)
     return principal
 
 
