@@ -24,6 +24,7 @@ from api.metrics import router as metrics_router
 from api.routers import (
     agents,
     approvals,
+    auth,
     channel_hooks,
     channels,
     chat_completions,
@@ -31,6 +32,8 @@ from api.routers import (
     dead_letters,
     events,
     health,
+    keys,
+    members,
     operators,
     providers,
 )
@@ -43,7 +46,7 @@ from api.services.dead_letters import dead_letter_counter
 from api.services.keys import ensure_bootstrap_key
 from api.services.metrics_summary import console_gauges
 from api.streams import EventHub
-from api.web import STATIC_DIR, console, inbox, pages, session
+from api.web import STATIC_DIR, account, console, inbox, pages, session, sso
 from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
@@ -52,6 +55,7 @@ from api.web import metrics as metrics_pages
 from api.web import prompt_templates as template_pages
 from api.web import providers as provider_pages
 from api.web import schedules as schedule_pages
+from api.web import settings as settings_pages
 from schemas.settings import Settings
 
 log = logging.getLogger("steward.api")
@@ -166,6 +170,12 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(templates_router.router)
     app.include_router(incidents_router.router)
     app.include_router(metrics_summary_router.router)
+    app.include_router(keys.router)
+    app.include_router(members.router)
+    app.include_router(auth.router)
+    app.include_router(settings_pages.router)
+    app.include_router(account.router)
+    app.include_router(sso.router)
     app.include_router(schedule_pages.router)
     app.include_router(agent_pages.router)
     app.include_router(dead_letter_pages.router)

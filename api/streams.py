@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -323,3 +323,45 @@ def sse_response(events: AsyncIterator[LogEvent | None], headers: dict[str, str]
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
     )
+
+
+RECHECK_SECONDS = 3.0
+"""How often an open stream asks whether its caller may still read it (revocation takes effect
+within this, plus the time of one check)."""
+
+
+async def while_allowed(
+    events: AsyncGenerator[LogEvent | None, None],
+    allowed: Callable[[], Awaitable[bool]],
+    every: float = RECHECK_SECONDS,
+) -> AsyncGenerator[LogEvent | None, None]:
+    """`events`, ended as soon as `allowed()` says no (asked every `every` seconds).
+
+    A stream opened with a key or session that is later revoked (or a person removed from
+    the team) would otherwise keep streaming until the client left.
+    """
+    loop = asyncio.get_running_loop()
+    due = loop.time() + every
+    pending: asyncio.Future[LogEvent | None] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait({pending}, timeout=max(0.0, due - loop.time()))
+            if pending in done:
+                try:
+                    item = pending.result()
+                except StopAsyncIteration:
+                    return
+                pending = None
+                yield item
+            if loop.time() >= due:
+                if not await allowed():
+                    return
+                due = loop.time() + every
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        await events.aclose()

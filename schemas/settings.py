@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     tests, so an outage opens and resolves an incident in seconds."""
     incident_webhook_url: str | None = Field(None, validation_alias=_env("STEWARD_INCIDENT_WEBHOOK_URL"))
     """Where incidents' opened and resolved notices are POSTed, signed like every webhook."""
+    session_idle_hours: float = Field(12.0, gt=0, validation_alias=_env("STEWARD_SESSION_IDLE_HOURS"))
+    """A web session unused this long ends (people sign in again)."""
+    session_days: float = Field(14.0, gt=0, validation_alias=_env("STEWARD_SESSION_DAYS"))
+    """A web session ends this long after sign-in, however busy."""
+    sign_in_attempts: int = Field(5, ge=1, validation_alias=_env("STEWARD_SIGN_IN_ATTEMPTS"))
+    """Failed sign-ins allowed per email address in `sign_in_window_seconds` (per IP: four times as many)."""
+    sign_in_window_seconds: float = Field(900.0, gt=0, validation_alias=_env("STEWARD_SIGN_IN_WINDOW"))
+    oidc_issuer: str | None = Field(None, validation_alias=_env("STEWARD_OIDC_ISSUER"))
+    """Single sign-on: the OpenID Connect issuer (its `/.well-known/openid-configuration` is read)."""
+    oidc_client_id: str | None = Field(None, validation_alias=_env("STEWARD_OIDC_CLIENT_ID"))
+    oidc_client_secret: SecretStr | None = Field(None, validation_alias=_env("STEWARD_OIDC_CLIENT_SECRET"))
 
     log_level: str = Field("INFO", validation_alias=_env("STEWARD_LOG_LEVEL"))
     worker_metrics_port: int = Field(9464, validation_alias=_env("STEWARD_WORKER_METRICS_PORT"))
@@ -84,6 +95,11 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """Whether a real OpenAI-compatible endpoint is configured."""
         return self.openai_api_key is not None or self.openai_base_url is not None
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are `Secure` unless Steward is reached over plain http (`steward dev`, tests)."""
+        return not self.public_url.startswith("http://")
 
     @property
     def seed_model(self) -> str:

@@ -61,7 +61,9 @@ async def test_swagger_ui_and_redoc_render_with_every_request_to_another_host_ab
     await expect(page.locator(".opblock-summary-path", has_text="/v1/conversations").first).to_be_visible()
     assert await page.locator(".opblock").count() > 20
     await page.goto(f"{live_url}/redoc")
-    await expect(page.locator("h1", has_text="Steward")).to_be_visible()
+    # Redoc lays out the whole document in the browser before it draws anything: with 150+
+    # operations that takes seconds on a busy two-core box, so wait longer than the default.
+    await expect(page.locator("h1", has_text="Steward")).to_be_visible(timeout=30_000)
     await expect(page.locator("[data-section-id]").first).to_be_attached()
     assert offline.aborted == []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from activities.infra.database import create_engine, session_factory
 from activities.infra.hashing import generate_key
 from activities.infra.secrets import generate_key as generate_secret_key
 from api.services.keys import ensure_key
+from api.services.users import ensure_person
 from schemas.enums import Role
 from schemas.settings import Settings
 from workers import loop
@@ -40,6 +42,20 @@ def _dev_key(data_dir: Path) -> str:
     return key
 
 
+DEV_ADMIN_EMAIL = "admin@steward.local"
+
+
+def _dev_password(data_dir: Path) -> str:
+    """The demo admin's password, kept in the data dir so every run can show it."""
+    path = data_dir / "dev-password"
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return password
+
+
 def _dev_secret_key(data_dir: Path) -> str:
     """The dev stack's credentials key (STEWARD_SECRET_KEY), kept beside its database."""
     path = data_dir / "secret-key"
@@ -51,14 +67,15 @@ def _dev_secret_key(data_dir: Path) -> str:
     return key
 
 
-def _banner(port: int, server: DevServer, key: str, model: str) -> str:
+def _banner(port: int, server: DevServer, key: str, model: str, password: str) -> str:
     api = f"http://127.0.0.1:{port}"
     demo = " (offline demo model: set OPENAI_API_KEY for a real one)" if model.startswith("steward-") else ""
     return f"""
   Steward is running.
 
   API           {api}
-  Console       {api}/  (sign in with the admin key: overview, conversations, takeover)
+  Console       {api}/  (overview, conversations, takeover, inbox; members at /settings/members)
+  Sign in       {api}/login  as {DEV_ADMIN_EMAIL}, password {password}
   API docs      {api}/docs
   Playground    {api}/playground
   Inbox         {api}/inbox  (approvals; reports of scheduled runs at /inbox/reports)
@@ -95,6 +112,8 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
         temporal_ui_url=f"http://127.0.0.1:{ui_port}",
         channel_polling=True,
     )
+    if "STEWARD_PUBLIC_URL" not in os.environ:  # invitation links must point at this port
+        settings.public_url = f"http://127.0.0.1:{port}"
     if settings.secret_key is None:
         settings.secret_key = SecretStr(_dev_secret_key(data_dir))
     server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")
@@ -105,14 +124,16 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
         migrate(settings)
         engine = create_engine(settings)
         key = _dev_key(data_dir)
+        password = _dev_password(data_dir)
         async with session_factory(engine)() as session:
             team, agent = await ensure_demo(session, settings, settings.default_team)
             await ensure_key(session, team, key, Role.ADMIN, "dev admin")
+            await ensure_person(session, team, DEV_ADMIN_EMAIL, "Dev Admin", password, Role.ADMIN)
             await session.commit()
         await engine.dispose()
 
         def ready() -> None:
-            sys.stdout.write(_banner(port, server, key, agent.model))
+            sys.stdout.write(_banner(port, server, key, agent.model, password))
             sys.stdout.flush()
 
         await serve(settings, "127.0.0.1", port, on_ready=ready, sock=sock)

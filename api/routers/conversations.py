@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentKey, Operator, SessionDep, SettingsDep, TemporalDep, Writer
+from api.deps import CurrentKey, Operator, SessionDep, SettingsDep, TemporalDep, Writer, stream_guard
 from api.errors import ApiError, checked_beyond_schema
 from api.services import conversations
-from api.streams import follow, last_event_id, sse_response
+from api.streams import follow, last_event_id, sse_response, while_allowed
 from schemas.api import (
     MAX_DB_INT,
     ConversationCreate,
@@ -158,7 +158,7 @@ async def send_message(
             turn=sent.turn,
         )
         headers = {"X-Steward-Turn": str(sent.turn), "X-Steward-Duplicate": str(sent.duplicate).lower()}
-        return sse_response(events, headers)
+        return sse_response(while_allowed(events, stream_guard(request.app, principal)), headers)
     return _turn_response(sent, wait)
 
 

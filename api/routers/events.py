@@ -11,10 +11,18 @@ from fastapi import APIRouter, Header, Query, Request, Response, WebSocket, WebS
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.deps import SESSION_COOKIE, CurrentKey, Principal, SessionDep, principal_of_key, same_origin
+from api.deps import (
+    SESSION_COOKIE,
+    CurrentKey,
+    Principal,
+    SessionDep,
+    principal_of_token,
+    same_origin,
+    stream_guard,
+)
 from api.errors import ApiError
 from api.services.conversations import find_conversation, send
-from api.streams import follow, sse_response
+from api.streams import RECHECK_SECONDS, follow, sse_response, while_allowed
 from schemas.api import MAX_DB_INT, ErrorBody, MessageCreate
 from schemas.enums import Role
 from schemas.settings import Settings
@@ -61,7 +69,9 @@ async def stream_events(
 
     Every event has `id:` (increasing by one per conversation), `event:` (its kind) and
     `data:` (JSON with at least `turn`). A comment line is sent every 15 s when idle.
-    Resume at any time, also long after a turn ended, by passing the last id seen.
+    Resume at any time, also long after a turn ended, by passing the last id seen. The
+    stream ends within seconds of its key or session being revoked (or its person leaving
+    the team); reconnecting then answers 401.
     """
     start = _resume_point(last_event_id, after)
     await find_conversation(session, principal.team_id, conversation_id)
@@ -74,7 +84,7 @@ async def stream_events(
         after=start,
         heartbeat=settings.sse_heartbeat_seconds,
     )
-    return sse_response(events)
+    return sse_response(while_allowed(events, stream_guard(request.app, principal)))
 
 
 class _Refused(Exception):
@@ -112,7 +122,7 @@ async def _authenticate(websocket: WebSocket, session: AsyncSession, token: str 
         if not isinstance(key, str):
             raise _Refused(4401, "unauthorized", "the first frame must be {'type': 'auth', 'key': ...}")
         token = key
-    principal = await principal_of_key(websocket, session, token)
+    principal = await principal_of_token(websocket, session, token)
     if principal is None:
         raise _Refused(4401, "unauthorized", "API key is not valid")
     return principal
@@ -130,7 +140,9 @@ async def conversation_socket(
     Authenticate with `?token=<key>`, an `Authorization` header, or a first frame
     `{"type": "auth", "key": "<key>"}`. Send `{"type": "message", "text": "...",
     "idempotency_key": "..."}` to start a turn; the answer is `{"type": "accepted", "turn",
-    "status", "duplicate"}` or `{"type": "error", "error": {"code", "message"}}`.
+    "status", "duplicate"}` or `{"type": "error", "error": {"code", "message"}}`. Within
+    seconds of the key or session being revoked the socket gets an `unauthorized` error
+    frame and closes with 4401.
     """
     await websocket.accept()
     app = websocket.app
@@ -158,6 +170,16 @@ async def conversation_socket(
                 await websocket.send_text(event.frame)
         # The stream only ends when this process stops: tell the client to come back.
         await websocket.close(1012, "server restarting; reconnect with ?after=<last id>")
+
+    allowed = stream_guard(app, principal)
+
+    async def watch() -> None:
+        while True:  # a poll, not an event: revocation may happen in another process
+            await asyncio.sleep(RECHECK_SECONDS)
+            if not await allowed():
+                break
+        await websocket.send_text(_error_frame("unauthorized", "access was revoked"))
+        await websocket.close(4401, "access was revoked")
 
     async def receive() -> None:
         while True:
@@ -190,7 +212,7 @@ async def conversation_socket(
             {"type": "accepted", "turn": sent.turn, "status": sent.status.value, "duplicate": sent.duplicate}
         )
 
-    tasks = [asyncio.create_task(forward()), asyncio.create_task(receive())]
+    tasks = [asyncio.create_task(forward()), asyncio.create_task(receive()), asyncio.create_task(watch())]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:

@@ -1,8 +1,9 @@
 """Web pages of ambient agents: `/schedules`, `/schedules/{id}` and the inbox's `/inbox/reports`.
 
-Pages read what the JSON API reads, through the same services (`api.services.schedules`,
-`api.services.reports`); their buttons call the JSON API with the sign-in cookie and the
-`X-Steward-Web: 1` header (static/schedules.js).
+Pages admit the roles the JSON API admits (`TeamMember`: not `client` keys) and read what
+it reads, through the same services (`api.services.schedules`, `api.services.reports`);
+their buttons call the JSON API with the sign-in cookie and the `X-Steward-Web: 1` header
+(static/schedules.js).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from api.deps import SessionDep
 from api.errors import ApiError
 from api.services import reports, schedules
 from api.web import templates
-from api.web.session import WebUser
+from api.web.session import TeamMember
 from schemas.enums import ReportStatus, Role
 
 router = APIRouter(tags=["web"], include_in_schema=False)
@@ -25,7 +26,7 @@ def _operates(role: Role) -> bool:
 
 
 @router.get("/schedules")
-async def schedules_page(request: Request, user: WebUser, session: SessionDep) -> Response:
+async def schedules_page(request: Request, user: TeamMember, session: SessionDep) -> Response:
     """Every schedule with its next run, last outcome and pause/resume/trigger buttons."""
     page = await schedules.list_schedules(session, request.app.state.temporal, user.team_id, limit=100)
     return templates.TemplateResponse(
@@ -36,7 +37,9 @@ async def schedules_page(request: Request, user: WebUser, session: SessionDep) -
 
 
 @router.get("/schedules/{schedule_id}")
-async def schedule_page(request: Request, schedule_id: str, user: WebUser, session: SessionDep) -> Response:
+async def schedule_page(
+    request: Request, schedule_id: str, user: TeamMember, session: SessionDep
+) -> Response:
     """One schedule: its settings, what Temporal says, and recent runs linked to their transcripts."""
     try:
         row, agent = await schedules.find_schedule(session, user.team_id, schedule_id)
@@ -61,7 +64,7 @@ async def schedule_page(request: Request, schedule_id: str, user: WebUser, sessi
 
 @router.get("/inbox/reports")
 async def reports_page(
-    request: Request, user: WebUser, session: SessionDep, status: ReportStatus | None = ReportStatus.NEW
+    request: Request, user: TeamMember, session: SessionDep, status: ReportStatus | None = ReportStatus.NEW
 ) -> Response:
     """Reports delivered by scheduled runs, oldest first, with an Acknowledge button."""
     page = await reports.list_reports(session, user.team_id, status=status, limit=100)

@@ -25,6 +25,7 @@ from schemas.tables.conversations import (
 )
 from schemas.tables.demo import Booking, Slot, Ticket
 from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
+from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
 from schemas.tables.prompts import PromptTemplate
 from schemas.tables.providers import LlmProvider
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
@@ -52,18 +53,24 @@ __all__ = [
     "IncidentEntry",
     "IncidentNotice",
     "LlmProvider",
+    "MemberToken",
+    "Membership",
     "Message",
     "PromptTemplate",
     "Report",
     "Schedule",
     "ScheduleRun",
+    "SignInFailure",
     "SloObjective",
     "Slot",
     "Team",
+    "TeamAudit",
     "Ticket",
     "ToolExecution",
     "Turn",
     "UTCDateTime",
+    "User",
+    "WebSession",
     "new_id",
     "utcnow",
 ]

@@ -31,6 +31,11 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    """After this the key answers 401 (None: it does not expire)."""
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the key last authenticated a request (kept to the minute)."""
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class Agent(Base):
