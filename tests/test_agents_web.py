@@ -354,3 +354,46 @@ async def test_the_test_panel_streams_the_drafts_reply_and_shows_simulated_tool_
         assert errors == []
     finally:
         await context.close()
+
+
+async def test_the_form_names_a_provider_a_time_zone_and_variables_the_prompt_uses(
+    browser: Browser, live_url: str, team: TeamClient, model: str
+) -> None:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    provider = await team.request(
+        "POST",
+        "/v1/providers",
+        json={"name": name, "kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"},
+    )
+    assert provider.status_code == 201, provider.text
+    agent = await team.create_agent(model)
+    slug = agent["slug"]
+    context, page, errors = await _page(browser, live_url, team.key, f"/agents/{slug}")
+    try:
+        await expect(page.locator("#f-provider option")).to_contain_text(["built-in", name])
+        await page.select_option("#f-provider", name)
+        await page.fill("#f-timezone", "Europe/Berlin")
+        await page.fill("#f-variables", '{"company": "ACME"}')
+        await page.fill("#f-system_prompt", "You answer for {{ company }} at {{ now.strftime('%H:%M') }}.")
+        await page.click("#save")
+        await expect(page.locator("#save-state")).to_have_text("Saved just now")
+        saved = await _agent(team, slug)
+        assert (saved["provider"], saved["timezone"], saved["variables"]) == (
+            name,
+            "Europe/Berlin",
+            {"company": "ACME"},
+        )
+        diff = page.locator("#diff")
+        for changed in ("Provider", "Time zone", "variables › company"):
+            await expect(diff).to_contain_text(changed, ignore_case=True)
+
+        # A prompt naming a variable the agent does not declare is refused at its field.
+        await page.fill("#f-variables", "{}")
+        await page.click("#save")
+        await expect(page.locator("#save-state")).to_have_text("Not saved")
+        await expect(page.locator("[data-error-for='system_prompt']")).to_contain_text("company")
+        assert (await _agent(team, slug))["variables"] == {"company": "ACME"}
+        await _shot(page, "09-provider-and-variables", "#f-provider")
+        assert errors == []
+    finally:
+        await context.close()

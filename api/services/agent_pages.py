@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.services.agents import list_agents, public_of
 from schemas.api import AgentPublic
 from schemas.enums import VersionPolicy
-from schemas.tables import Conversation
+from schemas.tables import Conversation, LlmProvider
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,13 @@ async def agent_rows(session: AsyncSession, team_id: str) -> list[AgentRow]:
     agents = await list_agents(session, team_id)
     counts = await open_conversations(session, team_id)
     return [AgentRow(await public_of(session, a), counts.get(a.id, [])) for a in agents]
+
+
+async def provider_names(session: AsyncSession, team_id: str) -> list[str]:
+    """The team's LLM providers by name, for the agent form's provider select."""
+    rows = await session.execute(
+        select(LlmProvider.name)
+        .where(LlmProvider.team_id == team_id, LlmProvider.deleted_at.is_(None))
+        .order_by(LlmProvider.name)
+    )
+    return list(rows.scalars())

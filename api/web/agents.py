@@ -33,7 +33,9 @@ from schemas.tools import TOOLS
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
-Kind = Literal["text", "textarea", "number", "integer", "select", "duration", "url"]
+Kind = Literal["text", "textarea", "number", "integer", "select", "duration", "url", "provider", "json"]
+"""How an input is drawn and read: `provider` is a select of the team's LLM providers (empty: the
+built-in one), `json` a textarea holding a JSON object."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class FormField:
     @property
     def versioned(self) -> bool:
         """Whether a publish freezes it (else a save changes the agent at once)."""
-        return self.path.split(".", 1)[0] in DEFINITION_FIELDS
+        top = self.path.split(".", 1)[0]
+        return (f"{top}_id" if top == "provider" else top) in DEFINITION_FIELDS
 
     def bounds(self) -> dict[str, Any]:
         """`maxlength`, `min`, `max` from the pydantic field behind it."""
@@ -80,12 +83,27 @@ FIELDS: tuple[FormField, ...] = (
         "model", "Model", "text", "The model the LLM endpoint serves, e.g. gpt-4o-mini.", required=True
     ),
     FormField(
+        "provider",
+        "LLM provider",
+        "provider",
+        "Where the model is asked: the team's providers (/providers), or the built-in one.",
+    ),
+    FormField(
         "system_prompt",
         "System prompt",
         "textarea",
-        "What the agent is and how it behaves.",
+        "What the agent is and how it behaves: a template that may use {{ user.name }}, "
+        "{{ channel.type }}, {{ now }}, its variables and {% include \"a-template\" %}.",
         rows=10,
         placeholder="You are the front desk of …",
+    ),
+    FormField("timezone", "Time zone", "text", "IANA name; {{ now }} is shown in it.", placeholder="UTC"),
+    FormField(
+        "variables",
+        "Variables",
+        "json",
+        'Names the prompt may use, with their values: {"company": "ACME"}.',
+        rows=2,
     ),
     FormField("temperature", "Temperature", "number", "0 is the most predictable, 2 the most varied."),
     FormField("max_tool_rounds", "Max tool rounds", "integer", "Model calls per turn before it must answer."),
@@ -206,6 +224,7 @@ def _context(user: Principal, **values: Any) -> dict[str, Any]:
         "can_edit": user.role == Role.ADMIN,
         "fields": FIELDS,
         "approval_fields": APPROVAL_FIELDS,
+        "providers": (),
         **values,
     }
 
@@ -229,7 +248,7 @@ async def agents_page(request: Request, user: WebUser, session: SessionDep) -> R
 
 
 @router.get("/agents/new")
-async def new_agent_page(request: Request, user: WebUser) -> Response:
+async def new_agent_page(request: Request, user: WebUser, session: SessionDep) -> Response:
     """The form for a new agent (admins); creating it publishes version 1."""
     if user.role not in console.READERS:
         return _forbidden(request, user)
@@ -243,6 +262,7 @@ async def new_agent_page(request: Request, user: WebUser) -> Response:
             user,
             values=values,
             tools=tool_choices([], {}),
+            providers=await agent_pages.provider_names(session, user.team_id),
         ),
         status_code=200 if user.role == Role.ADMIN else 403,
     )
@@ -272,6 +292,7 @@ async def agent_page(request: Request, slug: str, user: WebUser, session: Sessio
             tools=tool_choices(public.tools, public.tool_policies),
             versions=[v.model_dump(mode="json") for v in history],
             conversations={c.label: c.count for c in counts.get(agent.id, [])},
+            providers=await agent_pages.provider_names(session, user.team_id),
         ),
     )
 

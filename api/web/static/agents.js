@@ -50,7 +50,12 @@
     switch (input.dataset.kind) {
       case "number": case "integer": return raw.trim() === "" ? null : Number(raw);
       case "duration": { const t = raw.trim(); return /^\d+(\.\d+)?$/.test(t) ? Number(t) : t; }
-      case "url": return raw.trim() === "" ? null : raw.trim();
+      case "url": case "provider": return raw.trim() === "" ? null : raw.trim();
+      case "json": {
+        const t = raw.trim();
+        if (t === "") return {};
+        try { return JSON.parse(t); } catch { return t; } // the API names what is wrong with it
+      }
       case "text": return raw.trim();
       default: return raw;
     }
