@@ -250,3 +250,16 @@ class InboundKind(StrEnum):
     DECISION = "decision"
     """An operator's button press on an approval request."""
     IGNORED = "ignored"
+
+
+class TracingMode(StrEnum):
+    """Where a process's trace spans go (`STEWARD_TRACING`)."""
+
+    OFF = "off"
+    """No spans, no interceptor, no instrumentation: nothing is paid."""
+    ON = "on"
+    """`otlp` when an `OTEL_EXPORTER_OTLP_*` endpoint is set, else `db`."""
+    DB = "db"
+    """Into the app database's `spans` table (shown by the console's trace waterfall)."""
+    OTLP = "otlp"
+    """To any OpenTelemetry collector, configured by the standard `OTEL_EXPORTER_OTLP_*` variables."""

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.enums import TracingMode
+
 DEMO_MODEL = "steward-offline-demo"
 """Model name of the built-in offline demo model; shown wherever a model name shows."""
 
@@ -68,6 +70,24 @@ class Settings(BaseSettings):
     (Temporal then retries them on another worker). 0, the default, cancels at once: right
     for `steward dev`'s Ctrl-C; a deployment that rolls its workers sets about 300 (an LLM
     call's limit) and gives the process a longer termination grace period."""
+
+    tracing: TracingMode = Field(TracingMode.OFF, validation_alias=_env("STEWARD_TRACING"))
+    """Trace every turn with OpenTelemetry: `off` (the default; `steward dev` uses `db`), `db`
+    (spans in the app database, shown by the console), `otlp` (to the collector named by the
+    standard `OTEL_EXPORTER_OTLP_*` variables), or `on` (`otlp` if an endpoint is set, else `db`)."""
+    otlp_endpoint: str | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    """Read only to decide `on`; the OTLP exporters read this and the other `OTEL_EXPORTER_OTLP_*`
+    variables (headers, timeout, certificates) themselves."""
+    otlp_protocol: str = Field(
+        "http/protobuf",
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    )
+    """`http/protobuf` (the default) or `grpc`."""
+    trace_content: bool = Field(False, validation_alias=_env("STEWARD_TRACE_CONTENT"))
+    """Record message text in LLM and tool spans. Off by default: spans then carry ids, names,
+    token counts and finish reasons, never what was said."""
 
     @property
     def llm_configured(self) -> bool:

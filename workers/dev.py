@@ -18,7 +18,7 @@ from activities.infra.database import create_engine, session_factory
 from activities.infra.hashing import generate_key
 from activities.infra.secrets import generate_key as generate_secret_key
 from api.services.keys import ensure_key
-from schemas.enums import Role
+from schemas.enums import Role, TracingMode
 from schemas.settings import Settings
 from workers import loop
 from workers.migrate import migrate
@@ -95,6 +95,8 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
         temporal_ui_url=f"http://127.0.0.1:{ui_port}",
         channel_polling=True,
     )
+    if "tracing" not in settings.model_fields_set:  # STEWARD_TRACING unset
+        settings.tracing = TracingMode.DB  # every turn's waterfall in the console, nothing to run beside it
     if settings.secret_key is None:
         settings.secret_key = SecretStr(_dev_secret_key(data_dir))
     server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")

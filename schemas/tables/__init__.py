@@ -25,6 +25,7 @@ from schemas.tables.conversations import (
 )
 from schemas.tables.demo import Booking, Slot, Ticket
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
+from schemas.tables.spans import Span
 
 __all__ = [
     "DEFINITION_FIELDS",
@@ -47,6 +48,7 @@ __all__ = [
     "Schedule",
     "ScheduleRun",
     "Slot",
+    "Span",
     "Team",
     "Ticket",
     "ToolExecution",
