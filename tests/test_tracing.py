@@ -1,0 +1,203 @@
+"""Traces: one per turn, across API -> Temporal -> worker, with GenAI spans, exported over real OTLP.
+
+Each test builds its own traced stack (a client with the tracing interceptor, a worker on its
+own task queue, an instrumented app) beside the session's untraced one, and tears its tracer
+provider down after, so no other test pays for tracing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.infra import tracing
+from activities.infra.temporal import StewardPlugin
+from api.app import create_app
+from schemas.enums import TracingMode
+from schemas.settings import Settings
+from schemas.tables import Span
+from tests.channels import fake_telegram, new_chat, send_telegram_text, telegram_webhook_channel
+from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
+from tests.fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.fakes.telegram_server import FakeTelegram
+from tests.support import TeamClient, eventually, new_team
+from workers.worker import build_worker
+
+__all__ = ["fake_telegram"]
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+@dataclass
+class Traced:
+    settings: Settings
+    app: FastAPI
+    http: httpx.AsyncClient
+    team: TeamClient
+
+
+@pytest.fixture
+def receiver() -> AsyncIterator[OtlpReceiver]:
+    with OtlpReceiver() as found:
+        yield found
+
+
+async def _traced_stack(
+    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], env: WorkflowEnvironment
+) -> AsyncIterator[Traced]:
+    assert tracing.setup(settings) is not None
+    try:
+        target = env.client.service_client.config.target_host
+        client = await Client.connect(target, plugins=[StewardPlugin(tracing=True)])
+        app = create_app(settings, temporal=client)
+        async with build_worker(client, settings, engine), app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://steward.test", timeout=60) as http:
+                yield Traced(settings, app, http, await new_team(sessions, http))
+    finally:
+        tracing.shutdown()
+
+
+@pytest.fixture
+async def otlp(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal_env: WorkflowEnvironment,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Traced]:
+    """A stack exporting over OTLP/HTTP (protobuf) to `receiver`, set by the standard variables."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    traced = Settings(
+        **{
+            **settings.model_dump(exclude={"otlp_endpoint", "otlp_protocol"}),
+            "task_queue": f"steward-traced-{uuid.uuid4().hex[:8]}",
+            "tracing": TracingMode.ON,
+        }
+    )
+    assert tracing.mode_of(traced) is TracingMode.OTLP
+    async for stack in _traced_stack(traced, engine, sessions, temporal_env):
+        yield stack
+
+
+async def _ended(receiver: OtlpReceiver, trace_id: str, name: str) -> list[ReceivedSpan]:
+    """The trace's spans, once the one named `name` (ended last, by the workflow) has arrived."""
+
+    async def arrived() -> list[ReceivedSpan] | None:
+        tracing.flush()
+        spans = receiver.trace(trace_id)
+        return spans if any(s.name.startswith(name) for s in spans) else None
+
+    return await eventually(arrived)
+
+
+def _by_id(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
+    return {s.span_id: s for s in spans}
+
+
+def _ancestors(span: ReceivedSpan, spans: dict[str, ReceivedSpan]) -> list[str]:
+    """Names from the span's parent up to the root the receiver has."""
+    names = []
+    parent = span.parent_span_id
+    while parent is not None and parent in spans:
+        names.append(spans[parent].name)
+        parent = spans[parent].parent_span_id
+    return names
+
+
+async def test_a_turn_with_a_tool_call_is_one_trace_from_the_callers_request_to_the_channel(
+    otlp: Traced,
+    receiver: OtlpReceiver,
+    fake_llm: FakeOpenAI,
+    fake_telegram: FakeTelegram,
+    sessions: async_sessionmaker[AsyncSession],
+    model: str,
+) -> None:
+    team = otlp.team
+    channel, secret = await telegram_webhook_channel(
+        team, model, fake_telegram, otlp.settings, sessions, tools=["check_availability"]
+    )
+    chat = new_chat()
+    fake_llm.script(
+        model,
+        [
+            Step(text="hello from the bot"),
+            Step(tool_calls=[ToolCallSpec("check_availability", {}, id="call_0")], prompt_tokens=21),
+            Step(text="Tuesday at nine is free", prompt_tokens=34, completion_tokens=7),
+        ],
+    )
+    await send_telegram_text(otlp.http, fake_telegram, channel, secret, chat, "hi")
+    await fake_telegram.replies(chat)
+
+    async def conversation_of_chat() -> str | None:
+        listed = (await team.request("GET", "/v1/conversations")).json()["items"]
+        return str(listed[0]["id"]) if listed else None
+
+    conversation = await eventually(conversation_of_chat)
+    secret_words = "my secret appointment wish"
+    response = await team.request(
+        "POST",
+        f"/v1/conversations/{conversation}/messages",
+        params={"wait": "true", "timeout": "30"},
+        json={"text": secret_words},
+        headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["reply"]["content"] == "Tuesday at nine is free"
+    turn = response.json()["turn"]
+    await fake_telegram.replies(chat, 2)
+    spans = await _ended(receiver, CALLER_TRACE, "invoke_agent")
+    by_id = _by_id(spans)
+    names = [s.name for s in spans]
+    api = next(s for s in spans if s.kind == "server" and s.name.startswith("POST /v1/conversations/"))
+    assert api.parent_span_id == CALLER_SPAN, "the caller's traceparent is the API span's parent"
+    agent = next(s for s in spans if s.name.startswith("invoke_agent"))
+    assert agent.attributes["gen_ai.conversation.id"] == conversation
+    assert agent.attributes["steward.turn"] == turn
+    assert "HandleUpdate:submit" in _ancestors(agent, by_id)
+    assert _ancestors(agent, by_id)[-1] == api.name
+
+    chats = sorted((s for s in spans if s.name == f"chat {model}"), key=lambda s: s.start_ns)
+    tools = [s for s in spans if s.name == "execute_tool check_availability"]
+    deliveries = [s for s in spans if s.name == "deliver telegram"]
+    assert len(chats) == 2 and len(tools) == 1 and len(deliveries) == 1, names
+    ordered = [chats[0], tools[0], chats[1], deliveries[0]]
+    assert [s.start_ns for s in ordered] == sorted(s.start_ns for s in ordered)
+    for span in ordered:
+        chain = _ancestors(span, by_id)
+        assert chain[0].startswith("RunActivity:"), chain
+        assert agent.name in chain, f"{span.name} is not under the turn's span: {chain}"
+        assert chain[-1] == api.name
+    assert agent.name == f"invoke_agent {(await team.conversation(conversation))['agent']}"
+
+    first, second = chats
+    assert first.attributes["gen_ai.operation.name"] == "chat"
+    assert first.attributes["gen_ai.request.model"] == model
+    assert first.attributes["gen_ai.usage.input_tokens"] == 21
+    assert first.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert second.attributes["gen_ai.usage.input_tokens"] == 34
+    assert second.attributes["gen_ai.usage.output_tokens"] == 7
+    assert second.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert first.attributes["gen_ai.conversation.id"] == conversation and first.attributes["steward.turn"] == turn
+    assert "gen_ai.agent.version" in first.attributes
+    assert tools[0].attributes["gen_ai.tool.name"] == "check_availability"
+    assert tools[0].attributes["gen_ai.tool.call.id"] == "call_0"
+    assert deliveries[0].attributes["steward.channel.id"] == channel
+
+    everything = json.dumps([s.attributes for s in receiver.spans])
+    assert secret_words not in everything and "Tuesday at nine" not in everything, "message text in spans"
+    assert receiver.content_types == {"application/x-protobuf"}
