@@ -121,6 +121,7 @@ def _chat_attributes(req: LlmRequest, agent: Definition) -> dict[str, Any]:
         tracing.AGENT_ID: agent.id,
         tracing.TURN: req.turn,
         tracing.ROUND: req.round,
+        tracing.ATTEMPT: activity.info().attempt,
     }
     if (known := known_agent(req.conversation_id)) is not None:
         attributes[tracing.AGENT_NAME] = known[0]

@@ -7,7 +7,9 @@ provider down after, so no other test pays for tracing.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -26,11 +27,11 @@ from activities.infra.temporal import StewardPlugin
 from api.app import create_app
 from schemas.enums import TracingMode
 from schemas.settings import Settings
-from schemas.tables import Span
 from tests.channels import fake_telegram, new_chat, send_telegram_text, telegram_webhook_channel
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.fakes.telegram_server import FakeTelegram
+from tests.processes import WorkerProcess, own_stack
 from tests.support import TeamClient, eventually, new_team
 from workers.worker import build_worker
 
@@ -55,7 +56,10 @@ def receiver() -> AsyncIterator[OtlpReceiver]:
 
 
 async def _traced_stack(
-    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], env: WorkflowEnvironment
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    env: WorkflowEnvironment,
 ) -> AsyncIterator[Traced]:
     assert tracing.setup(settings) is not None
     try:
@@ -64,7 +68,9 @@ async def _traced_stack(
         app = create_app(settings, temporal=client)
         async with build_worker(client, settings, engine), app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://steward.test", timeout=60) as http:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://steward.test", timeout=60
+            ) as http:
                 yield Traced(settings, app, http, await new_team(sessions, http))
     finally:
         tracing.shutdown()
@@ -192,7 +198,10 @@ async def test_a_turn_with_a_tool_call_is_one_trace_from_the_callers_request_to_
     assert second.attributes["gen_ai.usage.input_tokens"] == 34
     assert second.attributes["gen_ai.usage.output_tokens"] == 7
     assert second.attributes["gen_ai.response.finish_reasons"] == ["stop"]
-    assert first.attributes["gen_ai.conversation.id"] == conversation and first.attributes["steward.turn"] == turn
+    assert (
+        first.attributes["gen_ai.conversation.id"] == conversation
+        and first.attributes["steward.turn"] == turn
+    )
     assert "gen_ai.agent.version" in first.attributes
     assert tools[0].attributes["gen_ai.tool.name"] == "check_availability"
     assert tools[0].attributes["gen_ai.tool.call.id"] == "call_0"
@@ -201,3 +210,65 @@ async def test_a_turn_with_a_tool_call_is_one_trace_from_the_callers_request_to_
     everything = json.dumps([s.attributes for s in receiver.spans])
     assert secret_words not in everything and "Tuesday at nine" not in everything, "message text in spans"
     assert receiver.content_types == {"application/x-protobuf"}
+
+
+async def test_the_trace_survives_a_worker_killed_mid_turn(
+    tmp_path: Path,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fake_llm: FakeOpenAI,
+    receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    model: str,
+) -> None:
+    """Worker processes configured only by environment, as in production; the first dies mid-answer."""
+    for name, value in {
+        "STEWARD_TRACING": "on",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }.items():
+        monkeypatch.setenv(name, value)
+    base = Settings(**settings.model_dump(exclude={"otlp_endpoint", "otlp_protocol", "tracing"}))
+    never = threading.Event()
+    try:
+        async with own_stack(tmp_path, base) as stack:
+            team = await new_team(sessions, stack.http)
+            agent = await team.create_agent(model)
+            conversation = await team.start_conversation(agent["slug"])
+            fake_llm.script(
+                model, [Step(text="lost with the worker", hold=never), Step(text="the only reply")]
+            )
+            first = WorkerProcess(stack.settings, tmp_path / "worker-1.log")
+            first.start()
+            try:
+                accepted = await team.request(
+                    "POST",
+                    f"/v1/conversations/{conversation}/messages",
+                    json={"text": "hello"},
+                    headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
+                )
+                assert accepted.status_code == 202
+                await asyncio.to_thread(fake_llm.wait_for_requests, model, 1, 30)
+                scheduled = await _ended(receiver, CALLER_TRACE, "StartActivity:llm.complete")
+                first.kill()
+            finally:
+                first.stop()
+            second = WorkerProcess(stack.settings, tmp_path / "worker-2.log")
+            second.start()
+            try:
+                spans = await _ended(receiver, CALLER_TRACE, "invoke_agent")
+            finally:
+                second.stop()
+    finally:
+        tracing.shutdown()
+        never.set()
+
+    start = next(s for s in scheduled if s.name == "StartActivity:llm.complete")
+    by_id = _by_id(spans)
+    chats = [s for s in spans if s.name == f"chat {model}"]
+    assert [c.attributes["steward.attempt"] for c in chats] == [2], "only the retry finished its call"
+    run = by_id[str(chats[0].parent_span_id)]
+    assert run.name == "RunActivity:llm.complete" and run.parent_span_id == start.span_id
+    turn = next(s for s in spans if s.name.startswith("invoke_agent"))
+    assert start.parent_span_id == turn.span_id, "the turn's span, ended by the second worker, kept its id"
+    assert _ancestors(turn, by_id)[-1].startswith("POST /v1/conversations/")

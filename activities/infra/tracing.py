@@ -56,6 +56,7 @@ TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
 TOOL_RESULT = "gen_ai.tool.call.result"
 TURN = "steward.turn"
 ROUND = "steward.round"
+ATTEMPT = "steward.attempt"
 APPROVAL = "steward.approval.id"
 CHANNEL = "steward.channel.id"
 
