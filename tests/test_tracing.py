@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,7 @@ class Traced:
 
 
 @pytest.fixture
-def receiver() -> AsyncIterator[OtlpReceiver]:
+def receiver() -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as found:
         yield found
 
@@ -103,10 +103,10 @@ async def otlp(
 async def _ended(receiver: OtlpReceiver, trace_id: str, name: str) -> list[ReceivedSpan]:
     """The trace's spans, once the one named `name` (ended last, by the workflow) has arrived."""
 
-    async def arrived() -> list[ReceivedSpan] | None:
+    async def arrived() -> list[ReceivedSpan]:
         tracing.flush()
         spans = receiver.trace(trace_id)
-        return spans if any(s.name.startswith(name) for s in spans) else None
+        return spans if any(s.name.startswith(name) for s in spans) else []
 
     return await eventually(arrived)
 
@@ -149,9 +149,9 @@ async def test_a_turn_with_a_tool_call_is_one_trace_from_the_callers_request_to_
     await send_telegram_text(otlp.http, fake_telegram, channel, secret, chat, "hi")
     await fake_telegram.replies(chat)
 
-    async def conversation_of_chat() -> str | None:
+    async def conversation_of_chat() -> str:
         listed = (await team.request("GET", "/v1/conversations")).json()["items"]
-        return str(listed[0]["id"]) if listed else None
+        return str(listed[0]["id"]) if listed else ""
 
     conversation = await eventually(conversation_of_chat)
     secret_words = "my secret appointment wish"
