@@ -44,6 +44,7 @@ from api.web import STATIC_DIR, console, inbox, pages, session
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
 from api.web import schedules as schedule_pages
+from api.web import traces as trace_pages
 from schemas.settings import Settings
 
 log = logging.getLogger("steward.api")
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(reports_router.router)
     app.include_router(schedule_pages.router)
     app.include_router(dead_letter_pages.router)
+    app.include_router(trace_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

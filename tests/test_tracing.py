@@ -14,10 +14,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
+from playwright.async_api import Browser, expect
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -27,15 +31,18 @@ from activities.infra.temporal import StewardPlugin
 from api.app import create_app
 from schemas.enums import TracingMode
 from schemas.settings import Settings
+from schemas.tables import Span
+from tests.browser import browser
 from tests.channels import fake_telegram, new_chat, send_telegram_text, telegram_webhook_channel
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.fakes.telegram_server import FakeTelegram
-from tests.processes import WorkerProcess, own_stack
+from tests.processes import WorkerProcess, free_port, own_stack
 from tests.support import TeamClient, eventually, new_team
+from tests.web import sign_in
 from workers.worker import build_worker
 
-__all__ = ["fake_telegram"]
+__all__ = ["browser", "fake_telegram"]
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -272,3 +279,114 @@ async def test_the_trace_survives_a_worker_killed_mid_turn(
     turn = next(s for s in spans if s.name.startswith("invoke_agent"))
     assert start.parent_span_id == turn.span_id, "the turn's span, ended by the second worker, kept its id"
     assert _ancestors(turn, by_id)[-1].startswith("POST /v1/conversations/")
+
+
+@pytest.fixture
+async def kept(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal_env: WorkflowEnvironment,
+) -> AsyncIterator[Traced]:
+    """A stack keeping spans in the app database, with message text opted in."""
+    traced = settings.model_copy(
+        update={
+            "task_queue": f"steward-kept-{uuid.uuid4().hex[:8]}",
+            "tracing": TracingMode.DB,
+            "trace_content": True,
+        }
+    )
+    async for stack in _traced_stack(traced, engine, sessions, temporal_env):
+        yield stack
+
+
+def _shots() -> Path:
+    """Where screenshots go, to be looked at."""
+    shots = Path("/tmp/shots-otel")
+    shots.mkdir(exist_ok=True)
+    return shots
+
+
+async def _serve(app: FastAPI) -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_spans_kept_in_the_database_draw_the_turns_waterfall_in_chromium(
+    kept: Traced,
+    browser: Browser,
+    fake_llm: FakeOpenAI,
+    sessions: async_sessionmaker[AsyncSession],
+    model: str,
+) -> None:
+    team = kept.team
+    agent = await team.create_agent(model, tools=["check_availability"])
+    conversation = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model,
+        [Step(tool_calls=[ToolCallSpec("check_availability", {}, id="call_0")]), Step(text="Monday is open")],
+    )
+    assert (await team.send(conversation, "when can I come in?")).json()["reply"][
+        "content"
+    ] == "Monday is open"
+
+    async def turn_spans() -> list[Span]:
+        tracing.flush()
+        async with sessions() as session:
+            rows = (await session.execute(select(Span).where(Span.conversation_id == conversation))).scalars()
+            found = list(rows)
+        return found if any(s.name.startswith("invoke_agent") for s in found) else []
+
+    rows = await eventually(turn_spans)
+    chats = [s for s in rows if s.name == f"chat {model}"]
+    assert len(chats) == 2 and all(s.turn == 1 for s in rows)
+    assert "when can I come in?" in chats[0].attributes["gen_ai.input.messages"], "opted in: text is kept"
+    assert "Monday is open" in chats[1].attributes["gen_ai.output.messages"]
+    assert len({s.trace_id for s in rows}) == 1
+
+    shots = _shots()
+    hosts: set[str] = set()
+    async for live_url in _serve(kept.app):
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))
+        try:
+            await sign_in(page, live_url, team.key, f"/conversations/{conversation}")
+            link = page.locator("#transcript a.trace-link").first
+            await expect(link).to_have_attribute("href", f"/conversations/{conversation}/turns/1/trace")
+            await link.click()
+            await page.wait_for_url(f"{live_url}/conversations/{conversation}/turns/1/trace")
+            rows_drawn = page.locator(".span-row")
+            await expect(rows_drawn.first).to_be_visible()
+            names = [await r.get_attribute("data-name") for r in await rows_drawn.all()]
+            assert names[0] == "POST /v1/conversations/{conversation_id}/messages"
+            assert f"chat {model}" in names and "execute_tool check_availability" in names
+            turn_row = page.locator(".span-row.agent").first
+            assert int(str(await turn_row.get_attribute("data-depth"))) > 0
+            bar = turn_row.locator(".bar")
+            assert (await bar.bounding_box() or {"width": 0})["width"] > 20, "the turn's bar has its length"
+            await page.locator(".span-row.llm summary").first.click()
+            await expect(page.locator(".span-row.llm .span-attrs").first).to_contain_text(
+                "gen_ai.usage.input_tokens"
+            )
+            await page.screenshot(path=str(shots / "waterfall.png"), full_page=True)
+
+            await page.goto(f"{live_url}/conversations/{conversation}/turns/9/trace")
+            await expect(page.locator("#no-trace")).to_contain_text("No spans for this turn")
+            missing = await page.goto(f"{live_url}/conversations/nope/turns/1/trace")
+            assert missing is not None and missing.status == 404
+        finally:
+            await context.close()
+    assert hosts == {urlsplit(live_url).netloc}, f"the pages loaded from another host: {hosts}"

@@ -66,6 +66,7 @@ CONTENT_ATTRIBUTES = frozenset({INPUT_MESSAGES, OUTPUT_MESSAGES, TOOL_ARGUMENTS,
 _NOOP = trace.NoOpTracer()
 _provider: TracerProvider | None = None
 _record_content = False
+_in_database = False
 
 
 def mode_of(settings: Settings) -> TracingMode:
@@ -91,6 +92,11 @@ def record_content() -> bool:
 
 def provider() -> TracerProvider | None:
     return _provider
+
+
+def in_database() -> bool:
+    """Whether this process keeps its spans in the app database (so the console can show them)."""
+    return _in_database and _provider is not None
 
 
 class PresetIds(RandomIdGenerator):
@@ -120,16 +126,18 @@ def reset_span_id(token: contextvars.Token[int | None]) -> None:
 
 def setup(settings: Settings) -> TracerProvider | None:
     """Install this process's tracer provider and exporter (once); None when tracing is off."""
-    global _provider, _record_content
+    global _provider, _record_content, _in_database
     mode = mode_of(settings)
     if mode is TracingMode.OFF:
         return None
     if _provider is not None:
         return _provider
-    resource = Resource.create({SERVICE_NAME: SERVICE}).merge(Resource.create())
+    resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, if set
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: SERVICE}))
     created = TracerProvider(resource=resource, id_generator=PresetIds())
     created.add_span_processor(BatchSpanProcessor(_exporter(settings, mode)))
-    _provider, _record_content = created, settings.trace_content
+    _provider, _record_content, _in_database = created, settings.trace_content, mode is TracingMode.DB
     log.info("tracing on: spans go to %s", "the app database" if mode is TracingMode.DB else "OTLP")
     return created
 
