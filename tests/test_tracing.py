@@ -13,23 +13,32 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
+from alembic import command
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import StatusCode
 from playwright.async_api import Browser, expect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.events import EventActivities
 from activities.infra import tracing
 from activities.infra.temporal import StewardPlugin
+from activities.infra.tracing import DatabaseSpanExporter
 from api.app import create_app
 from schemas.enums import TracingMode
+from schemas.payloads import PruneEvents
 from schemas.settings import Settings
 from schemas.tables import Span
 from tests.browser import browser
@@ -38,8 +47,9 @@ from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.fakes.telegram_server import FakeTelegram
 from tests.processes import WorkerProcess, free_port, own_stack
-from tests.support import TeamClient, eventually, new_team
+from tests.support import TeamClient, create_database, drop_database, eventually, new_team
 from tests.web import sign_in
+from workers.migrate import alembic_config
 from workers.worker import build_worker
 
 __all__ = ["browser", "fake_telegram"]
@@ -390,3 +400,73 @@ async def test_spans_kept_in_the_database_draw_the_turns_waterfall_in_chromium(
         finally:
             await context.close()
     assert hosts == {urlsplit(live_url).netloc}, f"the pages loaded from another host: {hosts}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_spans_table_migrates_both_ways_and_takes_exported_batches(tmp_path: Path, backend: str) -> None:
+    url = f"sqlite:///{tmp_path / 'spans.db'}" if backend == "sqlite" else create_database()
+    try:
+        settings = Settings(database_url=url)
+        config = alembic_config(settings)
+        command.upgrade(config, "head")
+        provider = TracerProvider()
+        exporter = DatabaseSpanExporter(settings)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        attributes = {tracing.CONVERSATION: "c1", tracing.TURN: 3, tracing.FINISH_REASONS: ("stop",)}
+        with provider.get_tracer("t").start_as_current_span("invoke_agent a") as outer:
+            with provider.get_tracer("t").start_as_current_span("chat m", attributes=attributes):
+                pass
+            outer.set_status(StatusCode.ERROR, "the model was down")
+        engine = sa.create_engine(settings.sync_database_url)
+        with engine.connect() as conn:
+            rows = {r.name: r for r in conn.execute(sa.select(Span.__table__))}
+        assert set(rows) == {"invoke_agent a", "chat m"}
+        chat, turn = rows["chat m"], rows["invoke_agent a"]
+        assert chat.parent_span_id == turn.span_id and turn.parent_span_id is None
+        assert chat.trace_id == turn.trace_id and len(chat.trace_id) == 32 and len(chat.span_id) == 16
+        assert (chat.conversation_id, chat.turn) == ("c1", 3) and turn.conversation_id is None
+        assert chat.attributes[tracing.FINISH_REASONS] == ["stop"] and chat.kind == "internal"
+        assert (turn.status, turn.status_message) == ("error", "the model was down")
+        assert turn.start_ns <= chat.start_ns <= chat.end_ns <= turn.end_ns
+        engine.dispose()
+        exporter.shutdown()
+        command.downgrade(config, "0007_agent_versions")
+        engine = sa.create_engine(settings.sync_database_url)
+        assert "spans" not in sa.inspect(engine).get_table_names()
+        engine.dispose()
+        command.upgrade(config, "head")
+    finally:
+        if backend == "postgresql":
+            drop_database(url)
+
+
+async def test_spans_are_pruned_with_the_events_retention(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    trace_id = uuid.uuid4().hex
+    now = datetime.now(UTC)
+
+    def span(name: str, started: datetime) -> Span:
+        ns = int(started.timestamp() * 1e9)
+        return Span(
+            trace_id=trace_id,
+            span_id=uuid.uuid4().hex[:16],
+            name=name,
+            kind="internal",
+            service="steward",
+            start_ns=ns,
+            end_ns=ns + 1000,
+            status="unset",
+            attributes={},
+            started_at=started,
+        )
+
+    async with sessions() as session:
+        session.add_all(
+            [span("old", now - timedelta(days=settings.event_retention_days + 1)), span("new", now)]
+        )
+        await session.commit()
+    await ActivityEnvironment().run(EventActivities(sessions, settings).prune, PruneEvents())
+    async with sessions() as session:
+        left = (await session.execute(select(Span.name).where(Span.trace_id == trace_id))).scalars().all()
+    assert left == ["new"]
