@@ -412,7 +412,11 @@ def test_the_spans_table_migrates_both_ways_and_takes_exported_batches(tmp_path:
         provider = TracerProvider()
         exporter = DatabaseSpanExporter(settings)
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-        attributes = {tracing.CONVERSATION: "c1", tracing.TURN: 3, tracing.FINISH_REASONS: ("stop",)}
+        attributes: dict[str, str | int | tuple[str, ...]] = {
+            tracing.CONVERSATION: "c1",
+            tracing.TURN: 3,
+            tracing.FINISH_REASONS: ("stop",),
+        }
         with provider.get_tracer("t").start_as_current_span("invoke_agent a") as outer:
             with provider.get_tracer("t").start_as_current_span("chat m", attributes=attributes):
                 pass
