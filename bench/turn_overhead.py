@@ -124,7 +124,7 @@ def stack_env(settings: Settings, llm_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def wait_http(url: str, timeout: float = 60) -> None:
+async def wait_http(url: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as http:
         while True:

@@ -25,7 +25,7 @@ from alembic import command
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import NoOpTracer, StatusCode
 from playwright.async_api import Browser, expect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -44,7 +44,7 @@ from schemas.tables import Span
 from tests.browser import browser
 from tests.channels import fake_telegram, new_chat, send_telegram_text, telegram_webhook_channel
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.fakes.otlp_receiver import GrpcOtlpReceiver, OtlpReceiver, ReceivedSpan
 from tests.fakes.telegram_server import FakeTelegram
 from tests.processes import WorkerProcess, free_port, own_stack
 from tests.support import TeamClient, create_database, drop_database, eventually, new_team
@@ -474,3 +474,24 @@ async def test_spans_are_pruned_with_the_events_retention(
     async with sessions() as session:
         left = (await session.execute(select(Span.name).where(Span.trace_id == trace_id))).scalars().all()
     assert left == ["new"]
+
+
+async def test_otlp_over_grpc_when_the_standard_variable_says_so(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with GrpcOtlpReceiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", receiver.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "steward-eu-1")
+        traced = Settings(**settings.model_dump(exclude={"otlp_endpoint", "otlp_protocol", "tracing"}))
+        assert tracing.setup(traced.model_copy(update={"tracing": TracingMode.OTLP})) is not None
+        try:
+            with tracing.tracer().start_as_current_span("chat m", attributes={tracing.TURN: 2}):
+                pass
+            assert tracing.flush()
+        finally:
+            tracing.shutdown()
+        [span] = receiver.spans
+    assert (span.name, span.attributes, span.service) == ("chat m", {"steward.turn": 2}, "steward-eu-1")
+    assert receiver.content_types == {"grpc"}
+    assert not tracing.enabled() and isinstance(tracing.tracer(), NoOpTracer), "off again after shutdown"

@@ -1,17 +1,20 @@
-"""An OTLP/HTTP trace receiver: takes `POST /v1/traces` as a collector does and decodes the protobuf.
+"""OTLP trace receivers: `POST /v1/traces` (HTTP/protobuf) and the gRPC `TraceService`, as a collector.
 
-It speaks the real wire format (`ExportTraceServiceRequest`, from `opentelemetry-proto`), so
+They speak the real wire format (`ExportTraceServiceRequest`, from `opentelemetry-proto`), so
 what the tests read is what Jaeger, Tempo or any collector would receive.
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+import grpc  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -129,3 +132,32 @@ class OtlpReceiver:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class GrpcOtlpReceiver(OtlpReceiver):
+    """The same, as the OTLP/gRPC `TraceService` on a free port (`endpoint` is `http://host:port`)."""
+
+    def __init__(self) -> None:
+        self.spans = []
+        self.content_types = set()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
+                receiver._take(request, "grpc")
+                return ExportTraceServiceResponse()
+
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self._grpc)  # type: ignore[no-untyped-call]
+        self._port = self._grpc.add_insecure_port("127.0.0.1:0")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def start(self) -> None:
+        self._grpc.start()
+
+    def stop(self) -> None:
+        self._grpc.stop(grace=None)
