@@ -48,6 +48,7 @@ from tests.fakes.otlp_receiver import GrpcOtlpReceiver, OtlpReceiver, ReceivedSp
 from tests.fakes.telegram_server import FakeTelegram
 from tests.processes import WorkerProcess, free_port, own_stack
 from tests.support import TeamClient, create_database, drop_database, eventually, new_team
+from tests.test_approvals import book, booking_conversation, decide, free_slots, pending, status_is
 from tests.web import sign_in
 from workers.migrate import alembic_config
 from workers.worker import build_worker
@@ -495,3 +496,42 @@ async def test_otlp_over_grpc_when_the_standard_variable_says_so(
     assert (span.name, span.attributes, span.service) == ("chat m", {"steward.turn": 2}, "steward-eu-1")
     assert receiver.content_types == {"grpc"}
     assert not tracing.enabled() and isinstance(tracing.tracer(), NoOpTracer), "off again after shutdown"
+
+
+async def test_an_approval_wait_is_a_span_of_the_turn_as_long_as_the_wait(
+    kept: Traced, fake_llm: FakeOpenAI, sessions: async_sessionmaker[AsyncSession], model: str
+) -> None:
+    team = kept.team
+    conversation = await booking_conversation(team, model)
+    slot = (await free_slots(sessions, team.team_id))[0]
+    fake_llm.script(model, [book(slot), Step(text="You're booked!")])
+    waited = await team.send(conversation, "book me in", timeout=2)
+    assert waited.json()["status"] == "awaiting_approval"
+    [item] = await pending(team, conversation)
+    await asyncio.sleep(0.3)  # the wait has a length of its own
+    assert (await decide(team, item["id"], decision="approve")).status_code == 200
+    await eventually(lambda: status_is(team, conversation, "idle"))
+
+    async def turn_spans() -> list[Span]:
+        tracing.flush()
+        async with sessions() as session:
+            found = (
+                await session.execute(select(Span).where(Span.conversation_id == conversation))
+            ).scalars()
+            spans = list(found)
+        return spans if any(s.name.startswith("invoke_agent") for s in spans) else []
+
+    spans = await eventually(turn_spans)
+    turn = next(s for s in spans if s.name.startswith("invoke_agent"))
+    [wait] = [s for s in spans if s.name == "await_approval"]
+    assert wait.parent_span_id == turn.span_id and wait.trace_id == turn.trace_id
+    assert wait.attributes["steward.approval.id"] == item["id"]
+    assert wait.attributes["gen_ai.tool.name"] == "book_appointment"
+    assert wait.end_ns - wait.start_ns >= 300_000_000
+    [tool] = [s for s in spans if s.name == "execute_tool book_appointment"]
+    assert tool.start_ns >= wait.end_ns and tool.trace_id == turn.trace_id
+    async with sessions() as session:
+        names = (
+            (await session.execute(select(Span.name).where(Span.trace_id == turn.trace_id))).scalars().all()
+        )
+    assert "RunWorkflow:Approval" in names, "the approval's own workflow is in the turn's trace"
