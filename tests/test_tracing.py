@@ -311,6 +311,19 @@ async def kept(
         yield stack
 
 
+async def _kept_spans(sessions: async_sessionmaker[AsyncSession], conversation: str) -> list[Span]:
+    """The conversation's spans in the database, once its turn's span (written last) is there."""
+
+    async def turn_spans() -> list[Span]:
+        tracing.flush()
+        async with sessions() as session:
+            found = await session.execute(select(Span).where(Span.conversation_id == conversation))
+            spans = list(found.scalars())
+        return spans if any(s.name.startswith("invoke_agent") for s in spans) else []
+
+    return await eventually(turn_spans)
+
+
 def _shots() -> Path:
     """Where screenshots go, to be looked at."""
     shots = Path("/tmp/shots-otel")
@@ -353,14 +366,7 @@ async def test_spans_kept_in_the_database_draw_the_turns_waterfall_in_chromium(
         "content"
     ] == "Monday is open"
 
-    async def turn_spans() -> list[Span]:
-        tracing.flush()
-        async with sessions() as session:
-            rows = (await session.execute(select(Span).where(Span.conversation_id == conversation))).scalars()
-            found = list(rows)
-        return found if any(s.name.startswith("invoke_agent") for s in found) else []
-
-    rows = await eventually(turn_spans)
+    rows = await _kept_spans(sessions, conversation)
     chats = [s for s in rows if s.name == f"chat {model}"]
     assert len(chats) == 2 and all(s.turn == 1 for s in rows)
     assert "when can I come in?" in chats[0].attributes["gen_ai.input.messages"], "opted in: text is kept"
@@ -512,16 +518,7 @@ async def test_an_approval_wait_is_a_span_of_the_turn_as_long_as_the_wait(
     assert (await decide(team, item["id"], decision="approve")).status_code == 200
     await eventually(lambda: status_is(team, conversation, "idle"))
 
-    async def turn_spans() -> list[Span]:
-        tracing.flush()
-        async with sessions() as session:
-            found = (
-                await session.execute(select(Span).where(Span.conversation_id == conversation))
-            ).scalars()
-            spans = list(found)
-        return spans if any(s.name.startswith("invoke_agent") for s in spans) else []
-
-    spans = await eventually(turn_spans)
+    spans = await _kept_spans(sessions, conversation)
     turn = next(s for s in spans if s.name.startswith("invoke_agent"))
     [wait] = [s for s in spans if s.name == "await_approval"]
     assert wait.parent_span_id == turn.span_id and wait.trace_id == turn.trace_id
