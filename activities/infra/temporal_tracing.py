@@ -121,6 +121,11 @@ class _Captured:
 class _TurnTracing(TracingWorkflowInboundInterceptor):
     """Updates run under their caller's trace, not the workflow starter's."""
 
+    def handle_update_validator(self, input: temporalio.worker.HandleUpdateInput) -> None:
+        # No `ValidateUpdate` span: it would sit beside `HandleUpdate` with nothing under it,
+        # and cost every message a span.
+        temporalio.worker.WorkflowInboundInterceptor.handle_update_validator(self, input)
+
     async def handle_update_handler(self, input: temporalio.worker.HandleUpdateInput) -> Any:
         header = input.headers.get(self.header_key)
         if not header:
