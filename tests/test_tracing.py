@@ -36,6 +36,7 @@ from activities.events import EventActivities
 from activities.infra import tracing
 from activities.infra.temporal import StewardPlugin
 from activities.infra.tracing import DatabaseSpanExporter
+from activities.webhooks import post_signed
 from api.app import create_app
 from schemas.enums import TracingMode
 from schemas.payloads import PruneEvents
@@ -46,6 +47,7 @@ from tests.channels import fake_telegram, new_chat, send_telegram_text, telegram
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.otlp_receiver import GrpcOtlpReceiver, OtlpReceiver, ReceivedSpan
 from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.webhook import WebhookReceiver
 from tests.processes import WorkerProcess, free_port, own_stack
 from tests.support import TeamClient, create_database, drop_database, eventually, new_team
 from tests.test_approvals import book, booking_conversation, decide, free_slots, pending, status_is
@@ -532,3 +534,19 @@ async def test_an_approval_wait_is_a_span_of_the_turn_as_long_as_the_wait(
             (await session.execute(select(Span.name).where(Span.trace_id == turn.trace_id))).scalars().all()
         )
     assert "RunWorkflow:Approval" in names, "the approval's own workflow is in the turn's trace"
+
+
+async def test_webhooks_carry_the_senders_traceparent_and_none_untraced(settings: Settings) -> None:
+    with WebhookReceiver() as hook:
+        async with httpx.AsyncClient() as http:
+            await post_signed(http, hook.url, {"event": "untraced"}, "d/1", None)
+            assert tracing.setup(settings.model_copy(update={"tracing": TracingMode.DB})) is not None
+            try:
+                with tracing.tracer().start_as_current_span("approval.notify") as span:
+                    await post_signed(http, hook.url, {"event": "traced"}, "d/2", None)
+                    context = span.get_span_context()
+            finally:
+                tracing.shutdown()
+        untraced, traced = await hook.arrived(2)
+    assert "traceparent" not in untraced.headers
+    assert traced.headers["traceparent"].startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
