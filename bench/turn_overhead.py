@@ -237,6 +237,12 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
     report(rows, base_tp, plain_tp, samples, concurrency, database_url)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_tracing(samples: int, database_url: str | None, mode: str) -> None:
     """Plain turns on an untraced and a traced stack, sampled alternately."""
     work = Path(tempfile.mkdtemp(prefix="steward-bench-tracing-"))
@@ -267,8 +273,8 @@ async def run_tracing(samples: int, database_url: str | None, mode: str) -> None
         await engine.dispose()
         with (
             process([python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"),
-            serve(off_port, "bench-untraced", "off"),
-            serve(on_port, "bench-traced", mode),
+            serve(off_port, "bench-untraced", "off") as off_process,
+            serve(on_port, "bench-traced", mode) as on_process,
         ):
             for port in (off_port, on_port):
                 await wait_http(f"http://127.0.0.1:{port}/readyz")
@@ -280,24 +286,31 @@ async def run_tracing(samples: int, database_url: str | None, mode: str) -> None
                 off, on = Load(client, off_http, key), Load(client, on_http, key)
                 off_conversation = await off.conversation("plain", [])
                 on_conversation = await on.conversation("plain", [])
+                await timed([lambda: off.turn(off_conversation), lambda: on.turn(on_conversation)], 0, 20)
+                cpu_before = [cpu_seconds(off_process.pid), cpu_seconds(on_process.pid)]
                 untraced, traced = await timed(
-                    [lambda: off.turn(off_conversation), lambda: on.turn(on_conversation)], samples
+                    [lambda: off.turn(off_conversation), lambda: on.turn(on_conversation)], samples, 0
                 )
+                cpu = [
+                    (cpu_seconds(p.pid) - before) * 1000 / samples
+                    for p, before in zip((off_process, on_process), cpu_before, strict=True)
+                ]
     finally:
         server.stop()
     print(f"\nTracing overhead — {samples} plain turns each, sampled alternately")
     print(
         f"database: {'PostgreSQL' if database_url else 'SQLite (embedded default)'}; Temporal: dev server\n"
     )
-    print(f"{'case':38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-    for name, lat in (
-        ("plain turn, STEWARD_TRACING=off", untraced),
-        (f"plain turn, STEWARD_TRACING={mode}", traced),
+    print(f"{'case':38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU ms/turn':>12}")
+    for name, lat, used in (
+        ("plain turn, STEWARD_TRACING=off", untraced, cpu[0]),
+        (f"plain turn, STEWARD_TRACING={mode}", traced, cpu[1]),
     ):
         print(
             f"{name:38} {statistics.median(lat):8.1f} "
-            f"{percentile(lat, 0.95):8.1f} {percentile(lat, 0.99):8.1f}"
+            f"{percentile(lat, 0.95):8.1f} {percentile(lat, 0.99):8.1f} {used:12.2f}"
         )
+    print("(CPU: the `steward serve` process's user + system time, API and worker, per turn)")
     ratio = statistics.median(traced) / statistics.median(untraced)
     print(f"\ntarget traced p50 <= 1.05x untraced: {'met' if ratio <= 1.05 else 'NOT met'} ({ratio:.3f}x)")
 
