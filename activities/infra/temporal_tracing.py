@@ -112,12 +112,6 @@ class StewardTracingInterceptor(TracingInterceptor):
         span.end(end_time=params.end_ns)
 
 
-class _Captured:
-    """Stands in for an outbound input, to receive the carrier of a span just written."""
-
-    headers: Mapping[str, Any] = {}
-
-
 class _TurnTracing(TracingWorkflowInboundInterceptor):
     """Updates run under their caller's trace, not the workflow starter's."""
 
@@ -128,22 +122,33 @@ class _TurnTracing(TracingWorkflowInboundInterceptor):
 
     async def handle_update_handler(self, input: temporalio.worker.HandleUpdateInput) -> Any:
         header = input.headers.get(self.header_key)
-        if not header:
+        caller = (
+            self.text_map_propagator.extract(self.payload_converter.from_payloads([header])[0])
+            if header
+            else None
+        )
+        parent = opentelemetry.trace.get_current_span(caller).get_span_context() if caller else None
+        if caller is None or parent is None or not parent.is_valid:
             return await super().handle_update_handler(input)
-        carrier: Carrier = self.payload_converter.from_payloads([header])[0]
-        context = self._set_on_context(self.text_map_propagator.extract(carrier))
+        # `HandleUpdate:{name}`, a child of the caller's span, with an id derived from the update's:
+        # what the handler records (a turn's context) is then the same on every replay.
+        span_id = _span_id(parent.trace_id, f"update/{input.id}")
+        own = SpanContext(
+            parent.trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+        )
+        context = self._set_on_context(opentelemetry.trace.set_span_in_context(NonRecordingSpan(own), caller))
+        now = temporalio.workflow.time_ns()
+        _write(
+            _WorkflowSpan(_carrier(self, caller), span_id, f"HandleUpdate:{input.update}", {}, now, now, None)
+        )
         with attached_context(context):
-            captured = _Captured()
-            self._completed_span(
-                f"HandleUpdate:{input.update}", add_to_outbound=captured, kind=SpanKind.SERVER
-            )
-            if self.header_key in captured.headers:  # not when replaying: the caller's span stands
-                written: Carrier = self.payload_converter.from_payloads([captured.headers[self.header_key]])[
-                    0
-                ]
-                context = self._set_on_context(self.text_map_propagator.extract(written))
-            with attached_context(context):
-                return await temporalio.worker.WorkflowInboundInterceptor.handle_update_handler(self, input)
+            return await temporalio.worker.WorkflowInboundInterceptor.handle_update_handler(self, input)
+
+
+def _carrier(root: TracingWorkflowInboundInterceptor, context: opentelemetry.context.Context) -> Carrier:
+    carrier: Carrier = {}
+    root.text_map_propagator.inject(carrier, context)
+    return carrier
 
 
 def _interceptor() -> _TurnTracing | None:
@@ -187,8 +192,7 @@ def workflow_span(
     if not parent_span.is_valid:
         yield
         return
-    parent_carrier: Carrier = {}
-    root.text_map_propagator.inject(parent_carrier, base)
+    parent_carrier = _carrier(root, base)
     span_id = _span_id(parent_span.trace_id, key)
     own = SpanContext(
         parent_span.trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
@@ -221,7 +225,12 @@ def _end(
     started: int,
     error: str | None,
 ) -> None:
+    _write(_WorkflowSpan(parent, span_id, name, attributes, started, temporalio.workflow.time_ns(), error))
+
+
+def _write(span: _WorkflowSpan) -> None:
+    """Have the worker write `span`, unless this is a replay (the span was written the first time)."""
     if temporalio.workflow.unsafe.is_replaying():
         return
     emit = cast(Any, temporalio.workflow.extern_functions()[_EMIT])
-    emit(_WorkflowSpan(parent, span_id, name, attributes, started, temporalio.workflow.time_ns(), error))
+    emit(span)
