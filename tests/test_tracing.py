@@ -385,6 +385,7 @@ async def test_spans_kept_in_the_database_draw_the_turns_waterfall_in_chromium(
             await sign_in(page, live_url, team.key, f"/conversations/{conversation}")
             link = page.locator("#transcript a.trace-link").first
             await expect(link).to_have_attribute("href", f"/conversations/{conversation}/turns/1/trace")
+            await page.screenshot(path=str(shots / "conversation.png"))
             await link.click()
             await page.wait_for_url(f"{live_url}/conversations/{conversation}/turns/1/trace")
             rows_drawn = page.locator(".span-row")
