@@ -30,6 +30,7 @@ from playwright.async_api import Browser, expect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.events import EventActivities
@@ -57,6 +58,8 @@ from workers.worker import build_worker
 
 __all__ = ["browser", "fake_telegram"]
 
+INSTRUMENTED = "_is_instrumented_by_opentelemetry"
+"""What FastAPIInstrumentor marks an app it instrumented with."""
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 
@@ -86,6 +89,7 @@ async def _traced_stack(
         target = env.client.service_client.config.target_host
         client = await Client.connect(target, plugins=[StewardPlugin(tracing=True)])
         app = create_app(settings, temporal=client)
+        assert getattr(app, INSTRUMENTED, False)
         async with build_worker(client, settings, engine), app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
@@ -551,3 +555,16 @@ async def test_webhooks_carry_the_senders_traceparent_and_none_untraced(settings
         untraced, traced = await hook.arrived(2)
     assert "traceparent" not in untraced.headers
     assert traced.headers["traceparent"].startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+
+
+async def test_tracing_off_installs_nothing(settings: Settings, temporal: Client) -> None:
+    assert settings.tracing is TracingMode.OFF and tracing.setup(settings) is None
+    assert isinstance(tracing.tracer(), NoOpTracer) and not tracing.enabled()
+    assert not any(
+        isinstance(i, TracingInterceptor) for i in temporal.config(active_config=True)["interceptors"]
+    )
+    app = create_app(settings, temporal=temporal)
+    assert not getattr(app, INSTRUMENTED, False), "no request instrumentation"
+    traced = Client(temporal.service_client, plugins=[StewardPlugin(tracing=True)])
+    installed = traced.config(active_config=True)["interceptors"]
+    assert any(isinstance(i, TracingInterceptor) for i in installed), "on, it is installed"
