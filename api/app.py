@@ -166,6 +166,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=tracing.provider(),
+            server_request_hook=tracing.redact_query,
             excluded_urls="/metrics,/healthz,/readyz,/static",
             exclude_spans=["receive", "send"],
         )

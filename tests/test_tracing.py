@@ -568,3 +568,29 @@ async def test_tracing_off_installs_nothing(settings: Settings, temporal: Client
     traced = Client(temporal.service_client, plugins=[StewardPlugin(tracing=True)])
     installed = traced.config(active_config=True)["interceptors"]
     assert any(isinstance(i, TracingInterceptor) for i in installed), "on, it is installed"
+
+
+async def test_secret_query_values_never_reach_a_request_span(
+    kept: Traced, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    trace_id = uuid.uuid4().hex
+    secret = f"stw_{uuid.uuid4().hex}"
+    response = await kept.team.request(
+        "GET",
+        "/v1/conversations",
+        params={"token": secret, "status": "idle"},
+        headers={"traceparent": f"00-{trace_id}-{CALLER_SPAN}-01"},
+    )
+    assert response.status_code == 200
+
+    async def request_span() -> list[Span]:
+        tracing.flush()
+        async with sessions() as session:
+            return list((await session.execute(select(Span).where(Span.trace_id == trace_id))).scalars())
+
+    [span] = await eventually(request_span)
+    assert secret not in json.dumps(span.attributes)
+    urls = [
+        v for k, v in span.attributes.items() if k in ("http.url", "url.full", "http.target", "url.query")
+    ]
+    assert urls and all("token=REDACTED" in u and "status=idle" in u for u in urls), span.attributes

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
 from opentelemetry import trace
@@ -175,6 +176,34 @@ def _hex(value: int, width: int) -> str:
 def _plain(value: Any) -> Any:
     """An attribute value as JSON holds it (OpenTelemetry keeps sequences as tuples)."""
     return list(value) if isinstance(value, tuple) else value
+
+
+SECRET_PARAMS = ("token", "key", "secret", "password", "signature")
+"""Query parameters whose values never go into a span (`/ws?token=<API key>` above all)."""
+
+
+def redact_query(span: trace.Span, scope: dict[str, Any]) -> None:
+    """A request span's URL attributes with secret query values replaced (FastAPI's request hook).
+
+    The instrumentation records the full URL and query; Steward's WebSocket takes its key in
+    `?token=`, and secrets are never recorded.
+    """
+    query = scope.get("query_string", b"")
+    if not query or not span.is_recording():
+        return
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    if not any(secret in name.lower() for name, _ in pairs for secret in SECRET_PARAMS):
+        return
+    safe = urlencode([(n, "REDACTED" if any(s in n.lower() for s in SECRET_PARAMS) else v) for n, v in pairs])
+    attributes = getattr(span, "attributes", None) or {}
+    for name in ("http.url", "url.full"):
+        if isinstance(url := attributes.get(name), str):
+            span.set_attribute(name, url.split("?", 1)[0] + "?" + safe)
+    for name in ("http.target",):
+        if isinstance(target := attributes.get(name), str):
+            span.set_attribute(name, target.split("?", 1)[0] + "?" + safe)
+    if "url.query" in attributes:
+        span.set_attribute("url.query", safe)
 
 
 def span_row(span: ReadableSpan) -> dict[str, Any]:
