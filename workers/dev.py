@@ -65,6 +65,7 @@ def _banner(port: int, server: DevServer, key: str, model: str) -> str:
   Schedules     {api}/schedules
   Dead letters  {api}/dead-letters  (channel messages that could not be delivered)
   Metrics       {api}/metrics  (API and worker: both run in this process)
+  Traces        each turn as a waterfall: "trace" beside a message on its conversation page
   Temporal UI   {server.ui_url}
   Admin key     {key}
   Demo agent    {DEMO_AGENT} — model {model}{demo}
