@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, text
+from sqlalchemy import JSON, bindparam, delete, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -24,7 +24,7 @@ from activities.transcript import in_transaction
 from schemas.enums import EventKind
 from schemas.payloads import PruneEvents, PruneResult
 from schemas.settings import Settings
-from schemas.tables import UTCDateTime, utcnow
+from schemas.tables import Span, UTCDateTime, utcnow
 
 DELTA_EVERY = 0.05
 """Seconds between two delta writes of one stream (the first is written at once)."""
@@ -221,6 +221,8 @@ class EventActivities:
 
         async def work(session: AsyncSession) -> int:
             result = await session.execute(_PRUNE, {"cutoff": cutoff})
+            # Trace spans kept in the database share the events' retention.
+            await session.execute(delete(Span).where(Span.started_at < cutoff))
             return int(getattr(result, "rowcount", 0) or 0)
 
         deleted = await in_transaction(self._sessions, work)

@@ -7,6 +7,7 @@ whose message was already persisted returns that message instead of asking again
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -24,8 +27,10 @@ from activities import faults, metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
+from activities.infra import tracing
 from activities.infra.llm_clients import api_key, client_for, redacted
 from activities.infra.secrets import SecretBox, SecretsUnavailable
+from activities.infra.temporal_tracing import known_agent, remember_agent
 from activities.llm_context import Definition, to_chat_messages, with_inbound
 from activities.llm_failures import provider_failure, stream_dropped
 from activities.prompts import draft_definition
@@ -110,6 +115,35 @@ def _gated(agent: Definition, response: LlmResponse, ops_chat: bool = False) -> 
     if any(call.approval is not None for call in response.tool_calls):
         response.holding_message = ApprovalSettings.model_validate(agent.approvals or {}).holding_message
     return response
+
+
+def _chat_attributes(req: LlmRequest, agent: Definition) -> dict[str, Any]:
+    """A chat span's GenAI attributes, known before the call: ids and names, never text."""
+    attributes: dict[str, Any] = {
+        tracing.OPERATION: "chat",
+        tracing.PROVIDER: "steward" if agent.model == DEMO_MODEL else "openai",
+        tracing.REQUEST_MODEL: agent.model,
+        tracing.CONVERSATION: req.conversation_id,
+        tracing.AGENT_ID: agent.id,
+        tracing.TURN: req.turn,
+        tracing.ROUND: req.round,
+        tracing.ATTEMPT: activity.info().attempt,
+    }
+    if (known := known_agent(req.conversation_id)) is not None:
+        attributes[tracing.AGENT_NAME] = known[0]
+    if agent.version_id is not None:
+        attributes[tracing.AGENT_VERSION] = agent.version_id
+    return attributes
+
+
+def _record_answer(span: trace.Span, response: LlmResponse, usage: tuple[int, int]) -> None:
+    span.set_attribute(tracing.RESPONSE_MODEL, response.model)
+    span.set_attribute(tracing.INPUT_TOKENS, usage[0])
+    span.set_attribute(tracing.OUTPUT_TOKENS, usage[1])
+    if tracing.record_content():
+        message = {"role": "assistant", "content": response.content}
+        calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls]
+        span.set_attribute(tracing.OUTPUT_MESSAGES, json.dumps([{**message, "tool_calls": calls}]))
 
 
 class LlmActivities:
@@ -343,6 +377,7 @@ class LlmActivities:
             if frozen is None:  # the draft: its templates as they are now
                 frozen = await draft_definition(session, agent)
             definition = await Definition.of(agent, version_id, frozen).rendered(session, conversation)
+            remember_agent(req.conversation_id, agent.slug, version_id)
             transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
         # An earlier attempt's answer, if any, is the newest message: nothing follows it
         # until this activity returns.
@@ -368,8 +403,22 @@ class LlmActivities:
     async def _ask(
         self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
+        """`_asked`, as a GenAI `chat {model}` span (message text only with STEWARD_TRACE_CONTENT)."""
+        with tracing.tracer().start_as_current_span(
+            f"chat {agent.model}", kind=SpanKind.CLIENT, attributes=_chat_attributes(req, agent)
+        ) as span:
+            response, usage = await self._asked(req, agent, transcript, deltas)
+            if span.is_recording():
+                _record_answer(span, response, usage)
+            return response, usage
+
+    async def _asked(
+        self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
+    ) -> tuple[LlmResponse, tuple[int, int]]:
         """Call the agent's model (or the demo) and record latency and token metrics."""
         messages = to_chat_messages(agent.system_prompt, transcript)
+        if tracing.record_content():
+            trace.get_current_span().set_attribute(tracing.INPUT_MESSAGES, json.dumps(messages))
         allow_tools = req.round < agent.max_tool_rounds
         tools = [name for name in agent.tools if name in TOOLS] if allow_tools else []
         started = time.perf_counter()
@@ -379,6 +428,9 @@ class LlmActivities:
             if agent.model == DEMO_MODEL:
                 content, calls = demo_reply(messages, tools, f"call_t{req.turn}r{req.round}")
                 response, usage = LlmResponse(content=content, tool_calls=calls, model=DEMO_MODEL), (0, 0)
+                trace.get_current_span().set_attribute(
+                    tracing.FINISH_REASONS, ["tool_calls" if calls else "stop"]
+                )
             else:
                 response, usage = await self._chat(agent, messages, tools, deltas)
             # Tool messages must name the call they answer; some servers send no ids.
@@ -412,6 +464,7 @@ class LlmActivities:
         calls: dict[int, dict[str, str]] = {}
         usage = (0, 0)
         model = agent.model
+        finish: list[str] = []
         try:
             # The SDK's raw `post` skips its request transform, which walks every message
             # of the window on each call and was a quarter of a turn's CPU; the body is
@@ -428,6 +481,8 @@ class LlmActivities:
                 if chunk.usage is not None:
                     usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
+                    if choice.finish_reason:
+                        finish.append(choice.finish_reason)
                     delta = choice.delta
                     if delta.content:
                         content.append(delta.content)
@@ -454,6 +509,7 @@ class LlmActivities:
         response = LlmResponse(
             content="".join(content), tool_calls=[ToolCall(**calls[i]) for i in sorted(calls)], model=model
         )
+        trace.get_current_span().set_attribute(tracing.FINISH_REASONS, finish)
         return response, usage
 
     async def _client_for(self, agent: Definition) -> tuple[openai.AsyncOpenAI, str | None]:

@@ -20,6 +20,7 @@ from temporalio import activity
 
 from activities import metrics
 from activities.events import append_event
+from activities.infra import tracing
 from activities.store import turn_tools
 from activities.transcript import append_message, in_transaction, lock_conversation
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
@@ -255,6 +256,27 @@ class ToolActivities:
 
     @activity.defn(name="tool.run")
     async def run(self, req: ToolRequest) -> ToolResult:
+        """`_run`, as a GenAI `execute_tool {tool}` span (arguments only with STEWARD_TRACE_CONTENT)."""
+        attributes: dict[str, Any] = {
+            tracing.OPERATION: "execute_tool",
+            tracing.TOOL_NAME: req.call.name,
+            tracing.TOOL_CALL_ID: req.call.id,
+            tracing.CONVERSATION: req.conversation_id,
+            tracing.TURN: req.turn,
+            "steward.tool.key": req.key,
+        }
+        with tracing.tracer().start_as_current_span(
+            f"execute_tool {req.call.name}", attributes=attributes
+        ) as span:
+            result = await self._run(req)
+            if span.is_recording():
+                span.set_attribute("steward.tool.ok", result.ok)
+                if tracing.record_content():
+                    span.set_attribute(tracing.TOOL_ARGUMENTS, req.call.arguments)
+                    span.set_attribute(tracing.TOOL_RESULT, result.content)
+            return result
+
+    async def _run(self, req: ToolRequest) -> ToolResult:
         """Run one tool call, or return what it produced if it already ran."""
 
         async def work(session: AsyncSession) -> tuple[ToolResult, bool]:

@@ -1,7 +1,8 @@
 """Signed webhooks Steward sends (approval notices, schedule notices): one way to sign and post.
 
 Each POST carries `X-Steward-Delivery`, the same for every retry of one notice (receivers
-dedupe on it), and, when STEWARD_WEBHOOK_SECRET is set, `X-Steward-Signature`. 4xx answers
+dedupe on it), when STEWARD_WEBHOOK_SECRET is set, `X-Steward-Signature`, and with tracing on
+the W3C `traceparent` of the activity that sends it. 4xx answers
 other than 408 and 429 are final (retrying would not change them); anything else is
 raised for Temporal to retry.
 """
@@ -15,6 +16,7 @@ import time
 from typing import Any
 
 import httpx
+from opentelemetry import propagate
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 
@@ -38,6 +40,7 @@ async def post_signed(
     """POST `payload` as JSON to `url`, signed; raises an `ApplicationError` unless it is taken."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {"content-type": "application/json", DELIVERY_HEADER: delivery}
+    propagate.inject(headers)  # `traceparent`, when this runs in a traced activity; nothing otherwise
     if secret is not None:
         headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), int(time.time()), body)
     try:

@@ -11,9 +11,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import Receive, Scope, Send
 from temporalio.client import Client
 
+from activities.infra import tracing
 from activities.infra.database import create_engine, session_factory
 from activities.infra.temporal import connect
 from api import errors
@@ -56,6 +58,7 @@ from api.web import prompt_templates as template_pages
 from api.web import providers as provider_pages
 from api.web import schedules as schedule_pages
 from api.web import settings as settings_pages
+from api.web import traces as trace_pages
 from schemas.settings import Settings
 
 log = logging.getLogger("steward.api")
@@ -183,8 +186,18 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(provider_pages.router)
     app.include_router(metrics_pages.router)
     app.include_router(incident_pages.router)
+    app.include_router(trace_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if tracing.setup(settings) is not None:
+        # Server spans for requests, continuing a caller's W3C `traceparent`; none with tracing off.
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracing.provider(),
+            server_request_hook=tracing.redact_query,
+            excluded_urls="/metrics,/healthz,/readyz,/static",
+            exclude_spans=["receive", "send"],
+        )
     return app

@@ -13,6 +13,13 @@ Latency is sequential (p50/p95/p99, ms); throughput is 50 concurrent conversatio
 (or starters), each sending its next message as soon as the last is answered.
 
     uv run python -m bench.turn_overhead [--samples 200] [--concurrency 50] [--database-url URL]
+
+With `--tracing MODE` it measures what tracing costs instead: two `steward serve` stacks on
+the same Temporal server and database, one with STEWARD_TRACING=off and one with MODE (`db`
+writes the spans to the app database, as `steward dev` does), their plain turns' latency
+sampled alternately, and prints both p50s (target: traced <= 1.05x untraced).
+
+    uv run python -m bench.turn_overhead --tracing db [--samples 200] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -117,7 +124,7 @@ def stack_env(settings: Settings, llm_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def wait_http(url: str, timeout: float = 60) -> None:
+async def wait_http(url: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as http:
         while True:
@@ -230,6 +237,84 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
     report(rows, base_tp, plain_tp, samples, concurrency, database_url)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_tracing(samples: int, database_url: str | None, mode: str) -> None:
+    """Plain turns on an untraced and a traced stack, sampled alternately."""
+    work = Path(tempfile.mkdtemp(prefix="steward-bench-tracing-"))
+    server = DevServer(
+        work / "temporal.db", free_port(), free_port(), work / "temporal.log", extra=("--headless",)
+    )
+    server.start()
+    llm_port, off_port, on_port = free_port(), free_port(), free_port()
+    settings = Settings(
+        database_url=database_url or f"sqlite:///{work / 'steward.db'}", temporal_address=server.address
+    )
+    llm_url = f"http://127.0.0.1:{llm_port}/v1"
+    python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
+
+    def serve(port: int, queue: str, tracing: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        env = stack_env(settings.model_copy(update={"task_queue": queue}), llm_url, STEWARD_TRACING=tracing)
+        args = [steward, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        return process(args, work / f"steward-{tracing}.log", env)
+
+    try:
+        await server.wait_ready()
+        migrate(settings)
+        engine = create_engine(settings)
+        async with session_factory(engine)() as session:
+            team = await ensure_team(session, f"bench-{uuid.uuid4().hex[:6]}")
+            key = await create_key(session, team, Role.ADMIN, "bench")
+            await session.commit()
+        await engine.dispose()
+        with (
+            process([python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"),
+            serve(off_port, "bench-untraced", "off") as off_process,
+            serve(on_port, "bench-traced", mode) as on_process,
+        ):
+            for port in (off_port, on_port):
+                await wait_http(f"http://127.0.0.1:{port}/readyz")
+            client = await Client.connect(server.address)
+            async with (
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{off_port}", timeout=60) as off_http,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{on_port}", timeout=60) as on_http,
+            ):
+                off, on = Load(client, off_http, key), Load(client, on_http, key)
+                off_conversation = await off.conversation("plain", [])
+                on_conversation = await on.conversation("plain", [])
+                await timed([lambda: off.turn(off_conversation), lambda: on.turn(on_conversation)], 0, 20)
+                cpu_before = [cpu_seconds(off_process.pid), cpu_seconds(on_process.pid)]
+                untraced, traced = await timed(
+                    [lambda: off.turn(off_conversation), lambda: on.turn(on_conversation)], samples, 0
+                )
+                cpu = [
+                    (cpu_seconds(p.pid) - before) * 1000 / samples
+                    for p, before in zip((off_process, on_process), cpu_before, strict=True)
+                ]
+    finally:
+        server.stop()
+    print(f"\nTracing overhead — {samples} plain turns each, sampled alternately")
+    print(
+        f"database: {'PostgreSQL' if database_url else 'SQLite (embedded default)'}; Temporal: dev server\n"
+    )
+    print(f"{'case':38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU ms/turn':>12}")
+    for name, lat, used in (
+        ("plain turn, STEWARD_TRACING=off", untraced, cpu[0]),
+        (f"plain turn, STEWARD_TRACING={mode}", traced, cpu[1]),
+    ):
+        print(
+            f"{name:38} {statistics.median(lat):8.1f} "
+            f"{percentile(lat, 0.95):8.1f} {percentile(lat, 0.99):8.1f} {used:12.2f}"
+        )
+    print("(CPU: the `steward serve` process's user + system time, API and worker, per turn)")
+    ratio = statistics.median(traced) / statistics.median(untraced)
+    print(f"\ntarget traced p50 <= 1.05x untraced: {'met' if ratio <= 1.05 else 'NOT met'} ({ratio:.3f}x)")
+
+
 def report(
     rows: list[tuple[str, list[float]]],
     base_tp: float,
@@ -266,8 +351,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
     parser.add_argument("--database-url", help="e.g. postgresql+psycopg://postgres@127.0.0.1/steward_bench")
+    parser.add_argument(
+        "--tracing",
+        choices=["db", "otlp", "on"],
+        help="measure tracing's cost instead: plain turns untraced vs with STEWARD_TRACING set to this",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.samples, args.concurrency, args.seconds, args.database_url))
+    if args.tracing:
+        asyncio.run(run_tracing(args.samples, args.database_url, args.tracing))
+    else:
+        asyncio.run(run(args.samples, args.concurrency, args.seconds, args.database_url))
 
 
 if __name__ == "__main__":

@@ -306,3 +306,16 @@ class FaultKind(StrEnum):
     LLM_OUTAGE = "llm_outage"
     SLOW_LLM = "slow_llm"
     CHANNEL_DOWN = "channel_down"
+
+
+class TracingMode(StrEnum):
+    """Where a process's trace spans go (`STEWARD_TRACING`)."""
+
+    OFF = "off"
+    """No spans, no interceptor, no instrumentation: nothing is paid."""
+    ON = "on"
+    """`otlp` when an `OTEL_EXPORTER_OTLP_*` endpoint is set, else `db`."""
+    DB = "db"
+    """Into the app database's `spans` table (shown by the console's trace waterfall)."""
+    OTLP = "otlp"
+    """To any OpenTelemetry collector, configured by the standard `OTEL_EXPORTER_OTLP_*` variables."""

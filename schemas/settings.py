@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.enums import TracingMode
+
 DEMO_MODEL = "steward-offline-demo"
 """Model name of the built-in offline demo model; shown wherever a model name shows."""
 
@@ -90,6 +92,24 @@ class Settings(BaseSettings):
     test_wait_seconds: float = Field(120.0, gt=0, validation_alias=_env("STEWARD_TEST_WAIT_SECONDS"))
     """How long `POST /v1/agents/{slug}/test` waits for a test run's turns before answering 202
     with the run so far (its turns go on; `GET /v1/agents/{slug}/tests/{id}` shows them)."""
+
+    tracing: TracingMode = Field(TracingMode.OFF, validation_alias=_env("STEWARD_TRACING"))
+    """Trace every turn with OpenTelemetry: `off` (the default; `steward dev` uses `db`), `db`
+    (spans in the app database, shown by the console), `otlp` (to the collector named by the
+    standard `OTEL_EXPORTER_OTLP_*` variables), or `on` (`otlp` if an endpoint is set, else `db`)."""
+    otlp_endpoint: str | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    """Read only to decide `on`; the OTLP exporters read this and the other `OTEL_EXPORTER_OTLP_*`
+    variables (headers, timeout, certificates) themselves."""
+    otlp_protocol: str = Field(
+        "http/protobuf",
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    )
+    """`http/protobuf` (the default) or `grpc`."""
+    trace_content: bool = Field(False, validation_alias=_env("STEWARD_TRACE_CONTENT"))
+    """Record message text in LLM and tool spans. Off by default: spans then carry ids, names,
+    token counts and finish reasons, never what was said."""
 
     @property
     def llm_configured(self) -> bool:

@@ -384,7 +384,7 @@ async def test_the_form_names_a_provider_a_time_zone_and_variables_the_prompt_us
             {"company": "ACME"},
         )
         diff = page.locator("#diff")
-        for changed in ("Provider", "Time zone", "variables › company"):
+        for changed in ("Provider", "Time zone", "variables \u203a company"):
             await expect(diff).to_contain_text(changed, ignore_case=True)
 
         # A prompt naming a variable the agent does not declare is refused at its field.

@@ -20,7 +20,7 @@ from activities.infra.hashing import generate_key
 from activities.infra.secrets import generate_key as generate_secret_key
 from api.services.keys import ensure_key
 from api.services.users import ensure_person
-from schemas.enums import Role
+from schemas.enums import Role, TracingMode
 from schemas.settings import Settings
 from workers import loop
 from workers.migrate import migrate
@@ -82,6 +82,7 @@ def _banner(port: int, server: DevServer, key: str, model: str, password: str) -
   Schedules     {api}/schedules
   Dead letters  {api}/dead-letters  (channel messages that could not be delivered)
   Metrics       {api}/metrics  (API and worker: both run in this process)
+  Traces        each turn as a waterfall: "trace" beside a message on its conversation page
   Temporal UI   {server.ui_url}
   Admin key     {key}
   Demo agent    {DEMO_AGENT} — model {model}{demo}
@@ -114,6 +115,8 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
     )
     if "STEWARD_PUBLIC_URL" not in os.environ:  # invitation links must point at this port
         settings.public_url = f"http://127.0.0.1:{port}"
+    if "tracing" not in settings.model_fields_set:  # STEWARD_TRACING unset
+        settings.tracing = TracingMode.DB  # every turn's waterfall in the console, nothing to run beside it
     if settings.secret_key is None:
         settings.secret_key = SecretStr(_dev_secret_key(data_dir))
     server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")

@@ -8,6 +8,7 @@ import signal
 
 from prometheus_client import start_http_server
 
+from activities.infra import tracing
 from activities.infra.database import create_engine
 from activities.infra.temporal import connect
 from schemas.settings import Settings
@@ -37,3 +38,4 @@ async def run_worker(settings: Settings) -> None:
     async with worker:
         await stop.wait()
     await engine.dispose()
+    tracing.shutdown()  # export the spans still buffered

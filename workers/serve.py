@@ -14,6 +14,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from activities.infra import tracing
 from activities.infra.database import create_engine, session_factory
 from activities.infra.temporal import connect
 from api.app import create_app
@@ -166,3 +167,4 @@ async def serve(
             await worker.shutdown()
         await worker_task  # re-raises what stopped the worker, if anything
         await engine.dispose()
+        tracing.shutdown()  # export the spans still buffered

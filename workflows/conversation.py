@@ -19,6 +19,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     # Pydantic models and activity references only; nothing with side effects at import.
     from activities.channels.delivery import ChannelActivities
+    from activities.infra import tracing
+    from activities.infra.temporal_tracing import turn_trace, workflow_span
     from activities.store import StoreActivities
     from schemas.enums import ConversationStatus, DoubleTexting, ReplyKind, TurnStatus
     from schemas.errors import ErrorType
@@ -125,6 +127,16 @@ class ConversationWorkflow:
             await self._run_turn(self.state.pending.pop(0))
 
     async def _run_turn(self, pending: PendingTurn) -> None:
+        # The turn's span, in the trace of the request that queued it (a no-op untraced).
+        attributes: dict[str, str | int | bool] = {
+            tracing.OPERATION: "invoke_agent",
+            tracing.CONVERSATION: self._inp.conversation_id,
+            tracing.TURN: pending.turn,
+        }
+        with workflow_span("invoke_agent", f"turn/{pending.turn}", attributes, pending.trace):
+            await self._turn_steps(pending)
+
+    async def _turn_steps(self, pending: PendingTurn) -> None:
         state = self.state
         self._running = pending
         turn = Turn(
@@ -256,7 +268,7 @@ class ConversationWorkflow:
                 self._turn_task.cancel()
                 if self._turn is not None:
                     self._turn.stop_waiting()
-            state.pending.append(PendingTurn(turn=turn, messages=[*carried, inbound]))
+            state.pending.append(PendingTurn(turn=turn, messages=[*carried, inbound], trace=turn_trace()))
         if msg.idempotency_key is not None:
             state.recent_keys[msg.idempotency_key] = turn
             while len(state.recent_keys) > RECENT_KEYS:

@@ -20,6 +20,8 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     # Activity classes are referenced for their names and types; nothing runs at import.
+    from activities.infra import tracing
+    from activities.infra.temporal_tracing import workflow_span
     from activities.llm import LlmActivities
     from activities.store import StoreActivities
     from activities.tools import ToolActivities
@@ -280,6 +282,20 @@ class Turn:
         self, approval_id: str, key: str, call: ToolCall, response: LlmResponse
     ) -> ApprovalOutcome:
         """Wait for an operator's decision on one gated call (an ApprovalWorkflow child)."""
+        assert call.approval is not None
+        inp = self.inp
+        attributes: dict[str, str | int | bool] = {
+            tracing.CONVERSATION: inp.conversation_id,
+            tracing.TURN: inp.turn,
+            tracing.APPROVAL: approval_id,
+            tracing.TOOL_NAME: call.name,
+        }
+        with workflow_span("await_approval", f"approval/{approval_id}", attributes):
+            return await self._decision(approval_id, key, call, response)
+
+    async def _decision(
+        self, approval_id: str, key: str, call: ToolCall, response: LlmResponse
+    ) -> ApprovalOutcome:
         assert call.approval is not None
         inp = self.inp
         return await workflow.execute_child_workflow(

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -34,6 +36,7 @@ from activities.channels.format import split
 from activities.channels.ops import handoff_text, ops_address
 from activities.channels.providers import DeliveryError, Provider
 from activities.channels.registry import ChannelRegistry
+from activities.infra import tracing
 from activities.transcript import in_transaction
 from schemas.enums import ConversationStatus, DeliveryStatus, MessageRole, ReplyKind
 from schemas.keys import handoff_notice_key, holding_key, operator_delivery_key, turn_delivery_key
@@ -230,10 +233,27 @@ class ChannelActivities:
                 activity.logger.info("typing indicator not shown: %s", err.code)
 
     async def _send(self, delivery_id: int, channel: Channel, client: Provider) -> bool:
+        """`_send_part`, as a `deliver {channel type}` span."""
+        attributes = {tracing.CHANNEL: channel.id, "steward.channel.type": channel.type}
+        with tracing.tracer().start_as_current_span(
+            f"deliver {channel.type}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            sent = await self._send_part(delivery_id, channel, client)
+            span.set_attribute("steward.delivery.sent", sent)
+            return sent
+
+    async def _send_part(self, delivery_id: int, channel: Channel, client: Provider) -> bool:
         """Send one part unless it was sent; True if it is (now) sent, False if it is a dead letter."""
         async with self._sessions() as session:
             row = await session.get(ChannelDelivery, delivery_id)
         assert row is not None
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("steward.delivery.key", row.key)
+            if row.conversation_id is not None:
+                span.set_attribute(tracing.CONVERSATION, row.conversation_id)
+            if row.turn is not None:
+                span.set_attribute(tracing.TURN, row.turn)
         if row.status == DeliveryStatus.SENT:
             return True
         if row.status in (DeliveryStatus.FAILED, DeliveryStatus.DISCARDED):

@@ -16,6 +16,8 @@ from temporalio.converter import DataConverter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.infra import tracing
+from activities.infra.temporal_tracing import StewardTracingInterceptor
 from schemas.settings import Settings
 
 PLUGIN_NAME = "steward"
@@ -28,6 +30,9 @@ PASSTHROUGH_MODULES = (
     "sqlalchemy",
     # Imported at module level by activity modules workflows reference; never called there.
     "httpx",
+    # The tracing interceptor's workflow side keeps its context in OpenTelemetry's contextvars,
+    # which must be the same module inside the sandbox as outside.
+    "opentelemetry",
 )
 
 WORKFLOW_FAILURE_TYPES: Sequence[type[BaseException]] = ()
@@ -48,14 +53,19 @@ def sandboxed_runner() -> SandboxedWorkflowRunner:
 
 
 class StewardPlugin(SimplePlugin):
-    """Converter, sandbox and failure types for clients, workers and replayers alike."""
+    """Converter, sandbox and failure types for clients, workers and replayers alike.
 
-    def __init__(self) -> None:
+    With `tracing`, also the OpenTelemetry interceptor (one instance for the client and the
+    workers built from it); without, none at all: tracing off costs nothing.
+    """
+
+    def __init__(self, tracing: bool = False) -> None:
         super().__init__(
             PLUGIN_NAME,
             data_converter=data_converter(),
             workflow_runner=sandboxed_runner(),
             workflow_failure_exception_types=list(WORKFLOW_FAILURE_TYPES),
+            interceptors=[StewardTracingInterceptor()] if tracing else None,
         )
 
 
@@ -65,9 +75,9 @@ def has_plugin(client: Client) -> bool:
 
 
 async def connect(settings: Settings) -> Client:
-    """A Temporal client with Steward's plugin."""
+    """A Temporal client with Steward's plugin (tracing as the settings say: set up here if on)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        plugins=[StewardPlugin()],
+        plugins=[StewardPlugin(tracing=tracing.setup(settings) is not None)],
     )

@@ -93,7 +93,7 @@ FIELDS: tuple[FormField, ...] = (
         "System prompt",
         "textarea",
         "What the agent is and how it behaves: a template that may use {{ user.name }}, "
-        "{{ channel.type }}, {{ now }}, its variables and {% include \"a-template\" %}.",
+        '{{ channel.type }}, {{ now }}, its variables and {% include "a-template" %}.',
         rows=10,
         placeholder="You are the front desk of …",
     ),

@@ -31,6 +31,8 @@ class PendingTurn(BaseModel):
 
     turn: int
     messages: list[InboundMessage]
+    trace: dict[str, str] = Field(default_factory=dict)
+    """W3C trace context (`traceparent`) of the request that queued the turn; empty untraced."""
 
 
 class SubmitMessage(BaseModel):

@@ -29,6 +29,7 @@ from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamA
 from schemas.tables.prompts import PromptTemplate
 from schemas.tables.providers import LlmProvider
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
+from schemas.tables.spans import Span
 
 __all__ = [
     "DEFINITION_FIELDS",
@@ -63,6 +64,7 @@ __all__ = [
     "SignInFailure",
     "SloObjective",
     "Slot",
+    "Span",
     "Team",
     "TeamAudit",
     "Ticket",

@@ -1,7 +1,7 @@
 """incidents: per-agent SLO objectives, incidents with their timelines and notices, injected faults
 
 Revision ID: 0013_incidents
-Revises: 0011_team_members
+Revises: 0012_spans
 Create Date: 2026-12-02 04:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = '0013_incidents'
-down_revision: str | None = '0011_team_members'
+down_revision: str | None = '0012_spans'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
