@@ -36,7 +36,10 @@ async def test_an_admin_adds_checks_and_edits_a_provider(
     page = await context.new_page()
     try:
         await sign_in(page, live_url, team.key, "/providers")
-        await expect(page.locator("nav a[aria-current=page]")).to_have_text("Providers")
+        await expect(page.locator("nav[aria-label=Main] a[aria-current=page]")).to_have_text("Agents")
+        await expect(page.locator("nav[aria-label='Agent studio'] a[aria-current=page]")).to_have_text(
+            "LLM providers"
+        )
         await expect(page.locator("#no-providers")).to_be_visible()
 
         # Azure without an api_version: the API's 422 is shown and the field marked.
@@ -115,7 +118,8 @@ async def test_other_roles_get_the_forbidden_page_and_no_nav_entry(
     context = await browser.new_context()
     page = await context.new_page()
     try:
-        await sign_in(page, live_url, operator.key, "/playground")
+        await sign_in(page, live_url, operator.key, "/agents")
+        await expect(page.locator("nav[aria-label='Agent studio'] a[href='/templates']")).to_be_visible()
         await expect(page.locator("nav a[href='/providers']")).to_have_count(0)
         response = await page.goto(f"{live_url}/providers")
         assert response is not None and response.status == 403
