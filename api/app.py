@@ -33,6 +33,7 @@ from api.routers import (
     health,
     operators,
 )
+from api.routers import codec as codec_router
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
 from api.services.dead_letters import dead_letter_counter
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(console.router)
     app.include_router(schedules_router.router)
     app.include_router(reports_router.router)
+    app.include_router(codec_router.router)
     app.include_router(schedule_pages.router)
     app.include_router(dead_letter_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
