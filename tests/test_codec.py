@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from schemas.settings import Settings
 from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import TeamClient, add_key
+from workers.dev import _dev_payload_keys
 from workflows.contract import conversation_workflow_id
 
 CARD = "4111 1111 1111 1111"
@@ -231,3 +233,11 @@ async def test_another_site_gets_no_cors_and_cannot_use_the_cookie(
     # A bearer key is not ambient authority: a script holding one may call from anywhere.
     keyed = await ui_http.post("/codec/decode", json=body, headers={"Origin": evil, **team.headers})
     assert keyed.status_code == 200
+
+
+def test_steward_dev_makes_one_payload_key_and_keeps_it(tmp_path: Path) -> None:
+    first = _dev_payload_keys(tmp_path)
+    [key] = parse_keys(first)
+    assert len(key.secret) == 32
+    assert (tmp_path / "payload-keys").stat().st_mode & 0o777 == 0o600
+    assert _dev_payload_keys(tmp_path) == first  # the next run opens what this one sealed
