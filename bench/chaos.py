@@ -67,7 +67,7 @@ class Tally:
     accepted: int = 0
     answered: int = 0
     refused: int = 0
-    server_errors: int = 0
+    server_errors: Counter[int] = field(default_factory=Counter)
     retries: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     kills: Counter[str] = field(default_factory=Counter)
@@ -224,7 +224,7 @@ async def turn(
             await asyncio.sleep(0.3)
             continue
         if response.status_code >= 500:
-            tally.server_errors += 1
+            tally.server_errors[response.status_code] += 1
             tally.retries += 1
             await asyncio.sleep(0.3)
             continue
@@ -386,7 +386,8 @@ def report(
     print(f"{'refused (4xx)':28} {tally.refused:8}")
     for name, count in duplicates.items():
         print(f"{name:28} {count:8}")
-    print(f"{'5xx answers':28} {tally.server_errors:8}")
+    statuses = ", ".join(f"{status}: {n}" for status, n in sorted(tally.server_errors.items()))
+    print(f"{'5xx answers':28} {sum(tally.server_errors.values()):8}  ({statuses or 'none'})")
     print(f"{'resends (same key)':28} {tally.retries:8}")
     print(f"{'kills':28} {sum(tally.kills.values()):8}  ({kills})")
     print(f"{'wall time':28} {elapsed:7.0f}s  logs in {work}")
