@@ -80,17 +80,23 @@ def postgres_pids() -> list[int]:
     return pids
 
 
-def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
-    found: dict[str, float] = {}
+def cpu_of(pids: dict[str, list[int]]) -> dict[tuple[str, int], float]:
+    """CPU seconds so far of each (group, pid) still alive."""
+    found: dict[tuple[str, int], float] = {}
     for name, group in pids.items():
-        total = 0.0
         for pid in group:
             try:
-                total += cpu_seconds(pid)
+                found[(name, pid)] = cpu_seconds(pid)
             except OSError:
                 continue
-        found[name] = total
     return found
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
 
 
 @dataclass
@@ -143,11 +149,17 @@ class Clients:
 async def measure(label: str, clients: Clients, pids: dict[str, list[int]], seconds: float) -> Window:
     conversations = [await clients.conversation("plain") for _ in range(CONCURRENCY)]
     await throughput(lambda i: clients.turn(conversations[i]), CONCURRENCY, 3.0)  # warm-up
-    before, started = cpu_of(pids), time.monotonic()
+    before, machine, started = cpu_of(pids), machine_busy(), time.monotonic()
     rate = await throughput(lambda i: clients.turn(conversations[i]), CONCURRENCY, seconds)
     elapsed = time.monotonic() - started
-    after = cpu_of(pids)
-    return Window(label, rate, {name: 100 * (after[name] - before[name]) / elapsed for name in pids})
+    after, (busy, total) = cpu_of(pids), machine_busy()
+    cpu = dict.fromkeys(pids, 0.0)
+    for (name, pid), used in after.items():
+        if (name, pid) in before:  # a process that ended meanwhile counts for nothing
+            cpu[name] += 100 * (used - before[(name, pid)]) / elapsed
+    cpu["machine"] = 100 * (os.cpu_count() or 1) * (busy - machine[0]) / max(1, total - machine[1])
+    cpu["load"] = os.getloadavg()[0]
+    return Window(label, rate, cpu)
 
 
 async def events(client: Client, conversation: str) -> int:
@@ -173,7 +185,7 @@ async def _wait_worker(clients: Clients) -> None:
 
 def _row(window: Window, names: list[str]) -> str:
     cpu = "  ".join(f"{window.cpu[n]:7.0f}%" for n in names)
-    return f"{window.label:26} {window.per_second:9.1f}  {cpu}"
+    return f"{window.label:26} {window.per_second:9.1f}  {cpu}  {window.cpu['load']:6.1f}"
 
 
 async def run(idle: int, long_turns: int, seconds: float, cache: int) -> None:
@@ -231,7 +243,7 @@ async def run(idle: int, long_turns: int, seconds: float, cache: int) -> None:
             await wait_http(f"http://127.0.0.1:{ports[0]}/readyz")
             one = Clients(https[:1], key)
             await _wait_worker(one)
-            names = ["api", "worker", "temporal", "postgres"]
+            names = ["api", "worker", "temporal", "postgres", "machine"]
             pids = {
                 "api": [api_1.pid],
                 "worker": [worker_1.pid],
@@ -325,13 +337,16 @@ async def idle_figures(clients: Clients, worker_pid: int, idle: int) -> tuple[di
 
 def print_throughput(windows: list[Window], names: list[str], seconds: float) -> None:
     print(f"\nPlain-turn throughput — {CONCURRENCY} concurrent conversations, {seconds:.0f} s; PostgreSQL")
-    print(f"{'setup':26} {'turns/s':>9}  " + "  ".join(f"{n:>8}" for n in names))
+    print(f"{'setup':26} {'turns/s':>9}  " + "  ".join(f"{n:>8}" for n in names) + "    load")
     for window in windows:
         print(_row(window, names))
     one, two = windows
-    busiest = max(two.cpu, key=lambda n: two.cpu[n])
+    busiest = max((n for n in names if n != "machine"), key=lambda n: two.cpu[n])
     print(f"scaling: {two.per_second / one.per_second:.2f}x; busiest with two workers: {busiest}")
-    print(f"(CPU is % of one core; the machine has {os.cpu_count()} cores)")
+    print(
+        f"(CPU is % of one core; 'machine' is every process on its {os.cpu_count()} cores,"
+        " ours and others'; load is the 1-minute load average at the window's end)"
+    )
 
 
 def print_history(found: dict[str, float]) -> None:
