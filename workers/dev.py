@@ -111,7 +111,7 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
         settings.secret_key = SecretStr(_dev_secret_key(data_dir))
     if settings.payload_keys is None:
         settings.payload_keys = SecretStr(_dev_payload_keys(data_dir))
-    if not settings.codec_cors_origins:  # the dev UI may call /codec (see README, "Reading histories")
+    if not settings.codec_cors_origins:  # its UI may call /codec (README, "Encrypted Temporal payloads")
         settings.codec_cors_origins = f"http://127.0.0.1:{ui_port},http://localhost:{ui_port}"
     server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")
     log.info("starting Temporal dev server on %s (UI %s)", server.address, server.ui_url)
