@@ -130,20 +130,22 @@ class Clients:
         response = await self.https[0].post("/v1/conversations", json={"agent": slug}, headers=self.headers)
         return str(response.raise_for_status().json()["id"])
 
-    async def turn(self, conversation: str, text: str = "hello", wait: bool = True) -> dict[str, object]:
-        params = {"wait": "true"} if wait else {}
-        response = await self.http.post(
-            f"/v1/conversations/{conversation}/messages",
-            params=params,
-            json={"text": text},
-            headers=self.headers,
-        )
-        if response.status_code not in (200, 202):
-            raise RuntimeError(f"turn not accepted: {response.status_code} {response.text}")
-        body: dict[str, object] = response.json()
-        if wait and body.get("status") != "completed":
-            raise RuntimeError(f"turn did not complete: {response.text}")
-        return body
+    async def turn(self, conversation: str, text: str = "hello") -> dict[str, object]:
+        """Send and wait for the reply; a wait that ends first is resent with the same key."""
+        body = {"text": text, "idempotency_key": uuid.uuid4().hex}
+        for _ in range(20):
+            response = await self.http.post(
+                f"/v1/conversations/{conversation}/messages",
+                params={"wait": "true"},
+                json=body,
+                headers=self.headers,
+            )
+            if response.status_code != 200:
+                raise RuntimeError(f"turn not accepted: {response.status_code} {response.text}")
+            answer: dict[str, object] = response.json()
+            if answer.get("status") == "completed":
+                return answer
+        raise RuntimeError(f"turn did not complete: {response.text}")
 
 
 async def measure(label: str, clients: Clients, pids: dict[str, list[int]], seconds: float) -> Window:
@@ -266,6 +268,7 @@ async def run(idle: int, long_turns: int, seconds: float, cache: int) -> None:
             print_throughput(windows, names, seconds)
 
             history = await history_figures(one, temporal, long_turns)
+            print_history(history)
             first.close()  # the idle part gets a worker of its own, fresh
 
         with process(llm, work / "llm-2.log"), ExitStack() as third:
@@ -275,7 +278,6 @@ async def run(idle: int, long_turns: int, seconds: float, cache: int) -> None:
             one = Clients(https[:1], key)
             await _wait_worker(one)
             rss, resumed = await idle_figures(one, idle_worker.pid, idle)
-        print_history(history)
         print_idle(rss, resumed, idle, cache)
         for http in https:
             await http.aclose()
@@ -342,7 +344,7 @@ def print_throughput(windows: list[Window], names: list[str], seconds: float) ->
         print(_row(window, names))
     one, two = windows
     busiest = max((n for n in names if n != "machine"), key=lambda n: two.cpu[n])
-    print(f"scaling: {two.per_second / one.per_second:.2f}x; busiest with two workers: {busiest}")
+    print(f"scaling: {two.per_second / one.per_second:.2f}x; busiest with two workers: {busiest}", flush=True)
     print(
         f"(CPU is % of one core; 'machine' is every process on its {os.cpu_count()} cores,"
         " ours and others'; load is the 1-minute load average at the window's end)"
@@ -350,7 +352,7 @@ def print_throughput(windows: list[Window], names: list[str], seconds: float) ->
 
 
 def print_history(found: dict[str, float]) -> None:
-    print("\nHistory")
+    print("\nHistory", flush=True)
     print(f"events per plain turn      {found['plain']:.1f}")
     print(f"events per tool turn       {found['tool']:.1f}")
     print(
