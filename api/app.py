@@ -39,6 +39,7 @@ from api.routers import (
     operators,
     providers,
 )
+from api.routers import codec as codec_router
 from api.routers import incidents as incidents_router
 from api.routers import metrics_summary as metrics_summary_router
 from api.routers import reports as reports_router
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(settings_pages.router)
     app.include_router(account.router)
     app.include_router(sso.router)
+    app.include_router(codec_router.router)
     app.include_router(schedule_pages.router)
     app.include_router(agent_pages.router)
     app.include_router(dead_letter_pages.router)

@@ -111,6 +111,19 @@ class Settings(BaseSettings):
     """Record message text in LLM and tool spans. Off by default: spans then carry ids, names,
     token counts and finish reasons, never what was said."""
 
+    payload_keys: SecretStr | None = Field(None, validation_alias=_env("STEWARD_PAYLOAD_KEYS"))
+    """AES keys that encrypt every payload sent to Temporal, as `id:base64key` (16, 24 or 32
+    bytes), comma-separated for rotation: the first encrypts, all decrypt. Every API and
+    worker process needs the same keys. Unset, payloads travel in plain JSON (with a warning
+    at start-up); `steward dev` makes one."""
+    codec_cors_origins: str = Field("", validation_alias=_env("STEWARD_CODEC_CORS_ORIGINS"))
+    """Comma-separated origins (e.g. `https://temporal.example.com`) of Temporal Web UIs allowed
+    to call `/codec/decode` and `/codec/encode` from the browser; `steward dev` allows its own UI."""
+    workflow_cache_size: int = Field(1000, ge=0, validation_alias=_env("STEWARD_WORKFLOW_CACHE_SIZE"))
+    """How many workflow runs a worker keeps in memory (Temporal's sticky cache). Past it, the
+    least recently used idle conversation is evicted and replays from its history on its next
+    message: memory stays bounded however many conversations are open. 1000 is Temporal's default."""
+
     @property
     def llm_configured(self) -> bool:
         """Whether a real OpenAI-compatible endpoint is configured."""

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.infra.codec import parse_keys
 from activities.infra.database import create_engine, session_factory
 from activities.infra.temporal import StewardPlugin
 from api.app import create_app
@@ -27,6 +28,8 @@ pytest_plugins = ["tests.browser", "tests.channels"]
 
 TEST_SECRET_KEY = "Wk9Q0oXQ4mV3yQxKQf1S8m0hQm1zZb1m2dY6m9Yl3aE="
 """Fernet key that encrypts channel credentials in tests (the worker subprocesses get it too)."""
+TEST_PAYLOAD_KEYS = "test-1:4/M6YiL/NiZ/RAXorerIZtBzh7nZYxmnRqHtuw2bFsU="
+"""Encrypts every Temporal payload in tests, and sealed tests/histories/*.json (the replayer needs it)."""
 CONTINUE_AS_NEW_EVENTS = 120
 """Low enough that multi-turn tests cross continue-as-new; see test_continue_as_new."""
 
@@ -50,7 +53,7 @@ def database_url() -> Iterator[str]:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        plugins=[StewardPlugin()],
+        plugins=[StewardPlugin(parse_keys(TEST_PAYLOAD_KEYS))],
         dev_server_extra_args=[
             *DEV_SERVER_TUNING,
             "--dynamic-config-value",
@@ -74,6 +77,7 @@ def settings(database_url: str, fake_llm: FakeOpenAI, temporal_env: WorkflowEnvi
         worker_metrics_port=0,
         webhook_secret="test-webhook-secret",
         secret_key=TEST_SECRET_KEY,
+        payload_keys=TEST_PAYLOAD_KEYS,
     )
 
 

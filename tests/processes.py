@@ -48,6 +48,9 @@ class WorkerProcess:
             "STEWARD_SECRET_KEY": self.settings.secret_key.get_secret_value()
             if self.settings.secret_key
             else "",
+            "STEWARD_PAYLOAD_KEYS": self.settings.payload_keys.get_secret_value()
+            if self.settings.payload_keys
+            else "",
         }
         steward = Path(sys.executable).parent / "steward"
         log = self.log_file.open("ab")

@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
+from activities.infra.codec import parse_keys
 from activities.infra.temporal import StewardPlugin
 from api.services.chat import QUEUED_NOTE
 from schemas.policy import DEFAULT_HOLDING_MESSAGE
 from schemas.tables import Approval
+from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.support import TeamClient, eventually
 from tests.test_approvals import book, booking_conversation, bookings, decide, free_slots, pending, status_is
@@ -75,9 +77,8 @@ async def test_wait_on_a_gated_turn_answers_with_the_holding_message_before_anyo
 
     # The history that answered at the pause replays (the patch and the round's approval ids).
     history = await temporal.get_workflow_handle(conversation_workflow_id(conversation)).fetch_history()
-    replayed = await Replayer(workflows=WORKFLOWS, plugins=[StewardPlugin()]).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
+    replayer = Replayer(workflows=WORKFLOWS, plugins=[StewardPlugin(parse_keys(TEST_PAYLOAD_KEYS))])
+    replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure
 
 

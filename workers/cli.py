@@ -26,12 +26,23 @@ def _refuse(err: Exception) -> NoReturn:
     raise SystemExit(1) from err
 
 
+def _check_payload_keys(settings: Settings) -> None:
+    """Refuse a malformed STEWARD_PAYLOAD_KEYS before serving (its message never shows a key)."""
+    from activities.infra.codec import settings_keys
+
+    try:
+        settings_keys(settings)
+    except ValueError as err:
+        _refuse(err)
+
+
 def _cmd_api(args: argparse.Namespace) -> None:
     from api.app import create_app
     from workers.serve import ApiServer, PortInUse, api_config, listen
 
     settings = Settings()
     logs.configure(settings.log_level)
+    _check_payload_keys(settings)  # here: the API connects to Temporal in the background
     try:
         sock = listen(args.host, args.port, "steward api")
     except PortInUse as err:
@@ -45,6 +56,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
     settings = Settings()
     logs.configure(settings.log_level)
+    _check_payload_keys(settings)
     try:
         loop.run(serve(settings, args.host, args.port))
     except PortInUse as err:
@@ -56,6 +68,7 @@ def _cmd_worker(_: argparse.Namespace) -> None:
 
     settings = Settings()
     logs.configure(settings.log_level)
+    _check_payload_keys(settings)
     loop.run(run_worker(settings))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from activities.infra.codec import new_key as new_payload_key
 from activities.infra.database import create_engine, session_factory
 from activities.infra.hashing import generate_key
 from activities.infra.secrets import generate_key as generate_secret_key
@@ -65,6 +66,17 @@ def _dev_secret_key(data_dir: Path) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
+
+
+def _dev_payload_keys(data_dir: Path) -> str:
+    """The dev stack's Temporal payload key (STEWARD_PAYLOAD_KEYS), kept beside its histories."""
+    path = data_dir / "payload-keys"
+    if path.exists():
+        return path.read_text().strip()
+    keys = new_payload_key("dev-1")
+    path.write_text(keys + "\n")
+    path.chmod(0o600)
+    return keys
 
 
 def _banner(port: int, server: DevServer, key: str, model: str, password: str) -> str:
@@ -119,6 +131,10 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
         settings.tracing = TracingMode.DB  # every turn's waterfall in the console, nothing to run beside it
     if settings.secret_key is None:
         settings.secret_key = SecretStr(_dev_secret_key(data_dir))
+    if settings.payload_keys is None:
+        settings.payload_keys = SecretStr(_dev_payload_keys(data_dir))
+    if not settings.codec_cors_origins:  # its UI may call /codec (README, "Encrypted Temporal payloads")
+        settings.codec_cors_origins = f"http://127.0.0.1:{ui_port},http://localhost:{ui_port}"
     server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")
     log.info("starting Temporal dev server on %s (UI %s)", server.address, server.ui_url)
     server.start()

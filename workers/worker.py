@@ -59,6 +59,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         client,
         task_queue=settings.task_queue,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
+        # Bounds the worker's memory: an evicted (idle) conversation replays on its next message.
+        max_cached_workflows=settings.workflow_cache_size,
         workflows=WORKFLOWS,
         activities=[
             store.load_conversation,

@@ -1,22 +1,25 @@
 """What every Temporal client, worker and replayer of Steward must agree on: one plugin.
 
-`StewardPlugin` bundles the data converter, the workflow sandbox's pass-through modules
-and the exception types that fail a workflow, so the API's client, every worker and the
-test `Replayer` cannot drift apart. A worker built from a client that carries the plugin
-gets it from the client (temporalio applies a client's worker plugins to its workers).
+`StewardPlugin` bundles the data converter (and its payload codec, `codec.py`), the
+workflow sandbox's pass-through modules and the exception types that fail a workflow, so
+the API's client, every worker and the test `Replayer` cannot drift apart. A worker built
+from a client that carries the plugin gets it from the client (temporalio applies a
+client's worker plugins to its workers).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.plugin import SimplePlugin
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.infra import tracing
+from activities.infra.codec import AesGcmCodec, PayloadKey, payload_codec
 from activities.infra.temporal_tracing import StewardTracingInterceptor
 from schemas.settings import Settings
 
@@ -41,9 +44,22 @@ exception is a bug and fails the workflow *task*, which Temporal retries, so the
 workflow resumes once a fixed build is deployed instead of ending on the bug."""
 
 
-def data_converter() -> DataConverter:
-    """Pydantic models as JSON, for every payload."""
-    return pydantic_data_converter
+def data_converter(codec: AesGcmCodec | None = None) -> DataConverter:
+    """Pydantic models as JSON, for every payload, passed through the codec.
+
+    A codec without keys seals nothing but still names the missing key of an encrypted
+    payload. With keys, failures carry their message and stack trace as an (encrypted)
+    payload too: an error can quote what a user typed.
+    """
+    if codec is None:
+        return pydantic_data_converter
+    if not codec.encrypts:
+        return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def sandboxed_runner() -> SandboxedWorkflowRunner:
@@ -59,14 +75,23 @@ class StewardPlugin(SimplePlugin):
     workers built from it); without, none at all: tracing off costs nothing.
     """
 
-    def __init__(self, tracing: bool = False) -> None:
+    def __init__(self, payload_keys: Sequence[PayloadKey] = (), tracing: bool = False) -> None:
+        """`payload_keys`: what `plugin(settings)` reads from `STEWARD_PAYLOAD_KEYS`
+        (the first encrypts, all decrypt); none sends payloads in plain JSON."""
+        self.codec = AesGcmCodec(payload_keys)
         super().__init__(
             PLUGIN_NAME,
-            data_converter=data_converter(),
+            data_converter=data_converter(self.codec),
             workflow_runner=sandboxed_runner(),
             workflow_failure_exception_types=list(WORKFLOW_FAILURE_TYPES),
             interceptors=[StewardTracingInterceptor()] if tracing else None,
         )
+
+
+def plugin(settings: Settings) -> StewardPlugin:
+    """The plugin with this process's payload keys (warning when there are none) and, when the
+    settings turn tracing on, its interceptor (tracing is set up here)."""
+    return StewardPlugin(payload_codec(settings).keys, tracing=tracing.setup(settings) is not None)
 
 
 def has_plugin(client: Client) -> bool:
@@ -79,5 +104,5 @@ async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        plugins=[StewardPlugin(tracing=tracing.setup(settings) is not None)],
+        plugins=[plugin(settings)],
     )

@@ -47,6 +47,7 @@ from schemas.api.channels import (
     TelegramCredentials,
     credentials_model,
 )
+from schemas.api.codec import CodecPayload, CodecPayloads
 from schemas.api.common import MAX_DB_INT, MAX_TEXT_BYTES, NO_NUL, SLUG, ErrorBody, ErrorDetail
 from schemas.api.conversations import (
     MAX_OPERATOR_KEY,
@@ -124,6 +125,8 @@ __all__ = [
     "ChannelOps",
     "ChannelPublic",
     "ChannelUpdate",
+    "CodecPayload",
+    "CodecPayloads",
     "ConversationChannel",
     "ConversationCreate",
     "ConversationPage",

@@ -5,6 +5,9 @@ Run only when a workflow change is meant to be incompatible (and so is guarded b
 
     uv run python -m tests.histories.record
 
+Payloads are sealed with the suite's fixed `TEST_PAYLOAD_KEYS` (tests/conftest.py), which
+the replay test uses to open them.
+
 Name histories to write only those (the others keep what older code recorded):
 
     uv run python -m tests.histories.record conversation-takeover
@@ -28,7 +31,7 @@ from api.services.keys import create_key, ensure_team
 from schemas.enums import Role
 from schemas.settings import Settings
 from tests.channels import bot_token, register_webhook, send_telegram_text
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_PAYLOAD_KEYS, TEST_SECRET_KEY
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.telegram_server import FakeTelegram
 from tests.processes import free_port
@@ -57,6 +60,7 @@ async def record(only: set[str]) -> None:
             openai_base_url=fake.base_url,
             openai_api_key="record",
             secret_key=TEST_SECRET_KEY,
+            payload_keys=TEST_PAYLOAD_KEYS,  # histories are recorded sealed, as production writes them
         )
         migrate(settings)
         engine = create_engine(settings)
