@@ -101,13 +101,16 @@ def objective_queries(now: datetime, windows: list[timedelta]) -> dict[Objective
     )
     success = (
         success.join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(Conversation.is_test.is_(False))
         .where(turn_ended, Turn.completed_at >= since)
         .group_by(Turn.team_id, Conversation.agent_id)
     )
     fast = seconds_between(Turn.started_at, Turn.completed_at) <= _threshold(Objective.TURN_LATENCY)
     latency = _windowed(Turn.team_id, Conversation.agent_id, Turn.completed_at, fast, now, windows)
     latency = _joined(
-        latency.join(Conversation, Conversation.id == Turn.conversation_id),
+        latency.join(Conversation, Conversation.id == Turn.conversation_id).where(
+            Conversation.is_test.is_(False)
+        ),
         Conversation.agent_id,
         Objective.TURN_LATENCY,
     )

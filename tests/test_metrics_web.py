@@ -82,9 +82,19 @@ async def test_the_summary_counts_real_turns_tools_failures_and_handoffs(
     team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     slug = await _traffic(team, fake_llm, model, sessions)
+    before = (
+        await team.request("GET", "/v1/metrics/summary", params={"agent": slug, "window": "hour"})
+    ).json()
+    # A builder's test run is not traffic: its turns and tool calls are left out of every figure.
+    fake_llm.script(
+        model, [Step(tool_calls=[ToolCallSpec("check_availability", {"days": 2})]), Step(text="ok")]
+    )
+    tested = await team.request("POST", f"/v1/agents/{slug}/test", json={"messages": ["when are you free?"]})
+    assert tested.status_code == 200 and tested.json()["status"] == "completed", tested.text
     response = await team.request("GET", "/v1/metrics/summary", params={"agent": slug, "window": "hour"})
     assert response.status_code == 200, response.text
     body = response.json()
+    assert body["totals"] == before["totals"]
     assert body["bucket_seconds"] == 300 and len(body["buckets"]) == 12
     totals = body["totals"]
     assert totals["failed"] == 1

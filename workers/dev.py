@@ -89,11 +89,13 @@ def _banner(port: int, server: DevServer, key: str, model: str, password: str) -
   Console       {api}/  (overview, conversations, takeover, inbox; members at /settings/members)
   Sign in       {api}/login  as {DEV_ADMIN_EMAIL}, password {password}
   API docs      {api}/docs
+  Agent studio  {api}/agents  (versions, publish, rollback, test runs, templates, providers)
   Playground    {api}/playground
   Inbox         {api}/inbox  (approvals; reports of scheduled runs at /inbox/reports)
   Schedules     {api}/schedules
   Dead letters  {api}/dead-letters  (channel messages that could not be delivered)
-  Metrics       {api}/metrics  (API and worker: both run in this process)
+  Metrics       {api}/metrics/agents  (per agent, over time; Prometheus at {api}/metrics)
+  Incidents     {api}/incidents  (opened and resolved by the SLOs; steward incidents simulate)
   Traces        each turn as a waterfall: "trace" beside a message on its conversation page
   Temporal UI   {server.ui_url}
   Admin key     {key}

@@ -114,6 +114,7 @@ async def turns_by_status(session: AsyncSession, scope: Scope, status: TurnStatu
     query = (
         select(scope.bucket(Turn.completed_at), func.count())
         .join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(Conversation.is_test.is_(False))
         .where(Turn.team_id == scope.team_id, Turn.completed_at >= scope.start, Turn.status == status.value)
         .group_by("bucket")
     )
@@ -130,6 +131,7 @@ async def turn_latency(session: AsyncSession, scope: Scope) -> Histogram:
             func.count(),
         )
         .join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(Conversation.is_test.is_(False))
         .where(
             Turn.team_id == scope.team_id,
             Turn.completed_at >= scope.start,
@@ -146,6 +148,7 @@ async def tokens(session: AsyncSession, scope: Scope, column: Any) -> Counts:
     query = (
         select(scope.bucket(Turn.completed_at), func.sum(column))
         .join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(Conversation.is_test.is_(False))
         .where(Turn.team_id == scope.team_id, Turn.completed_at >= scope.start)
         .group_by("bucket")
     )
@@ -158,6 +161,7 @@ async def handoffs(session: AsyncSession, scope: Scope) -> Counts:
     query = (
         select(scope.bucket(Event.created_at), func.count())
         .join(Conversation, Conversation.id == Event.conversation_id)
+        .where(Conversation.is_test.is_(False))
         .where(
             Event.team_id == scope.team_id,
             Event.created_at >= scope.start,
@@ -198,6 +202,7 @@ async def tool_calls(session: AsyncSession, scope: Scope, ok: bool) -> Counts:
     query = (
         select(scope.bucket(ToolExecution.created_at), func.count())
         .join(Conversation, Conversation.id == ToolExecution.conversation_id)
+        .where(Conversation.is_test.is_(False))
         .where(
             ToolExecution.team_id == scope.team_id,
             ToolExecution.created_at >= scope.start,
