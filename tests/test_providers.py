@@ -28,12 +28,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
+from activities.infra.codec import AesGcmCodec, parse_keys
 from api.services.providers import probe
 from schemas.enums import CheckReason, Role
 from schemas.settings import Settings
 from schemas.tables import Event, LlmProvider, utcnow
+from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.processes import free_port
 from tests.support import TeamClient, add_key, create_database, drop_database, new_team
@@ -337,9 +340,28 @@ async def test_an_azure_provider_is_checked_and_answers_turns_at_its_deployment_
     assert request.headers["api-key"] == KEY and "authorization" not in request.headers
 
 
+SUITE_CODEC = AesGcmCodec(parse_keys(TEST_PAYLOAD_KEYS))
+"""Opens the suite's sealed payloads, so the key is looked for in what they hold, not their ciphertext."""
+
+
+def _opened(value: dict[str, Any]) -> Any:
+    """A history payload (`{"metadata", "data"}`, base64) decrypted if it is sealed, else as it is."""
+    metadata = {k: base64.b64decode(v) for k, v in value["metadata"].items()}
+    payload = Payload(metadata=metadata, data=base64.b64decode(value.get("data", "")))
+    opened = SUITE_CODEC.open(payload)
+    if opened is payload:
+        return value
+    return {
+        "metadata": {k: base64.b64encode(v).decode() for k, v in opened.metadata.items()},
+        "data": base64.b64encode(opened.data).decode(),
+    }
+
+
 def _strings(value: Any) -> Iterator[str]:
-    """Every string in a JSON document, with base64 payload data decoded as well."""
+    """Every string in a JSON document, with base64 payload data decoded (and decrypted) as well."""
     if isinstance(value, dict):
+        if isinstance(value.get("metadata"), dict) and "data" in value:
+            value = _opened(value)
         for name, item in value.items():
             if name == "data" and isinstance(item, str):
                 with contextlib.suppress(ValueError):
