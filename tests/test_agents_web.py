@@ -384,8 +384,13 @@ async def test_the_form_names_a_provider_a_time_zone_and_variables_the_prompt_us
             {"company": "ACME"},
         )
         diff = page.locator("#diff")
-        for changed in ("Provider", "Time zone", "variables \u203a company"):
+        for changed in ("LLM provider", "Time zone", "variables \u203a company"):
             await expect(diff).to_contain_text(changed, ignore_case=True)
+        # The version names its provider by id; the page shows it by name.
+        provider_row = diff.locator("tr", has_text="LLM provider")
+        await expect(provider_row).to_contain_text("built-in")
+        await expect(provider_row).to_contain_text(name)
+        await expect(provider_row).not_to_contain_text(provider.json()["id"])
 
         # A prompt naming a variable the agent does not declare is refused at its field.
         await page.fill("#f-variables", "{}")

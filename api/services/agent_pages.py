@@ -87,3 +87,13 @@ async def provider_names(session: AsyncSession, team_id: str) -> list[str]:
         .order_by(LlmProvider.name)
     )
     return list(rows.scalars())
+
+
+async def providers_by_id(session: AsyncSession, team_id: str) -> dict[str, str]:
+    """The team's LLM providers' names by id, for the page to show a version's provider by name."""
+    rows = await session.execute(
+        select(LlmProvider.id, LlmProvider.name)
+        .where(LlmProvider.team_id == team_id, LlmProvider.deleted_at.is_(None))
+        .order_by(LlmProvider.name)
+    )
+    return {provider_id: name for provider_id, name in rows.all()}

@@ -225,6 +225,7 @@ def _context(user: Principal, **values: Any) -> dict[str, Any]:
         "fields": FIELDS,
         "approval_fields": APPROVAL_FIELDS,
         "providers": (),
+        "provider_ids": {},
         **values,
     }
 
@@ -280,6 +281,7 @@ async def agent_page(request: Request, slug: str, user: WebUser, session: Sessio
             request, "agent.html", _context(user, agent=None, message=err.message), status_code=404
         )
     public = await public_of(session, agent)
+    names = await agent_pages.providers_by_id(session, user.team_id)
     history = await versions.list_versions(session, user.team_id, slug)
     counts = await agent_pages.open_conversations(session, user.team_id, agent.id)
     return templates.TemplateResponse(
@@ -292,7 +294,8 @@ async def agent_page(request: Request, slug: str, user: WebUser, session: Sessio
             tools=tool_choices(public.tools, public.tool_policies),
             versions=[v.model_dump(mode="json") for v in history],
             conversations={c.label: c.count for c in counts.get(agent.id, [])},
-            providers=await agent_pages.provider_names(session, user.team_id),
+            providers=list(names.values()),
+            provider_ids=names,
         ),
     )
 

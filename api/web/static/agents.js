@@ -277,6 +277,7 @@
   // ---- the diff -------------------------------------------------------------------------------
   const TOP_LABELS = { tools: "Tools", tool_policies: "Tool policies", approvals: "Approvals" };
   function labelOf(path) {
+    if (path === "provider_id") path = "provider"; // a version names its provider by id
     const label = form.querySelector(`[data-field="${CSS.escape(path)}"] > label`);
     if (label) return label.firstChild.textContent.trim();
     const parts = path.split(".");
@@ -298,6 +299,10 @@
 
   function shown(field, value) {
     if (field.startsWith("tool_policies.")) return document.createTextNode(policyText(value));
+    if (field === "provider_id") {
+      if (value === null || value === undefined) return el("span", { className: "hint", textContent: "built-in" });
+      return el("span", { className: "text", textContent: (data.providers || {})[value] || `${value} (deleted)` });
+    }
     if (value === undefined) return el("span", { className: "hint", textContent: "(not set)" });
     if (/_after$/.test(field) && typeof value === "number") return el("code", { textContent: duration(value) });
     if (value === null) return el("span", { className: "hint", textContent: "(none)" });
