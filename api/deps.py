@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -209,23 +209,39 @@ async def get_principal(request: Request, session: SessionDep) -> Principal:
     preflight we never grant), or `Sec-Fetch-Site: same-origin`, or an `Origin` equal to
     this server's. Otherwise it is refused with 403 `csrf_failed`.
     """
+    cookie_allowed = (
+        request.method in SAFE_METHODS or request.headers.get(WEB_HEADER) == "1" or same_origin(request)
+    )
+    token = presented_token(
+        request,
+        cookie_allowed=cookie_allowed,
+        cookie_refusal="a cookie-authenticated change must come from Steward's own pages",
+        missing="send an API key as 'Authorization: Bearer <key>'",
+    )
+    return await principal_of(request, session, token)
+
+
+def presented_token(
+    request: HTTPConnection, *, cookie_allowed: bool, cookie_refusal: str, missing: str
+) -> str:
+    """The bearer token of `Authorization`, or else the sign-in cookie's.
+
+    Without a header the cookie is used, where `cookie_allowed` (403 `csrf_failed` saying
+    `cookie_refusal` otherwise); with neither, 401 saying `missing`.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header and (cookie := request.cookies.get(SESSION_COOKIE)):
-        if request.method not in SAFE_METHODS and not (
-            request.headers.get(WEB_HEADER) == "1" or same_origin(request)
-        ):
-            raise ApiError(
-                403, "csrf_failed", "a cookie-authenticated change must come from Steward's own pages"
-            )
+        if not cookie_allowed:
+            raise ApiError(403, "csrf_failed", cookie_refusal)
         scheme, token = "bearer", cookie
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            401,
-            "unauthorized",
-            "send an API key as 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise ApiError(401, "unauthorized", missing, headers={"WWW-Authenticate": "Bearer"})
+    return token
+
+
+async def principal_of(request: HTTPConnection, session: AsyncSession, token: str) -> Principal:
+    """The principal of a presented key or session token, or 401."""
     principal = await principal_of_token(request, session, token)
     if principal is None:
         raise ApiError(401, "unauthorized", "API key is not valid", headers={"WWW-Authenticate": "Bearer"})
@@ -235,16 +251,20 @@ async def get_principal(request: Request, session: SessionDep) -> Principal:
 CurrentKey = Annotated[Principal, Depends(get_principal)]
 
 
+def admitted(principal: Principal, roles: Iterable[Role]) -> Principal:
+    """`principal`, if its role is one of `roles` (403 `forbidden` naming them otherwise)."""
+    roles = tuple(roles)
+    if principal.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise ApiError(403, "forbidden", f"role '{principal.role.value}' may not do this (needs: {allowed})")
+    return principal
+
+
 def require(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     """A dependency that admits only the given roles (403 otherwise)."""
 
     async def check(principal: CurrentKey) -> Principal:
-        if principal.role not in roles:
-            allowed = ", ".join(r.value for r in roles)
-            raise ApiError(
-                403, "forbidden", f"role '{principal.role.value}' may not do this (needs: {allowed})"
-            )
-        return principal
+        return admitted(principal, roles)
 
     return check
 

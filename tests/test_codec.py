@@ -23,6 +23,7 @@ from schemas.enums import Role
 from schemas.settings import Settings
 from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
+from tests.members import add_person
 from tests.support import TeamClient, add_key
 from workers.dev import _dev_payload_keys
 from workflows.contract import conversation_workflow_id
@@ -241,3 +242,22 @@ def test_steward_dev_makes_one_payload_key_and_keeps_it(tmp_path: Path) -> None:
     assert len(key.secret) == 32
     assert (tmp_path / "payload-keys").stat().st_mode & 0o777 == 0o600
     assert _dev_payload_keys(tmp_path) == first  # the next run opens what this one sealed
+
+
+async def test_a_person_signed_in_to_the_console_may_decode_from_the_temporal_ui(
+    ui_http: httpx.AsyncClient, team: TeamClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # The console cookie of a person holds a session token, not an API key: the codec takes both.
+    person = await add_person(sessions, team.team_id, Role.OPERATOR)
+    signed = await ui_http.post(
+        "/login", data={"email": person.email, "password": person.password, "next": "/"}
+    )
+    assert signed.status_code == 303, signed.text
+    token = signed.cookies[SESSION_COOKIE]
+    ui_http.cookies.clear()
+    body = {"payloads": [{"data": "ImhpIg=="}]}
+    decoded = await ui_http.post(
+        "/codec/decode", json=body, headers={"Origin": UI, "Cookie": f"{SESSION_COOKIE}={token}"}
+    )
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.json()["payloads"][0]["data"] == "ImhpIg=="

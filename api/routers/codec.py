@@ -20,7 +20,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from api.deps import SESSION_COOKIE, Principal, SessionDep, SettingsDep, principal_of_key, same_origin
+from api.deps import (
+    Principal,
+    SessionDep,
+    SettingsDep,
+    admitted,
+    presented_token,
+    principal_of,
+    same_origin,
+)
 from api.errors import ApiError, checked_beyond_schema
 from api.services import codec
 from schemas.api import CodecPayloads, ErrorBody
@@ -65,29 +73,14 @@ class CorsRoute(APIRoute):
 
 async def codec_caller(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
     """An admin or operator, by bearer key or by the session cookie from an allowed origin."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header and (cookie := request.cookies.get(SESSION_COOKIE)):
-        origin = request.headers.get("origin", "").rstrip("/")
-        if not (same_origin(request) or origin in allowed_origins(settings)):
-            raise ApiError(
-                403, "csrf_failed", "a cookie may call the codec only from Steward or an allowed Temporal UI"
-            )
-        scheme, token = "bearer", cookie
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            401,
-            "unauthorized",
-            "send an API key as 'Authorization: Bearer <key>', or sign in to the console",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    principal = await principal_of_key(request, session, token)
-    if principal is None:
-        raise ApiError(401, "unauthorized", "API key is not valid", headers={"WWW-Authenticate": "Bearer"})
-    if principal.role not in READERS:
-        allowed = ", ".join(r.value for r in READERS)
-        raise ApiError(403, "forbidden", f"role '{principal.role.value}' may not do this (needs: {allowed})")
-    return principal
+    origin = request.headers.get("origin", "").rstrip("/")
+    token = presented_token(
+        request,
+        cookie_allowed=same_origin(request) or origin in allowed_origins(settings),
+        cookie_refusal="a cookie may call the codec only from Steward or an allowed Temporal UI",
+        missing="send an API key as 'Authorization: Bearer <key>', or sign in to the console",
+    )
+    return admitted(await principal_of(request, session, token), READERS)
 
 
 Caller = Annotated[Principal, Depends(codec_caller)]
