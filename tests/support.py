@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import psycopg
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.keys import create_key, ensure_team
 from schemas.enums import Role
+from schemas.settings import Settings
+from workers.migrate import alembic_config
 from workers.seed import ensure_slots
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -128,3 +135,21 @@ async def add_key(sessions: async_sessionmaker[AsyncSession], team: TeamClient, 
         key = await create_key(session, row, role, f"{role} key")
         await session.commit()
     return TeamClient(http=team.http, team_id=team.team_id, key=key)
+
+
+@contextmanager
+def migrating(backend: str, tmp_path: Path, revision: str) -> Iterator[tuple[Config, sa.Engine]]:
+    """A new database (`sqlite` in `tmp_path`, or `postgresql`) migrated to `revision`, with its
+    Alembic config and an engine for raw SQL; disposed of (and a PostgreSQL one dropped) after."""
+    url = f"sqlite:///{tmp_path / 'steward.db'}" if backend == "sqlite" else create_database()
+    try:
+        config = alembic_config(Settings(database_url=url))
+        command.upgrade(config, revision)
+        engine = sa.create_engine(Settings(database_url=url).sync_database_url)
+        try:
+            yield config, engine
+        finally:
+            engine.dispose()
+    finally:
+        if backend == "postgresql":
+            drop_database(url)

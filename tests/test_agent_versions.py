@@ -16,12 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.enums import EventKind, Role
-from schemas.settings import Settings
 from schemas.tables import Event, Turn, utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.fakes.webhook import WebhookReceiver
-from tests.support import TeamClient, add_key, create_database, drop_database, eventually
-from workers.migrate import alembic_config
+from tests.support import TeamClient, add_key, eventually, migrating
 
 
 def _system(fake_llm: FakeOpenAI, model: str, index: int) -> str:
@@ -280,11 +278,7 @@ async def test_the_openai_endpoint_pins_slug_at_n_and_runs_slug_at_draft_for_adm
 def test_the_migration_gives_every_agent_a_live_version_1_and_pins_its_conversations(
     backend: str, tmp_path: Path
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'steward.db'}" if backend == "sqlite" else create_database()
-    try:
-        config = alembic_config(Settings(database_url=url))
-        command.upgrade(config, "0006_operator_console")
-        engine = sa.create_engine(Settings(database_url=url).sync_database_url)
+    with migrating(backend, tmp_path, "0006_operator_console") as (config, engine):
         with engine.begin() as conn:
             conn.execute(
                 sa.text("INSERT INTO teams (id, slug, name, created_at) VALUES ('t', 't', 'T', :now)"),
@@ -317,10 +311,6 @@ def test_the_migration_gives_every_agent_a_live_version_1_and_pins_its_conversat
             pin = conn.execute(sa.text("SELECT version_id, version, version_policy FROM conversations")).one()
             assert tuple(pin) == (version[0], 1, "pinned")
         command.downgrade(config, "0006_operator_console")  # and it goes back cleanly
-        engine.dispose()
-    finally:
-        if backend == "postgresql":
-            drop_database(url)
 
 
 async def test_a_publish_during_a_turn_leaves_the_turn_on_the_version_it_started_with(

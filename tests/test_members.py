@@ -20,9 +20,8 @@ from schemas.settings import Settings
 from schemas.tables import WebSession, utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.members import PASSWORD, WEB, add_person, sign_in, web_client
-from tests.support import TeamClient, add_key, create_database, drop_database, eventually
+from tests.support import TeamClient, add_key, eventually, migrating
 from tests.test_approvals import book, booking_conversation, free_slots, pending, status_is
-from workers.migrate import alembic_config
 
 
 def _link_token(link: str) -> str:
@@ -329,11 +328,7 @@ async def test_a_person_in_two_teams_switches_between_them(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_the_migration_adds_the_members_tables_and_goes_back(backend: str, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'steward.db'}" if backend == "sqlite" else create_database()
-    try:
-        config = alembic_config(Settings(database_url=url))
-        command.upgrade(config, "0007_agent_versions")
-        engine = sa.create_engine(Settings(database_url=url).sync_database_url)
+    with migrating(backend, tmp_path, "0007_agent_versions") as (config, engine):
         with engine.begin() as conn:
             conn.execute(
                 sa.text("INSERT INTO teams (id, slug, name, created_at) VALUES ('t', 't', 'T', :now)"),
@@ -365,10 +360,6 @@ def test_the_migration_adds_the_members_tables_and_goes_back(backend: str, tmp_p
         assert "users" not in set(sa.inspect(engine).get_table_names())
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT name FROM api_keys")).scalar_one() == "old key"
-        engine.dispose()
-    finally:
-        if backend == "postgresql":
-            drop_database(url)
 
 
 async def test_the_dev_admin_is_ensured_with_the_password_it_is_given(

@@ -24,8 +24,7 @@ from schemas.tables import utcnow
 from tests.channels import new_chat, register_webhook, send_telegram_text, telegram_channel
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support import TeamClient, add_key, create_database, drop_database, new_team
-from workers.migrate import alembic_config
+from tests.support import TeamClient, add_key, migrating, new_team
 
 SHOTS = Path("/tmp/shots-templates")
 """Where the browser test leaves its screenshots, to look at."""
@@ -276,11 +275,7 @@ async def test_a_published_version_keeps_its_template_after_the_global_one_is_ed
 def test_the_migration_adds_templates_and_an_agents_zone_and_variables_and_goes_back(
     backend: str, tmp_path: Path
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'steward.db'}" if backend == "sqlite" else create_database()
-    try:
-        config = alembic_config(Settings(database_url=url))
-        command.upgrade(config, "0007_agent_versions")
-        engine = sa.create_engine(Settings(database_url=url).sync_database_url)
+    with migrating(backend, tmp_path, "0007_agent_versions") as (config, engine):
         now = utcnow()
         with engine.begin() as conn:
             conn.execute(
@@ -328,10 +323,6 @@ def test_the_migration_adds_templates_and_an_agents_zone_and_variables_and_goes_
         with engine.connect() as conn:
             assert "prompt_templates" not in sa.inspect(conn).get_table_names()
             assert "timezone" not in {c["name"] for c in sa.inspect(conn).get_columns("agents")}
-        engine.dispose()
-    finally:
-        if backend == "postgresql":
-            drop_database(url)
 
 
 def test_the_render_is_the_prompt_itself_when_there_is_nothing_to_render() -> None:

@@ -34,13 +34,11 @@ from temporalio.client import Client
 from activities.infra.codec import AesGcmCodec, parse_keys
 from api.services.providers import probe
 from schemas.enums import CheckReason, Role
-from schemas.settings import Settings
 from schemas.tables import Event, LlmProvider, utcnow
 from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.processes import free_port
-from tests.support import TeamClient, add_key, create_database, drop_database, new_team
-from workers.migrate import alembic_config
+from tests.support import TeamClient, add_key, migrating, new_team
 from workflows.contract import conversation_workflow_id
 
 KEY = "sk-team-" + "Zq7" * 10 + "WXYZ"
@@ -510,11 +508,7 @@ async def test_an_agent_names_only_its_own_teams_providers(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_the_migration_adds_providers_and_goes_back(backend: str, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'steward.db'}" if backend == "sqlite" else create_database()
-    try:
-        config = alembic_config(Settings(database_url=url))
-        command.upgrade(config, "0007_agent_versions")
-        engine = sa.create_engine(Settings(database_url=url).sync_database_url)
+    with migrating(backend, tmp_path, "0007_agent_versions") as (config, engine):
         with engine.begin() as conn:
             conn.execute(
                 sa.text("INSERT INTO teams (id, slug, name, created_at) VALUES ('t', 't', 'T', :now)"),
@@ -544,7 +538,3 @@ def test_the_migration_adds_providers_and_goes_back(backend: str, tmp_path: Path
         with engine.connect() as conn:
             assert "llm_providers" not in sa.inspect(conn).get_table_names()
             assert "provider_id" not in {c["name"] for c in sa.inspect(conn).get_columns("agents")}
-        engine.dispose()
-    finally:
-        if backend == "postgresql":
-            drop_database(url)
