@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import faults, metrics
+from activities import budgets, faults, metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
@@ -210,6 +210,8 @@ class LlmActivities:
             )
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
             return await self._gate(agent, _answer_of(done))
+        if response.budget is not None:  # a budget asks a person first: nothing was asked or stored
+            return response
         streamed = (deltas.written if deltas is not None else 0) + demo_streamed
 
         async def persist(session: AsyncSession) -> tuple[bool, TurnRecorded | None]:
@@ -227,6 +229,7 @@ class LlmActivities:
             if not stored:  # another attempt answered this round first; its answer stands
                 return False, None
             await _record_reply_events(session, req, response, streamed)
+            await budgets.record_usage(session, req, agent, usage)
             if response.tool_calls:
                 await add_tokens(session, req.conversation_id, req.turn, *usage)
                 return True, None
@@ -404,6 +407,8 @@ class LlmActivities:
         self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         """`_asked`, as a GenAI `chat {model}` span (message text only with STEWARD_TRACE_CONTENT)."""
+        if (held := await budgets.spent(self._sessions, req, agent)) is not None:  # activities/budgets.py
+            return held
         with tracing.tracer().start_as_current_span(
             f"chat {agent.model}", kind=SpanKind.CLIENT, attributes=_chat_attributes(req, agent)
         ) as span:

@@ -36,6 +36,8 @@ class Definition:
     templates: dict[str, str] = field(default_factory=dict)
     """The prompt templates `system_prompt` may include, by name."""
     default_template: str | None = None
+    budgets: dict[str, Any] = field(default_factory=dict)
+    """Token and cost budgets (schemas/budgets.py AgentBudgets); checked before each model call."""
     literal: bool = False
     """Frozen before prompts were templates: its prompt is shown as written, never rendered."""
 

@@ -26,3 +26,9 @@ CHANNEL_SENDS = Counter(
     "Channel message sends, by channel type and outcome",
     ["channel", "outcome"],
 )
+LLM_COST = Counter("steward_llm_cost_usd_total", "LLM cost in US dollars at the team's prices", ["model"])
+BUDGET_REACHED = Counter(
+    "steward_budget_reached_total",
+    "Model calls held by a reached budget, by scope and action",
+    ["scope", "action"],
+)

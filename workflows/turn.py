@@ -18,6 +18,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 from temporalio.workflow import ActivityCancellationType
 
+from workflows import budgets
+
 with workflow.unsafe.imports_passed_through():
     # Activity classes are referenced for their names and types; nothing runs at import.
     from activities.infra import tracing
@@ -147,6 +149,8 @@ class Turn:
                 # An interrupted turn waits for its activities to stop, so none writes after it.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
+            if response.budget is not None:  # a reached budget asks a person first (workflows/budgets.py)
+                response = await budgets.settle(self, round_, response)
             if not response.tool_calls:
                 return TurnOutcome(
                     turn=inp.turn,

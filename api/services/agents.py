@@ -13,6 +13,7 @@ from api.errors import ApiError
 from api.services import providers
 from api.services.prompt_checks import check_prompt
 from schemas.api import AgentCreate, AgentPublic, AgentUpdate
+from schemas.budgets import AgentBudgets
 from schemas.enums import DoubleTexting, ToolMode
 from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
 from schemas.tables import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, Agent, AgentVersion, utcnow
@@ -100,6 +101,7 @@ def public(agent: Agent, live_version: int | None = None, draft_changed: bool = 
         approvals=ApprovalSettings.model_validate(agent.approvals or {}),
         timezone=agent.timezone,
         variables=agent.variables or {},
+        budgets=AgentBudgets.model_validate(agent.budgets or {}),
         gated_tools=gated,
         live_version=live_version,
         draft_changed=draft_changed,
@@ -149,6 +151,7 @@ async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, b
         approvals=body.approvals.model_dump(mode="json", exclude_none=True),
         timezone=body.timezone,
         variables=dict(body.variables),
+        budgets=body.budgets.model_dump(mode="json", exclude_defaults=True),
     )
     sources, default = await templates_in_scope(session, team_id, None)  # a new agent has none of its own
     check_prompt(agent.system_prompt, agent.timezone, agent.variables, sources, default)
@@ -195,6 +198,8 @@ async def update_agent(session: AsyncSession, team_id: str, slug: str, body: Age
             value = _check_policies(body.tool_policies or {})
         elif field == "approvals":
             value = (body.approvals or ApprovalSettings()).model_dump(mode="json", exclude_none=True)
+        elif field == "budgets":
+            value = (body.budgets or AgentBudgets()).model_dump(mode="json", exclude_defaults=True)
         setattr(agent, field, value)
     if changes.keys() & {"system_prompt", "timezone", "variables"}:
         with session.no_autoflush:

@@ -117,6 +117,14 @@ FIELDS: tuple[FormField, ...] = (
             (DoubleTexting.INTERRUPT.value, "interrupts the running turn"),
         ),
     ),
+    FormField(
+        "budgets",
+        "Budgets",
+        "json",
+        'Token and cost limits: {"conversation": {"tokens": 50000}, "agent_day": {"cost_usd": 5}, '
+        '"action": "ask"} (stop answers with stop_message; ask waits in the inbox for more).',
+        rows=4,
+    ),
 )
 """The draft's own inputs, in the order the form shows them."""
 

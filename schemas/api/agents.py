@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.api.common import MAX_DB_INT, NO_NUL, SLUG, _Strict
+from schemas.budgets import AgentBudgets
 from schemas.enums import DoubleTexting, VersionSource
 from schemas.policy import ApprovalSettings, ToolPolicy
 from schemas.prompts import BUILTINS as PROMPT_BUILTINS
@@ -67,6 +68,8 @@ class AgentCreate(_Strict):
     """Names its prompt may use beside the built-ins, with their values: `{"company": "ACME"}`."""
     provider: str | None = Field(None, min_length=1, max_length=63)
     """A team LLM provider's name (`GET /v1/providers`); None: the built-in provider (`OPENAI_*`)."""
+    budgets: AgentBudgets = Field(default_factory=AgentBudgets)
+    """Token and cost limits per conversation and per day, and `stop` or `ask` when one is reached."""
 
     @field_validator("slug")
     @classmethod
@@ -111,6 +114,7 @@ class AgentUpdate(_Strict):
 
     provider: str | None = Field(None, min_length=1, max_length=63)
     """A team LLM provider's name; `null` goes back to the built-in provider."""
+    budgets: AgentBudgets | None = None
 
 
 class AgentPublic(BaseModel):
@@ -130,6 +134,7 @@ class AgentPublic(BaseModel):
     variables: dict[str, str] = Field(default_factory=dict)
     provider: str | None = None
     """The team LLM provider the draft's model is asked at; None: the built-in one."""
+    budgets: AgentBudgets = Field(default_factory=AgentBudgets)
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     live_version: int | None = None
@@ -177,6 +182,8 @@ class AgentDefinition(BaseModel):
     """For an empty system prompt: the default template it renders instead."""
     provider_id: str | None = None
     """The team LLM provider's id (`GET /v1/providers/{id}`); None: the built-in provider."""
+    budgets: dict[str, Any] = Field(default_factory=dict)
+    """Token and cost budgets (schemas/budgets.py); versions frozen before budgets have none."""
 
 
 class AgentVersionPublic(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -64,6 +65,18 @@ class ApprovalTimers(BaseModel):
     """The agent has a notification webhook: tell it of new, reminded and decided items."""
     notify_escalation: bool = False
     """The agent has a webhook for escalations (its own, or the notification one)."""
+
+
+class BudgetHold(BaseModel):
+    """A budget with `ask` was reached (schemas/budgets.py): the turn opens an inbox item, an
+    approval of the reserved tool `_budget_extension` with these `arguments` (scope, metric,
+    used, limit, extension, window, agent), before any model call; approving it is the extension."""
+
+    arguments: dict[str, Any]
+    sentence: str
+    """The question as a person reads it ("This conversation reached 50,000 tokens: allow …?")."""
+    holding_message: str = ""
+    timers: ApprovalTimers = Field(default_factory=ApprovalTimers)
 
 
 class ToolCall(BaseModel):
@@ -182,6 +195,8 @@ class LlmRequest(BaseModel):
     turn: int
     round: int
     inbound: list[InboundMessage] = Field(default_factory=list)
+    budget_denied: bool = False
+    """A person denied more budget for this turn: answer with the stop message, call no model."""
 
 
 class LlmResponse(BaseModel):
@@ -192,6 +207,8 @@ class LlmResponse(BaseModel):
     model: str = ""
     holding_message: str = ""
     """What the user is told while gated calls wait (the agent's setting); only set if any are."""
+    budget: BudgetHold | None = None
+    """Set when a budget with `ask` was reached: nothing was asked or persisted (workflows/budgets.py)."""
 
 
 class ToolRequest(BaseModel):

@@ -6,6 +6,7 @@ Import tables from here (`from schemas.tables import Agent`); the modules say wh
 from schemas.tables.agents import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, AgentVersion
 from schemas.tables.approvals import Approval, ApprovalAudit
 from schemas.tables.base import Base, UTCDateTime, new_id, utcnow
+from schemas.tables.budgets import LlmUsage, ModelPrice, TeamBudget
 from schemas.tables.channels import (
     Channel,
     ChannelApprovalMessage,
@@ -54,9 +55,11 @@ __all__ = [
     "IncidentEntry",
     "IncidentNotice",
     "LlmProvider",
+    "LlmUsage",
     "MemberToken",
     "Membership",
     "Message",
+    "ModelPrice",
     "PromptTemplate",
     "Report",
     "Schedule",
@@ -67,6 +70,7 @@ __all__ = [
     "Span",
     "Team",
     "TeamAudit",
+    "TeamBudget",
     "Ticket",
     "ToolExecution",
     "Turn",

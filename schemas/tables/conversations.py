@@ -73,6 +73,8 @@ class Agent(Base):
     """The published version new conversations pin (`agent_versions`); the columns above are the draft."""
     provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
     """The team LLM provider (`llm_providers`) the draft's model is asked at; None: the built-in one."""
+    budgets: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    """Token and cost budgets, and what happens when one is reached (schemas/budgets.py AgentBudgets)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
