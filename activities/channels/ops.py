@@ -22,6 +22,7 @@ from activities.channels.providers import ApprovalView, DeliveryError
 from activities.channels.registry import ChannelRegistry
 from activities.lookups import lookups
 from activities.transcript import in_transaction
+from schemas.budgets import BUDGET_TOOL, extension_sentence
 from schemas.enums import ApprovalStatus, ChannelType
 from schemas.payloads import Notification
 from schemas.settings import Settings
@@ -69,17 +70,20 @@ def view_of(
     summary = spec.summarise(approval.arguments, found) if spec else None
     arguments = json.dumps(approval.arguments, ensure_ascii=False, indent=1)
     who = f"{agent.name} ({agent.slug})"
-    if summary:  # the inbox link gives the raw arguments to whoever wants them
+    budget = approval.tool_name == BUDGET_TOOL  # a reached budget's "allow more?" (schemas/budgets.py)
+    if budget:
+        body = f"{who}: {extension_sentence(approval.arguments, agent.slug) or arguments}"
+    elif summary:  # the inbox link gives the raw arguments to whoever wants them
         body = f"{who} asks to run {approval.tool_name}: {summary}"
     else:
         body = f"{who} wants to run {approval.tool_name} with:\n{arguments}"
-    if approval.rationale:
+    if approval.rationale and not budget:
         body += f"\n\nWhy: {approval.rationale}"
     pending = approval.status == ApprovalStatus.PENDING
     if pending:
         return ApprovalView(
             approval_id=approval.id,
-            title=f"Approval needed: {approval.tool_name}",
+            title="Approval needed: more budget" if budget else f"Approval needed: {approval.tool_name}",
             body=body,
             inbox_url=inbox_url,
             pending=True,

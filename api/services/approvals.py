@@ -42,6 +42,7 @@ from schemas.api import (
     ErrorDetail,
     MessagePublic,
 )
+from schemas.budgets import BUDGET_TOOL, extension_sentence
 from schemas.enums import ApprovalStatus, Decision, MessageRole, Role
 from schemas.errors import ErrorType
 from schemas.payloads import DecisionRequest
@@ -75,7 +76,11 @@ def _summary(approval: Approval, agent_slug: str, found: Lookups) -> ApprovalSum
         turn=approval.turn,
         tool=approval.tool_name,
         arguments=approval.arguments,
-        summary=spec.summarise(approval.arguments, found) if spec else None,
+        summary=spec.summarise(approval.arguments, found)
+        if spec
+        else extension_sentence(approval.arguments, agent_slug)
+        if approval.tool_name == BUDGET_TOOL  # a reached budget's "allow more?" (schemas/budgets.py)
+        else None,
         created_at=approval.created_at,
         expires_at=approval.expires_at,
         decided_by=approval.decided_by,
@@ -293,6 +298,13 @@ async def decide(
     approval, _ = await find_approval(session, principal.team_id, approval_id)
     if approval.status != ApprovalStatus.PENDING:
         raise already_decided(approval)
+    if approval.tool_name == BUDGET_TOOL and body.decision not in (Decision.APPROVE, Decision.REJECT):
+        raise ApiError(
+            422,
+            "validation_error",
+            "a budget item is allowed (approve) or denied (reject)",
+            [{"field": "decision", "message": "approve or reject for a budget item"}],
+        )
     arguments = (
         _edited_arguments(approval.tool_name, body.args or {}) if body.decision == Decision.EDIT else None
     )

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from api.deps import Principal, SessionDep
 from api.errors import ApiError
-from api.services import agent_pages, console, versions
+from api.services import agent_pages, budgets, console, versions
 from api.services.agents import find_agent, public_of
 from api.web import templates
 from api.web.session import WebUser
@@ -304,6 +304,7 @@ async def agent_page(request: Request, slug: str, user: WebUser, session: Sessio
             conversations={c.label: c.count for c in counts.get(agent.id, [])},
             providers=list(names.values()),
             provider_ids=names,
+            usage=await budgets.agent_usage(session, user.team_id, agent.id),
         ),
     )
 

@@ -135,7 +135,7 @@
     function clearErrors() {
       document.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
       fields.forEach((f) => f.removeAttribute("aria-invalid"));
-      message.removeAttribute("aria-invalid");
+      if (message) message.removeAttribute("aria-invalid");  // a budget item has no message
     }
     function markField(name, text) {
       const el = fieldError(name);
@@ -182,7 +182,7 @@
         body.args = args();
       }
       if (decision === "reject" || decision === "respond") {
-        if (message.value.trim()) body.message = message.value.trim();
+        if (message && message.value.trim()) body.message = message.value.trim();
         if (decision === "respond" && !body.message) {
           markField("message", "Write the reply the user will get.");
           message.focus();
@@ -215,7 +215,7 @@
         show(feedback, (error && error.message) || `Failed (HTTP ${status}). Try again.`, "error");
       }
       buttons.forEach((b) => { b.disabled = false; });
-      editButton.disabled = !changed();
+      if (editButton) editButton.disabled = !changed();
     }
 
     buttons.forEach((b) => b.addEventListener("click", () => submit(b.dataset.decision)));
@@ -226,12 +226,12 @@
     document.addEventListener("keydown", (event) => {
       if (typing(document.activeElement) || event.ctrlKey || event.metaKey || event.altKey) return;
       if (event.key === "a") submit("approve");
-      else if (event.key === "r") message.focus();
+      else if (event.key === "r") { if (message) message.focus(); else submit("reject"); }
       else if (event.key === "e" && fields.length) fields[0].focus();
       else return;
       event.preventDefault();
     });
-    if (window.location.hash === "#reject") message.focus();
+    if (window.location.hash === "#reject" && message) message.focus();
     if (window.location.hash === "#edit" && fields.length) fields[0].focus();
   }
 })();
