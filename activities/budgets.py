@@ -29,6 +29,7 @@ from schemas.budgets import (
     BudgetScope,
     TeamBudgets,
     cost_of,
+    extension_reason,
     extension_sentence,
     price_of,
 )
@@ -195,6 +196,7 @@ async def spent(
                 hold = BudgetHold(
                     arguments=arguments,
                     sentence=extension_sentence(arguments) or "",
+                    reason=extension_reason(limit.scope, metric, used[metric], cap + granted[metric], cap),
                     holding_message=limit.holding_message,
                     timers=await _timers(session, agent),
                 )

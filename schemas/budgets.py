@@ -145,3 +145,21 @@ def extension_sentence(arguments: dict[str, Any], agent: str = "") -> str | None
         return None
     who = _WHO[scope].format(agent=arguments.get("agent") or agent or "")
     return f"{who} reached {amount(metric, used)}: allow {amount(metric, extension)} more?"
+
+
+_LIMIT_OF = {
+    BudgetScope.CONVERSATION: "per conversation",
+    BudgetScope.AGENT_DAY: "per day for this agent",
+    BudgetScope.TEAM_MONTH: "per month for the team",
+}
+
+
+def extension_reason(
+    scope: BudgetScope, metric: BudgetMetric, used: float, limit: float, extension: float
+) -> str:
+    """The item's rationale: the limit, what was used, and what each answer does."""
+    return (
+        f"The budget {_LIMIT_OF[scope]} is {amount(metric, limit)}, and {amount(metric, used)} are used. "
+        f"Allow more: the turn goes on with {amount(metric, extension)} more. "
+        "Deny: the user gets the stop message and the model is not asked."
+    )

@@ -99,7 +99,7 @@ async def _ask(turn: Turn, round_: int, ask: int, hold: BudgetHold) -> bool:
                     name=BUDGET_TOOL,
                     arguments=json.dumps(hold.arguments),
                 ),
-                rationale=hold.sentence,
+                rationale=hold.reason or hold.sentence,
                 timers=hold.timers,
             ),
             id=approval_workflow_id(approval_id),

@@ -75,6 +75,8 @@ class BudgetHold(BaseModel):
     arguments: dict[str, Any]
     sentence: str
     """The question as a person reads it ("This conversation reached 50,000 tokens: allow …?")."""
+    reason: str = ""
+    """Why it asks: the limit, what was used, what each answer does (the item's rationale)."""
     holding_message: str = ""
     timers: ApprovalTimers = Field(default_factory=ApprovalTimers)
 
