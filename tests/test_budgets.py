@@ -467,3 +467,36 @@ async def test_the_agent_page_shows_usage_and_the_inbox_asks_in_a_sentence_in_ch
         assert len(fake_llm.requests(model)) == 2
     finally:
         await context.close()
+
+
+async def test_an_admin_sets_a_price_and_the_team_budget_on_the_prices_page_in_chromium(
+    browser: Browser, live_url: str, team: TeamClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    context, page = await sign_in(browser, live_url, team.key, next_path="/prices")
+    try:
+        await expect(page.locator("tr[data-model='gpt-4o-mini']")).to_contain_text("default")
+        await page.click("tr[data-model='gpt-4o-mini'] [data-action=edit]")
+        await expect(page.locator("#price-model")).to_have_value("gpt-4o-mini")
+        await page.fill("#price-prompt", "0.2")
+        await page.click("#price-save")
+        await expect(page.locator("tr[data-model='gpt-4o-mini']")).to_contain_text("team")
+        await page.fill("#team-budget-json", '{"team_month": {"tokens": 0}}')
+        await page.click("#team-budget-save")
+        await expect(page.locator("#team-budget-error")).to_contain_text("team_month.tokens")
+        await page.fill("#team-budget-json", '{"team_month": {"tokens": 5000000}, "action": "ask"}')
+        await page.click("#team-budget-save")
+        await expect(page.locator("#team-budget-status")).to_have_text("Saved.")
+        await page.screenshot(path=str(SHOTS / "prices.png"), full_page=True)
+    finally:
+        await context.close()
+    prices = (await team.request("GET", "/v1/prices")).json()["items"]
+    assert next(p for p in prices if p["model"] == "gpt-4o-mini")["prompt_per_mtok"] == 0.2
+    budget = (await team.request("GET", "/v1/budgets")).json()
+    assert budget["team_month"]["tokens"] == 5000000 and budget["action"] == "ask"
+    viewer = await add_key(sessions, team, Role.VIEWER)
+    context, page = await sign_in(browser, live_url, viewer.key, next_path="/prices")
+    try:
+        await expect(page.locator("#price-form")).to_have_count(0)
+        await expect(page.locator("#team-budget-json")).to_be_disabled()
+    finally:
+        await context.close()
