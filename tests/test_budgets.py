@@ -18,10 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from activities.channels.ops import view_of
 from api.app import create_app
 from schemas.enums import Role
 from schemas.settings import Settings
-from schemas.tables import LlmUsage, Turn, utcnow
+from schemas.tables import Agent, Approval, LlmUsage, Turn, utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import TeamClient, add_key, eventually, migrating, new_team
 from tests.test_approvals import decide, pending, status_is
@@ -500,3 +501,26 @@ async def test_an_admin_sets_a_price_and_the_team_budget_on_the_prices_page_in_c
         await expect(page.locator("#team-budget-json")).to_be_disabled()
     finally:
         await context.close()
+
+
+def test_an_ops_chat_reads_a_budget_item_as_the_question_it_asks() -> None:
+    arguments = {
+        "scope": "team_month",
+        "metric": "cost_usd",
+        "used": 201.5,
+        "extension": 200,
+        "window": "2026-12",
+    }
+    approval = Approval(
+        id="ap1",
+        tool_name="_budget_extension",
+        arguments=arguments,
+        rationale="The budget per month for the team is $200.00 …",
+        status="pending",
+    )
+    agent = Agent(id="a", slug="concierge", name="Concierge")
+    view = view_of(approval, agent, "approval.requested", "https://steward.example/inbox/ap1")
+    assert view.title == "Approval needed: more budget"
+    assert view.body == "Concierge (concierge): The team this month reached $201.50: allow $200.00 more?"
+    approval.status, approval.decided_by = "approved", "slack:U1"
+    assert view_of(approval, agent, "approval.decided", "u").footer == "Approved by slack:U1"
