@@ -39,6 +39,7 @@ _RULES = {
     "variables": "not a built-in name (user, conversation, channel, now); any used by its prompt",
     "provider": "the name of one of the team's providers (`GET /v1/providers`)",
     "model": "needed on create unless `provider` has a default model",
+    "budgets": "each limit given (`conversation`, `agent_day`) sets `tokens`, `cost_usd` or both",
 }
 _CHECKED = checked_beyond_schema(**_RULES)
 _NOT_NULL = "not null: leave a field out to keep it"

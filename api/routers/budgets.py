@@ -55,7 +55,11 @@ async def get_team_budgets(principal: Reader, session: SessionDep) -> TeamBudget
     return await budgets.team_budgets(session, principal.team_id)
 
 
-@router.put("/v1/budgets", response_model=TeamBudgetsPublic)
+@router.put(
+    "/v1/budgets",
+    response_model=TeamBudgetsPublic,
+    responses=checked_beyond_schema(team_month="if given, sets `tokens`, `cost_usd` or both"),
+)
 async def set_team_budgets(body: TeamBudgets, principal: Admin, session: SessionDep) -> TeamBudgetsPublic:
     """Replace the team's budget (`{}` removes it)."""
     return await budgets.set_team_budgets(session, principal.team_id, body, principal.key_name)
