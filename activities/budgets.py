@@ -127,7 +127,10 @@ async def _used(
     elif scope == BudgetScope.AGENT_DAY:
         query = query.where(LlmUsage.agent_id == agent_id, LlmUsage.day == window)
     else:
-        query = query.where(LlmUsage.team_id == req.team_id, LlmUsage.day.startswith(f"{window}-"))
+        # A range, not LIKE: it reads the (team_id, day) index on both databases.
+        query = query.where(
+            LlmUsage.team_id == req.team_id, LlmUsage.day.between(f"{window}-01", f"{window}-31")
+        )
     tokens, cost = (await session.execute(query)).one()
     return {BudgetMetric.TOKENS: float(tokens), BudgetMetric.COST_USD: float(cost)}
 
