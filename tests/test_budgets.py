@@ -23,7 +23,15 @@ from api.app import create_app
 from schemas.enums import Role
 from schemas.settings import Settings
 from schemas.tables import Agent, Approval, LlmUsage, Turn, utcnow
+from tests.channels import (
+    new_chat,
+    post_telegram,
+    send_telegram_text,
+    telegram_press,
+    telegram_webhook_channel,
+)
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
+from tests.fakes.telegram_server import FakeTelegram
 from tests.support import TeamClient, add_key, eventually, migrating, new_team
 from tests.test_approvals import decide, pending, status_is
 from tests.test_inbox_web import sign_in
@@ -524,3 +532,49 @@ def test_an_ops_chat_reads_a_budget_item_as_the_question_it_asks() -> None:
     assert view.body == "Concierge (concierge): The team this month reached $201.50: allow $200.00 more?"
     approval.status, approval.decided_by = "approved", "slack:U1"
     assert view_of(approval, agent, "approval.decided", "u").footer == "Approved by slack:U1"
+
+
+async def test_a_budget_item_is_allowed_from_a_telegram_ops_chat_and_the_turn_goes_on(
+    team: TeamClient,
+    model: str,
+    fake_telegram: FakeTelegram,
+    fake_llm: FakeOpenAI,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> None:
+    ops = -new_chat()
+    channel, secret = await telegram_webhook_channel(
+        team, model, fake_telegram, settings, sessions, ops={"chat_id": ops}
+    )
+    [agent] = (await team.request("GET", "/v1/agents")).json()["items"]
+    budgets = {
+        "conversation": {"tokens": 10},
+        "action": "ask",
+        "holding_message": "One moment, asking for more.",
+    }
+    assert (
+        await team.request("PATCH", f"/v1/agents/{agent['slug']}", json={"budgets": budgets})
+    ).status_code == 200
+    assert (await team.request("POST", f"/v1/agents/{agent['slug']}/publish", json={})).status_code == 201
+    fake_llm.script(
+        model,
+        [Step(text="Hello there.", prompt_tokens=10, completion_tokens=5), Step(text="Here is more.")],
+    )
+    user = new_chat()
+    await send_telegram_text(http, fake_telegram, channel, secret, user, "hi")
+    [first] = await fake_telegram.replies(user)
+    assert first.params["text"] == "Hello there."
+    await send_telegram_text(http, fake_telegram, channel, secret, user, "tell me more")
+    [_, holding] = await fake_telegram.replies(user, 2)
+    assert holding.params["text"] == "One moment, asking for more."
+    [request] = await fake_telegram.replies(ops)
+    assert "This conversation reached 15 tokens: allow 10 tokens more?" in str(request.params["text"])
+    assert "_budget_extension" not in str(request.params["text"])
+    buttons = request.params["reply_markup"]["inline_keyboard"][0]
+    press = telegram_press(fake_telegram.next_update_id(), ops, 1, buttons[0]["callback_data"], "boss")
+    assert await post_telegram(http, channel, press, secret) == 200
+
+    [_, _, reply] = await fake_telegram.replies(user, 3)
+    assert reply.params["text"] == "Here is more."
+    assert len(fake_llm.requests(model)) == 2
