@@ -22,6 +22,7 @@ from schemas.api import (
     MessageCreate,
     MessageList,
     Reply,
+    ToolRequestPublic,
     TurnReply,
 )
 from schemas.enums import ConversationStatus, TurnStatus
@@ -70,7 +71,7 @@ async def get_conversation(
 def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
     """200 with the outcome (or the pause) when waited for, else 202 with where the turn stands."""
     outcome = sent.outcome
-    if not wait or (outcome is None and not sent.approvals):
+    if not wait or (outcome is None and not sent.approvals and not sent.tool_requests):
         accepted = MessageAccepted(turn=sent.turn, status=sent.status, duplicate=sent.duplicate)
         return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
     if outcome is not None:
@@ -80,6 +81,15 @@ def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
             reply=Reply(content=outcome.reply) if outcome.reply is not None else None,
             tool_calls=outcome.tool_calls,
             error=outcome.error,
+            duplicate=sent.duplicate,
+        )
+    elif sent.tool_requests:
+        # Waiting for the caller to run client tools: these are its calls to answer.
+        reply = TurnReply(
+            turn=sent.turn,
+            status=TurnStatus.AWAITING_TOOL_OUTPUT,
+            reply=Reply(content=sent.tool_text) if sent.tool_text else None,
+            tool_requests=[ToolRequestPublic.model_validate(r.model_dump()) for r in sent.tool_requests],
             duplicate=sent.duplicate,
         )
     else:

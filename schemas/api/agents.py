@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas.api.client_tools import DEFAULT_TIMEOUT, MAX_TIMEOUT, ClientTool, ClientTools
 from schemas.api.common import MAX_DB_INT, NO_NUL, SLUG, _Strict
 from schemas.enums import DoubleTexting, VersionSource
 from schemas.policy import ApprovalSettings, ToolPolicy
@@ -67,6 +68,10 @@ class AgentCreate(_Strict):
     """Names its prompt may use beside the built-ins, with their values: `{"company": "ACME"}`."""
     provider: str | None = Field(None, min_length=1, max_length=63)
     """A team LLM provider's name (`GET /v1/providers`); None: the built-in provider (`OPENAI_*`)."""
+    client_tools: ClientTools = Field(default_factory=list)
+    """Tools the caller runs (`tool.requested` events, `POST /v1/conversations/{id}/tool-outputs`)."""
+    client_tool_timeout: float = Field(DEFAULT_TIMEOUT, ge=1.0, le=MAX_TIMEOUT)
+    """Seconds a turn waits for a client tool's output before the model hears that it timed out."""
 
     @field_validator("slug")
     @classmethod
@@ -111,6 +116,8 @@ class AgentUpdate(_Strict):
 
     provider: str | None = Field(None, min_length=1, max_length=63)
     """A team LLM provider's name; `null` goes back to the built-in provider."""
+    client_tools: ClientTools | None = None
+    client_tool_timeout: float | None = Field(None, ge=1.0, le=MAX_TIMEOUT)
 
 
 class AgentPublic(BaseModel):
@@ -130,6 +137,8 @@ class AgentPublic(BaseModel):
     variables: dict[str, str] = Field(default_factory=dict)
     provider: str | None = None
     """The team LLM provider the draft's model is asked at; None: the built-in one."""
+    client_tools: list[ClientTool] = Field(default_factory=list)
+    client_tool_timeout: float = DEFAULT_TIMEOUT
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     live_version: int | None = None
@@ -177,6 +186,9 @@ class AgentDefinition(BaseModel):
     """For an empty system prompt: the default template it renders instead."""
     provider_id: str | None = None
     """The team LLM provider's id (`GET /v1/providers/{id}`); None: the built-in provider."""
+    client_tools: list[dict[str, Any]] = Field(default_factory=list)
+    """Tools the caller runs, as declared (`ClientTool`)."""
+    client_tool_timeout: float = DEFAULT_TIMEOUT
 
 
 class AgentVersionPublic(BaseModel):
