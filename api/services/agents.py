@@ -126,7 +126,8 @@ def _check_tools(tools: list[str]) -> list[str]:
 
 
 def _check_client_tools(tools: list[ClientTool]) -> list[dict[str, Any]]:
-    """Client tools as stored: each name once, none a built-in tool's (the model could not tell them apart)."""
+    """Client tools as stored: each name once, and none a built-in tool's (the model could not
+    tell them apart)."""
     errors = []
     seen: set[str] = set()
     for i, tool in enumerate(tools):

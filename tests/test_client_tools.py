@@ -1,0 +1,195 @@
+"""Tools the caller runs: an agent's client tools pause the turn until the caller posts their
+output, and chat completions' caller-supplied `tools` work as in OpenAI's API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import openai
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.settings import Settings
+from schemas.tables import Event, ToolExecution
+from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
+from tests.processes import WorkerProcess, own_stack
+from tests.support import TeamClient, eventually, new_team
+
+LOOKUP = {
+    "name": "lookup_order",
+    "description": "Look an order up in the caller's own system.",
+    "parameters": {
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}},
+        "required": ["order_id"],
+    },
+}
+
+
+async def _events(sessions: async_sessionmaker[AsyncSession], conversation: str) -> list[tuple[str, Any]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Event.kind, Event.data).where(Event.conversation_id == conversation).order_by(Event.seq)
+        )
+        return [(kind, data) for kind, data in rows]
+
+
+async def _executions(sessions: async_sessionmaker[AsyncSession], conversation: str) -> list[ToolExecution]:
+    async with sessions() as session:
+        rows = await session.execute(select(ToolExecution).where(ToolExecution.conversation_id == conversation))
+        return list(rows.scalars())
+
+
+def _tool_messages(request_body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in request_body["messages"] if m["role"] == "tool"]
+
+
+async def test_a_client_tool_call_pauses_the_turn_until_the_caller_posts_its_output(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model, client_tools=[LOOKUP])
+    assert agent["client_tools"][0]["name"] == "lookup_order" and agent["client_tool_timeout"] == 300
+    conversation = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model,
+        [
+            Step(text="Let me look.", tool_calls=[ToolCallSpec("lookup_order", {"order_id": "A-7"})]),
+            Step(text="Order A-7 shipped yesterday."),
+        ],
+    )
+    paused = await team.send(conversation, "Where is my order A-7?")
+    assert paused.status_code == 200, paused.text
+    body = paused.json()
+    assert body["status"] == "awaiting_tool_output"
+    assert body["reply"] == {"role": "assistant", "content": "Let me look."}
+    [request] = body["tool_requests"]
+    assert request["name"] == "lookup_order" and json.loads(request["arguments"]) == {"order_id": "A-7"}
+    offered = fake_llm.requests(model)[0].body["tools"]
+    assert {"type": "function", "function": LOOKUP} in offered
+
+    events = await _events(sessions, conversation)
+    requested = [data for kind, data in events if kind == "tool.requested"]
+    assert requested == [{**request, "round": 0, "turn": 1}]
+    assert [kind for kind, _ in events][-1] == "turn.awaiting_tool_output"
+    assert (await team.conversation(conversation))["status"] == "running"
+
+    given = await team.request(
+        "POST",
+        f"/v1/conversations/{conversation}/tool-outputs",
+        json={"call_id": request["call_id"], "output": "shipped 2026-12-01, tracking Z9"},
+    )
+    assert given.status_code == 200, given.text
+    assert given.json()["turn"] == 1 and given.json()["call_id"] == request["call_id"]
+
+    await eventually(lambda: _completed(team, conversation))
+    transcript = await team.messages(conversation)
+    tool = [m for m in transcript if m["role"] == "tool"]
+    assert [(m["tool_call_id"], m["content"]) for m in tool] == [
+        (request["call_id"], "shipped 2026-12-01, tracking Z9")
+    ]
+    assert transcript[-1]["content"] == "Order A-7 shipped yesterday."
+    second = fake_llm.requests(model)[1].body
+    assert _tool_messages(second) == [
+        {"role": "tool", "tool_call_id": request["call_id"], "content": "shipped 2026-12-01, tracking Z9"}
+    ]
+    [execution] = await _executions(sessions, conversation)
+    assert execution.ok and execution.result == {"output": "shipped 2026-12-01, tracking Z9"}
+
+
+async def _completed(team: TeamClient, conversation: str) -> bool:
+    return bool((await team.conversation(conversation))["status"] == "idle")
+
+
+async def test_tool_outputs_refuses_unknown_calls_a_second_output_and_bad_bodies(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model, client_tools=[LOOKUP])
+    conversation = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model, [Step(tool_calls=[ToolCallSpec("lookup_order", {"order_id": "B"})]), Step(text="done")]
+    )
+    [request] = (await team.send(conversation, "order B?")).json()["tool_requests"]
+    path = f"/v1/conversations/{conversation}/tool-outputs"
+
+    unknown = await team.request("POST", path, json={"call_id": "call_nope", "output": "x"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "tool_call_not_found"
+    forged = request["call_id"].replace("_0_0", "_0_5")
+    assert (await team.request("POST", path, json={"call_id": forged, "output": "x"})).status_code == 404
+    other = await team.request(
+        "POST", "/v1/conversations/nope/tool-outputs", json={"call_id": request["call_id"], "output": "x"}
+    )
+    assert other.status_code == 404 and other.json()["error"]["code"] == "conversation_not_found"
+    for bad in ({"call_id": request["call_id"]}, {"output": "x"}, {"call_id": "", "output": "x"}):
+        refused = await team.request("POST", path, json=bad)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error"
+    nul = await team.request("POST", path, json={"call_id": request["call_id"], "output": "a\u0000b"})
+    assert nul.status_code == 422
+
+    first = await team.request("POST", path, json={"call_id": request["call_id"], "output": "found"})
+    assert first.status_code == 200, first.text
+    again = await team.request("POST", path, json={"call_id": request["call_id"], "output": "twice"})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "tool_output_given"
+    await eventually(lambda: _has_execution(sessions, conversation))
+    late = await team.request("POST", path, json={"call_id": request["call_id"], "output": "later"})
+    assert late.status_code == 409
+    [execution] = await _executions(sessions, conversation)
+    assert execution.result == {"output": "found"}
+
+
+async def _has_execution(sessions: async_sessionmaker[AsyncSession], conversation: str) -> bool:
+    return bool(await _executions(sessions, conversation))
+
+
+async def test_an_unanswered_client_tool_times_out_with_a_clear_tool_error_to_the_model(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model, client_tools=[LOOKUP], client_tool_timeout=1.5)
+    conversation = await team.start_conversation(agent["slug"])
+    fake_llm.script(
+        model,
+        [Step(tool_calls=[ToolCallSpec("lookup_order", {"order_id": "C"})]), Step(text="I could not check.")],
+    )
+    [request] = (await team.send(conversation, "order C?")).json()["tool_requests"]
+    await asyncio.to_thread(fake_llm.wait_for_requests, model, 2, 30)
+    await eventually(lambda: _completed(team, conversation))
+    [tool] = _tool_messages(fake_llm.requests(model)[1].body)
+    error = json.loads(tool["content"])
+    assert tool["tool_call_id"] == request["call_id"]
+    assert error["timed_out_after"] == 1.5
+    assert "timed out" in error["error"] and "1.5 s" in error["error"] and "client_tool_timeout" in error["error"]
+    [execution] = await _executions(sessions, conversation)
+    assert not execution.ok
+    late = await team.request(
+        "POST",
+        f"/v1/conversations/{conversation}/tool-outputs",
+        json={"call_id": request["call_id"], "output": "too late"},
+    )
+    assert late.status_code == 409 and late.json()["error"]["code"] == "tool_output_given"
+
+
+async def test_agents_validate_client_tools_field_by_field(team: TeamClient, model: str) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"client_tools": [{**LOOKUP, "name": "has space"}]}, "client_tools.0.name"),
+        ({"client_tools": [{**LOOKUP, "parameters": {"type": "object", "properties": 3}}]}, "client_tools"),
+        ({"client_tools": [{**LOOKUP, "parameters": {"type": "string"}}]}, "client_tools"),
+        ({"client_tools": [{**LOOKUP, "name": "book_appointment"}]}, "client_tools.0.name"),
+        ({"client_tools": [LOOKUP, LOOKUP]}, "client_tools.1.name"),
+        ({"client_tool_timeout": 0}, "client_tool_timeout"),
+    ]
+    for fields, where in cases:
+        body = {"slug": "bad-tools", "name": "x", "model": model, **fields}
+        refused = await team.request("POST", "/v1/agents", json=body)
+        assert refused.status_code == 422, (fields, refused.text)
+        named = [d.get("field", "") for d in refused.json()["error"].get("details") or []]
+        assert any(n.startswith(where) for n in named), (fields, refused.json())
+    agent = await team.create_agent(model)
+    patched = await team.request(
+        "PATCH", f"/v1/agents/{agent['slug']}", json={"client_tools": [LOOKUP], "client_tool_timeout": 20}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["draft_changed"] is True
+    diff = await team.request("GET", f"/v1/agents/{agent['slug']}/versions/1/diff/draft")
+    assert {c["field"] for c in diff.json()["changes"]} >= {"client_tools", "client_tool_timeout"}
