@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import openai
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.settings import Settings
 from schemas.tables import Event, ToolExecution
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.processes import WorkerProcess, own_stack
-from tests.support import TeamClient, eventually, new_team
+from tests.support import TeamClient, eventually
 
 LOOKUP = {
     "name": "lookup_order",
@@ -39,7 +37,9 @@ async def _events(sessions: async_sessionmaker[AsyncSession], conversation: str)
 
 async def _executions(sessions: async_sessionmaker[AsyncSession], conversation: str) -> list[ToolExecution]:
     async with sessions() as session:
-        rows = await session.execute(select(ToolExecution).where(ToolExecution.conversation_id == conversation))
+        rows = await session.execute(
+            select(ToolExecution).where(ToolExecution.conversation_id == conversation)
+        )
         return list(rows.scalars())
 
 
@@ -159,7 +159,11 @@ async def test_an_unanswered_client_tool_times_out_with_a_clear_tool_error_to_th
     error = json.loads(tool["content"])
     assert tool["tool_call_id"] == request["call_id"]
     assert error["timed_out_after"] == 1.5
-    assert "timed out" in error["error"] and "1.5 s" in error["error"] and "client_tool_timeout" in error["error"]
+    assert (
+        "timed out" in error["error"]
+        and "1.5 s" in error["error"]
+        and "client_tool_timeout" in error["error"]
+    )
     [execution] = await _executions(sessions, conversation)
     assert not execution.ok
     late = await team.request(
@@ -193,3 +197,156 @@ async def test_agents_validate_client_tools_field_by_field(team: TeamClient, mod
     assert patched.json()["draft_changed"] is True
     diff = await team.request("GET", f"/v1/agents/{agent['slug']}/versions/1/diff/draft")
     assert {c["field"] for c in diff.json()["changes"]} >= {"client_tools", "client_tool_timeout"}
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather where the caller is.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def _run_tool(name: str, arguments: str) -> str:
+    """The caller's own tool, as an application runs it."""
+    assert name == "get_weather"
+    return json.dumps({"city": json.loads(arguments)["city"], "sky": "clear", "celsius": 21})
+
+
+async def test_the_official_openai_clients_tool_loop_completes_a_turn_without_streaming(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, live_url: str
+) -> None:
+    agent = await team.create_agent(model, tools=["check_availability"])
+    client = openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0)
+    fake_llm.script(
+        model,
+        [
+            Step(tool_calls=[ToolCallSpec("get_weather", {"city": "Lisbon"})]),
+            Step(text="Clear and 21 °C in Lisbon."),
+        ],
+    )
+    messages: list[Any] = [{"role": "user", "content": "Weather in Lisbon?"}]
+    rounds = 0
+    while True:  # the usual loop of OpenAI's documentation, unchanged
+        completion = await client.chat.completions.create(
+            model=agent["slug"], messages=messages, tools=[WEATHER]
+        )
+        choice = completion.choices[0]
+        if choice.finish_reason != "tool_calls":
+            break
+        rounds += 1
+        messages.append(choice.message.model_dump(exclude_none=True))
+        for call in choice.message.tool_calls or []:
+            assert call.type == "function"
+            output = _run_tool(call.function.name, call.function.arguments)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
+    assert rounds == 1
+    assert choice.finish_reason == "stop" and choice.message.content == "Clear and 21 °C in Lisbon."
+    first, second = fake_llm.requests(model)[-2:]
+    names = [t["function"]["name"] for t in first.body["tools"]]
+    assert names == ["check_availability", "get_weather"]
+    [tool] = _tool_messages(second.body)
+    assert json.loads(tool["content"]) == {"city": "Lisbon", "sky": "clear", "celsius": 21}
+    # One conversation and one turn: the tool messages continued the turn that asked.
+    conversation = completion.id.removeprefix("chatcmpl-").rsplit("-", 1)[0]
+    transcript = await team.messages(conversation)
+    assert [m["role"] for m in transcript] == ["user", "assistant", "tool", "assistant"]
+    assert {m["turn"] for m in transcript} == {1}
+
+
+async def test_the_official_openai_clients_tool_loop_completes_a_turn_streaming(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, live_url: str
+) -> None:
+    agent = await team.create_agent(model)
+    client = openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0)
+    fake_llm.script(
+        model,
+        [
+            Step(text="Checking. ", tool_calls=[ToolCallSpec("get_weather", {"city": "Oslo"})]),
+            Step(tool_calls=[ToolCallSpec("get_weather", {"city": "Bergen"})]),
+            Step(text="Oslo and Bergen are clear."),
+        ],
+    )
+    messages: list[Any] = [{"role": "user", "content": "Oslo, then Bergen?"}]
+    texts: list[str] = []
+    rounds = 0
+    while True:
+        stream = await client.chat.completions.create(
+            model=agent["slug"], messages=messages, tools=[WEATHER], stream=True
+        )
+        text, calls, finish = "", {}, None
+        async for chunk in stream:
+            if not chunk.choices:
+                continue
+            delta = chunk.choices[0].delta
+            text += delta.content or ""
+            for part in delta.tool_calls or []:
+                call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] = part.id or call["id"]
+                if part.function is not None:
+                    call["name"] += part.function.name or ""
+                    call["arguments"] += part.function.arguments or ""
+            finish = chunk.choices[0].finish_reason or finish
+        texts.append(text)
+        if finish != "tool_calls":
+            break
+        rounds += 1
+        messages.append(
+            {
+                "role": "assistant",
+                "content": text or None,
+                "tool_calls": [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c["arguments"]},
+                    }
+                    for c in calls.values()
+                ],
+            }
+        )
+        for c in calls.values():
+            messages.append(
+                {"role": "tool", "tool_call_id": c["id"], "content": _run_tool(c["name"], c["arguments"])}
+            )
+    assert rounds == 2 and finish == "stop"
+    assert texts == ["Checking. ", "", "Oslo and Bergen are clear."]
+    last = fake_llm.requests(model)[-1].body
+    assert [json.loads(t["content"])["city"] for t in _tool_messages(last)] == ["Oslo", "Bergen"]
+
+
+async def test_chat_tool_messages_that_answer_no_call_are_refused(
+    team: TeamClient, model: str, live_url: str
+) -> None:
+    agent = await team.create_agent(model)
+    client = openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0)
+    for call_id in ("call_abc", f"call_{'0' * 32}_1_0_0"):
+        try:
+            await client.chat.completions.create(
+                model=agent["slug"],
+                messages=[
+                    {"role": "user", "content": "hi"},
+                    {"role": "tool", "tool_call_id": call_id, "content": "x"},
+                ],
+            )
+        except openai.NotFoundError as err:
+            assert err.code in ("tool_call_not_found", "conversation_not_found")
+        else:
+            raise AssertionError("a tool message for no call was taken")
+    try:
+        await client.chat.completions.create(
+            model=agent["slug"],
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[
+                {
+                    "type": "function",
+                    "function": {"name": "check_availability", "parameters": {"type": "object"}},
+                }
+            ],
+        )
+    except openai.UnprocessableEntityError as err:
+        assert err.code == "validation_error" and "built-in" in str(err)
+    else:
+        raise AssertionError("a tool named as a built-in one was taken")
