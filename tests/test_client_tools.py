@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -12,9 +13,11 @@ import openai
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from schemas.settings import Settings
 from schemas.tables import Event, ToolExecution
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.support import TeamClient, eventually
+from tests.processes import WorkerProcess, own_stack
+from tests.support import TeamClient, eventually, new_team
 
 LOOKUP = {
     "name": "lookup_order",
@@ -350,3 +353,67 @@ async def test_chat_tool_messages_that_answer_no_call_are_refused(
         assert err.code == "validation_error" and "built-in" in str(err)
     else:
         raise AssertionError("a tool named as a built-in one was taken")
+
+
+async def test_a_turn_waiting_for_a_client_tool_survives_a_worker_restart_and_resumes_on_its_output(
+    tmp_path: Path,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fake_llm: FakeOpenAI,
+    model: str,
+) -> None:
+    async with own_stack(tmp_path, settings) as stack:
+        team = await new_team(sessions, stack.http)
+        agent = await team.create_agent(model, client_tools=[LOOKUP], client_tool_timeout=600)
+        conversation = await team.start_conversation(agent["slug"])
+        fake_llm.script(
+            model,
+            [
+                Step(tool_calls=[ToolCallSpec("lookup_order", {"order_id": "D"})]),
+                Step(text="D is on its way."),
+            ],
+        )
+        first = WorkerProcess(stack.settings, tmp_path / "worker-1.log")
+        first.start()
+        try:
+            assert (await team.send(conversation, "order D?", wait=False)).status_code == 202
+            requested = await eventually(lambda: _requested(sessions, conversation), timeout=30)
+            first.kill()
+        finally:
+            first.stop()
+
+        second = WorkerProcess(stack.settings, tmp_path / "worker-2.log")
+        second.start()
+        try:
+            path = f"/v1/conversations/{conversation}/tool-outputs"
+            body = {"call_id": requested["call_id"], "output": "in transit"}
+            given = await _until_taken(team, path, body)
+            assert given["turn"] == 1
+            await eventually(lambda: _completed(team, conversation), timeout=60)
+            transcript = await team.messages(conversation)
+            assert [(m["role"], m["content"]) for m in transcript if m["role"] != "user"] == [
+                ("assistant", ""),
+                ("tool", "in transit"),
+                ("assistant", "D is on its way."),
+            ]
+            assert len(await _executions(sessions, conversation)) == 1
+            assert len(fake_llm.requests(model)) == 2
+        finally:
+            second.stop()
+
+
+async def _requested(sessions: async_sessionmaker[AsyncSession], conversation: str) -> dict[str, Any] | None:
+    return next(
+        (data for kind, data in await _events(sessions, conversation) if kind == "tool.requested"), None
+    )
+
+
+async def _until_taken(team: TeamClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Post until a worker takes it (503 while the new worker is not polling yet)."""
+    for _ in range(100):
+        response = await team.request("POST", path, json=body)
+        if response.status_code == 200:
+            return dict(response.json())
+        assert response.status_code == 503, response.text
+        await asyncio.sleep(0.2)
+    raise AssertionError("no worker took the tool output")
