@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
-
+from playwright.async_api import Browser, expect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +18,9 @@ from schemas.tables import Event, ToolExecution
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.processes import WorkerProcess, own_stack
 from tests.support import TeamClient, eventually, new_team
+from tests.web import sign_in
+
+SHOTS = Path("/tmp/shots-clienttools")
 
 LOOKUP = {
     "name": "lookup_order",
@@ -202,7 +205,7 @@ async def test_agents_validate_client_tools_field_by_field(team: TeamClient, mod
     assert {c["field"] for c in diff.json()["changes"]} >= {"client_tools", "client_tool_timeout"}
 
 
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -279,7 +282,8 @@ async def test_the_official_openai_clients_tool_loop_completes_a_turn_streaming(
         stream = await client.chat.completions.create(
             model=agent["slug"], messages=messages, tools=[WEATHER], stream=True
         )
-        text, calls, finish = "", {}, None
+        text, finish = "", None
+        calls: dict[int, dict[str, str]] = {}
         async for chunk in stream:
             if not chunk.choices:
                 continue
@@ -377,7 +381,9 @@ async def test_a_turn_waiting_for_a_client_tool_survives_a_worker_restart_and_re
         first.start()
         try:
             assert (await team.send(conversation, "order D?", wait=False)).status_code == 202
-            requested = await eventually(lambda: _requested(sessions, conversation), timeout=30)
+            requested: dict[str, Any] = await eventually(
+                lambda: _requested(sessions, conversation), timeout=30
+            )
             first.kill()
         finally:
             first.stop()
@@ -402,10 +408,10 @@ async def test_a_turn_waiting_for_a_client_tool_survives_a_worker_restart_and_re
             second.stop()
 
 
-async def _requested(sessions: async_sessionmaker[AsyncSession], conversation: str) -> dict[str, Any] | None:
-    return next(
-        (data for kind, data in await _events(sessions, conversation) if kind == "tool.requested"), None
-    )
+async def _requested(sessions: async_sessionmaker[AsyncSession], conversation: str) -> dict[str, Any]:
+    """The first `tool.requested` event's data ({} before there is one)."""
+    found = [data for kind, data in await _events(sessions, conversation) if kind == "tool.requested"]
+    return dict(found[0]) if found else {}
 
 
 async def _until_taken(team: TeamClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -417,3 +423,42 @@ async def _until_taken(team: TeamClient, path: str, body: dict[str, Any]) -> dic
         assert response.status_code == 503, response.text
         await asyncio.sleep(0.2)
     raise AssertionError("no worker took the tool output")
+
+
+async def test_the_agent_studio_edits_client_tools_and_shows_a_bad_schema_at_its_field(
+    browser: Browser, live_url: str, team: TeamClient, model: str
+) -> None:
+    agent = await team.create_agent(model)
+    context = await browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        await sign_in(page, live_url, team.key, f"/agents/{agent['slug']}")
+        await expect(page.locator("#f-client_tools")).to_have_value("")
+        await page.fill("#f-client_tools", json.dumps([LOOKUP]))
+        await page.fill("#f-client_tool_timeout", "45")
+        await page.click("#save")
+        await expect(page.locator("#save-state")).to_have_text("Saved just now")
+        saved = (await team.request("GET", f"/v1/agents/{agent['slug']}")).json()
+        assert saved["client_tools"] == [LOOKUP] and saved["client_tool_timeout"] == 45
+        await page.locator("#f-client_tools").scroll_into_view_if_needed()
+        await page.screenshot(path=str(SHOTS / "01-client-tools-saved.png"))
+
+        bad = [{**LOOKUP, "parameters": {"type": "object", "required": "order_id"}}]
+        await page.fill("#f-client_tools", json.dumps(bad))
+        await page.click("#save")
+        await expect(page.locator("#f-client_tools-error")).to_contain_text("not valid JSON schema")
+        await expect(page.locator("#save-state")).to_have_text("Not saved")
+        await page.screenshot(path=str(SHOTS / "02-client-tools-error.png"))
+        again = (await team.request("GET", f"/v1/agents/{agent['slug']}")).json()
+        assert again["client_tools"] == [LOOKUP]
+
+        await page.fill("#f-client_tools", "")
+        await page.click("#save")
+        await expect(page.locator("#save-state")).to_have_text("Saved just now")
+        cleared = (await team.request("GET", f"/v1/agents/{agent['slug']}")).json()
+        assert cleared["client_tools"] == []
+        assert errors == []
+    finally:
+        await context.close()
