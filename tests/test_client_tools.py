@@ -9,15 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
+import sqlalchemy as sa
+from alembic import command
 from playwright.async_api import Browser, expect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.settings import Settings
-from schemas.tables import Event, ToolExecution
+from schemas.tables import Event, ToolExecution, utcnow
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.processes import WorkerProcess, own_stack
-from tests.support import TeamClient, eventually, new_team
+from tests.support import TeamClient, eventually, migrating, new_team
 from tests.web import sign_in
 
 SHOTS = Path("/tmp/shots-clienttools")
@@ -462,3 +465,41 @@ async def test_the_agent_studio_edits_client_tools_and_shows_a_bad_schema_at_its
         assert errors == []
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migration_gives_agents_no_client_tools_and_goes_back(backend: str, tmp_path: Path) -> None:
+    with migrating(backend, tmp_path, "0013_incidents") as (config, engine):
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO teams (id, slug, name, created_at) VALUES ('t', 't', 'T', :now)"),
+                {"now": utcnow()},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO agents (id, team_id, slug, name, model, system_prompt, tools, temperature,"
+                    " max_tool_rounds, double_texting, tool_policies, approvals, created_at, updated_at)"
+                    " VALUES ('a', 't', 'a', 'A', 'm', '', '[]', 0.5, 4, 'enqueue', '{}', '{}', :now, :now)"
+                ),
+                {"now": utcnow()},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO conversations (id, team_id, agent_id, status, turns, metadata, created_at,"
+                    " last_activity_at) VALUES ('c', 't', 'a', 'idle', 0, '{}', :now, :now)"
+                ),
+                {"now": utcnow()},
+            )
+        command.upgrade(config, "0014_client_tools")
+        with engine.connect() as conn:
+            tools, timeout = conn.execute(
+                sa.text("SELECT client_tools, client_tool_timeout FROM agents")
+            ).one()
+            assert (json.loads(tools) if isinstance(tools, str) else tools) == []
+            assert timeout == 300
+            assert conn.execute(sa.text("SELECT caller_tools FROM conversations")).scalar_one() is None
+        command.downgrade(config, "0013_incidents")
+        assert "client_tools" not in {c["name"] for c in sa.inspect(engine).get_columns("agents")}
+        assert "caller_tools" not in {c["name"] for c in sa.inspect(engine).get_columns("conversations")}
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT slug FROM agents")).scalar_one() == "a"
