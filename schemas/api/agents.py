@@ -51,10 +51,10 @@ class AgentCreate(_Strict):
     slug: str = Field(
         min_length=1, max_length=63, examples=["concierge"], json_schema_extra={"pattern": SLUG.pattern}
     )
-    name: str = Field(min_length=1, max_length=200)
-    model: str | None = Field(None, min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
     """Needed unless `provider` names one with a default model (which it then takes)."""
-    system_prompt: str = Field("", max_length=32_000)
+    system_prompt: str = Field("", max_length=32_000, pattern=NO_NUL)
     tools: list[str] = Field(default_factory=list, max_length=64)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     max_tool_rounds: int = Field(8, ge=1, le=32)
@@ -92,9 +92,9 @@ class AgentCreate(_Strict):
 
 
 class AgentUpdate(_Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    model: str | None = Field(None, min_length=1, max_length=200)
-    system_prompt: str | None = Field(None, max_length=32_000)
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+    system_prompt: str | None = Field(None, max_length=32_000, pattern=NO_NUL)
     tools: list[str] | None = Field(None, max_length=64)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tool_rounds: int | None = Field(None, ge=1, le=32)
