@@ -451,7 +451,9 @@ async def test_the_agent_studio_edits_client_tools_and_shows_a_bad_schema_at_its
         bad = [{**LOOKUP, "parameters": {"type": "object", "required": "order_id"}}]
         await page.fill("#f-client_tools", json.dumps(bad))
         await page.click("#save")
-        await expect(page.locator("#f-client_tools-error")).to_contain_text("not a valid JSON schema at required")
+        await expect(page.locator("#f-client_tools-error")).to_contain_text(
+            "not a valid JSON schema at required"
+        )
         await expect(page.locator("#save-state")).to_have_text("Not saved")
         await page.screenshot(path=str(SHOTS / "02-client-tools-error.png"))
         again = (await team.request("GET", f"/v1/agents/{agent['slug']}")).json()
