@@ -113,7 +113,8 @@ def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
         200: {
             "model": TurnReply,
             "description": "with ?wait=true, the turn's outcome, or its pause for approval "
-            "(awaiting_approval, or queued behind one); with ?stream=true, its events "
+            "(awaiting_approval, or queued behind one) or for the caller's client tools "
+            "(awaiting_tool_output, with `tool_requests`); with ?stream=true, its events "
             "(text/event-stream) until turn.completed or turn.failed",
         },
         409: {"model": ErrorBody},
@@ -139,7 +140,8 @@ async def send_message(
     Returns 202 with the turn number at once; with `?wait=true`, 200 with the turn's
     reply once it is done, or as soon as it pauses for approval (`awaiting_approval`, the
     holding message as `reply`, the pending `approvals`) or queues behind a turn that did
-    (`queued`, that turn's `approvals`); 202 if `timeout` seconds pass first. With
+    (`queued`, that turn's `approvals`), or waits for the caller to run client tools
+    (`awaiting_tool_output`, the calls as `tool_requests`); 202 if `timeout` seconds pass first. With
     `?stream=true`, the turn's events as server-sent events until it ends. A repeated
     `idempotency_key` returns the original turn (streamed from its first event), says
     `duplicate: true` (the `X-Steward-Duplicate` header when streamed) and never starts another.
