@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import budgets, faults, metrics
+from activities import budgets, client_tools, faults, metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
@@ -94,6 +94,7 @@ async def _record_reply_events(
     )
     for call in calls:
         await emit(EventKind.TOOL_CALL, call)
+    await client_tools.record_tool_requests(session, req, response)
 
 
 def _answer_of(message: Message) -> LlmResponse:
@@ -191,6 +192,7 @@ class LlmActivities:
                 deltas = await self._delta_stream(req, starting)
                 try:
                     response, usage = await self._ask(req, agent, with_inbound(transcript, req), deltas)
+                    client_tools.mark_client_calls(agent, req, response)
                     if agent.model == DEMO_MODEL:
                         demo_streamed = await self._stream_demo(req, response.content, starting)
                     await deltas.finish()
@@ -380,6 +382,7 @@ class LlmActivities:
             if frozen is None:  # the draft: its templates as they are now
                 frozen = await draft_definition(session, agent)
             definition = await Definition.of(agent, version_id, frozen).rendered(session, conversation)
+            definition = client_tools.with_caller_tools(definition, conversation)
             remember_agent(req.conversation_id, agent.slug, version_id)
             transcript = await load_transcript(session, req.conversation_id, TRANSCRIPT_WINDOW)
         # An earlier attempt's answer, if any, is the newest message: nothing follows it
@@ -426,6 +429,7 @@ class LlmActivities:
             trace.get_current_span().set_attribute(tracing.INPUT_MESSAGES, json.dumps(messages))
         allow_tools = req.round < agent.max_tool_rounds
         tools = [name for name in agent.tools if name in TOOLS] if allow_tools else []
+        caller_run = client_tools.offered(agent) if allow_tools else []
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -437,7 +441,7 @@ class LlmActivities:
                     tracing.FINISH_REASONS, ["tool_calls" if calls else "stop"]
                 )
             else:
-                response, usage = await self._chat(agent, messages, tools, deltas)
+                response, usage = await self._chat(agent, messages, tools, deltas, caller_run)
             # Tool messages must name the call they answer; some servers send no ids.
             response.tool_calls = [
                 call if call.id else call.model_copy(update={"id": f"call_t{req.turn}r{req.round}i{i}"})
@@ -453,7 +457,12 @@ class LlmActivities:
         return response, usage
 
     async def _chat(
-        self, agent: Definition, messages: list[dict[str, Any]], tools: list[str], deltas: DeltaStream
+        self,
+        agent: Definition,
+        messages: list[dict[str, Any]],
+        tools: list[str],
+        deltas: DeltaStream,
+        caller_run: list[dict[str, Any]] | None = None,
     ) -> tuple[LlmResponse, tuple[int, int]]:
         client, key = await self._client_for(agent)
         body: dict[str, Any] = {
@@ -463,8 +472,8 @@ class LlmActivities:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if tools:
-            body["tools"] = [TOOLS[name].openai_tool() for name in tools]
+        if tools or caller_run:
+            body["tools"] = [TOOLS[name].openai_tool() for name in tools] + (caller_run or [])
         content: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = (0, 0)

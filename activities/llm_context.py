@@ -40,6 +40,9 @@ class Definition:
     """Token and cost budgets (schemas/budgets.py AgentBudgets); checked before each model call."""
     literal: bool = False
     """Frozen before prompts were templates: its prompt is shown as written, never rendered."""
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
+    """Tools the caller runs: the version's own, and (`with_caller_tools`) a chat completion's."""
+    client_tool_timeout: float = 300.0
 
     @classmethod
     def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:

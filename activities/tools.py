@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import metrics
+from activities.client_tools import client_result, result_text
 from activities.events import append_event
 from activities.infra import tracing
 from activities.store import turn_tools
@@ -200,7 +201,7 @@ def _result(execution: ToolExecution) -> ToolResult:
         tool_call_id=execution.tool_call_id,
         name=execution.tool_name,
         ok=execution.ok,
-        content=json.dumps(execution.result),
+        content=result_text(execution.result),
         handoff=execution.ok and execution.tool_name == "handoff_to_human" and not simulated,
     )
 
@@ -312,7 +313,7 @@ class ToolActivities:
                 conversation_id=req.conversation_id,
                 turn=req.turn,
                 role=MessageRole.TOOL,
-                content=json.dumps(result),
+                content=result_text(result),
                 tool_name=req.call.name,
                 tool_call_id=req.call.id,
                 dedupe_key=tool_result_key(req.turn, req.key),
@@ -337,7 +338,7 @@ class ToolActivities:
         )
         if fresh:
             outcome = "ok" if result.ok else "error"
-            if result.ok and _simulated(json.loads(result.content)):
+            if result.ok and req.client is None and _simulated(json.loads(result.content)):
                 outcome = "simulated"
             metrics.TOOL_CALLS.labels(tool=req.call.name, outcome=outcome).inc()
         return result
@@ -345,6 +346,8 @@ class ToolActivities:
     async def _execute(
         self, session: AsyncSession, req: ToolRequest, agent: Agent | None, test: bool
     ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
+        if req.client is not None:  # the caller ran it: its output (or its timeout) is the result
+            return client_result(req, req.client)
         decision = req.decision
         if decision is not None and decision.decision in (Decision.REJECT, Decision.RESPOND):
             return {}, False, _not_run(decision)

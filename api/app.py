@@ -40,6 +40,7 @@ from api.routers import (
     providers,
 )
 from api.routers import budgets as budgets_router
+from api.routers import client_tools as client_tools_router
 from api.routers import codec as codec_router
 from api.routers import incidents as incidents_router
 from api.routers import metrics_summary as metrics_summary_router
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(trace_pages.router)
     app.include_router(budgets_router.router)
     app.include_router(price_pages.router)
+    app.include_router(client_tools_router.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

@@ -50,6 +50,8 @@ class TurnStatus(StrEnum):
     RUNNING = "running"
     AWAITING_APPROVAL = "awaiting_approval"
     """Running, and paused until an operator decides on a gated tool call."""
+    AWAITING_TOOL_OUTPUT = "awaiting_tool_output"
+    """Running, and paused until the caller posts the output of a client tool it asked for."""
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
@@ -149,6 +151,11 @@ class EventKind(StrEnum):
     CONVERSATION_CLAIMED = "conversation.claimed"
     CONVERSATION_RELEASED = "conversation.released"
     CONVERSATION_HANDED_BACK = "conversation.handed_back"
+    TOOL_REQUESTED = "tool.requested"
+    """The model called a client tool: the caller runs it (`{call_id, name, arguments}`) and
+    posts its output to `/v1/conversations/{id}/tool-outputs`."""
+    TURN_AWAITING_TOOL_OUTPUT = "turn.awaiting_tool_output"
+    """The turn paused for the caller: `round` and `calls` (the round's `tool.requested` ones)."""
 
 
 TURN_ENDS = frozenset({EventKind.TURN_COMPLETED, EventKind.TURN_FAILED})

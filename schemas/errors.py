@@ -19,6 +19,10 @@ class ErrorType(StrEnum):
     ALREADY_DECIDED = "already_decided"
     NOT_PENDING = "not_pending"
     INVALID_DECISION = "invalid_decision"
+    TOOL_CALL_NOT_FOUND = "tool_call_not_found"
+    """No client tool call of the conversation's running turn waits under that id."""
+    TOOL_OUTPUT_GIVEN = "tool_output_given"
+    """The client tool call was answered already (or timed out): its result is recorded once."""
     # Missing rows: non-retryable, the reference is wrong.
     NOT_FOUND = "not_found"
     CHANNEL_NOT_FOUND = "channel_not_found"

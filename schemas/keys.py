@@ -5,6 +5,8 @@ LLM activity and `begin_turn`, a webhook and its redelivery) build the key here,
 cannot spell it differently. None of these carries an attempt number.
 """
 
+from typing import NamedTuple
+
 from schemas.enums import ReplyKind
 
 # --- transcript messages (unique per conversation) ----------------------------------
@@ -120,3 +122,38 @@ def operator_delivery_key(conversation_id: str, seq: int, part: int) -> str:
 def handoff_notice_key(conversation_id: str, handed_off_micros: int, part: int) -> str:
     """The ops chat's notice of one handoff (a handoff is known by when it happened)."""
     return f"h/{conversation_id}/{handed_off_micros}.{part}"
+
+
+# --- client tools -------------------------------------------------------------------
+
+
+class ClientCall(NamedTuple):
+    """Where a client tool call sits: its conversation, turn, round and place in the round."""
+
+    conversation_id: str
+    turn: int
+    round: int
+    position: int
+
+    @property
+    def key(self) -> str:
+        """The call's `round.index` in its turn (its tool result's key)."""
+        return f"{self.round}.{self.position}"
+
+
+def client_call_id(conversation_id: str, turn: int, round_: int, index: int) -> str:
+    """The id a client tool call gets in place of the model's: unique, and it names its conversation,
+    so a chat-completions caller's `role: "tool"` message finds the turn it continues."""
+    return f"call_{conversation_id}_{turn}_{round_}_{index}"
+
+
+def client_call_of(call_id: str) -> ClientCall | None:
+    """The place `client_call_id` encoded in `call_id`, or None for an id it did not make."""
+    head, sep, rest = call_id.partition("_")
+    parts = rest.rsplit("_", 3)
+    if head != "call" or not sep or len(parts) != 4 or not parts[0]:
+        return None
+    conversation_id, *numbers = parts
+    if not all(n.isdigit() and len(n) <= 9 for n in numbers):
+        return None
+    return ClientCall(conversation_id, int(numbers[0]), int(numbers[1]), int(numbers[2]))

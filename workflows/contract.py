@@ -40,6 +40,7 @@ from schemas.payloads import (
     SubmitAccepted,
     SubmitMessage,
     TakeOver,
+    ToolOutputs,
 )
 
 if TYPE_CHECKING:
@@ -339,3 +340,22 @@ async def notify_incident(client: Client, task_queue: str, incident_id: str, eve
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
+
+
+# --- client tools -------------------------------------------------------------------
+
+
+async def give_tool_outputs(
+    client: Client, conversation_id: str, outputs: ToolOutputs, rpc_timeout: timedelta
+) -> SubmitAccepted:
+    """The caller's outputs for client tool calls of a running turn (`ConversationWorkflow.tool_outputs`).
+
+    A turn that waits has a workflow: no start. Raises what `execute_update` raises (the
+    validator's refusal as `WorkflowUpdateFailedError`).
+    """
+    workflow = _conversation()
+    handle = client.get_workflow_handle_for(workflow.run, conversation_workflow_id(conversation_id))
+    result: SubmitAccepted = await handle.execute_update(
+        workflow.tool_outputs, outputs, rpc_timeout=rpc_timeout
+    )
+    return result

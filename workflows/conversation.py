@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from schemas.enums import ConversationStatus, DoubleTexting, ReplyKind, TurnStatus
     from schemas.errors import ErrorType
-    from schemas.keys import operator_message_caller_key, operator_message_key
+    from schemas.keys import client_call_of, operator_message_caller_key, operator_message_key
     from schemas.payloads import (
         ConversationInput,
         ConversationRef,
@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitAccepted,
         SubmitMessage,
         TakeOver,
+        ToolOutputs,
         TurnInput,
         TurnOutcome,
     )
@@ -209,7 +210,9 @@ class ConversationWorkflow:
             on_pause = msg.answer_on_pause and workflow.patched(ANSWER_ON_PAUSE)
 
             def answered() -> bool:
-                return turn in state.recent_outcomes or (on_pause and self._paused_for(turn) is not None)
+                return turn in state.recent_outcomes or (
+                    on_pause and (self._paused_for(turn) is not None or self._awaits_caller(turn) is not None)
+                )
 
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(answered, timeout=timedelta(seconds=msg.wait_seconds))
@@ -228,13 +231,25 @@ class ConversationWorkflow:
         return None
 
     def _with_pause(self, accepted: SubmitAccepted) -> SubmitAccepted:
-        """Name the approvals an unfinished turn waits for, and its holding message if they are its own."""
+        """Name the approvals an unfinished turn waits for, and its holding message if they are its own;
+        and the client tool calls it waits on the caller for."""
         paused = self._paused_for(accepted.turn) if accepted.outcome is None else None
         if paused is not None:
             accepted.approvals = list(paused.pending_approvals)
             if paused.inp.turn == accepted.turn:
                 accepted.holding_message = paused.holding_message
+        waiting = self._awaits_caller(accepted.turn) if accepted.outcome is None else None
+        if waiting is not None:
+            accepted.tool_requests = list(waiting.tool_requests.values())
+            accepted.tool_text = waiting.tool_text
         return accepted
+
+    def _awaits_caller(self, turn: int) -> Turn | None:
+        """The running turn, if it is `turn` and waits for the output of a client tool call."""
+        running = self._turn
+        if running is None or self._running_turn != turn or not running.tool_requests:
+            return None
+        return running
 
     @submit.validator
     def _validate_submit(self, msg: SubmitMessage) -> None:
@@ -283,10 +298,74 @@ class ConversationWorkflow:
             return self.state.recent_outcomes[turn].status
         if turn == self._running_turn:
             waiting = self._turn is not None and self._turn.awaiting > 0
+            if not waiting and self._awaits_caller(turn) is not None:
+                return TurnStatus.AWAITING_TOOL_OUTPUT
             return TurnStatus.AWAITING_APPROVAL if waiting else TurnStatus.RUNNING
         if any(p.turn == turn for p in self.state.pending):
             return TurnStatus.QUEUED
         return TurnStatus.COMPLETED
+
+    @workflow.update
+    async def tool_outputs(self, req: ToolOutputs) -> SubmitAccepted:
+        """The caller's outputs for client tool calls of the running turn, which then goes on.
+
+        With `wait_seconds`, answers once the turn has its outcome or waits again (for the
+        caller or an operator), as `submit` does: a chat completion's next answer.
+        """
+        await workflow.wait_condition(lambda: self._state is not None)
+        self._check_tool_outputs(req)
+        turn = self._turn
+        for output in req.outputs:
+            if turn is not None and output.call_id not in turn.tools_answered:
+                turn.give_output(output)
+        accepted = SubmitAccepted(turn=req.turn, status=self._status_of(req.turn))
+        if req.wait_seconds > 0:
+            state = self.state
+
+            def answered() -> bool:
+                return (
+                    req.turn in state.recent_outcomes
+                    or self._paused_for(req.turn) is not None
+                    or self._awaits_caller(req.turn) is not None
+                )
+
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(answered, timeout=timedelta(seconds=req.wait_seconds))
+        outcome = self.state.recent_outcomes.get(req.turn)
+        accepted.status = outcome.status if outcome is not None else self._status_of(req.turn)
+        accepted.outcome = outcome
+        return self._with_pause(accepted)
+
+    @tool_outputs.validator
+    def _validate_tool_outputs(self, req: ToolOutputs) -> None:
+        if self._state is not None:
+            self._check_tool_outputs(req)
+
+    def _check_tool_outputs(self, req: ToolOutputs) -> None:
+        """Each output must answer a client call of the running turn that has no output yet."""
+        turn = self._turn
+        for output in req.outputs:
+            where = client_call_of(output.call_id)
+            ours = (
+                where is not None
+                and where.conversation_id == self._inp.conversation_id
+                and where.turn == req.turn
+                and turn is not None
+                and turn.inp.turn == req.turn
+            )
+            if not ours:
+                if req.lenient and req.turn in self.state.recent_outcomes:
+                    continue  # a retry after the turn ended: it answers with the outcome
+                raise ApplicationError(
+                    f"no client tool call {output.call_id} waits in this conversation's running turn",
+                    type=ErrorType.TOOL_CALL_NOT_FOUND,
+                )
+            assert turn is not None
+            if output.call_id in turn.tools_answered and not req.lenient:
+                raise ApplicationError(
+                    f"client tool call {output.call_id} has its output already (or timed out)",
+                    type=ErrorType.TOOL_OUTPUT_GIVEN,
+                )
 
     @workflow.update
     async def handback(self, req: Handback) -> HandbackResult:

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         AwaitApprovals,
         BeginTurn,
         ChannelTyping,
+        ClientOutput,
         DeliverTurn,
         FinishTurn,
         LlmRequest,
@@ -43,7 +44,9 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
         ToolCall,
         ToolCallRecord,
+        ToolOutput,
         ToolRequest,
+        ToolRequested,
         ToolResult,
         TurnError,
         TurnInput,
@@ -86,6 +89,20 @@ class Turn:
         """What the user was told while the current round's approvals wait (None: nothing)."""
         self.handed_off = False
         """A handoff tool ran in this turn: a human has the conversation whatever happens next."""
+        self.tool_requests: dict[str, ToolRequested] = {}
+        """The client tool calls now waiting for the caller's output, by call id."""
+        self.tool_text = ""
+        """The model's text beside the client calls it waits on (a chat caller's `content`)."""
+        self.tool_outputs: dict[str, str] = {}
+        """Outputs the caller gave that their calls have not taken yet (one may come before its wait)."""
+        self.tools_answered: set[str] = set()
+        """Client calls given an output or timed out: a second output for one is refused."""
+
+    def give_output(self, output: ToolOutput) -> None:
+        """The caller's output for one client call of this turn (checked by the update's validator)."""
+        self.tools_answered.add(output.call_id)
+        self.tool_outputs[output.call_id] = output.output
+        self.tool_requests.pop(output.call_id, None)
 
     def stop_waiting(self) -> None:
         """A newer message interrupts the turn: its approvals are being cancelled; it blocks nobody."""
@@ -257,6 +274,9 @@ class Turn:
         inp = self.inp
         key = f"{round_}.{index}"  # our own key: models may reuse call ids across rounds, or send none
         decision: ApprovalOutcome | None = None
+        client: ClientOutput | None = None
+        if call.client_timeout is not None:  # client tools only: no recorded history comes here
+            client = await self._client_output(call, response)
         if approval_id is not None:
             try:
                 decision = await self._approval(approval_id, key, call, response)
@@ -274,6 +294,7 @@ class Turn:
                 call=call,
                 key=key,
                 decision=decision,
+                client=client,
             ),
             activity_id=f"turn/{inp.turn}/tool/{key}",
             start_to_close_timeout=TOOL_TIMEOUT,
@@ -281,6 +302,31 @@ class Turn:
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
         return result, decision
+
+    async def _client_output(self, call: ToolCall, response: LlmResponse) -> ClientOutput:
+        """Wait, on a durable timer, for the caller's output of a client tool call.
+
+        `tool.requested` was written with the model's answer; the caller answers through the
+        conversation's `tool_outputs` update, possibly before this wait begins.
+        """
+        assert call.client_timeout is not None
+        call_id = call.id
+        if call_id not in self.tools_answered:
+            asked = ToolRequested(call_id=call_id, name=call.name, arguments=call.arguments)
+            self.tool_requests[call_id] = asked
+            self.tool_text = response.content
+            try:
+                await workflow.wait_condition(
+                    lambda: call_id in self.tool_outputs, timeout=timedelta(seconds=call.client_timeout)
+                )
+            except TimeoutError:
+                pass  # the output may have come with the timer: it is taken below all the same
+            finally:
+                self.tool_requests.pop(call_id, None)
+            self.tools_answered.add(call_id)
+        if call_id in self.tool_outputs:
+            return ClientOutput(output=self.tool_outputs.pop(call_id))
+        return ClientOutput(timed_out_after=call.client_timeout)
 
     async def _approval(
         self, approval_id: str, key: str, call: ToolCall, response: LlmResponse

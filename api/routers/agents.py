@@ -40,6 +40,8 @@ _RULES = {
     "provider": "the name of one of the team's providers (`GET /v1/providers`)",
     "model": "needed on create unless `provider` has a default model",
     "budgets": "each limit given (`conversation`, `agent_day`) sets `tokens`, `cost_usd` or both",
+    "client_tools": "each one's `parameters` a JSON Schema (2020-12) of an object; names unique, none a"
+    " built-in tool's",
 }
 _CHECKED = checked_beyond_schema(**_RULES)
 _NOT_NULL = "not null: leave a field out to keep it"

@@ -22,6 +22,7 @@ from schemas.api import (
     MessageCreate,
     MessageList,
     Reply,
+    ToolRequestPublic,
     TurnReply,
 )
 from schemas.enums import ConversationStatus, TurnStatus
@@ -70,7 +71,7 @@ async def get_conversation(
 def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
     """200 with the outcome (or the pause) when waited for, else 202 with where the turn stands."""
     outcome = sent.outcome
-    if not wait or (outcome is None and not sent.approvals):
+    if not wait or (outcome is None and not sent.approvals and not sent.tool_requests):
         accepted = MessageAccepted(turn=sent.turn, status=sent.status, duplicate=sent.duplicate)
         return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
     if outcome is not None:
@@ -80,6 +81,15 @@ def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
             reply=Reply(content=outcome.reply) if outcome.reply is not None else None,
             tool_calls=outcome.tool_calls,
             error=outcome.error,
+            duplicate=sent.duplicate,
+        )
+    elif sent.tool_requests:
+        # Waiting for the caller to run client tools: these are its calls to answer.
+        reply = TurnReply(
+            turn=sent.turn,
+            status=TurnStatus.AWAITING_TOOL_OUTPUT,
+            reply=Reply(content=sent.tool_text) if sent.tool_text else None,
+            tool_requests=[ToolRequestPublic.model_validate(r.model_dump()) for r in sent.tool_requests],
             duplicate=sent.duplicate,
         )
     else:
@@ -103,7 +113,8 @@ def _turn_response(sent: conversations.Sent, wait: bool) -> JSONResponse:
         200: {
             "model": TurnReply,
             "description": "with ?wait=true, the turn's outcome, or its pause for approval "
-            "(awaiting_approval, or queued behind one); with ?stream=true, its events "
+            "(awaiting_approval, or queued behind one) or for the caller's client tools "
+            "(awaiting_tool_output, with `tool_requests`); with ?stream=true, its events "
             "(text/event-stream) until turn.completed or turn.failed",
         },
         409: {"model": ErrorBody},
@@ -129,7 +140,8 @@ async def send_message(
     Returns 202 with the turn number at once; with `?wait=true`, 200 with the turn's
     reply once it is done, or as soon as it pauses for approval (`awaiting_approval`, the
     holding message as `reply`, the pending `approvals`) or queues behind a turn that did
-    (`queued`, that turn's `approvals`); 202 if `timeout` seconds pass first. With
+    (`queued`, that turn's `approvals`), or waits for the caller to run client tools
+    (`awaiting_tool_output`, the calls as `tool_requests`); 202 if `timeout` seconds pass first. With
     `?stream=true`, the turn's events as server-sent events until it ends. A repeated
     `idempotency_key` returns the original turn (streamed from its first event), says
     `duplicate: true` (the `X-Steward-Duplicate` header when streamed) and never starts another.

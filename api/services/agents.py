@@ -12,7 +12,7 @@ from activities.prompts import draft_definition, prompt_fields, templates_in_sco
 from api.errors import ApiError
 from api.services import providers
 from api.services.prompt_checks import check_prompt
-from schemas.api import AgentCreate, AgentPublic, AgentUpdate
+from schemas.api import AgentCreate, AgentPublic, AgentUpdate, ClientTool
 from schemas.budgets import AgentBudgets
 from schemas.enums import DoubleTexting, ToolMode
 from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
@@ -102,6 +102,8 @@ def public(agent: Agent, live_version: int | None = None, draft_changed: bool = 
         timezone=agent.timezone,
         variables=agent.variables or {},
         budgets=AgentBudgets.model_validate(agent.budgets or {}),
+        client_tools=[ClientTool.model_validate(t) for t in agent.client_tools or []],
+        client_tool_timeout=agent.client_tool_timeout,
         gated_tools=gated,
         live_version=live_version,
         draft_changed=draft_changed,
@@ -123,6 +125,22 @@ def _check_tools(tools: list[str]) -> list[str]:
             ],
         )
     return list(dict.fromkeys(tools))
+
+
+def _check_client_tools(tools: list[ClientTool]) -> list[dict[str, Any]]:
+    """Client tools as stored: each name once, and none a built-in tool's (the model could not
+    tell them apart)."""
+    errors = []
+    seen: set[str] = set()
+    for i, tool in enumerate(tools):
+        if tool.name in TOOLS:
+            errors.append({"field": f"client_tools.{i}.name", "message": f"'{tool.name}' is a built-in tool"})
+        elif tool.name in seen:
+            errors.append({"field": f"client_tools.{i}.name", "message": f"'{tool.name}' is declared twice"})
+        seen.add(tool.name)
+    if errors:
+        raise ApiError(422, "validation_error", f"client_tools: {errors[0]['message']}", errors)
+    return [tool.model_dump(mode="json") for tool in tools]
 
 
 async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, by: str = "") -> Agent:
@@ -152,6 +170,8 @@ async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, b
         timezone=body.timezone,
         variables=dict(body.variables),
         budgets=body.budgets.model_dump(mode="json", exclude_defaults=True),
+        client_tools=_check_client_tools(body.client_tools),
+        client_tool_timeout=body.client_tool_timeout,
     )
     sources, default = await templates_in_scope(session, team_id, None)  # a new agent has none of its own
     check_prompt(agent.system_prompt, agent.timezone, agent.variables, sources, default)
@@ -200,6 +220,8 @@ async def update_agent(session: AsyncSession, team_id: str, slug: str, body: Age
             value = (body.approvals or ApprovalSettings()).model_dump(mode="json", exclude_none=True)
         elif field == "budgets":
             value = (body.budgets or AgentBudgets()).model_dump(mode="json", exclude_defaults=True)
+        elif field == "client_tools":
+            value = _check_client_tools(body.client_tools or [])
         setattr(agent, field, value)
     if changes.keys() & {"system_prompt", "timezone", "variables"}:
         with session.no_autoflush:

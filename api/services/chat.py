@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import and_, func, select, update
@@ -25,11 +25,13 @@ from temporalio.client import Client
 
 from activities.store import live_pin
 from api.errors import ApiError
-from api.services.conversations import Sent, find_conversation, send
+from api.services import client_tools
+from api.services.conversations import Sent, _stored_outcome, find_conversation, send
 from api.streams import EventHub, LogEvent, follow, last_event_id
 from schemas.api import MessageCreate
 from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus, VersionPolicy
-from schemas.keys import seed_key
+from schemas.keys import ClientCall, seed_key
+from schemas.payloads import SubmitAccepted, ToolOutput, ToolOutputs, ToolRequested, TurnOutcome
 from schemas.settings import Settings
 from schemas.tables import Agent, AgentVersion, Conversation, Message, Turn
 
@@ -330,6 +332,8 @@ class ChatAnswer:
     duplicate: bool
     """A retry of the turn awaiting approval: answered again, nothing new submitted."""
     usage: tuple[int, int]
+    tool_calls: list[ToolRequested] = field(default_factory=list)
+    """The client tool calls the turn waits on: the answer is `finish_reason: "tool_calls"`."""
 
 
 async def complete(
@@ -363,7 +367,8 @@ async def complete(
     usage = await turn_usage(session, conversation_id, turn)
     own = await answer_seq(session, conversation_id, turn)
     await mark_seen(session, conversation_id, max([floor, own, *(entry.seq for entry in shown)]))
-    return ChatAnswer(turn, joined([*(entry.text for entry in shown), said]), duplicate, usage)
+    calls = [] if duplicate else sent.tool_requests
+    return ChatAnswer(turn, joined([*(entry.text for entry in shown), said]), duplicate, usage, calls)
 
 
 def _said(sent: Sent, wait_seconds: float, headers: dict[str, str]) -> str:
@@ -376,6 +381,8 @@ def _said(sent: Sent, wait_seconds: float, headers: dict[str, str]) -> str:
         return sent.holding_message or ""
     if sent.status == TurnStatus.QUEUED and sent.approvals:
         return QUEUED_NOTE
+    if sent.tool_requests:
+        return sent.tool_text
     late = f"turn {sent.turn} did not finish within {wait_seconds:.0f} s"
     raise ApiError(504, "turn_timeout", late, headers=headers)
 
@@ -395,8 +402,15 @@ class Broke:
     message: str
 
 
-Piece = str | Stopped | Broke | None
-"""What a streamed answer yields: text, its end, a failure, or None for a keep-alive."""
+@dataclass
+class CallsRequested:
+    """The turn waits for the caller to run these client tools: the answer ends with them."""
+
+    calls: list[ToolRequested]
+
+
+Piece = str | Stopped | Broke | CallsRequested | None
+"""What a streamed answer yields: text, its end, a failure, tool calls, or None for a keep-alive."""
 
 
 @dataclass
@@ -453,11 +467,14 @@ async def _followed(
     conversation_id: str,
     floor: int,
     turn: int,
+    started: bool = False,
 ) -> AsyncIterator[Piece]:
-    """The turn's text as its events come, after what the caller missed; ends at its end or pause."""
+    """The turn's text as its events come, after what the caller missed; ends at its end or pause.
+
+    `started`: the turn is under way already (a chat caller's tool outputs continue it).
+    """
     seen = [floor]
     wrote = False
-    started = False
     async with aclosing(events):
         async for event in events:
             if event is None:
@@ -482,6 +499,9 @@ async def _followed(
                 if holding:
                     yield ("\n\n" if wrote else "") + holding
                 break
+            elif event.kind == EventKind.TURN_AWAITING_TOOL_OUTPUT:
+                yield CallsRequested([ToolRequested.model_validate(c) for c in event.data["calls"]])
+                break
             elif event.kind == EventKind.TURN_FAILED:
                 yield Broke(event.data["code"], event.data["message"])
                 return
@@ -499,3 +519,132 @@ async def _followed(
     if not started:
         yield joined([*(entry.text for entry in shown), QUEUED_NOTE])
     yield Stopped(usage)
+
+
+# --- tool outputs: a chat caller's `role: "tool"` messages continue the turn that asked -----
+
+
+async def offer_caller_tools(
+    session: AsyncSession, conversation_id: str, tools: list[dict[str, Any]] | None
+) -> None:
+    """Make a request's `tools` the ones its turn offers the model beside the agent's (None: none).
+
+    Written only when they change: a caller's loop sends the same list every time.
+    """
+    current = await session.scalar(
+        select(Conversation.caller_tools).where(Conversation.id == conversation_id)
+    )
+    if (current or None) != (tools or None):
+        await session.execute(
+            update(Conversation).where(Conversation.id == conversation_id).values(caller_tools=tools or None)
+        )
+        await session.commit()
+
+
+async def _outputs_turn(session: AsyncSession, conversation_id: str, outputs: Sequence[ToolOutput]) -> int:
+    """The turn the outputs answer: each must name a client call this conversation asked for (404),
+    all of one turn (422)."""
+    calls: list[ClientCall] = [
+        await client_tools.requested_call(session, conversation_id, output.call_id) for output in outputs
+    ]
+    turns = {call.turn for call in calls}
+    if len(turns) != 1:
+        raise ApiError(
+            422,
+            "validation_error",
+            "the tool messages answer calls of different turns; send those of the last answer only",
+            [{"field": "messages", "message": "tool_call_id of different turns"}],
+        )
+    return turns.pop()
+
+
+async def _already_done(
+    session: AsyncSession, conversation_id: str, turn: int, outputs: Sequence[ToolOutput]
+) -> TurnOutcome | None:
+    """A retry of outputs whose turn has finished since: its stored outcome, to answer again."""
+    for output in outputs:
+        where = await client_tools.requested_call(session, conversation_id, output.call_id)
+        if not await client_tools.is_answered(session, where):
+            return None
+    return await _stored_outcome(session, conversation_id, turn)
+
+
+def _continued(accepted: SubmitAccepted, wait_seconds: float, headers: dict[str, str]) -> str:
+    """What the turn said once the outputs were taken: its reply, its next calls' text, or a pause."""
+    outcome = accepted.outcome
+    if outcome is not None:
+        if outcome.error is not None:
+            raise ApiError(502, outcome.error.code, outcome.error.message, headers=headers)
+        return outcome.reply or ""
+    if accepted.tool_requests:
+        return accepted.tool_text
+    if accepted.status == TurnStatus.AWAITING_APPROVAL:
+        return accepted.holding_message or ""
+    late = f"turn {accepted.turn} did not finish within {wait_seconds:.0f} s"
+    raise ApiError(504, "turn_timeout", late, headers=headers)
+
+
+async def continue_with_outputs(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    conversation_id: str,
+    outputs: Sequence[ToolOutput],
+    *,
+    wait_seconds: float,
+    headers: dict[str, str],
+) -> ChatAnswer:
+    """Give the caller's tool outputs to the turn that asked, and answer with what it says next.
+
+    Outputs given already (a retried request) are not given again: the answer is the turn's.
+    """
+    turn = await _outputs_turn(session, conversation_id, outputs)
+    floor = await seen_floor(session, conversation_id)
+    done = await _already_done(session, conversation_id, turn, outputs)
+    if done is not None:
+        accepted = SubmitAccepted(turn=turn, status=done.status, outcome=done)
+    else:
+        await session.close()  # do not hold a connection while the turn runs
+        accepted = await client_tools.give(
+            temporal,
+            settings,
+            conversation_id,
+            ToolOutputs(turn=turn, outputs=list(outputs), wait_seconds=wait_seconds, lenient=True),
+        )
+    said = _continued(accepted, wait_seconds, headers)
+    shown = await unseen(session, conversation_id, floor, turn)
+    usage = await turn_usage(session, conversation_id, turn)
+    own = await answer_seq(session, conversation_id, turn)
+    await mark_seen(session, conversation_id, max([floor, own, *(entry.seq for entry in shown)]))
+    calls = accepted.tool_requests if accepted.outcome is None else []
+    return ChatAnswer(turn, joined([*(entry.text for entry in shown), said]), done is not None, usage, calls)
+
+
+async def stream_with_outputs(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    hub: EventHub,
+    sessions: async_sessionmaker[AsyncSession],
+    conversation_id: str,
+    outputs: Sequence[ToolOutput],
+) -> ChatStream:
+    """`continue_with_outputs`, streamed: the turn's text from the outputs on, to its end or next pause."""
+    turn = await _outputs_turn(session, conversation_id, outputs)
+    floor = await seen_floor(session, conversation_id)
+    done = await _already_done(session, conversation_id, turn, outputs)
+    if done is not None:
+        if done.error is not None:
+            return ChatStream(turn, True, _broken(done.error.code, done.error.message))
+        return ChatStream(turn, True, _told(sessions, conversation_id, floor, turn, done.reply or ""))
+    start = await last_event_id(session, conversation_id)
+    await session.close()
+    await client_tools.give(
+        temporal, settings, conversation_id, ToolOutputs(turn=turn, outputs=list(outputs), lenient=True)
+    )
+    events = follow(hub, sessions, conversation_id, after=start, heartbeat=settings.sse_heartbeat_seconds)
+    return ChatStream(turn, False, _followed(events, sessions, conversation_id, floor, turn, started=True))
+
+
+async def _broken(code: str, message: str) -> AsyncIterator[Piece]:
+    yield Broke(code, message)

@@ -44,7 +44,7 @@ from schemas.enums import (
     VersionPolicy,
 )
 from schemas.errors import ErrorType
-from schemas.payloads import Handback, SubmitAccepted, SubmitMessage, TurnError, TurnOutcome
+from schemas.payloads import Handback, SubmitAccepted, SubmitMessage, ToolRequested, TurnError, TurnOutcome
 from schemas.settings import Settings
 from schemas.tables import Agent, Approval, Channel, Conversation, Event, Message, Turn
 from workflows import contract
@@ -54,6 +54,8 @@ _UPDATE_ERRORS: dict[str, tuple[int, str]] = {
     ErrorType.EMPTY_MESSAGE: (422, "validation_error"),
     ErrorType.NOT_HANDED_OFF: (409, "not_handed_off"),
     ErrorType.HELD_BY_OTHER: (409, "held_by_other"),
+    ErrorType.TOOL_CALL_NOT_FOUND: (404, "tool_call_not_found"),
+    ErrorType.TOOL_OUTPUT_GIVEN: (409, "tool_output_given"),
 }
 
 _TEMPORAL_ERRORS = (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError)
@@ -318,6 +320,10 @@ class Sent:
     outcome: TurnOutcome | None
     holding_message: str | None = None
     approvals: list[str] = field(default_factory=list)
+    tool_requests: list[ToolRequested] = field(default_factory=list)
+    """`awaiting_tool_output`: the client tool calls the turn waits on the caller for."""
+    tool_text: str = ""
+    """The model's text beside those calls."""
 
 
 APPROVALS_OPEN_SECONDS = 5.0
@@ -396,6 +402,8 @@ async def send(
         outcome,
         holding_message=accepted.holding_message,
         approvals=accepted.approvals,
+        tool_requests=accepted.tool_requests,
+        tool_text=accepted.tool_text,
     )
 
 

@@ -33,9 +33,11 @@ from schemas.tools import TOOLS
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
-Kind = Literal["text", "textarea", "number", "integer", "select", "duration", "url", "provider", "json"]
+Kind = Literal[
+    "text", "textarea", "number", "integer", "select", "duration", "url", "provider", "json", "json_list"
+]
 """How an input is drawn and read: `provider` is a select of the team's LLM providers (empty: the
-built-in one), `json` a textarea holding a JSON object."""
+built-in one), `json` a textarea holding a JSON object, `json_list` one holding a JSON array."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class FormField:
         owner: type[BaseModel] = ApprovalSettings if self.path.startswith("approvals.") else AgentCreate
         found: dict[str, Any] = {}
         for rule in owner.model_fields[self.name].metadata:
-            if isinstance(rule, MaxLen):
+            if isinstance(rule, MaxLen) and self.kind != "json_list":  # a list's length, not the text's
                 found["maxlength"] = rule.max_length
             elif isinstance(rule, Ge):
                 found["min"] = rule.ge
@@ -124,6 +126,20 @@ FIELDS: tuple[FormField, ...] = (
         'Token and cost limits: {"conversation": {"tokens": 50000}, "agent_day": {"cost_usd": 5}, '
         '"action": "ask"} (stop answers with stop_message; ask waits in the inbox for more).',
         rows=4,
+    ),
+    FormField(
+        "client_tools",
+        "Client tools",
+        "json_list",
+        "Tools the caller runs (tool.requested, then POST …/tool-outputs): "
+        '[{"name": "lookup_order", "description": "…", "parameters": {"type": "object", …}}].',
+        rows=4,
+    ),
+    FormField(
+        "client_tool_timeout",
+        "Client tool timeout",
+        "number",
+        "Seconds a turn waits for a client tool's output; then the model hears it timed out.",
     ),
 )
 """The draft's own inputs, in the order the form shows them."""

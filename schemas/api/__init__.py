@@ -47,6 +47,12 @@ from schemas.api.channels import (
     TelegramCredentials,
     credentials_model,
 )
+from schemas.api.client_tools import (
+    ClientTool,
+    ToolOutputAccepted,
+    ToolOutputCreate,
+    ToolRequestPublic,
+)
 from schemas.api.codec import CodecPayload, CodecPayloads
 from schemas.api.common import MAX_DB_INT, MAX_TEXT_BYTES, NO_NUL, SLUG, ErrorBody, ErrorDetail
 from schemas.api.conversations import (
@@ -125,6 +131,7 @@ __all__ = [
     "ChannelOps",
     "ChannelPublic",
     "ChannelUpdate",
+    "ClientTool",
     "CodecPayload",
     "CodecPayloads",
     "ConversationChannel",
@@ -173,6 +180,9 @@ __all__ = [
     "TemplateList",
     "TemplatePublic",
     "TemplateUpdate",
+    "ToolOutputAccepted",
+    "ToolOutputCreate",
+    "ToolRequestPublic",
     "TurnReply",
     "VersionDiff",
     "credentials_model",

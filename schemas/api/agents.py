@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas.api.client_tools import DEFAULT_TIMEOUT, MAX_TIMEOUT, ClientTool, ClientTools
 from schemas.api.common import MAX_DB_INT, NO_NUL, SLUG, _Strict
 from schemas.budgets import AgentBudgets
 from schemas.enums import DoubleTexting, VersionSource
@@ -51,10 +52,10 @@ class AgentCreate(_Strict):
     slug: str = Field(
         min_length=1, max_length=63, examples=["concierge"], json_schema_extra={"pattern": SLUG.pattern}
     )
-    name: str = Field(min_length=1, max_length=200)
-    model: str | None = Field(None, min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
     """Needed unless `provider` names one with a default model (which it then takes)."""
-    system_prompt: str = Field("", max_length=32_000)
+    system_prompt: str = Field("", max_length=32_000, pattern=NO_NUL)
     tools: list[str] = Field(default_factory=list, max_length=64)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     max_tool_rounds: int = Field(8, ge=1, le=32)
@@ -70,6 +71,10 @@ class AgentCreate(_Strict):
     """A team LLM provider's name (`GET /v1/providers`); None: the built-in provider (`OPENAI_*`)."""
     budgets: AgentBudgets = Field(default_factory=AgentBudgets)
     """Token and cost limits per conversation and per day, and `stop` or `ask` when one is reached."""
+    client_tools: ClientTools = Field(default_factory=list)
+    """Tools the caller runs (`tool.requested` events, `POST /v1/conversations/{id}/tool-outputs`)."""
+    client_tool_timeout: float = Field(DEFAULT_TIMEOUT, ge=1.0, le=MAX_TIMEOUT)
+    """Seconds a turn waits for a client tool's output before the model hears that it timed out."""
 
     @field_validator("slug")
     @classmethod
@@ -90,9 +95,9 @@ class AgentCreate(_Strict):
 
 
 class AgentUpdate(_Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    model: str | None = Field(None, min_length=1, max_length=200)
-    system_prompt: str | None = Field(None, max_length=32_000)
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+    system_prompt: str | None = Field(None, max_length=32_000, pattern=NO_NUL)
     tools: list[str] | None = Field(None, max_length=64)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tool_rounds: int | None = Field(None, ge=1, le=32)
@@ -115,6 +120,8 @@ class AgentUpdate(_Strict):
     provider: str | None = Field(None, min_length=1, max_length=63)
     """A team LLM provider's name; `null` goes back to the built-in provider."""
     budgets: AgentBudgets | None = None
+    client_tools: ClientTools | None = None
+    client_tool_timeout: float | None = Field(None, ge=1.0, le=MAX_TIMEOUT)
 
 
 class AgentPublic(BaseModel):
@@ -135,6 +142,8 @@ class AgentPublic(BaseModel):
     provider: str | None = None
     """The team LLM provider the draft's model is asked at; None: the built-in one."""
     budgets: AgentBudgets = Field(default_factory=AgentBudgets)
+    client_tools: list[ClientTool] = Field(default_factory=list)
+    client_tool_timeout: float = DEFAULT_TIMEOUT
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     live_version: int | None = None
@@ -184,6 +193,9 @@ class AgentDefinition(BaseModel):
     """The team LLM provider's id (`GET /v1/providers/{id}`); None: the built-in provider."""
     budgets: dict[str, Any] = Field(default_factory=dict)
     """Token and cost budgets (schemas/budgets.py); versions frozen before budgets have none."""
+    client_tools: list[dict[str, Any]] = Field(default_factory=list)
+    """Tools the caller runs, as declared (`ClientTool`)."""
+    client_tool_timeout: float = DEFAULT_TIMEOUT
 
 
 class AgentVersionPublic(BaseModel):

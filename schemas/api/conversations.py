@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.api.client_tools import ToolRequestPublic
 from schemas.api.common import NO_NUL, _Strict
 from schemas.enums import ChannelType, ConversationStatus, MessageRole, TurnStatus, VersionPolicy
 from schemas.payloads import ToolCallRecord, TurnError
@@ -98,6 +99,9 @@ class TurnReply(BaseModel):
     approvals: list[str] = Field(default_factory=list)
     duplicate: bool = False
     """The idempotency key was seen before: this is the original turn, nothing new started."""
+    tool_requests: list[ToolRequestPublic] = Field(default_factory=list)
+    """`awaiting_tool_output`: the client tool calls the turn waits on (post their outputs to
+    `/v1/conversations/{id}/tool-outputs`); `reply` is then the model's text beside them, if any."""
 
 
 class MessagePublic(BaseModel):

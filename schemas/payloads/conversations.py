@@ -89,6 +89,40 @@ class ToolCall(BaseModel):
     arguments: str = "{}"
     approval: ApprovalTimers | None = None
     """Set when the agent's policy gates this call: it waits for an operator's decision."""
+    client_timeout: float | None = None
+    """Set when the call names a client tool: the caller runs it; seconds the turn waits for its output."""
+
+
+class ToolRequested(BaseModel):
+    """A client tool call the turn waits on: what the caller is asked to run."""
+
+    call_id: str
+    name: str
+    arguments: str = "{}"
+
+
+class ClientOutput(BaseModel):
+    """What became of a client tool call: the caller's output, or no answer in time."""
+
+    output: str | None = None
+    timed_out_after: float | None = None
+    """Set when nobody answered: the agent's `client_tool_timeout` in seconds."""
+
+
+class ToolOutput(BaseModel):
+    call_id: str
+    output: str
+
+
+class ToolOutputs(BaseModel):
+    """Update argument: the caller's outputs for client tool calls of the running turn `turn`."""
+
+    turn: int
+    outputs: list[ToolOutput] = Field(default_factory=list)
+    wait_seconds: float = 0.0
+    """If positive, answer once the turn has an outcome, pauses again, or this time has passed."""
+    lenient: bool = False
+    """Skip outputs for calls answered already (a chat-completions retry) instead of refusing them."""
 
 
 class ToolCallRecord(BaseModel):
@@ -123,6 +157,10 @@ class SubmitAccepted(BaseModel):
     """While the turn awaits approval: what the user was told meanwhile (None if the agent says nothing)."""
     approvals: list[str] = Field(default_factory=list)
     """The pending approvals the turn waits for (its own, or those of the turn it queues behind)."""
+    tool_requests: list[ToolRequested] = Field(default_factory=list)
+    """While the turn awaits the caller: the client tool calls it waits for."""
+    tool_text: str = ""
+    """While the turn awaits the caller: the model's text alongside those calls."""
 
 
 class ConversationState(BaseModel):
@@ -222,6 +260,8 @@ class ToolRequest(BaseModel):
     """The call's place in the turn (`{round}.{index}`): what its side effects are keyed on."""
     decision: ApprovalOutcome | None = None
     """For a gated call: the operator's (or the system's) decision, which the tool obeys."""
+    client: ClientOutput | None = None
+    """For a client tool call: the caller's output (or its timeout), recorded as the result."""
 
 
 class ToolResult(BaseModel):

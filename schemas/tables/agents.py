@@ -26,6 +26,8 @@ DEFINITION_FIELDS = (
     "variables",
     "provider_id",
     "budgets",
+    "client_tools",
+    "client_tool_timeout",
 )
 """The agent's columns a version freezes: what answers a turn. Name and double texting stay the
 agent's own (they say who it is and how it queues messages, not how it answers). Versions
@@ -41,6 +43,8 @@ FROZEN_DEFAULTS: dict[str, Any] = {
     "templates": {},
     "default_template": None,
     "budgets": {},
+    "client_tools": [],
+    "client_tool_timeout": 300.0,
 }
 """What a version frozen before a field existed has for it."""
 

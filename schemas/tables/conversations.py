@@ -75,6 +75,10 @@ class Agent(Base):
     """The team LLM provider (`llm_providers`) the draft's model is asked at; None: the built-in one."""
     budgets: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     """Token and cost budgets, and what happens when one is reached (schemas/budgets.py AgentBudgets)."""
+    client_tools: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    """Tools the caller runs: `[{name, description, parameters}]` (schemas/api ClientTool)."""
+    client_tool_timeout: Mapped[float] = mapped_column(Float, default=300.0, server_default="300")
+    """Seconds a turn waits for a client tool's output before the model hears it timed out."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -121,6 +125,9 @@ class Conversation(Base):
     is_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     """A builder's test run (`POST /v1/agents/{slug}/test`): its side-effecting tools are simulated,
     and it stays out of the console's and the API's lists."""
+    caller_tools: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    """The `tools` of the chat completion that started the running turn (client tools, as
+    `[{name, description, parameters}]`); offered to the model beside the agent's own."""
 
 
 class Turn(Base):

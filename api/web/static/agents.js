@@ -51,9 +51,9 @@
       case "number": case "integer": return raw.trim() === "" ? null : Number(raw);
       case "duration": { const t = raw.trim(); return /^\d+(\.\d+)?$/.test(t) ? Number(t) : t; }
       case "url": case "provider": return raw.trim() === "" ? null : raw.trim();
-      case "json": {
+      case "json": case "json_list": {
         const t = raw.trim();
-        if (t === "") return {};
+        if (t === "") return input.dataset.kind === "json_list" ? [] : {};
         try { return JSON.parse(t); } catch { return t; } // the API names what is wrong with it
       }
       case "text": return raw.trim();
