@@ -42,6 +42,7 @@ from api.routers import (
 from api.routers import codec as codec_router
 from api.routers import incidents as incidents_router
 from api.routers import metrics_summary as metrics_summary_router
+from api.routers import replays as replays_router
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
 from api.routers import templates as templates_router
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(metrics_pages.router)
     app.include_router(incident_pages.router)
     app.include_router(trace_pages.router)
+    app.include_router(replays_router.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

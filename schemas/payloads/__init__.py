@@ -71,6 +71,20 @@ from schemas.payloads.operators import (
     RecordTakeover,
     TakeOver,
 )
+from schemas.payloads.replays import (
+    CompareTurn,
+    RecordedTurnMessages,
+    RecordedTurnRef,
+    ReplayConversationInput,
+    ReplayConversationPlan,
+    ReplayConversationRef,
+    ReplayConversationResult,
+    ReplayInput,
+    ReplayPlan,
+    ReplayRef,
+    ReplayResult,
+    TurnVerdict,
+)
 from schemas.payloads.slo import IncidentNoticeRef, IncidentNoticeResult, SloEvaluate, SloEvaluated
 
 # Models that name a model defined after them are left incomplete by pydantic until
@@ -92,6 +106,7 @@ __all__ = [
     "BeginTurn",
     "ChannelRef",
     "ChannelTyping",
+    "CompareTurn",
     "ConversationInput",
     "ConversationRef",
     "ConversationState",
@@ -123,6 +138,16 @@ __all__ = [
     "RecordHandback",
     "RecordOperatorMessage",
     "RecordTakeover",
+    "RecordedTurnMessages",
+    "RecordedTurnRef",
+    "ReplayConversationInput",
+    "ReplayConversationPlan",
+    "ReplayConversationRef",
+    "ReplayConversationResult",
+    "ReplayInput",
+    "ReplayPlan",
+    "ReplayRef",
+    "ReplayResult",
     "RunDelivered",
     "RunDelivery",
     "RunFinish",
@@ -145,4 +170,5 @@ __all__ = [
     "TurnError",
     "TurnInput",
     "TurnOutcome",
+    "TurnVerdict",
 ]

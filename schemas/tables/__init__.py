@@ -28,6 +28,7 @@ from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNot
 from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
 from schemas.tables.prompts import PromptTemplate
 from schemas.tables.providers import LlmProvider
+from schemas.tables.replays import Replay, ReplayConversation, ReplayTurn
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 from schemas.tables.spans import Span
 
@@ -58,6 +59,9 @@ __all__ = [
     "Membership",
     "Message",
     "PromptTemplate",
+    "Replay",
+    "ReplayConversation",
+    "ReplayTurn",
     "Report",
     "Schedule",
     "ScheduleRun",
