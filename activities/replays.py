@@ -13,6 +13,7 @@ in `replay_turns`, once per recorded turn whatever the retries.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import difflib
 import json
@@ -24,9 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.evaluators import EvaluatorActivities, evaluate, observation_of
 from activities.transcript import in_transaction
 from schemas.enums import MessageRole, ReplayVerdict, TurnStatus
 from schemas.errors import ErrorType
+from schemas.evals import EVALUATORS, EvaluatorResult, EvaluatorSpec, LlmJudgeSpec
 from schemas.payloads import (
     CompareTurn,
     RecordedTurnMessages,
@@ -41,7 +44,9 @@ from schemas.payloads import (
     ToolCall,
     TurnVerdict,
 )
+from schemas.payloads.evals import JudgeRequest
 from schemas.policy import gate
+from schemas.settings import Settings
 from schemas.tables import (
     DEFINITION_FIELDS,
     Agent,
@@ -63,6 +68,9 @@ REPLAY_METADATA = "replay"
 SOURCE_RECORDED = "recorded"
 """A candidate's call answered with the recording's result for the same call."""
 SOURCE_SIMULATED = "simulated"
+JUDGE_ATTEMPTS = 3
+"""How often an `llm_judge` evaluator is asked before its verdict is recorded as `error`."""
+JUDGE_BACKOFF = 1.0
 SOURCE_RAN = "ran"
 """A read-only call the recording did not make: it ran, as in any test run."""
 
@@ -141,10 +149,12 @@ async def snapshot(session: AsyncSession, conversation_id: str, turn: int) -> di
     ran = {e.call_key: e for e in executions.scalars()}
     reply: str | None = None
     calls: list[dict[str, Any]] = []
+    rounds = 0
     for message in messages:
         if not message.tool_calls:
             reply = message.content
             continue
+        rounds += 1
         round_ = _round_of(message.dedupe_key)
         for index, call in enumerate(message.tool_calls):
             execution = ran.get(f"{round_}.{index}")
@@ -172,6 +182,7 @@ async def snapshot(session: AsyncSession, conversation_id: str, turn: int) -> di
         "approvals": list(approvals.scalars()),
         "latency_ms": latency,
         "tokens": (row.prompt_tokens + row.completion_tokens) if row is not None else 0,
+        "tool_rounds": rounds,
     }
 
 
@@ -278,22 +289,74 @@ def verdict_of(found: list[str], evaluations: list[dict[str, Any]]) -> ReplayVer
     return ReplayVerdict.CHANGED if found else ReplayVerdict.SAME
 
 
-async def evaluations_of(
-    specs: list[Any], recorded: dict[str, Any], candidate: dict[str, Any], messages: list[str]
-) -> list[dict[str, Any]]:
-    """Each evaluator's verdict on both sides of the turn (none given: nothing to judge)."""
-    if not specs:
-        return []
-    raise ApplicationError(
-        "this Steward cannot run evaluators yet", type=ErrorType.NOT_FOUND, non_retryable=True
-    )
+def _observation(side: dict[str, Any]) -> dict[str, Any]:
+    """A side of a turn as an evaluator's observation (`activities.evaluators.Observation` as JSON)."""
+    return {
+        "reply": side["reply"] or "",
+        "tool_calls": [{"name": c["name"], "arguments": c["arguments"]} for c in side["tool_calls"]],
+        "latency_ms": side["latency_ms"],
+        "tokens": side["tokens"],
+        "tool_rounds": side.get("tool_rounds", 0),
+    }
+
+
+def judged(specs: list[Any]) -> bool:
+    """Whether any evaluator needs a model (then the comparison runs as a regular activity)."""
+    return any(isinstance(s, dict) and s.get("kind") == "llm_judge" for s in specs)
 
 
 class ReplayActivities:
     """The store side of a replay: its plan, each recorded turn's messages, the comparisons, the verdicts."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
+        self._judges = EvaluatorActivities(sessions, settings)
+
+    async def _verdict(
+        self, spec: EvaluatorSpec, observation: dict[str, Any], messages: list[str], team_id: str
+    ) -> EvaluatorResult:
+        """One evaluator on one side; a judge that keeps failing is `error`, never `fail`."""
+        if not isinstance(spec, LlmJudgeSpec):
+            return evaluate(spec, observation_of(observation))
+        reason = "the judge was not asked"
+        for attempt in range(JUDGE_ATTEMPTS):
+            try:
+                return await self._judges.judge(
+                    JudgeRequest(team_id=team_id, spec=spec, messages=messages, observation=observation)
+                )
+            except ApplicationError as err:
+                reason = err.message
+                if err.non_retryable:
+                    break
+                await asyncio.sleep(JUDGE_BACKOFF * 2**attempt)
+        return EvaluatorResult(kind=spec.kind, name=spec.label, verdict="error", reason=reason)
+
+    async def evaluations(
+        self,
+        stored: list[Any],
+        recorded: dict[str, Any],
+        candidate: dict[str, Any],
+        messages: list[str],
+        team_id: str,
+    ) -> list[dict[str, Any]]:
+        """Each evaluator's verdict on the recorded turn and on the candidate's."""
+        found: list[dict[str, Any]] = []
+        for spec in EVALUATORS.validate_python(stored):
+            before = await self._verdict(spec, _observation(recorded), messages, team_id)
+            after = await self._verdict(spec, _observation(candidate), messages, team_id)
+            found.append(
+                {
+                    "name": spec.label,
+                    "kind": spec.kind,
+                    "recorded": before.verdict,
+                    "candidate": after.verdict,
+                    "recorded_reason": before.reason,
+                    "candidate_reason": after.reason,
+                    "recorded_score": before.score,
+                    "candidate_score": after.score,
+                }
+            )
+        return found
 
     @activity.defn(name="replay.plan")
     async def plan(self, ref: ReplayRef) -> ReplayPlan:
@@ -383,7 +446,7 @@ class ReplayActivities:
             messages = list(users.scalars())
         candidate = _mark_candidate(candidate, recorded["tool_calls"], frozen)
         found = differences(recorded, candidate)
-        evaluations = await evaluations_of(specs, recorded, candidate, messages)
+        evaluations = await self.evaluations(specs, recorded, candidate, messages, req.team_id)
         verdict = verdict_of(found, evaluations)
 
         async def store(session: AsyncSession) -> str:

@@ -59,7 +59,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     events = EventActivities(sessions, settings)
     ambient = AmbientActivities(sessions, settings, channels)
     slo = SloActivities(sessions, settings, channels)
-    replays = ReplayActivities(sessions)
+    replays = ReplayActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
 STORE_TIMEOUT = timedelta(seconds=30)
 COMPARE_TIMEOUT = timedelta(minutes=2)
 """Comparing a turn may ask an `llm_judge` evaluator twice (the recorded and the new turn)."""
+COMPARE_HEARTBEAT = timedelta(seconds=30)
 STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
@@ -131,17 +132,29 @@ class ReplayConversationWorkflow:
                     messages=messages,
                 )
             ).run()
-            verdict: TurnVerdict = await workflow.execute_local_activity_method(
-                ReplayActivities.compare_turn,
-                CompareTurn(
-                    replay_conversation_id=inp.replay_conversation_id,
-                    team_id=inp.team_id,
-                    recorded_turn=recorded.recorded_turn,
-                    candidate_turn=index + 1,
-                ),
-                start_to_close_timeout=COMPARE_TIMEOUT,
-                retry_policy=STORE_RETRY,
+            compare = CompareTurn(
+                replay_conversation_id=inp.replay_conversation_id,
+                team_id=inp.team_id,
+                recorded_turn=recorded.recorded_turn,
+                candidate_turn=index + 1,
             )
+            verdict: TurnVerdict
+            if plan.judged:  # a judge model is asked: a regular activity, with its own heartbeat
+                verdict = await workflow.execute_activity_method(
+                    ReplayActivities.compare_turn,
+                    compare,
+                    activity_id=f"replay/turn/{recorded.recorded_turn}/compare",
+                    start_to_close_timeout=COMPARE_TIMEOUT,
+                    heartbeat_timeout=COMPARE_HEARTBEAT,
+                    retry_policy=STORE_RETRY,
+                )
+            else:
+                verdict = await workflow.execute_local_activity_method(
+                    ReplayActivities.compare_turn,
+                    compare,
+                    start_to_close_timeout=COMPARE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                )
             workflow.logger.debug("turn %d: %s", recorded.recorded_turn, verdict.verdict)
             if outcome.status == TurnStatus.INTERRUPTED:  # nothing sends to it; cannot happen
                 error = f"the candidate's turn {index + 1} was interrupted"

@@ -30,7 +30,6 @@ ReplayId = Annotated[str, Path(pattern=REPLAY_ID, description="a replay's id")]
         **checked_beyond_schema(
             conversations="each this agent's, recorded (not a test run), named once, with a turn the agent"
             " answered; a filter must match one (`no_conversations`)",
-            evaluators="none yet",
         ),
     },
 )

@@ -33,6 +33,7 @@ from schemas.api import (
 )
 from schemas.api.replays import MAX_REPLAY_TURNS
 from schemas.enums import ReplayStatus, ReplayVerdict, Role, TurnStatus, VersionPolicy
+from schemas.evals import EVALUATORS
 from schemas.tables import (
     Agent,
     AgentVersion,
@@ -173,13 +174,6 @@ async def open_replay(session: AsyncSession, team_id: str, body: ReplayCreate, b
     """Check the request and write the replay with its conversations (one commit; nothing on a refusal)."""
     agent = await find_agent(session, team_id, body.agent)
     pin = await _candidate(session, agent, body.candidate)
-    if body.evaluators:
-        raise ApiError(
-            422,
-            "validation_error",
-            "evaluators: this Steward has no evaluators yet",
-            [{"field": "evaluators", "message": "not available"}],
-        )
     if isinstance(body.conversations, list):
         chosen = await _named(session, team_id, agent, body.conversations)
         selection: dict[str, Any] = {"conversations": body.conversations}
@@ -209,7 +203,7 @@ async def open_replay(session: AsyncSession, team_id: str, body: ReplayCreate, b
         candidate_version=pin.get("version"),
         candidate_version_id=pin.get("version_id"),
         selection=selection,
-        evaluators=list(body.evaluators),
+        evaluators=EVALUATORS.dump_python(body.evaluators, mode="json", by_alias=True),
         status=ReplayStatus.RUNNING,
         created_by=by,
     )

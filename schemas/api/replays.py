@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from schemas.api.common import MAX_DB_INT, _Strict
 from schemas.enums import ReplayStatus, ReplayVerdict
+from schemas.evals import EvaluatorSpec
 
 REPLAY_ID = r"^[0-9a-f]{32}$"
 CONVERSATION_ID = r"^[0-9a-f]{32}$"
@@ -52,7 +53,7 @@ class ReplayCreate(_Strict):
         examples=[["0aa9f2c4e1d84b0b9d6f2f1b7c3e5a11"], {"filter": {"tool": "book_appointment"}, "limit": 10}]
     )
     """The conversations' ids, or `{"filter": {...}, "limit": n}`."""
-    evaluators: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
+    evaluators: list[EvaluatorSpec] = Field(default_factory=list, max_length=20)
     """Evaluators each turn is judged by, on the recording and on the candidate: a turn that
     passed on the recording and fails on the candidate is `regressed`."""
     concurrency: int = Field(4, ge=1, le=16, description="conversations re-run at once")

@@ -36,6 +36,8 @@ class ReplayConversationPlan(BaseModel):
 
     scratch_conversation_id: str
     turns: int
+    judged: bool = False
+    """An evaluator needs a model: each comparison runs as a regular activity (it may take a while)."""
 
 
 class RecordedTurnRef(BaseModel):
