@@ -61,11 +61,11 @@ async def _replay(team: TeamClient, **body: Any) -> dict[str, Any]:
     assert started.status_code == 202, started.text
     replay_id = started.json()["id"]
 
-    async def done() -> dict[str, Any] | None:
+    async def done() -> dict[str, Any]:
         got = await team.request("GET", f"/v1/replays/{replay_id}")
         assert got.status_code == 200, got.text
         detail: dict[str, Any] = got.json()
-        return detail if detail["status"] == "completed" else None
+        return detail if detail["status"] == "completed" else {}
 
     return await eventually(done, timeout=90, every=0.2)
 
