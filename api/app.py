@@ -58,6 +58,7 @@ from api.web import incidents as incident_pages
 from api.web import metrics as metrics_pages
 from api.web import prompt_templates as template_pages
 from api.web import providers as provider_pages
+from api.web import replays as replay_pages
 from api.web import schedules as schedule_pages
 from api.web import settings as settings_pages
 from api.web import traces as trace_pages
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(incident_pages.router)
     app.include_router(trace_pages.router)
     app.include_router(replays_router.router)
+    app.include_router(replay_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

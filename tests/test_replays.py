@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from schemas.settings import Settings
 from schemas.tables import Approval, Booking, Conversation, Message, Ticket, ToolExecution
 from tests.fakes.booking_model import BOOKER, REFUSAL, REFUSE_BOOKINGS, booking_model
-from tests.fakes.openai_server import FakeOpenAI
-from tests.support import NO_APPROVALS, TeamClient, eventually
+from tests.fakes.openai_server import FakeOpenAI, Step
+from tests.processes import WorkerProcess, own_stack
+from tests.support import NO_APPROVALS, TeamClient, eventually, migrating, new_team
 
 BOOKING_TOOLS = ["check_availability", "book_appointment"]
 BOOKING_TALK = ["Any appointments available?", "Book it, my name is Ana Lima"]
@@ -253,3 +260,93 @@ async def test_a_filter_picks_the_agents_recorded_conversations_and_refusals_wri
         assert await session.scalar(select(func.count()).select_from(Conversation)) == conversations_before
     missing = await team.request("GET", f"/v1/replays/{uuid.uuid4().hex}")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "replay_not_found"
+
+
+async def test_a_worker_killed_mid_replay_leaves_one_result_per_turn_and_asks_each_turn_once_more_at_most(
+    tmp_path: Path,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fake_llm: FakeOpenAI,
+    model: str,
+) -> None:
+    never = threading.Event()
+    async with own_stack(tmp_path, settings) as stack:
+        team = await new_team(sessions, stack.http)
+        agent = await team.create_agent(model)
+        first = WorkerProcess(stack.settings, tmp_path / "worker-1.log")
+        first.start()
+        try:
+            recorded = await _record(team, agent["slug"], ["one", "two", "three"])  # echoed
+            asked = len(fake_llm.requests(model))
+            # The candidate's second turn hangs in the model when the worker dies.
+            fake_llm.script(
+                model,
+                [
+                    Step(text="new one"),
+                    Step(text="lost", hold=never),
+                    Step(text="new two"),
+                    Step(text="new three"),
+                ],
+            )
+            started = await team.request(
+                "POST",
+                "/v1/replays",
+                json={"agent": agent["slug"], "candidate": 1, "conversations": [recorded]},
+            )
+            assert started.status_code == 202, started.text
+            await asyncio.to_thread(fake_llm.wait_for_requests, model, asked + 2, 60)
+            first.kill()
+        finally:
+            first.stop()
+
+        second = WorkerProcess(stack.settings, tmp_path / "worker-2.log")
+        second.start()
+        try:
+            replay_id = started.json()["id"]
+
+            async def completed() -> dict[str, Any]:
+                detail: dict[str, Any] = (await team.request("GET", f"/v1/replays/{replay_id}")).json()
+                return detail if detail["status"] == "completed" else {}
+
+            replay = await eventually(completed, timeout=120, every=0.3)
+        finally:
+            second.stop()
+            never.set()
+    [conversation] = replay["conversations"]
+    assert conversation["status"] == "completed" and conversation["turns_done"] == 3
+    turns = conversation["turns"]
+    assert [t["recorded_turn"] for t in turns] == [1, 2, 3]
+    assert [t["recorded"]["reply"] for t in turns] == ["echo: one", "echo: two", "echo: three"]
+    assert [t["candidate"]["reply"] for t in turns] == ["new one", "new two", "new three"]
+    assert all(t["verdict"] == "changed" for t in turns)
+    # Four model calls for three turns: the one cut short by the kill was asked again, nothing else.
+    assert len(fake_llm.requests(model)) == asked + 4
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Message.turn, Message.role, Message.content)
+            .where(Message.conversation_id == conversation["scratch_conversation_id"])
+            .order_by(Message.seq)
+        )
+        assert list(rows.tuples()) == [
+            (1, "user", "one"),
+            (1, "assistant", "new one"),
+            (2, "user", "two"),
+            (2, "assistant", "new two"),
+            (3, "user", "three"),
+            (3, "assistant", "new three"),
+        ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migration_adds_the_replay_tables_and_goes_back(backend: str, tmp_path: Path) -> None:
+    with migrating(backend, tmp_path, "0014_replays") as (config, engine):
+        tables = set(sa.inspect(engine).get_table_names())
+        assert {"replays", "replay_conversations", "replay_turns"} <= tables
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("replay_turns")}
+        assert {"recorded", "candidate", "differences", "evaluations", "verdict"} <= columns
+        command.downgrade(config, "0013_incidents")
+        assert not {"replays", "replay_conversations", "replay_turns"} & set(
+            sa.inspect(engine).get_table_names()
+        )
+        command.upgrade(config, "0014_replays")
+        assert "replay_turns" in set(sa.inspect(engine).get_table_names())
