@@ -25,6 +25,15 @@ BOOKING_TOOLS = ["check_availability", "book_appointment"]
 BOOKING_TALK = ["Any appointments available?", "Book it, my name is Ana Lima"]
 
 
+def _start(worker: WorkerProcess) -> None:
+    """Start a worker process, giving it longer than `start` does: the box is shared and a
+    worker's start (imports, the sandbox's check of every workflow) can take a minute under load."""
+    try:
+        worker.start()
+    except TimeoutError:
+        worker._wait_polling(timeout=240)
+
+
 @pytest.fixture
 def booker(fake_llm: FakeOpenAI) -> str:
     """A model of this test's own answered by the booking model (which reads its prompt)."""
@@ -274,7 +283,7 @@ async def test_a_worker_killed_mid_replay_leaves_one_result_per_turn_and_asks_ea
         team = await new_team(sessions, stack.http)
         agent = await team.create_agent(model)
         first = WorkerProcess(stack.settings, tmp_path / "worker-1.log")
-        first.start()
+        _start(first)
         try:
             recorded = await _record(team, agent["slug"], ["one", "two", "three"])  # echoed
             asked = len(fake_llm.requests(model))
@@ -300,7 +309,7 @@ async def test_a_worker_killed_mid_replay_leaves_one_result_per_turn_and_asks_ea
             first.stop()
 
         second = WorkerProcess(stack.settings, tmp_path / "worker-2.log")
-        second.start()
+        _start(second)
         try:
             replay_id = started.json()["id"]
 
