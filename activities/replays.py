@@ -32,6 +32,7 @@ from schemas.errors import ErrorType
 from schemas.evals import EVALUATORS, EvaluatorResult, EvaluatorSpec, LlmJudgeSpec
 from schemas.payloads import (
     CompareTurn,
+    RecordedTurnBatch,
     RecordedTurnMessages,
     RecordedTurnRef,
     ReplayConversationInput,
@@ -68,6 +69,9 @@ REPLAY_METADATA = "replay"
 SOURCE_RECORDED = "recorded"
 """A candidate's call answered with the recording's result for the same call."""
 SOURCE_SIMULATED = "simulated"
+BATCH_TURNS = 20
+BATCH_BYTES = 64 * 1024
+"""A read of recorded turns' messages returns at most this many turns and (but for one) bytes."""
 JUDGE_ATTEMPTS = 3
 """How often an `llm_judge` evaluator is asked before its verdict is recorded as `error`."""
 JUDGE_BACKOFF = 1.0
@@ -385,37 +389,48 @@ class ReplayActivities:
 
         return await in_transaction(self._sessions, work)
 
-    @activity.defn(name="replay.recorded_turn")
-    async def recorded_turn(self, ref: RecordedTurnRef) -> RecordedTurnMessages:
-        """The user messages the `index`-th re-run turn sends: the recording's since the turn before.
+    @activity.defn(name="replay.recorded_turns")
+    async def recorded_turns(self, ref: RecordedTurnRef) -> RecordedTurnBatch:
+        """The user messages the re-run turns send, from the `index`-th on, up to BATCH_BYTES of text.
 
-        Messages of recorded turns that are not re-run (interrupted ones, and those a person
-        answered while the conversation was handed off) go with the next re-run turn, as the
-        model saw them before its next answer.
+        Each turn sends the recording's messages since the turn re-run before it: messages of
+        recorded turns that are not re-run (interrupted ones, and those a person answered
+        while the conversation was handed off) go with the next one, as the model saw them
+        before its next answer.
         """
         async with self._sessions() as session:
             row = await self._conversation(session, ref.replay_conversation_id, ref.team_id)
             scratch = await session.get(Conversation, row.scratch_conversation_id)
-            turns = (replay_of(scratch) or {}).get("turns") or [] if scratch is not None else []
+            turns = [int(n) for n in ((replay_of(scratch) or {}).get("turns") or [])] if scratch else []
             if not 0 <= ref.index < len(turns):
                 raise ApplicationError(
                     f"replay conversation {row.id} has no turn {ref.index}",
                     type=ErrorType.NOT_FOUND,
                     non_retryable=True,
                 )
-            n, after = int(turns[ref.index]), int(turns[ref.index - 1]) if ref.index else 0
-            texts = await session.execute(
-                select(Message.content)
+            after = turns[ref.index - 1] if ref.index else 0
+            wanted = turns[ref.index : ref.index + BATCH_TURNS]
+            rows = await session.execute(
+                select(Message.turn, Message.content)
                 .where(
                     Message.conversation_id == row.source_conversation_id,
                     Message.role == MessageRole.USER,
                     Message.turn > after,
-                    Message.turn <= n,
+                    Message.turn <= wanted[-1],
                 )
                 .order_by(Message.seq)
             )
-            messages = [t for t in texts.scalars() if t.strip()] or ["(no message)"]
-            return RecordedTurnMessages(recorded_turn=n, messages=messages)
+            said = list(rows.tuples())
+        batch: list[RecordedTurnMessages] = []
+        size = 0
+        for n in wanted:
+            texts = [text for turn, text in said if after < turn <= n and text.strip()]
+            size += sum(len(t.encode()) for t in texts)
+            if batch and size > BATCH_BYTES:
+                break
+            batch.append(RecordedTurnMessages(recorded_turn=n, messages=texts or ["(no message)"]))
+            after = n
+        return RecordedTurnBatch(turns=batch)
 
     @activity.defn(name="replay.compare_turn")
     async def compare_turn(self, req: CompareTurn) -> TurnVerdict:

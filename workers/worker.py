@@ -99,7 +99,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             slo.notify,
             replays.plan,
             replays.prepare,
-            replays.recorded_turn,
+            replays.recorded_turns,
             replays.compare_turn,
             replays.finish_conversation,
             replays.finish,

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.payloads import (
         CompareTurn,
         InboundMessage,
+        RecordedTurnBatch,
         RecordedTurnMessages,
         RecordedTurnRef,
         ReplayConversationInput,
@@ -103,23 +104,28 @@ class ReplayConversationWorkflow:
         )
         sent = 0
         error: str | None = None
+        ahead: list[RecordedTurnMessages] = []
+        """Recorded turns' messages read ahead (a batch per read, not a read per turn)."""
+        comparisons: list[workflow.ActivityHandle[TurnVerdict]] = []
         for index in range(plan.turns):
-            recorded: RecordedTurnMessages = await workflow.execute_local_activity_method(
-                ReplayActivities.recorded_turn,
-                RecordedTurnRef(
-                    replay_conversation_id=inp.replay_conversation_id, team_id=inp.team_id, index=index
-                ),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-            )
+            if not ahead:
+                batch: RecordedTurnBatch = await workflow.execute_local_activity_method(
+                    ReplayActivities.recorded_turns,
+                    RecordedTurnRef(
+                        replay_conversation_id=inp.replay_conversation_id, team_id=inp.team_id, index=index
+                    ),
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                )
+                ahead = list(batch.turns)
+            recorded = ahead.pop(0)
+            last = len(recorded.messages) - 1
             messages = [
                 InboundMessage(
                     number=sent + i + 1,
                     text=text,
                     # The last message carries the turn's key, as a caller's message does.
-                    idempotency_key=replay_key(recorded.recorded_turn)
-                    if i == len(recorded.messages) - 1
-                    else None,
+                    idempotency_key=replay_key(recorded.recorded_turn) if i == last else None,
                 )
                 for i, text in enumerate(recorded.messages)
             ]
@@ -132,33 +138,28 @@ class ReplayConversationWorkflow:
                     messages=messages,
                 )
             ).run()
-            compare = CompareTurn(
-                replay_conversation_id=inp.replay_conversation_id,
-                team_id=inp.team_id,
-                recorded_turn=recorded.recorded_turn,
-                candidate_turn=index + 1,
-            )
-            verdict: TurnVerdict
-            if plan.judged:  # a judge model is asked: a regular activity, with its own heartbeat
-                verdict = await workflow.execute_activity_method(
+            # Compared while the next turn runs: it reads only this finished turn (and the recording).
+            comparisons.append(
+                workflow.start_activity_method(
                     ReplayActivities.compare_turn,
-                    compare,
+                    CompareTurn(
+                        replay_conversation_id=inp.replay_conversation_id,
+                        team_id=inp.team_id,
+                        recorded_turn=recorded.recorded_turn,
+                        candidate_turn=index + 1,
+                    ),
                     activity_id=f"replay/turn/{recorded.recorded_turn}/compare",
                     start_to_close_timeout=COMPARE_TIMEOUT,
-                    heartbeat_timeout=COMPARE_HEARTBEAT,
+                    heartbeat_timeout=COMPARE_HEARTBEAT if plan.judged else None,
                     retry_policy=STORE_RETRY,
                 )
-            else:
-                verdict = await workflow.execute_local_activity_method(
-                    ReplayActivities.compare_turn,
-                    compare,
-                    start_to_close_timeout=COMPARE_TIMEOUT,
-                    retry_policy=STORE_RETRY,
-                )
-            workflow.logger.debug("turn %d: %s", recorded.recorded_turn, verdict.verdict)
+            )
             if outcome.status == TurnStatus.INTERRUPTED:  # nothing sends to it; cannot happen
                 error = f"the candidate's turn {index + 1} was interrupted"
                 break
+        for comparison in comparisons:
+            verdict = await comparison
+            workflow.logger.debug("turn %d: %s", verdict.recorded_turn, verdict.verdict)
         result: ReplayConversationResult = await workflow.execute_local_activity_method(
             ReplayActivities.finish_conversation,
             ReplayConversationRef(

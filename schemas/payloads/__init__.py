@@ -73,6 +73,7 @@ from schemas.payloads.operators import (
 )
 from schemas.payloads.replays import (
     CompareTurn,
+    RecordedTurnBatch,
     RecordedTurnMessages,
     RecordedTurnRef,
     ReplayConversationInput,
@@ -138,6 +139,7 @@ __all__ = [
     "RecordHandback",
     "RecordOperatorMessage",
     "RecordTakeover",
+    "RecordedTurnBatch",
     "RecordedTurnMessages",
     "RecordedTurnRef",
     "ReplayConversationInput",

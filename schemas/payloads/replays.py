@@ -37,11 +37,11 @@ class ReplayConversationPlan(BaseModel):
     scratch_conversation_id: str
     turns: int
     judged: bool = False
-    """An evaluator needs a model: each comparison runs as a regular activity (it may take a while)."""
+    """An evaluator needs a model: each comparison heartbeats while it asks the judge."""
 
 
 class RecordedTurnRef(BaseModel):
-    """Asks for the user messages of the `index`-th recorded turn (0-based) of a replay conversation."""
+    """Asks for the user messages of the recorded turns from the `index`-th (0-based) on."""
 
     replay_conversation_id: str
     team_id: str
@@ -51,6 +51,12 @@ class RecordedTurnRef(BaseModel):
 class RecordedTurnMessages(BaseModel):
     recorded_turn: int
     messages: list[str]
+
+
+class RecordedTurnBatch(BaseModel):
+    """The recorded turns from `index` on, as many as fit a small payload (at least one)."""
+
+    turns: list[RecordedTurnMessages]
 
 
 class CompareTurn(BaseModel):
