@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from api.deps import Admin, Principal, SessionDep, SettingsDep, TemporalDep, require
 from api.errors import checked_beyond_schema
 from api.services import replays
-from schemas.api import ErrorBody, ReplayCreate, ReplayDetail, ReplayPage
+from schemas.api import NO_NUL, ErrorBody, ReplayCreate, ReplayDetail, ReplayPage
 from schemas.api.replays import REPLAY_ID
 
 router = APIRouter(
@@ -30,6 +30,8 @@ ReplayId = Annotated[str, Path(pattern=REPLAY_ID, description="a replay's id")]
         **checked_beyond_schema(
             conversations="each this agent's, recorded (not a test run), named once, with a turn the agent"
             " answered; a filter must match one (`no_conversations`)",
+            evaluators="each evaluator's own rules: `kind` names it, a `regex` compiles, a `json_schema`"
+            " is one (and `tool_arguments` names its tool), `tools` asserts something and `none` alone",
         ),
     },
 )
@@ -55,7 +57,9 @@ _LIST: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 422: {"mode
 async def list_replays(
     principal: Reader,
     session: SessionDep,
-    agent: Annotated[str | None, Query(max_length=64, description="only this agent's")] = None,
+    agent: Annotated[
+        str | None, Query(max_length=64, pattern=NO_NUL, description="only this agent's")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReplayPage:
     """The team's replays, newest first, with their verdicts so far."""

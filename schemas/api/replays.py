@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.api.common import MAX_DB_INT, _Strict
+from schemas.api.common import MAX_DB_INT, NO_NUL, _Strict
 from schemas.enums import ReplayStatus, ReplayVerdict
 from schemas.evals import EvaluatorSpec
 
@@ -41,7 +41,7 @@ class ReplaySelection(_Strict):
 class ReplayCreate(_Strict):
     """Re-run recorded conversations of `agent` against `candidate`, turn by turn."""
 
-    agent: str = Field(max_length=64, description="the agent's slug")
+    agent: str = Field(max_length=64, pattern=NO_NUL, description="the agent's slug")
     candidate: Annotated[int, Field(ge=1, le=MAX_DB_INT)] | Literal["draft"] = Field(
         "draft", examples=["draft", 3]
     )
