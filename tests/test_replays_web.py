@@ -42,8 +42,10 @@ async def test_an_admin_starts_a_replay_and_reads_the_changed_turn_side_by_side(
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("request", lambda r: None if r.url.startswith(live_url) else elsewhere.append(r.url))
     try:
-        await sign_in(page, live_url, team.key, f"/evals/replays?agent={slug}&conversation={recorded}")
-        # "Replay against…" links land here with the form open and filled in.
+        await sign_in(page, live_url, team.key, f"/conversations/{recorded}")
+        # The conversation's page offers to replay it: the form opens filled in.
+        await page.click("#replay-against")
+        await page.wait_for_url(f"{live_url}/evals/replays?*")
         await expect(page.locator("#start-replay")).to_have_attribute("open", "")
         await expect(page.locator("#replay-agent")).to_have_value(slug)
         await expect(page.locator("#replay-conversations")).to_have_value(recorded)
