@@ -230,8 +230,9 @@ async def test_a_filter_picks_the_agents_recorded_conversations_and_refusals_wri
 
     picked = await _replay(team, agent=slug, conversations={"filter": {"tool": "book_appointment"}})
     assert [c["conversation_id"] for c in picked["conversations"]] == [booked]
-    newest = await _replay(team, agent=slug, conversations={"limit": 1})
-    assert [c["conversation_id"] for c in newest["conversations"]] == [chatted]
+    newest = await _replay(team, agent=slug, conversations={"limit": 2}, concurrency=1)
+    assert [c["conversation_id"] for c in newest["conversations"]] == [chatted, booked]
+    assert newest["conversations_done"] == 2 and newest["verdicts"]["same"] == 2
     listed = await team.request("GET", "/v1/replays", params={"agent": slug})
     assert [r["id"] for r in listed.json()["items"]] == [newest["id"], picked["id"]]
 
