@@ -3,6 +3,8 @@
 In a test conversation (an agent's test run) a side-effecting call, or one that would wait
 for approval, is simulated: its handler never runs, and the model hears what it would have
 done, marked `simulated`. Read-only calls run for real, so a test sees real availability.
+In a replay's scratch conversation, a call the recording made (same tool, same arguments)
+first gets the recorded result (activities/replays.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from activities import metrics
 from activities.client_tools import client_result, result_text
 from activities.events import append_event
 from activities.infra import tracing
+from activities.replays import recorded_result
 from activities.store import turn_tools
 from activities.transcript import append_message, in_transaction, lock_conversation
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
@@ -33,6 +36,7 @@ from schemas.tables import (
     Agent,
     AgentVersion,
     Booking,
+    Conversation,
     Slot,
     Ticket,
     ToolExecution,
@@ -294,7 +298,7 @@ class ToolActivities:
             if existing is not None:
                 return _result(existing), False
             agent = await session.get(Agent, conversation.agent_id)
-            arguments, ok, result = await self._execute(session, req, agent, conversation.is_test)
+            arguments, ok, result = await self._execute(session, req, agent, conversation)
             execution = ToolExecution(
                 team_id=req.team_id,
                 conversation_id=req.conversation_id,
@@ -344,20 +348,27 @@ class ToolActivities:
         return result
 
     async def _execute(
-        self, session: AsyncSession, req: ToolRequest, agent: Agent | None, test: bool
+        self, session: AsyncSession, req: ToolRequest, agent: Agent | None, conversation: Conversation
     ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
         if req.client is not None:  # the caller ran it: its output (or its timeout) is the result
             return client_result(req, req.client)
         decision = req.decision
         if decision is not None and decision.decision in (Decision.REJECT, Decision.RESPOND):
             return {}, False, _not_run(decision)
-        arguments, ok, result = await self._run_handler(session, req, agent, test)
+        arguments, ok, result = await self._run_handler(
+            session, req, agent, conversation.is_test, conversation
+        )
         if decision is not None and decision.decision == Decision.EDIT:
             result = {**result, "note": f"{decision.decided_by} changed the arguments before it ran"}
         return arguments, ok, result
 
     async def _run_handler(
-        self, session: AsyncSession, req: ToolRequest, agent: Agent | None, test: bool = False
+        self,
+        session: AsyncSession,
+        req: ToolRequest,
+        agent: Agent | None,
+        test: bool = False,
+        conversation: Conversation | None = None,
     ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
         spec = TOOLS.get(req.call.name)
         if (
@@ -378,6 +389,10 @@ class ToolActivities:
             idempotency_key=f"{req.conversation_id}/{req.turn}/{req.key}",
         )
         arguments = args.model_dump(mode="json")
+        if test and conversation is not None:
+            recorded = await recorded_result(session, conversation, spec.name, arguments, req.turn)
+            if recorded is not None:  # a replay: the recording's answer to the same call
+                return arguments, recorded.ok, dict(recorded.result)
         if test:
             would_wait = await _would_wait(session, agent, req)
             if spec.side_effecting or would_wait:

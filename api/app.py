@@ -44,6 +44,7 @@ from api.routers import client_tools as client_tools_router
 from api.routers import codec as codec_router
 from api.routers import incidents as incidents_router
 from api.routers import metrics_summary as metrics_summary_router
+from api.routers import replays as replays_router
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
 from api.routers import templates as templates_router
@@ -60,6 +61,7 @@ from api.web import metrics as metrics_pages
 from api.web import prices as price_pages
 from api.web import prompt_templates as template_pages
 from api.web import providers as provider_pages
+from api.web import replays as replay_pages
 from api.web import schedules as schedule_pages
 from api.web import settings as settings_pages
 from api.web import traces as trace_pages
@@ -195,6 +197,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(budgets_router.router)
     app.include_router(price_pages.router)
     app.include_router(client_tools_router.router)
+    app.include_router(replays_router.router)
+    app.include_router(replay_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

@@ -326,3 +326,23 @@ class TracingMode(StrEnum):
     """Into the app database's `spans` table (shown by the console's trace waterfall)."""
     OTLP = "otlp"
     """To any OpenTelemetry collector, configured by the standard `OTEL_EXPORTER_OTLP_*` variables."""
+
+
+class ReplayVerdict(StrEnum):
+    """How a re-run turn (or conversation: its worst turn) compares with the recording."""
+
+    SAME = "same"
+    """Same status, tool calls (names and arguments), approvals and reply (spacing aside)."""
+    CHANGED = "changed"
+    """Something differs, and no evaluator that passed on the recording fails on it."""
+    REGRESSED = "regressed"
+    """An evaluator given with the replay passed on the recorded turn and fails on the candidate's."""
+
+
+class ReplayStatus(StrEnum):
+    """A replay, or one of its conversations."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"

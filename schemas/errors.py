@@ -53,3 +53,6 @@ class ErrorType(StrEnum):
     NOTIFY_UNREACHABLE = "notify_unreachable"
     NOTIFY_REJECTED = "notify_rejected"
     NOTIFY_FAILED = "notify_failed"
+    # Evaluations: an llm_judge evaluator that could not be asked, or answered no score.
+    JUDGE_FAILED = "judge_failed"
+    JUDGE_UNREADABLE = "judge_unreadable"

@@ -15,6 +15,7 @@ from activities.events import EventActivities
 from activities.infra.database import session_factory
 from activities.infra.temporal import has_plugin
 from activities.llm import LlmActivities
+from activities.replays import ReplayActivities
 from activities.slo import SloActivities
 from activities.store import StoreActivities
 from activities.tools import ToolActivities
@@ -24,6 +25,7 @@ from workflows.approval import ApprovalWorkflow
 from workflows.channel import ChannelDeliveryWorkflow
 from workflows.conversation import ConversationWorkflow
 from workflows.maintenance import PruneEventsWorkflow
+from workflows.replay import ReplayConversationWorkflow, ReplayWorkflow
 from workflows.slo import IncidentNoticeWorkflow, SloWorkflow
 
 WORKFLOWS = [
@@ -34,6 +36,8 @@ WORKFLOWS = [
     ChannelDeliveryWorkflow,
     SloWorkflow,
     IncidentNoticeWorkflow,
+    ReplayWorkflow,
+    ReplayConversationWorkflow,
 ]
 
 
@@ -55,6 +59,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     events = EventActivities(sessions, settings)
     ambient = AmbientActivities(sessions, settings, channels)
     slo = SloActivities(sessions, settings, channels)
+    replays = ReplayActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -92,6 +97,12 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             channels.notify_handoff,
             slo.evaluate,
             slo.notify,
+            replays.plan,
+            replays.prepare,
+            replays.recorded_turns,
+            replays.compare_turn,
+            replays.finish_conversation,
+            replays.finish,
         ],
         # The sandbox and failure types come with Steward's plugin, from the client.
     )

@@ -36,6 +36,7 @@ from schemas.payloads import (
     OperatorMessage,
     OperatorMessageRecorded,
     PruneEvents,
+    ReplayInput,
     SloEvaluate,
     SubmitAccepted,
     SubmitMessage,
@@ -359,3 +360,31 @@ async def give_tool_outputs(
         workflow.tool_outputs, outputs, rpc_timeout=rpc_timeout
     )
     return result
+
+
+# --- regression replays -------------------------------------------------------------
+
+
+def replay_workflow_id(replay_id: str) -> str:
+    """One regression replay (`ReplayWorkflow`)."""
+    return f"replay/{replay_id}"
+
+
+def replay_conversation_workflow_id(replay_id: str, position: int) -> str:
+    """One recorded conversation of a replay (a child of the replay)."""
+    return f"replay/{replay_id}/{position}"
+
+
+async def start_replay(
+    client: Client, task_queue: str, replay_id: str, team_id: str, concurrency: int
+) -> None:
+    """Start a replay whose rows are written; a second start of the same replay is a no-op."""
+    from workflows.replay import ReplayWorkflow
+
+    await client.start_workflow(
+        ReplayWorkflow.run,
+        ReplayInput(replay_id=replay_id, team_id=team_id, concurrency=concurrency),
+        id=replay_workflow_id(replay_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )

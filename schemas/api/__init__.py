@@ -96,6 +96,19 @@ from schemas.api.providers import (
     ProviderPublic,
     ProviderUpdate,
 )
+from schemas.api.replays import (
+    ReplayConversationPublic,
+    ReplayCounts,
+    ReplayCreate,
+    ReplayDetail,
+    ReplayFilter,
+    ReplayPage,
+    ReplayPublic,
+    ReplaySelection,
+    ReplaySide,
+    ReplayToolCall,
+    ReplayTurnPublic,
+)
 
 __all__ = [
     "MAX_DB_INT",
@@ -169,6 +182,17 @@ __all__ = [
     "ProviderUpdate",
     "PublishRequest",
     "Readiness",
+    "ReplayConversationPublic",
+    "ReplayCounts",
+    "ReplayCreate",
+    "ReplayDetail",
+    "ReplayFilter",
+    "ReplayPage",
+    "ReplayPublic",
+    "ReplaySelection",
+    "ReplaySide",
+    "ReplayToolCall",
+    "ReplayTurnPublic",
     "Reply",
     "RollbackRequest",
     "SlackCredentials",

@@ -76,6 +76,21 @@ from schemas.payloads.operators import (
     RecordTakeover,
     TakeOver,
 )
+from schemas.payloads.replays import (
+    CompareTurn,
+    RecordedTurnBatch,
+    RecordedTurnMessages,
+    RecordedTurnRef,
+    ReplayConversationInput,
+    ReplayConversationPlan,
+    ReplayConversationRef,
+    ReplayConversationResult,
+    ReplayInput,
+    ReplayPlan,
+    ReplayRef,
+    ReplayResult,
+    TurnVerdict,
+)
 from schemas.payloads.slo import IncidentNoticeRef, IncidentNoticeResult, SloEvaluate, SloEvaluated
 
 # Models that name a model defined after them are left incomplete by pydantic until
@@ -99,6 +114,7 @@ __all__ = [
     "ChannelRef",
     "ChannelTyping",
     "ClientOutput",
+    "CompareTurn",
     "ConversationInput",
     "ConversationRef",
     "ConversationState",
@@ -130,6 +146,17 @@ __all__ = [
     "RecordHandback",
     "RecordOperatorMessage",
     "RecordTakeover",
+    "RecordedTurnBatch",
+    "RecordedTurnMessages",
+    "RecordedTurnRef",
+    "ReplayConversationInput",
+    "ReplayConversationPlan",
+    "ReplayConversationRef",
+    "ReplayConversationResult",
+    "ReplayInput",
+    "ReplayPlan",
+    "ReplayRef",
+    "ReplayResult",
     "RunDelivered",
     "RunDelivery",
     "RunFinish",
@@ -155,4 +182,5 @@ __all__ = [
     "TurnError",
     "TurnInput",
     "TurnOutcome",
+    "TurnVerdict",
 ]

@@ -29,6 +29,7 @@ from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNot
 from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
 from schemas.tables.prompts import PromptTemplate
 from schemas.tables.providers import LlmProvider
+from schemas.tables.replays import Replay, ReplayConversation, ReplayTurn
 from schemas.tables.schedules import Report, Schedule, ScheduleRun
 from schemas.tables.spans import Span
 
@@ -61,6 +62,9 @@ __all__ = [
     "Message",
     "ModelPrice",
     "PromptTemplate",
+    "Replay",
+    "ReplayConversation",
+    "ReplayTurn",
     "Report",
     "Schedule",
     "ScheduleRun",

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -107,6 +108,7 @@ class FakeOpenAI:
         self._steps: defaultdict[str, deque[Step]] = defaultdict(deque)
         self._requests: defaultdict[str, list[RecordedRequest]] = defaultdict(list)
         self._ids = itertools.count(1)
+        self._responders: list[tuple[str, Callable[[dict[str, Any]], Step]]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -154,6 +156,12 @@ class FakeOpenAI:
         with self._cond:
             self._steps[model].extend(steps)
 
+    def respond(self, model_prefix: str, responder: Callable[[dict[str, Any]], Step]) -> None:
+        """Answer unscripted requests for models starting with `model_prefix` with `responder(body)`
+        (a model that decides by what it is sent: its prompt, its messages, its tools)."""
+        with self._cond:
+            self._responders.append((model_prefix, responder))
+
     def requests(self, model: str) -> list[RecordedRequest]:
         """Return all requests received so far for ``model``, oldest first."""
         with self._cond:
@@ -195,6 +203,9 @@ class FakeOpenAI:
             queue = self._steps[model]
             if queue:
                 return queue.popleft()
+            responder = next((r for prefix, r in self._responders if model.startswith(prefix)), None)
+        if responder is not None:
+            return responder(body)
         if self._tool_model_prefix and model.startswith(self._tool_model_prefix):
             last = (body.get("messages") or [{}])[-1]
             if last.get("role") == "user":
