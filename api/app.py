@@ -23,6 +23,7 @@ from api.deps import KeyCache
 from api.inbound.dispatch import Inbound
 from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
+from api.routers import actions as actions_router
 from api.routers import (
     agents,
     approvals,
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(metrics_pages.router)
     app.include_router(incident_pages.router)
     app.include_router(trace_pages.router)
+    app.include_router(actions_router.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`
