@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from activities import catalogue, metrics
 from activities.catalogue import SourceCall, ToolFailed
 from activities.events import append_event
+from activities.heartbeat import heartbeating
 from activities.infra import tracing
 from activities.store import turn_tools
 from activities.transcript import append_message, in_transaction, lock_conversation
@@ -297,7 +298,8 @@ class ToolActivities:
         with tracing.tracer().start_as_current_span(
             f"execute_tool {req.call.name}", attributes=attributes
         ) as span:
-            result = await self._run(req)
+            async with heartbeating(every=1.0):  # a dead worker's call is retried in seconds
+                result = await self._run(req)
             if span.is_recording():
                 span.set_attribute("steward.tool.ok", result.ok)
                 if tracing.record_content():

@@ -70,6 +70,12 @@ class ActionSource:
             for tool in action.tools
         ]
 
+    async def close(self) -> None:
+        """Close the connection pools (a process that ends closes them with it)."""
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
     def http(self, allow_http: bool) -> aiohttp.ClientSession:
         known = self._sessions.get(allow_http)
         if known is None or known.closed:
