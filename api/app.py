@@ -51,6 +51,7 @@ from api.services.keys import ensure_bootstrap_key
 from api.services.metrics_summary import console_gauges
 from api.streams import EventHub
 from api.web import STATIC_DIR, account, console, inbox, pages, session, sso
+from api.web import actions as action_pages
 from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(incident_pages.router)
     app.include_router(trace_pages.router)
     app.include_router(actions_router.router)
+    app.include_router(action_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

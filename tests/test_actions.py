@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from tests.fakes.action_service import (
     ActionService,
 )
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.support import TeamClient, migrating
+from tests.processes import WorkerProcess, own_stack
+from tests.support import TeamClient, eventually, migrating, new_team
 
 ALL = ["listPets", "createPet", "getPet", "bigPage", "elsewhere"]
 
@@ -426,3 +428,59 @@ def test_the_migration_adds_the_actions_table_and_goes_back(backend: str, tmp_pa
             conn.execute(insert, {**row, "id": "b"})  # a second live action of that name
         command.downgrade(config, "0013_incidents")
         assert "actions" not in sa.inspect(engine).get_table_names()
+
+
+async def test_a_worker_killed_during_a_post_leads_to_one_effect_at_the_service(
+    tmp_path: Path,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    shop: ActionService,
+    fake_llm: FakeOpenAI,
+    model: str,
+) -> None:
+    shop.state.hold_posts = threading.Event()  # the pet is made; the answer never reaches the worker
+    async with own_stack(tmp_path, settings) as stack:
+        team = await new_team(sessions, stack.http)
+        await _import(team, shop, ["createPet"])
+        agent = await team.create_agent(
+            model, tools=["shop__createPet"], tool_policies={"shop__createPet": {"mode": "auto"}}
+        )
+        conversation = await team.start_conversation(agent["slug"])
+        fake_llm.script(
+            model,
+            [
+                Step(tool_calls=[ToolCallSpec("shop__createPet", {"body": {"name": "Kit"}})]),
+                Step(text="Kit added."),
+            ],
+        )
+        first = WorkerProcess(stack.settings, tmp_path / "worker-1.log")
+        first.start()
+        try:
+            assert (await team.send(conversation, "add Kit", wait=False)).status_code == 202
+            assert await asyncio.to_thread(shop.state.posts_arrived.wait, 30)
+            first.kill()
+        finally:
+            first.stop()
+        shop.state.hold_posts.set()
+        shop.state.hold_posts = None
+
+        second = WorkerProcess(stack.settings, tmp_path / "worker-2.log")
+        second.start()
+        try:
+            replies = await eventually(lambda: _assistant_replies(team, conversation), timeout=60)
+            messages = await team.messages(conversation)
+        finally:
+            second.stop()
+
+    key = f"{conversation}/1/0.0"
+    assert replies == ["Kit added."]
+    assert shop.effects() == 1 and shop.state.keys == {key: 2}  # asked twice, made once
+    [result] = [json.loads(m["content"]) for m in messages if m["role"] == "tool"]
+    assert result == {"status": 201, "body": {"id": "pet-1", "name": "Kit"}}
+
+
+async def _assistant_replies(team: TeamClient, conversation: str) -> list[str] | None:
+    replies = [
+        m["content"] for m in await team.messages(conversation) if m["role"] == "assistant" and m["content"]
+    ]
+    return replies or None

@@ -34,6 +34,9 @@ _RULES = {
     "operations": "operationIds of the document; `<name>__<operationId>` at most 64 characters",
     "base_url": "https (http to loopback only with STEWARD_ALLOW_HTTP_ACTIONS); no private/metadata address",
     "check_operation": "a GET or HEAD operation among `operations`",
+    "spec_url": "fetched now, under the same rules as `base_url`; it must answer an OpenAPI document",
+    "auth": "api_key: exactly one of `header` and `query`; oauth2: `token_url` under the rules of `base_url`",
+    "body": "exactly one of `spec` and `spec_url`",
 }
 _CHECKED = checked_beyond_schema(**_RULES)
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}

@@ -23,7 +23,7 @@ MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
 
 class NoAuth(_Strict):
-    kind: Literal["none"] = "none"
+    kind: Literal["none"]
 
 
 class ApiKeyAuth(_Strict):
@@ -93,7 +93,7 @@ class ActionCreate(_Strict):
     """Where to fetch the document once, now (the same outbound rules as a call)."""
     base_url: str | None = Field(None, max_length=2000, pattern=HTTP_URL)
     """The service's root; the document's first absolute `servers` URL if left out."""
-    auth: Auth = Field(default_factory=NoAuth)
+    auth: Auth = Field(default_factory=lambda: NoAuth(kind="none"))
     operations: list[OperationId] = Field(min_length=1, max_length=MAX_OPERATIONS)
     """The `operationId`s agents may call; the others are not offered."""
     timeout_seconds: float = Field(10.0, gt=0, le=MAX_TIMEOUT)
