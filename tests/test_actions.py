@@ -484,3 +484,27 @@ async def _assistant_replies(team: TeamClient, conversation: str) -> list[str] |
         m["content"] for m in await team.messages(conversation) if m["role"] == "assistant" and m["content"]
     ]
     return replies or None
+
+
+async def test_a_test_run_simulates_a_post_and_really_calls_a_get(
+    team: TeamClient, shop: ActionService, fake_llm: FakeOpenAI, model: str
+) -> None:
+    await _import(team, shop, ["listPets", "createPet"])
+    agent = await team.create_agent(model, tools=["shop__listPets", "shop__createPet"])
+    fake_llm.script(
+        model,
+        [
+            Step(tool_calls=[ToolCallSpec("shop__listPets", {})]),
+            Step(tool_calls=[ToolCallSpec("shop__createPet", {"body": {"name": "Rex"}})]),
+            Step(text="Rex would be added."),
+        ],
+    )
+
+    response = await team.request("POST", f"/v1/agents/{agent['slug']}/test", json={"messages": ["add Rex"]})
+
+    assert response.status_code == 200, response.text
+    listed, created = response.json()["turns"][0]["tool_calls"]
+    assert listed["simulated"] is False and listed["result"] == {"status": 200, "body": {"pets": []}}
+    assert created["simulated"] is True and created["would_need_approval"] is True
+    assert created["result"]["would"] == "Add a pet to the shop."
+    assert shop.effects() == 0 and [s.method for s in shop.state.seen] == ["GET"]
