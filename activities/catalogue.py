@@ -133,3 +133,11 @@ def offered(tools: Mapping[str, Tool], names: list[str]) -> list[str]:
     """The names of `names` the catalogue knows, in their order (an agent may name a tool whose
     source has since been deleted: it is not offered)."""
     return [name for name in names if name in tools]
+
+
+async def close() -> None:
+    """Close what the sources hold open (connection pools), when the process stops."""
+    for source in sources():
+        closing = getattr(source, "close", None)
+        if closing is not None:
+            await closing()

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities import catalogue
 from activities.infra.codec import parse_keys
 from activities.infra.database import create_engine, session_factory
 from activities.infra.temporal import StewardPlugin
@@ -104,6 +105,7 @@ async def worker(temporal: Client, settings: Settings, engine: AsyncEngine) -> A
     worker = build_worker(temporal, settings, engine)
     async with worker:
         yield worker
+    await catalogue.close()
 
 
 @pytest.fixture(scope="session")
