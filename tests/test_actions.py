@@ -508,3 +508,19 @@ async def test_a_test_run_simulates_a_post_and_really_calls_a_get(
     assert created["simulated"] is True and created["would_need_approval"] is True
     assert created["result"]["would"] == "Add a pet to the shop."
     assert shop.effects() == 0 and [s.method for s in shop.state.seen] == ["GET"]
+
+
+async def test_a_followed_redirect_to_another_origin_carries_no_credential(
+    team: TeamClient, shop: ActionService, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await _import(team, shop, ["elsewhere"], follow_redirects=True, auth=_auth("api_key_header", shop))
+    with ActionService() as other:
+        same, said_same = await _call(sessions, settings, team, "shop__elsewhere", {"to": f"{shop.url}/pets"})
+        away, said_away = await _call(
+            sessions, settings, team, "shop__elsewhere", {"to": f"{other.url}/pets"}
+        )
+
+        assert same.ok and said_same["status"] == 200 and away.ok and said_away["status"] == 200
+        assert [s.credential for s in shop.state.seen] == ["api_key_header"] * 3
+        [seen] = other.state.seen
+        assert seen.credential is None and "x-api-key" not in seen.headers

@@ -34,6 +34,7 @@ _METADATA = frozenset(
     }
 )
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+_CROSS_ORIGIN_HEADERS = frozenset({"accept", "content-type", "idempotency-key"})
 
 
 class AddressRefused(Exception):
@@ -172,13 +173,14 @@ async def send(
 
 def _redirected(request: Outgoing, status: int, source: URL, target: URL) -> Outgoing:
     """The next hop, as browsers and HTTP clients take it: 303 (and a POST's 301/302) becomes a
-    GET without a body; credentials are not carried to another origin."""
+    GET without a body; no credential is carried to another origin."""
     method, has_body, json_body, form = request.method, request.has_body, request.json_body, request.form
     if status == 303 or (status in (301, 302) and method == "POST"):
         method, has_body, json_body, form = ("GET" if method != "HEAD" else "HEAD"), False, None, None
     headers = dict(request.headers)
     if (source.scheme, source.host, source.port) != (target.scheme, target.host, target.port):
-        headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
+        # Another origin hears none of the auth (an API key may ride in any header): only these.
+        headers = {k: v for k, v in headers.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
     return Outgoing(method, target, headers, json_body, has_body, form)
 
 
