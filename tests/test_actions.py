@@ -524,3 +524,21 @@ async def test_a_followed_redirect_to_another_origin_carries_no_credential(
         assert [s.credential for s in shop.state.seen] == ["api_key_header"] * 3
         [seen] = other.state.seen
         assert seen.credential is None and "x-api-key" not in seen.headers
+
+
+async def test_a_patch_works_the_tools_out_again_and_keeps_the_secret_unless_given(
+    team: TeamClient, shop: ActionService
+) -> None:
+    created = await _import(team, shop, ["listPets"], auth=_auth("bearer", shop))
+    path = f"/v1/actions/{created['id']}"
+
+    renamed = await team.request("PATCH", path, json={"name": "pets", "operations": ["getPet", "deletePet"]})
+    refused = await team.request("PATCH", path, json={"spec": {"openapi": "3.1.0", "info": {}, "paths": {}}})
+    cleared = await team.request("PATCH", path, json={"auth": {"kind": "none"}})
+
+    assert renamed.status_code == 200, renamed.text
+    assert [t["name"] for t in renamed.json()["tools"]] == ["pets__getPet", "pets__deletePet"]
+    assert renamed.json()["tools"][1]["side_effecting"] is True
+    assert renamed.json()["auth"]["kind"] == "bearer" and renamed.json()["auth"]["has_secret"] is True
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_spec"
+    assert cleared.json()["auth"] == {**renamed.json()["auth"], "kind": "none", "has_secret": False}
