@@ -43,6 +43,8 @@ class Definition:
     client_tools: list[dict[str, Any]] = field(default_factory=list)
     """Tools the caller runs: the version's own, and (`with_caller_tools`) a chat completion's."""
     client_tool_timeout: float = 300.0
+    team_id: str = ""
+    """The agent's team (whose tool catalogue the turn sees)."""
 
     @classmethod
     def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:
@@ -56,7 +58,7 @@ class Definition:
             f: source.get(f, FROZEN_DEFAULTS.get(f)) for f in (*DEFINITION_FIELDS, *PROMPT_FIELDS)
         }
         literal = frozen is not None and "templates" not in frozen
-        return cls(id=agent.id, version_id=version_id, literal=literal, **fields)
+        return cls(id=agent.id, version_id=version_id, literal=literal, team_id=agent.team_id, **fields)
 
     async def rendered(self, session: AsyncSession, conversation: Conversation) -> Definition:
         """This definition with its system prompt rendered for the conversation (`activities/prompts.py`)."""

@@ -23,6 +23,7 @@ from api.deps import KeyCache
 from api.inbound.dispatch import Inbound
 from api.metrics import BodyLimitMiddleware, MetricsMiddleware
 from api.metrics import router as metrics_router
+from api.routers import actions as actions_router
 from api.routers import (
     agents,
     approvals,
@@ -53,6 +54,7 @@ from api.services.keys import ensure_bootstrap_key
 from api.services.metrics_summary import console_gauges
 from api.streams import EventHub
 from api.web import STATIC_DIR, account, console, inbox, pages, session, sso
+from api.web import actions as action_pages
 from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
@@ -199,6 +201,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(client_tools_router.router)
     app.include_router(replays_router.router)
     app.include_router(replay_pages.router)
+    app.include_router(actions_router.router)
+    app.include_router(action_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

@@ -56,3 +56,6 @@ class ErrorType(StrEnum):
     # Evaluations: an llm_judge evaluator that could not be asked, or answered no score.
     JUDGE_FAILED = "judge_failed"
     JUDGE_UNREADABLE = "judge_unreadable"
+    # Tools of a team's sources (custom actions, MCP servers).
+    TOOL_SOURCE_CHANGED = "tool_source_changed"
+    """Retryable: a source's tool changed between its call's checks and its record."""

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     """How many workflow runs a worker keeps in memory (Temporal's sticky cache). Past it, the
     least recently used idle conversation is evicted and replays from its history on its next
     message: memory stays bounded however many conversations are open. 1000 is Temporal's default."""
+    allow_http_actions: bool = Field(False, validation_alias=_env("STEWARD_ALLOW_HTTP_ACTIONS"))
+    """Let custom actions call plain `http://` services on loopback addresses (127.0.0.0/8, ::1).
+    Off in production: actions then speak HTTPS only. `steward dev` and the tests turn it on."""
 
     @property
     def llm_configured(self) -> bool:

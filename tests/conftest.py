@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities import catalogue
 from activities.infra.codec import parse_keys
 from activities.infra.database import create_engine, session_factory
 from activities.infra.temporal import StewardPlugin
@@ -78,6 +79,7 @@ def settings(database_url: str, fake_llm: FakeOpenAI, temporal_env: WorkflowEnvi
         webhook_secret="test-webhook-secret",
         secret_key=TEST_SECRET_KEY,
         payload_keys=TEST_PAYLOAD_KEYS,
+        allow_http_actions=True,
     )
 
 
@@ -103,6 +105,7 @@ async def worker(temporal: Client, settings: Settings, engine: AsyncEngine) -> A
     worker = build_worker(temporal, settings, engine)
     async with worker:
         yield worker
+    await catalogue.close()
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ class WorkerProcess:
             "OPENAI_BASE_URL": self.settings.openai_base_url or "",
             "OPENAI_API_KEY": "test-key",
             "STEWARD_WORKER_METRICS_PORT": "0",
+            "STEWARD_ALLOW_HTTP_ACTIONS": "true" if self.settings.allow_http_actions else "false",
             "STEWARD_SECRET_KEY": self.settings.secret_key.get_secret_value()
             if self.settings.secret_key
             else "",

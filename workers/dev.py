@@ -135,6 +135,8 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
         settings.secret_key = SecretStr(_dev_secret_key(data_dir))
     if settings.payload_keys is None:
         settings.payload_keys = SecretStr(_dev_payload_keys(data_dir))
+    if "allow_http_actions" not in settings.model_fields_set:  # a local service is what one tries first
+        settings.allow_http_actions = True
     if not settings.codec_cors_origins:  # its UI may call /codec (README, "Encrypted Temporal payloads")
         settings.codec_cors_origins = f"http://127.0.0.1:{ui_port},http://localhost:{ui_port}"
     server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")

@@ -8,6 +8,7 @@ import signal
 
 from prometheus_client import start_http_server
 
+from activities import catalogue
 from activities.infra import tracing
 from activities.infra.database import create_engine
 from activities.infra.temporal import connect
@@ -37,5 +38,6 @@ async def run_worker(settings: Settings) -> None:
     log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
     async with worker:
         await stop.wait()
+    await catalogue.close()  # the tool sources' connection pools
     await engine.dispose()
     tracing.shutdown()  # export the spans still buffered

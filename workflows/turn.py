@@ -66,6 +66,9 @@ LLM_RETRY = RetryPolicy(
     maximum_attempts=8,
 )
 TOOL_TIMEOUT = timedelta(seconds=60)
+TOOL_HEARTBEAT = timedelta(seconds=5)
+"""A tool call (a custom action's HTTP call) heartbeats while it runs, so a dead worker's call is
+retried within seconds, not after TOOL_TIMEOUT."""
 TOOL_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=6)
 MAX_ROUNDS = 40
 """A backstop above any agent's max_tool_rounds, for an endpoint that calls tools it was not offered."""
@@ -298,6 +301,7 @@ class Turn:
             ),
             activity_id=f"turn/{inp.turn}/tool/{key}",
             start_to_close_timeout=TOOL_TIMEOUT,
+            heartbeat_timeout=TOOL_HEARTBEAT,
             retry_policy=TOOL_RETRY,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )

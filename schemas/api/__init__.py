@@ -4,6 +4,16 @@
 `prompts`, `providers`.
 """
 
+from schemas.api.actions import (
+    ActionCheck,
+    ActionCheckRequest,
+    ActionCreate,
+    ActionList,
+    ActionPublic,
+    ActionTool,
+    ActionUpdate,
+    AuthPublic,
+)
 from schemas.api.agents import (
     VERSION_REF,
     AgentCreate,
@@ -119,6 +129,13 @@ __all__ = [
     "SLUG",
     "TEMPLATE_NAME",
     "VERSION_REF",
+    "ActionCheck",
+    "ActionCheckRequest",
+    "ActionCreate",
+    "ActionList",
+    "ActionPublic",
+    "ActionTool",
+    "ActionUpdate",
     "AgentCreate",
     "AgentDefinition",
     "AgentList",
@@ -136,6 +153,7 @@ __all__ = [
     "ApprovalSummary",
     "ApprovalTimersPublic",
     "AuditEntry",
+    "AuthPublic",
     "BulkDecisionCreate",
     "BulkDecisionItem",
     "BulkDecisionResult",

@@ -3,6 +3,7 @@
 Import tables from here (`from schemas.tables import Agent`); the modules say where each lives.
 """
 
+from schemas.tables.actions import Action
 from schemas.tables.agents import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, AgentVersion
 from schemas.tables.approvals import Approval, ApprovalAudit
 from schemas.tables.base import Base, UTCDateTime, new_id, utcnow
@@ -37,6 +38,7 @@ __all__ = [
     "DEFINITION_FIELDS",
     "FROZEN_DEFAULTS",
     "PROMPT_FIELDS",
+    "Action",
     "Agent",
     "AgentVersion",
     "ApiKey",
