@@ -319,3 +319,23 @@ class TracingMode(StrEnum):
     """Into the app database's `spans` table (shown by the console's trace waterfall)."""
     OTLP = "otlp"
     """To any OpenTelemetry collector, configured by the standard `OTEL_EXPORTER_OTLP_*` variables."""
+
+
+class McpAuthKind(StrEnum):
+    """How Steward authenticates to an MCP server (`McpAuth.kind`)."""
+
+    NONE = "none"
+    BEARER = "bearer"
+    """`Authorization: Bearer <token>`."""
+    HEADER = "header"
+    """One header of the server's choosing, such as `X-Api-Key: <value>`."""
+
+
+class McpStatus(StrEnum):
+    """What Steward's last contact with an MCP server found (a refresh or a tool call)."""
+
+    UNKNOWN = "unknown"
+    """Never reached yet."""
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    """The last contact failed: `last_error` says how."""

@@ -25,6 +25,7 @@ from schemas.tables.conversations import (
 )
 from schemas.tables.demo import Booking, Slot, Ticket
 from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
+from schemas.tables.mcp import McpServer
 from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
 from schemas.tables.prompts import PromptTemplate
 from schemas.tables.providers import LlmProvider
@@ -54,6 +55,7 @@ __all__ = [
     "IncidentEntry",
     "IncidentNotice",
     "LlmProvider",
+    "McpServer",
     "MemberToken",
     "Membership",
     "Message",
