@@ -41,6 +41,7 @@ from api.routers import (
 )
 from api.routers import codec as codec_router
 from api.routers import incidents as incidents_router
+from api.routers import mcp_servers as mcp_servers_router
 from api.routers import metrics_summary as metrics_summary_router
 from api.routers import reports as reports_router
 from api.routers import schedules as schedules_router
@@ -187,6 +188,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(template_pages.router)
     app.include_router(provider_pages.router)
     app.include_router(metrics_pages.router)
+    app.include_router(mcp_servers_router.router)
     app.include_router(incident_pages.router)
     app.include_router(trace_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     """How many workflow runs a worker keeps in memory (Temporal's sticky cache). Past it, the
     least recently used idle conversation is evicted and replays from its history on its next
     message: memory stays bounded however many conversations are open. 1000 is Temporal's default."""
+    allow_private_mcp: bool = Field(False, validation_alias=_env("STEWARD_ALLOW_PRIVATE_MCP"))
+    """Let MCP servers be on private, loopback and link-local addresses (dev and tests; `steward
+    dev` sets it). Off, a server whose host resolves to one is refused before Steward connects."""
+    mcp_timeout_seconds: float = Field(30.0, gt=0, le=55, validation_alias=_env("STEWARD_MCP_TIMEOUT"))
+    """How long a call of an MCP server's tool (or a listing of its tools) may take; under the
+    tool activity's own 60 s, so a hung server is a tool error the model hears, not a retry."""
 
     @property
     def llm_configured(self) -> bool:

@@ -78,6 +78,7 @@ def settings(database_url: str, fake_llm: FakeOpenAI, temporal_env: WorkflowEnvi
         webhook_secret="test-webhook-secret",
         secret_key=TEST_SECRET_KEY,
         payload_keys=TEST_PAYLOAD_KEYS,
+        allow_private_mcp=True,  # the suite's MCP servers listen on 127.0.0.1
     )
 
 

@@ -143,10 +143,13 @@ async def _session(end: Endpoint, timeout: float) -> AsyncIterator[ClientSession
         timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
         follow_redirects=False,
     )
-    async with http, streamable_http_client(end.url, http_client=http) as (read, write, _):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            yield session
+    async with (
+        http,
+        streamable_http_client(end.url, http_client=http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
 
 
 async def list_tools(end: Endpoint, timeout: float, allow_private: bool) -> list[Tool]:

@@ -1,0 +1,141 @@
+"""MCP servers: added with their tools listed from a real FastMCP server over streamable HTTP,
+auth that reaches the server and is never shown, health that says why not, and the migration."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from activities.infra.mcp_client import Endpoint, McpUnreachable, list_tools
+from schemas.enums import Role
+from schemas.tables import McpServer
+from tests.fakes.mcp_server import FakeMcpServer
+from tests.support import TeamClient, add_key, migrating
+
+TOKEN = "mcp-token-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def orders() -> Iterator[FakeMcpServer]:
+    """An MCP server that wants `Authorization: Bearer <TOKEN>`."""
+    with FakeMcpServer(require=("authorization", f"Bearer {TOKEN}")) as fake:
+        yield fake
+
+
+def _name() -> str:
+    return f"s{uuid.uuid4().hex[:8]}"
+
+
+async def _add(team: TeamClient, url: str, **fields: Any) -> dict[str, Any]:
+    response = await team.request("POST", "/v1/mcp-servers", json={"name": _name(), "url": url, **fields})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def test_a_server_is_added_with_its_tools_listed_and_its_token_never_shown(
+    team: TeamClient, orders: FakeMcpServer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
+    assert server["status"] == "healthy" and server["last_error"] is None, server
+    assert server["auth_kind"] == "bearer" and server["refreshed_at"] is not None
+    tools = {t["remote_name"]: t for t in server["tools"]}
+    assert set(tools) == {"lookup_order", "refund_order"}
+    assert tools["lookup_order"]["name"] == f"{server['name']}__lookup_order"
+    assert tools["lookup_order"]["read_only"] is True and tools["refund_order"]["read_only"] is False
+    assert tools["refund_order"]["input_schema"]["required"] == ["order_id", "amount"]
+    assert "Refund" in tools["refund_order"]["description"]
+    # The token reached the server on every request, and is nowhere in what the API shows.
+    assert orders.seen_headers and all(h["authorization"] == f"Bearer {TOKEN}" for h in orders.seen_headers)
+    listed = await team.request("GET", "/v1/mcp-servers")
+    one = await team.request("GET", f"/v1/mcp-servers/{server['id']}")
+    assert [s["id"] for s in listed.json()["items"]] == [server["id"]] and one.status_code == 200
+    for text in (listed.text, one.text):
+        assert TOKEN not in text
+    async with sessions() as session:
+        row = await session.get(McpServer, server["id"])
+        assert row is not None and row.secret is not None and TOKEN not in row.secret  # sealed
+
+
+async def test_a_header_auth_reaches_the_server_and_a_wrong_one_is_unhealthy_with_why(
+    team: TeamClient,
+) -> None:
+    with FakeMcpServer(require=("x-api-key", "k-123")) as keyed:
+        wrong = await _add(team, keyed.url, auth={"kind": "header", "header": "X-Api-Key", "value": "nope"})
+        assert wrong["status"] == "unhealthy" and wrong["tools"] == []
+        assert "refused the credentials (HTTP 401)" in wrong["last_error"]
+        fixed = await team.request(
+            "PATCH",
+            f"/v1/mcp-servers/{wrong['id']}",
+            json={"auth": {"kind": "header", "header": "X-Api-Key", "value": "k-123"}},
+        )
+        assert fixed.status_code == 200, fixed.text
+        assert fixed.json()["status"] == "healthy" and len(fixed.json()["tools"]) == 2
+        assert fixed.json()["auth_header"] == "X-Api-Key" and "k-123" not in fixed.text
+        assert keyed.seen_headers[-1]["x-api-key"] == "k-123"
+
+
+async def test_a_server_that_went_away_is_unhealthy_on_refresh_and_keeps_its_tools(
+    team: TeamClient, orders: FakeMcpServer
+) -> None:
+    server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
+    orders.stop()
+    refreshed = await team.request("POST", f"/v1/mcp-servers/{server['id']}/refresh")
+    assert refreshed.status_code == 200, refreshed.text
+    body = refreshed.json()
+    assert body["status"] == "unhealthy" and body["last_error"].startswith("could not connect to 127.0.0.1")
+    assert [t["name"] for t in body["tools"]] == [t["name"] for t in server["tools"]]  # still known
+    assert body["checked_at"] > server["checked_at"]
+
+
+async def test_names_are_unique_urls_checked_and_only_admins_see_servers(
+    team: TeamClient, orders: FakeMcpServer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
+    again = await team.request("POST", "/v1/mcp-servers", json={"name": server["name"], "url": orders.url})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "mcp_server_exists"
+    for bad in (
+        {"name": "Bad Name", "url": orders.url},
+        {"name": "a__b", "url": orders.url},
+        {"name": "ok", "url": "ftp://example.com/mcp"},
+        {"name": "ok", "url": orders.url, "auth": {"kind": "header", "header": "Host", "value": "x"}},
+        {"name": "ok", "url": orders.url, "auth": {"kind": "bearer", "token": "has space "}},
+    ):
+        refused = await team.request("POST", "/v1/mcp-servers", json=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+    viewer = await add_key(sessions, team, Role.VIEWER)
+    assert (await viewer.request("GET", "/v1/mcp-servers")).status_code == 403
+    missing = await team.request("GET", "/v1/mcp-servers/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "mcp_server_not_found"
+    gone = await team.request("DELETE", f"/v1/mcp-servers/{server['id']}")
+    assert gone.status_code == 204
+    assert (await team.request("GET", f"/v1/mcp-servers/{server['id']}")).status_code == 404
+    async with sessions() as session:
+        row = (await session.execute(select(McpServer).where(McpServer.id == server["id"]))).scalar_one()
+        assert row.deleted_at is not None and row.secret is None  # the token is erased with it
+
+
+async def test_private_addresses_are_refused_after_resolution_unless_allowed(orders: FakeMcpServer) -> None:
+    end = Endpoint(orders.url, {"Authorization": f"Bearer {TOKEN}"}, TOKEN)
+    for url in (orders.url, "http://localhost:1/mcp", "http://169.254.169.254/mcp", "http://10.1.2.3/mcp"):
+        with pytest.raises(McpUnreachable, match="private, loopback or link-local"):
+            await list_tools(Endpoint(url, end.headers, TOKEN), 5, allow_private=False)
+    assert {t.name for t in await list_tools(end, 5, allow_private=True)} == {"lookup_order", "refund_order"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migration_adds_the_mcp_servers_table_and_goes_back(backend: str, tmp_path: Path) -> None:
+    with migrating(backend, tmp_path, "0013_incidents") as (config, engine):
+        command.upgrade(config, "0014_mcp")
+        assert "mcp_servers" in sa.inspect(engine).get_table_names()
+        indexes = {i["name"] for i in sa.inspect(engine).get_indexes("mcp_servers")}
+        assert {"ix_mcp_servers_team_id", "uq_mcp_servers_team_name_live"} <= indexes
+        command.downgrade(config, "0013_incidents")
+        assert "mcp_servers" not in sa.inspect(engine).get_table_names()
