@@ -55,6 +55,7 @@ from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
 from api.web import incidents as incident_pages
+from api.web import mcp_servers as mcp_server_pages
 from api.web import metrics as metrics_pages
 from api.web import prompt_templates as template_pages
 from api.web import providers as provider_pages
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(provider_pages.router)
     app.include_router(metrics_pages.router)
     app.include_router(mcp_servers_router.router)
+    app.include_router(mcp_server_pages.router)
     app.include_router(incident_pages.router)
     app.include_router(trace_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from playwright.async_api import Browser, expect
 from alembic import command
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,8 +20,10 @@ from schemas.enums import Role
 from schemas.tables import McpServer
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.support import TeamClient, add_key, migrating
+from tests.web import sign_in
 
 TOKEN = "mcp-token-" + uuid.uuid4().hex
+SHOTS = Path("/tmp/shots-mcp")
 
 
 @pytest.fixture
@@ -128,6 +131,44 @@ async def test_private_addresses_are_refused_after_resolution_unless_allowed(ord
         with pytest.raises(McpUnreachable, match="private, loopback or link-local"):
             await list_tools(Endpoint(url, end.headers, TOKEN), 5, allow_private=False)
     assert {t.name for t in await list_tools(end, 5, allow_private=True)} == {"lookup_order", "refund_order"}
+
+
+async def test_the_page_adds_a_server_shows_its_tools_and_its_health_after_it_went_away(
+    browser: Browser, live_url: str, team: TeamClient, orders: FakeMcpServer
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    try:
+        await sign_in(page, live_url, team.key, "/mcp-servers")
+        await expect(page.locator("nav[aria-label='Agent studio'] a[aria-current=page]")).to_have_text(
+            "MCP servers"
+        )
+        await expect(page.locator("#no-servers")).to_be_visible()
+        await expect(page.locator("#m-secret")).to_be_hidden()
+        await page.fill("#m-name", "orders")
+        await page.fill("#m-url", orders.url)
+        await page.select_option("#m-auth", "bearer")
+        await page.fill("#m-secret", TOKEN)
+        await page.click("#save")
+        row = page.locator("tr[data-name=orders]")
+        await expect(row.locator("td.health .badge")).to_have_text("healthy")
+        await expect(row.locator("td.key")).to_have_text("bearer token")
+        await expect(row.locator("td.tools code")).to_have_text(
+            ["orders__lookup_order", "orders__refund_order"]
+        )
+        await expect(row.locator("td.tools .badge")).to_have_text(["read-only", "changes things"])
+        assert TOKEN not in await page.content()
+        await page.screenshot(path=str(SHOTS / "mcp-servers-healthy.png"), full_page=True)
+
+        orders.stop()
+        await row.locator("button[data-action=refresh]").click()
+        await expect(row.locator("td.health .badge")).to_have_text("unhealthy")
+        await expect(row.locator("td.health .error-text")).to_contain_text("could not connect to 127.0.0.1")
+        await expect(row.locator("td.tools code")).to_have_count(2)  # what it listed before is kept
+        await page.screenshot(path=str(SHOTS / "mcp-servers-unhealthy.png"), full_page=True)
+    finally:
+        await context.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
