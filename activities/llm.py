@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import faults, metrics
+from activities import catalogue, faults, metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
 from activities.heartbeat import heartbeating
@@ -55,7 +55,7 @@ from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, Too
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import Agent, AgentVersion, Channel, Conversation, LlmProvider, Message, Turn
-from schemas.tools import TOOLS
+from schemas.tools import TOOLS, Tool
 
 TRANSCRIPT_WINDOW = 200
 """How many recent messages the model sees."""
@@ -105,12 +105,24 @@ def _answer_of(message: Message) -> LlmResponse:
     )
 
 
-def _gated(agent: Definition, response: LlmResponse, ops_chat: bool = False) -> LlmResponse:
-    """Mark the calls the agent's approval policy gates; they wait for an operator."""
+def _gated(
+    agent: Definition, response: LlmResponse, ops_chat: bool = False, known: Mapping[str, Tool] | None = None
+) -> LlmResponse:
+    """Mark the calls the agent's approval policy gates; they wait for an operator.
+
+    `known`: the team's catalogue (the built-in tools if None).
+    """
     now = datetime.now(UTC)
+    extra = {} if known is None else {"known": known}
     for call in response.tool_calls:
         call.approval = gate(
-            call, agent.tools, agent.tool_policies or {}, agent.approvals or {}, now, ops_chat=ops_chat
+            call,
+            agent.tools,
+            agent.tool_policies or {},
+            agent.approvals or {},
+            now,
+            ops_chat=ops_chat,
+            **extra,
         )
     if any(call.approval is not None for call in response.tool_calls):
         response.holding_message = ApprovalSettings.model_validate(agent.approvals or {}).holding_message
@@ -249,13 +261,15 @@ class LlmActivities:
     async def _gate(self, agent: Definition, response: LlmResponse) -> LlmResponse:
         """`_gated`, knowing whether the agent has an ops chat (asked only when tools are called)."""
         ops_chat = False
+        known: Mapping[str, Tool] = TOOLS
         if response.tool_calls:
             async with self._sessions() as session:
                 channels = await session.execute(
                     select(Channel.ops).where(Channel.agent_id == agent.id, Channel.deleted_at.is_(None))
                 )
                 ops_chat = any(ops.get("chat_id") or ops.get("channel_id") for ops in channels.scalars())
-        return _gated(agent, response, ops_chat)
+                known = await catalogue.specs(session, agent.team_id)
+        return _gated(agent, response, ops_chat, known)
 
     async def _never_waits_in_a_test(self, req: LlmRequest, response: LlmResponse) -> LlmResponse:
         """A test run has nobody to approve its calls: gated ones go straight to the tool
@@ -420,7 +434,11 @@ class LlmActivities:
         if tracing.record_content():
             trace.get_current_span().set_attribute(tracing.INPUT_MESSAGES, json.dumps(messages))
         allow_tools = req.round < agent.max_tool_rounds
-        tools = [name for name in agent.tools if name in TOOLS] if allow_tools else []
+        known: Mapping[str, Tool] = {}
+        if allow_tools and agent.tools:
+            async with self._sessions() as session:
+                known = await catalogue.specs(session, req.team_id)
+        tools = catalogue.offered(known, agent.tools) if allow_tools else []
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -432,7 +450,7 @@ class LlmActivities:
                     tracing.FINISH_REASONS, ["tool_calls" if calls else "stop"]
                 )
             else:
-                response, usage = await self._chat(agent, messages, tools, deltas)
+                response, usage = await self._chat(agent, messages, [known[name] for name in tools], deltas)
             # Tool messages must name the call they answer; some servers send no ids.
             response.tool_calls = [
                 call if call.id else call.model_copy(update={"id": f"call_t{req.turn}r{req.round}i{i}"})
@@ -448,7 +466,7 @@ class LlmActivities:
         return response, usage
 
     async def _chat(
-        self, agent: Definition, messages: list[dict[str, Any]], tools: list[str], deltas: DeltaStream
+        self, agent: Definition, messages: list[dict[str, Any]], tools: list[Tool], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         client, key = await self._client_for(agent)
         body: dict[str, Any] = {
@@ -459,7 +477,7 @@ class LlmActivities:
             "stream_options": {"include_usage": True},
         }
         if tools:
-            body["tools"] = [TOOLS[name].openai_tool() for name in tools]
+            body["tools"] = [spec.openai_tool() for spec in tools]
         content: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = (0, 0)

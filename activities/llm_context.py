@@ -38,6 +38,8 @@ class Definition:
     default_template: str | None = None
     literal: bool = False
     """Frozen before prompts were templates: its prompt is shown as written, never rendered."""
+    team_id: str = ""
+    """The agent's team (whose tool catalogue the turn sees)."""
 
     @classmethod
     def of(cls, agent: Agent, version_id: str | None, frozen: dict[str, Any] | None) -> Definition:
@@ -51,7 +53,7 @@ class Definition:
             f: source.get(f, FROZEN_DEFAULTS.get(f)) for f in (*DEFINITION_FIELDS, *PROMPT_FIELDS)
         }
         literal = frozen is not None and "templates" not in frozen
-        return cls(id=agent.id, version_id=version_id, literal=literal, **fields)
+        return cls(id=agent.id, version_id=version_id, literal=literal, team_id=agent.team_id, **fields)
 
     async def rendered(self, session: AsyncSession, conversation: Conversation) -> Definition:
         """This definition with its system prompt rendered for the conversation (`activities/prompts.py`)."""

@@ -1,5 +1,11 @@
 """Built-in tools and the activity that runs any tool call exactly once.
 
+A built-in tool's side effect, its record and its transcript entry commit in one
+transaction. A source's tool (a custom action, an MCP tool: `activities/catalogue.py`) is
+called outside any transaction, before the one that records it; it sends the call's
+idempotency key, so a retried activity's second call has no second effect at a service that
+honours it.
+
 In a test conversation (an agent's test run) a side-effecting call, or one that would wait
 for approval, is simulated: its handler never runs, and the model hears what it would have
 done, marked `simulated`. Read-only calls run for real, so a test sees real availability.
@@ -17,21 +23,26 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities import metrics
+from activities import catalogue, metrics
+from activities.catalogue import SourceCall, ToolFailed
 from activities.events import append_event
 from activities.infra import tracing
 from activities.store import turn_tools
 from activities.transcript import append_message, in_transaction, lock_conversation
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
+from schemas.errors import ErrorType
 from schemas.keys import tool_result_key
 from schemas.payloads import ApprovalOutcome, ToolRequest, ToolResult
 from schemas.policy import gate
+from schemas.settings import Settings
 from schemas.tables import (
     DEFINITION_FIELDS,
     Agent,
     AgentVersion,
     Booking,
+    Conversation,
     Slot,
     Ticket,
     ToolExecution,
@@ -40,14 +51,14 @@ from schemas.tables import (
 )
 from schemas.tools import (
     HANDOFF_BY_AGENT,
-    TOOLS,
     BookAppointmentArgs,
     CheckAvailabilityArgs,
     CreateTicketArgs,
     HandoffToHumanArgs,
     Lookups,
     SlotFacts,
-    ToolSpec,
+    SourceTool,
+    Tool,
 )
 
 
@@ -218,11 +229,12 @@ async def _would_wait(session: AsyncSession, agent: Agent, req: ToolRequest) -> 
         frozen.get("tool_policies") or {},
         frozen.get("approvals") or {},
         dt.datetime.now(dt.UTC),
+        known=await catalogue.specs(session, req.team_id),
     )
     return timers is not None
 
 
-async def _lookups(ctx: ToolContext, spec: ToolSpec, arguments: dict[str, Any]) -> Lookups:
+async def _lookups(ctx: ToolContext, spec: Tool, arguments: dict[str, Any]) -> Lookups:
     """The slot a call names, so its summary can say when and with whom (read only)."""
     slot_id = arguments.get(spec.slot_argument) if spec.slot_argument else None
     if not isinstance(slot_id, str):
@@ -234,7 +246,7 @@ async def _lookups(ctx: ToolContext, spec: ToolSpec, arguments: dict[str, Any]) 
 
 
 async def simulated(
-    ctx: ToolContext, spec: ToolSpec, arguments: dict[str, Any], would_need_approval: bool
+    ctx: ToolContext, spec: Tool, arguments: dict[str, Any], would_need_approval: bool
 ) -> dict[str, Any]:
     """What a test run's model hears instead of a side effect: what the call would have done."""
     summary = spec.summarise(arguments, await _lookups(ctx, spec, arguments))
@@ -248,11 +260,28 @@ async def simulated(
     }
 
 
+Outcome = tuple[dict[str, Any], bool, dict[str, Any]]
+"""A call's outcome as recorded: the arguments it ran with, whether it succeeded, what the model reads."""
+
+
+@dataclass
+class _Ready:
+    """A call that passed every check and is to run for real."""
+
+    spec: Tool
+    args: BaseModel | None
+    """The parsed arguments of a built-in tool (None for a source's tool)."""
+    arguments: dict[str, Any]
+    ctx: ToolContext
+
+
 class ToolActivities:
     """Runs tool calls. A call's side effect, its record and its transcript entry commit together."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings | None = None) -> None:
         self._sessions = sessions
+        self._settings = settings
+        """What a source's call needs (secrets, the outbound rules); built-in tools need none."""
 
     @activity.defn(name="tool.run")
     async def run(self, req: ToolRequest) -> ToolResult:
@@ -278,6 +307,7 @@ class ToolActivities:
 
     async def _run(self, req: ToolRequest) -> ToolResult:
         """Run one tool call, or return what it produced if it already ran."""
+        outside = await self._source_outcome(req)
 
         async def work(session: AsyncSession) -> tuple[ToolResult, bool]:
             # Locking the conversation row serialises the writers of one conversation.
@@ -293,7 +323,7 @@ class ToolActivities:
             if existing is not None:
                 return _result(existing), False
             agent = await session.get(Agent, conversation.agent_id)
-            arguments, ok, result = await self._execute(session, req, agent, conversation.is_test)
+            arguments, ok, result = await self._execute(session, req, agent, conversation.is_test, outside)
             execution = ToolExecution(
                 team_id=req.team_id,
                 conversation_id=req.conversation_id,
@@ -342,30 +372,89 @@ class ToolActivities:
             metrics.TOOL_CALLS.labels(tool=req.call.name, outcome=outcome).inc()
         return result
 
+    async def _source_outcome(self, req: ToolRequest) -> Outcome | None:
+        """For a source's tool: the outcome of its call, made before (and outside) the transaction
+        that records it, so no lock is held while a service answers. None when the call is not
+        a source's, already ran, or does not run for real (the transaction then decides as ever).
+        """
+        async with self._sessions() as session:
+            recorded = await session.scalar(
+                select(ToolExecution.id).where(
+                    ToolExecution.conversation_id == req.conversation_id,
+                    ToolExecution.turn == req.turn,
+                    ToolExecution.call_key == req.key,
+                )
+            )
+            spec = await catalogue.spec_of(session, req.team_id, req.call.name)
+            if recorded is not None or not isinstance(spec, SourceTool):
+                return None
+            decision = req.decision
+            if decision is not None and decision.decision in (Decision.REJECT, Decision.RESPOND):
+                return None
+            conversation = await session.scalar(
+                select(Conversation).where(
+                    Conversation.id == req.conversation_id, Conversation.team_id == req.team_id
+                )
+            )
+            if conversation is None:
+                return None
+            agent = await session.get(Agent, conversation.agent_id)
+            ready = await self._prepared(session, req, agent, conversation.is_test)
+            await session.rollback()  # read only: nothing stays open while the service answers
+        if not isinstance(ready, _Ready) or not isinstance(ready.spec, SourceTool):
+            return None
+        if self._settings is None:
+            raise RuntimeError("ToolActivities needs the settings to run a source's tool")
+        call = SourceCall(
+            team_id=req.team_id,
+            conversation_id=req.conversation_id,
+            idempotency_key=ready.ctx.idempotency_key,
+            tool=ready.spec,
+            arguments=ready.arguments,
+        )
+        try:
+            return ready.arguments, True, await catalogue.call(self._settings, call)
+        except ToolFailed as failure:
+            return ready.arguments, False, {"error": str(failure)}
+
     async def _execute(
-        self, session: AsyncSession, req: ToolRequest, agent: Agent | None, test: bool
-    ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
+        self,
+        session: AsyncSession,
+        req: ToolRequest,
+        agent: Agent | None,
+        test: bool,
+        outside: Outcome | None = None,
+    ) -> Outcome:
         decision = req.decision
         if decision is not None and decision.decision in (Decision.REJECT, Decision.RESPOND):
             return {}, False, _not_run(decision)
-        arguments, ok, result = await self._run_handler(session, req, agent, test)
+        arguments, ok, result = await self._run_handler(session, req, agent, test, outside)
         if decision is not None and decision.decision == Decision.EDIT:
             result = {**result, "note": f"{decision.decided_by} changed the arguments before it ran"}
         return arguments, ok, result
 
-    async def _run_handler(
-        self, session: AsyncSession, req: ToolRequest, agent: Agent | None, test: bool = False
-    ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
-        spec = TOOLS.get(req.call.name)
+    async def _prepared(
+        self, session: AsyncSession, req: ToolRequest, agent: Agent | None, test: bool
+    ) -> Outcome | _Ready:
+        """The call checked: an outcome already (not available, bad arguments, simulated), or ready to run."""
+        spec = await catalogue.spec_of(session, req.team_id, req.call.name)
         if (
             spec is None
             or agent is None
             or req.call.name not in await turn_tools(session, agent, req.conversation_id, req.turn)
         ):  # the tools of the version the turn runs on, not the draft's
             return {}, False, {"error": f"tool {req.call.name!r} is not available to this agent"}
+        args: BaseModel | None = None
         try:
             raw = json.loads(req.call.arguments or "{}")
-            args: BaseModel = spec.args.model_validate(raw)
+            if isinstance(spec, SourceTool):
+                if problems := spec.problems(raw):
+                    listed = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+                    return {}, False, {"error": f"invalid arguments: {listed}"}
+                arguments: dict[str, Any] = raw
+            else:
+                args = spec.args.model_validate(raw)
+                arguments = args.model_dump(mode="json")
         except (json.JSONDecodeError, ValidationError) as err:
             return {}, False, {"error": f"invalid arguments: {err}"}
         ctx = ToolContext(
@@ -374,13 +463,33 @@ class ToolActivities:
             conversation_id=req.conversation_id,
             idempotency_key=f"{req.conversation_id}/{req.turn}/{req.key}",
         )
-        arguments = args.model_dump(mode="json")
         if test:
             would_wait = await _would_wait(session, agent, req)
             if spec.side_effecting or would_wait:
                 return arguments, True, await simulated(ctx, spec, arguments, would_wait)
+        return _Ready(spec=spec, args=args, arguments=arguments, ctx=ctx)
+
+    async def _run_handler(
+        self,
+        session: AsyncSession,
+        req: ToolRequest,
+        agent: Agent | None,
+        test: bool = False,
+        outside: Outcome | None = None,
+    ) -> Outcome:
+        ready = await self._prepared(session, req, agent, test)
+        if not isinstance(ready, _Ready):
+            return ready
+        if isinstance(ready.spec, SourceTool):
+            if outside is None:  # its checks passed now but not a moment ago (a source just changed)
+                raise ApplicationError(
+                    f"tool {req.call.name!r} changed while its call was checked; trying again",
+                    type=ErrorType.TOOL_SOURCE_CHANGED,
+                )
+            return outside
+        assert ready.args is not None  # a built-in tool's arguments are parsed
         try:
             # Handlers refuse before they write, so a refusal leaves nothing behind.
-            return arguments, True, await HANDLERS[spec.name](ctx, args)
+            return ready.arguments, True, await HANDLERS[ready.spec.name](ready.ctx, ready.args)
         except ToolRefused as refusal:
-            return arguments, False, {"error": str(refusal)}
+            return ready.arguments, False, {"error": str(refusal)}

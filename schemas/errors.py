@@ -49,3 +49,6 @@ class ErrorType(StrEnum):
     NOTIFY_UNREACHABLE = "notify_unreachable"
     NOTIFY_REJECTED = "notify_rejected"
     NOTIFY_FAILED = "notify_failed"
+    # Tools of a team's sources (custom actions, MCP servers).
+    TOOL_SOURCE_CHANGED = "tool_source_changed"
+    """Retryable: a source's tool changed between its call's checks and its record."""

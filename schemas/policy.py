@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -17,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from schemas.conditions import ConditionError, parse
 from schemas.enums import ExpiryAction, ToolMode
 from schemas.payloads import ApprovalTimers, ToolCall
-from schemas.tools import TOOLS
+from schemas.tools import TOOLS, Tool, argument_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -86,14 +87,17 @@ class ToolPolicy(_Strict):
         return self
 
 
-def policy_errors(policies: dict[str, ToolPolicy]) -> list[dict[str, str]]:
-    """Problems with a set of tool policies, each naming its field (empty if none)."""
+def policy_errors(policies: dict[str, ToolPolicy], known: Mapping[str, Tool] = TOOLS) -> list[dict[str, str]]:
+    """Problems with a set of tool policies, each naming its field (empty if none).
+
+    `known`: the tools there are (the team's catalogue; the built-in ones by default).
+    """
     errors: list[dict[str, str]] = []
     for name, policy in policies.items():
-        spec = TOOLS.get(name)
+        spec = known.get(name)
         if spec is None:
             errors.append(
-                {"field": f"tool_policies.{name}", "message": f"unknown tool; known: {', '.join(TOOLS)}"}
+                {"field": f"tool_policies.{name}", "message": f"unknown tool; known: {', '.join(known)}"}
             )
             continue
         if policy.when is None:
@@ -104,10 +108,10 @@ def policy_errors(policies: dict[str, ToolPolicy]) -> list[dict[str, str]]:
         except ConditionError as err:
             errors.append({"field": field, "message": str(err)})
             continue
-        known = set(spec.args.model_fields)
-        for unknown in sorted(condition.fields - known):
+        names = argument_names(spec)
+        for unknown in sorted(condition.fields - set(names)):
             errors.append(
-                {"field": field, "message": f"{name} has no argument {unknown!r}; it has: {', '.join(known)}"}
+                {"field": field, "message": f"{name} has no argument {unknown!r}; it has: {', '.join(names)}"}
             )
     return errors
 
@@ -119,15 +123,16 @@ def gate(
     settings: dict[str, Any],
     now: dt.datetime,
     ops_chat: bool = False,
+    known: Mapping[str, Tool] = TOOLS,
 ) -> ApprovalTimers | None:
     """The timers of the approval this call must wait for, or None if it runs at once.
 
     `ops_chat`: the agent has a channel with an ops chat, which hears of approvals too.
     Calls of tools the agent was not offered are never gated: the tool activity refuses
     them. Arguments that are not valid JSON are gated whenever the tool is, so a garbled
-    call cannot slip past a condition.
+    call cannot slip past a condition. `known`: the tools there are (the team's catalogue).
     """
-    spec = TOOLS.get(call.name)
+    spec = known.get(call.name)
     if spec is None or call.name not in offered:
         return None
     raw = policies.get(call.name)

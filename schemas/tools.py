@@ -1,5 +1,6 @@
 """The tool registry: what each built-in tool is called, takes and may change, and how a
-person reads a call (`ToolSpec.summary`, shown by the inbox).
+person reads a call (`ToolSpec.summary`, shown by the inbox). Tools of a team's sources
+(custom actions, MCP servers) are `SourceTool`s; `activities/catalogue.py` joins both per team.
 
 Arguments are pydantic models, so one declaration yields the JSON schema the model
 sees and the validation the tool activity applies.
@@ -12,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -182,3 +184,78 @@ TOOLS: dict[str, ToolSpec] = {
         ),
     )
 }
+
+
+TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+"""What a tool may be called: the pattern OpenAI's Chat Completions API accepts for a function."""
+
+
+@dataclass(frozen=True)
+class SourceTool:
+    """A tool one of the team's sources offers (a custom action's operation, an MCP server's tool).
+
+    Its arguments are a JSON schema, not a pydantic model: the source declares them. Calls are
+    run by the source (`activities/catalogue.py` `ToolSource.call`) outside the transaction that
+    records them, and a source that changes anything honours the call's idempotency key.
+    """
+
+    name: str
+    description: str
+    schema: Mapping[str, Any]
+    side_effecting: bool
+    source: str
+    """The kind of source (`action`, `mcp`): which `ToolSource` runs the call."""
+    source_id: str
+    """The source's row (an action's id, an MCP server's id)."""
+    target: str
+    """What the source calls: an operation's id, an MCP tool's own name."""
+    label: str = ""
+    """Where the tool comes from, as a person reads it (`action billing`)."""
+    summary: None = None
+    slot_argument: None = None
+
+    @property
+    def gated_by_default(self) -> bool:
+        return self.side_effecting
+
+    def summarise(self, arguments: Mapping[str, Any], found: Lookups) -> str | None:
+        """Source tools declare no summary: a person reads their raw arguments."""
+        return None
+
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.schema)
+
+    def argument_names(self) -> list[str]:
+        properties = self.schema.get("properties")
+        return list(properties) if isinstance(properties, Mapping) else []
+
+    def problems(self, arguments: Any) -> list[dict[str, str]]:
+        """What is wrong with the arguments against the tool's schema, each naming its field."""
+        return argument_problems(self.schema, arguments)
+
+    def openai_tool(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters()},
+        }
+
+
+Tool = ToolSpec | SourceTool
+"""Any tool the catalogue knows: built in, or offered by a team's source."""
+
+
+def argument_names(spec: Tool) -> list[str]:
+    """The top-level arguments a tool takes (what a policy's condition may name)."""
+    if isinstance(spec, SourceTool):
+        return spec.argument_names()
+    return list(spec.args.model_fields)
+
+
+def argument_problems(schema: Mapping[str, Any], arguments: Any) -> list[dict[str, str]]:
+    """Each way `arguments` fails the JSON schema (2020-12, which OpenAPI 3.1 uses and 3.0's
+    schemas read the same in all that matters here), naming the field; empty if none."""
+    validator = Draft202012Validator(dict(schema))
+    return [
+        {"field": ".".join(["args", *(str(p) for p in error.absolute_path)]), "message": error.message}
+        for error in sorted(validator.iter_errors(arguments), key=lambda e: list(map(str, e.absolute_path)))
+    ]

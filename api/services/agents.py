@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import catalogue
 from activities.prompts import draft_definition, prompt_fields, templates_in_scope
 from api.errors import ApiError
 from api.services import providers
@@ -16,7 +18,7 @@ from schemas.api import AgentCreate, AgentPublic, AgentUpdate
 from schemas.enums import DoubleTexting, ToolMode
 from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
 from schemas.tables import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, Agent, AgentVersion, utcnow
-from schemas.tools import TOOLS
+from schemas.tools import TOOLS, Tool
 
 
 async def find_agent(session: AsyncSession, team_id: str, slug: str) -> Agent:
@@ -31,8 +33,8 @@ async def find_agent(session: AsyncSession, team_id: str, slug: str) -> Agent:
     return agent
 
 
-def _check_policies(policies: dict[str, ToolPolicy]) -> dict[str, Any]:
-    errors = policy_errors(policies)
+def _check_policies(policies: dict[str, ToolPolicy], known: Mapping[str, Tool]) -> dict[str, Any]:
+    errors = policy_errors(policies, known)
     if errors:
         raise ApiError(422, "validation_error", f"invalid tool policy: {errors[0]['message']}", errors)
     return {name: p.model_dump(mode="json", exclude_none=True) for name, p in policies.items()}
@@ -61,7 +63,7 @@ async def public_of(session: AsyncSession, agent: Agent) -> AgentPublic:
     live = await session.get(AgentVersion, agent.live_version_id) if agent.live_version_id else None
     draft = await draft_definition(session, agent)
     changed = live is None or not same_definition(live.definition, draft)
-    shown = public(agent, live.n if live else None, changed)
+    shown = public(agent, live.n if live else None, changed, await catalogue.specs(session, agent.team_id))
     shown.provider = await providers.name_of(session, agent.provider_id)
     return shown
 
@@ -74,17 +76,25 @@ def same_definition(a: dict[str, Any], b: dict[str, Any]) -> bool:
     )
 
 
-def public(agent: Agent, live_version: int | None = None, draft_changed: bool = False) -> AgentPublic:
-    """The agent as the API shows it (its draft), with the tools whose calls may wait for approval."""
+def public(
+    agent: Agent,
+    live_version: int | None = None,
+    draft_changed: bool = False,
+    known: Mapping[str, Tool] = TOOLS,
+) -> AgentPublic:
+    """The agent as the API shows it (its draft), with the tools whose calls may wait for approval.
+
+    `known`: the team's tool catalogue (`activities/catalogue.py`).
+    """
     policies = {name: ToolPolicy.model_validate(p) for name, p in (agent.tool_policies or {}).items()}
     gated = [
         name
         for name in agent.tools
-        if name in TOOLS
+        if name in known
         and (
             policies[name].mode == ToolMode.REQUIRE_APPROVAL
             if name in policies
-            else TOOLS[name].gated_by_default
+            else known[name].gated_by_default
         )
     ]
     return AgentPublic(
@@ -108,15 +118,15 @@ def public(agent: Agent, live_version: int | None = None, draft_changed: bool = 
     )
 
 
-def _check_tools(tools: list[str]) -> list[str]:
-    unknown = [name for name in tools if name not in TOOLS]
+def _check_tools(tools: list[str], known: Mapping[str, Tool]) -> list[str]:
+    unknown = [name for name in tools if name not in known]
     if unknown:
         raise ApiError(
             422,
             "validation_error",
             f"unknown tools: {', '.join(unknown)}",
             [
-                {"field": "tools", "message": f"unknown tool '{n}'; known: {', '.join(TOOLS)}"}
+                {"field": "tools", "message": f"unknown tool '{n}'; known: {', '.join(known)}"}
                 for n in unknown
             ],
         )
@@ -134,6 +144,7 @@ async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, b
             "model: needed unless the agent's provider has a default model",
             [{"field": "model", "message": "needed unless the agent's provider has a default model"}],
         )
+    known = await catalogue.specs(session, team_id)
     agent = Agent(
         team_id=team_id,
         slug=body.slug,
@@ -141,11 +152,11 @@ async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, b
         model=model,
         provider_id=provider.id if provider else None,
         system_prompt=body.system_prompt,
-        tools=_check_tools(body.tools),
+        tools=_check_tools(body.tools, known),
         temperature=body.temperature,
         max_tool_rounds=body.max_tool_rounds,
         double_texting=body.double_texting,
-        tool_policies=_check_policies(body.tool_policies),
+        tool_policies=_check_policies(body.tool_policies, known),
         approvals=body.approvals.model_dump(mode="json", exclude_none=True),
         timezone=body.timezone,
         variables=dict(body.variables),
@@ -190,9 +201,9 @@ async def update_agent(session: AsyncSession, team_id: str, slug: str, body: Age
                 [{"field": field, "message": "may not be null"}],
             )
         if field == "tools":
-            value = _check_tools(value)
+            value = _check_tools(value, await catalogue.specs(session, team_id))
         elif field == "tool_policies":
-            value = _check_policies(body.tool_policies or {})
+            value = _check_policies(body.tool_policies or {}, await catalogue.specs(session, team_id))
         elif field == "approvals":
             value = (body.approvals or ApprovalSettings()).model_dump(mode="json", exclude_none=True)
         setattr(agent, field, value)

@@ -23,6 +23,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateR
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities import catalogue
 from activities.lookups import lookups
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import Principal
@@ -47,7 +48,7 @@ from schemas.errors import ErrorType
 from schemas.payloads import DecisionRequest
 from schemas.settings import Settings
 from schemas.tables import Agent, Approval, ApprovalAudit, Message
-from schemas.tools import TOOLS, Lookups
+from schemas.tools import TOOLS, Lookups, SourceTool, Tool
 from workflows import contract
 
 READERS = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
@@ -195,7 +196,7 @@ async def get_approval(
             select(ApprovalAudit).where(ApprovalAudit.approval_id == approval.id).order_by(ApprovalAudit.id)
         )
     ).scalars()
-    spec = TOOLS.get(approval.tool_name)
+    spec = await catalogue.spec_of(session, team_id, approval.tool_name)
     found = await lookups(session, team_id, [approval])
     decided = approval.decided_arguments
     return ApprovalDetail(
@@ -244,11 +245,15 @@ def already_decided(approval: Approval) -> ApiError:
     )
 
 
-def _edited_arguments(tool: str, args: dict[str, Any]) -> str:
+def _edited_arguments(tool: str, spec: Tool | None, args: dict[str, Any]) -> str:
     """The edited arguments as JSON text, or 422 naming each field that does not fit the tool."""
-    spec = TOOLS.get(tool)
     if spec is None:
         raise ApiError(422, "validation_error", f"tool {tool!r} is unknown; its arguments cannot be edited")
+    if isinstance(spec, SourceTool):
+        if problems := spec.problems(args):
+            fields = ", ".join(p["field"] for p in problems)
+            raise ApiError(422, "validation_error", f"invalid arguments for {tool}: {fields}", problems)
+        return json.dumps(args)
     try:
         parsed = spec.args.model_validate(args)
     except ValidationError as err:
@@ -293,9 +298,10 @@ async def decide(
     approval, _ = await find_approval(session, principal.team_id, approval_id)
     if approval.status != ApprovalStatus.PENDING:
         raise already_decided(approval)
-    arguments = (
-        _edited_arguments(approval.tool_name, body.args or {}) if body.decision == Decision.EDIT else None
-    )
+    arguments = None
+    if body.decision == Decision.EDIT:
+        spec = await catalogue.spec_of(session, principal.team_id, approval.tool_name)
+        arguments = _edited_arguments(approval.tool_name, spec, body.args or {})
     request = DecisionRequest(
         decision=body.decision,
         arguments=arguments,

@@ -11,6 +11,7 @@ their `data-path`), so a new agent field is one entry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from activities import catalogue
 from api.deps import Principal, SessionDep
 from api.errors import ApiError
 from api.services import agent_pages, console, versions
@@ -29,7 +31,7 @@ from schemas.api import AgentCreate
 from schemas.enums import DoubleTexting, ExpiryAction, Role
 from schemas.policy import ApprovalSettings, ToolPolicy
 from schemas.tables import DEFINITION_FIELDS
-from schemas.tools import TOOLS
+from schemas.tools import TOOLS, Tool, argument_names
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
@@ -196,9 +198,12 @@ class ToolChoice:
     """The policy's timer overrides, which the form keeps as they are."""
 
 
-def tool_choices(tools: list[str], policies: dict[str, ToolPolicy]) -> list[ToolChoice]:
+def tool_choices(
+    tools: list[str], policies: dict[str, ToolPolicy], known: Mapping[str, Tool] = TOOLS
+) -> list[ToolChoice]:
+    """Every tool of the team's catalogue (`known`: built-in ones, then its sources') for the form."""
     choices = []
-    for spec in TOOLS.values():
+    for spec in known.values():
         policy = policies.get(spec.name)
         extra = policy.model_dump(mode="json", exclude_none=True, exclude={"mode", "when"}) if policy else {}
         choices.append(
@@ -208,7 +213,7 @@ def tool_choices(tools: list[str], policies: dict[str, ToolPolicy]) -> list[Tool
                 side_effecting=spec.side_effecting,
                 gated_by_default=spec.gated_by_default,
                 schema=spec.parameters(),
-                arguments=list(spec.args.model_fields),
+                arguments=argument_names(spec),
                 chosen=spec.name in tools,
                 mode=policy.mode.value if policy else "",
                 when=(policy.when or "") if policy else "",
@@ -262,7 +267,7 @@ async def new_agent_page(request: Request, user: WebUser, session: SessionDep) -
         _context(
             user,
             values=values,
-            tools=tool_choices([], {}),
+            tools=tool_choices([], {}, await catalogue.specs(session, user.team_id)),
             providers=await agent_pages.provider_names(session, user.team_id),
         ),
         status_code=200 if user.role == Role.ADMIN else 403,
@@ -291,7 +296,9 @@ async def agent_page(request: Request, slug: str, user: WebUser, session: Sessio
             user,
             agent=public,
             values=public.model_dump(mode="json"),
-            tools=tool_choices(public.tools, public.tool_policies),
+            tools=tool_choices(
+                public.tools, public.tool_policies, await catalogue.specs(session, user.team_id)
+            ),
             versions=[v.model_dump(mode="json") for v in history],
             conversations={c.label: c.count for c in counts.get(agent.id, [])},
             providers=list(names.values()),
