@@ -17,7 +17,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.settings import Settings
 from schemas.tools import TOOLS, SourceTool, Tool
@@ -41,6 +41,9 @@ class SourceCall:
     """Built from (conversation, turn, call): the same call always sends the same key."""
     tool: SourceTool
     arguments: dict[str, Any]
+    sessions: async_sessionmaker[AsyncSession] | None = None
+    """For a source that reads its own rows to make the call (open a session, read, close it
+    before the call goes out: no transaction stays open while a service answers)."""
 
 
 class ToolSource(Protocol):
@@ -71,7 +74,9 @@ def sources() -> tuple[ToolSource, ...]:
     """Every kind of source, in the order their names are offered (imported here, not at the
     top, so that a source's module may use the catalogue's types). One instance per process:
     a source keeps its connection pools and tokens."""
-    return ()
+    from activities.mcp import McpSource
+
+    return (McpSource(),)
 
 
 _listed: dict[str, tuple[tuple[Hashable, ...], dict[str, Tool]]] = {}

@@ -411,6 +411,7 @@ class ToolActivities:
             idempotency_key=ready.ctx.idempotency_key,
             tool=ready.spec,
             arguments=ready.arguments,
+            sessions=self._sessions,
         )
         try:
             return ready.arguments, True, await catalogue.call(self._settings, call)

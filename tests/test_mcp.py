@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from playwright.async_api import Browser, expect
 from alembic import command
+from playwright.async_api import Browser, expect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,6 +19,7 @@ from activities.infra.mcp_client import Endpoint, McpUnreachable, list_tools
 from schemas.enums import Role
 from schemas.tables import McpServer
 from tests.fakes.mcp_server import FakeMcpServer
+from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import TeamClient, add_key, migrating
 from tests.web import sign_in
 
@@ -31,6 +32,12 @@ def orders() -> Iterator[FakeMcpServer]:
     """An MCP server that wants `Authorization: Bearer <TOKEN>`."""
     with FakeMcpServer(require=("authorization", f"Bearer {TOKEN}")) as fake:
         yield fake
+
+
+@pytest.fixture
+def shots() -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS
 
 
 def _name() -> str:
@@ -134,9 +141,8 @@ async def test_private_addresses_are_refused_after_resolution_unless_allowed(ord
 
 
 async def test_the_page_adds_a_server_shows_its_tools_and_its_health_after_it_went_away(
-    browser: Browser, live_url: str, team: TeamClient, orders: FakeMcpServer
+    browser: Browser, live_url: str, team: TeamClient, orders: FakeMcpServer, shots: Path
 ) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     try:
@@ -159,16 +165,95 @@ async def test_the_page_adds_a_server_shows_its_tools_and_its_health_after_it_we
         )
         await expect(row.locator("td.tools .badge")).to_have_text(["read-only", "changes things"])
         assert TOKEN not in await page.content()
-        await page.screenshot(path=str(SHOTS / "mcp-servers-healthy.png"), full_page=True)
+        await page.screenshot(path=str(shots / "mcp-servers-healthy.png"), full_page=True)
 
         orders.stop()
         await row.locator("button[data-action=refresh]").click()
         await expect(row.locator("td.health .badge")).to_have_text("unhealthy")
         await expect(row.locator("td.health .error-text")).to_contain_text("could not connect to 127.0.0.1")
         await expect(row.locator("td.tools code")).to_have_count(2)  # what it listed before is kept
-        await page.screenshot(path=str(SHOTS / "mcp-servers-unhealthy.png"), full_page=True)
+        await page.screenshot(path=str(shots / "mcp-servers-unhealthy.png"), full_page=True)
     finally:
         await context.close()
+
+
+async def _agent_with(team: TeamClient, model: str, server: dict[str, Any], **fields: Any) -> str:
+    """A conversation with an agent offered every tool of `server`."""
+    tools = [t["name"] for t in server["tools"]]
+    agent = await team.create_agent(model, tools=tools, **fields)
+    assert agent["tools"] == tools
+    return await team.start_conversation(agent["slug"])
+
+
+async def _gated(team: TeamClient, conversation: str) -> list[str]:
+    slug = (await team.conversation(conversation))["agent"]
+    return list((await team.request("GET", f"/v1/agents/{slug}")).json()["gated_tools"])
+
+
+async def test_the_agent_calls_an_mcp_tool_in_a_real_turn_with_the_call_s_idempotency_key(
+    team: TeamClient, orders: FakeMcpServer, fake_llm: FakeOpenAI, model: str
+) -> None:
+    server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
+    lookup, refund = f"{server['name']}__lookup_order", f"{server['name']}__refund_order"
+    conversation = await _agent_with(team, model, server, tool_policies={refund: {"mode": "auto"}})
+    fake_llm.script(
+        model,
+        [
+            Step(tool_calls=[ToolCallSpec(lookup, {"order_id": "A-17"}, id="call_0")]),
+            Step(tool_calls=[ToolCallSpec(refund, {"order_id": "A-17", "amount": 5}, id="call_1")]),
+            Step(text="Refunded 5.00 on your shipped order."),
+        ],
+    )
+    body = (await team.send(conversation, "Where is order A-17? Refund 5 on it.")).json()
+    assert body["status"] == "completed", body
+    assert [c["name"] for c in body["tool_calls"]] == [lookup, refund]
+    assert body["reply"]["content"] == "Refunded 5.00 on your shipped order."
+    # The model was offered the server's tools with their schemas, and read what they answered.
+    offered = {t["function"]["name"]: t["function"] for t in fake_llm.requests(model)[0].body["tools"]}
+    assert offered[lookup]["parameters"]["required"] == ["order_id"]
+    answers = [m for m in await team.messages(conversation) if m["role"] == "tool"]
+    assert '"status": "shipped"' in answers[0]["content"]
+    assert "refunded 5.00 on A-17" in answers[1]["content"]
+    assert orders.refunds == [{"order_id": "A-17", "amount": 5}]
+    keys = [h["idempotency-key"] for h in orders.seen_headers if "idempotency-key" in h]
+    assert len(set(keys)) == 2 and all(k.startswith(f"{conversation}/1/") for k in keys)
+
+
+async def test_an_mcp_tool_that_changes_things_waits_for_approval_by_default(
+    team: TeamClient, orders: FakeMcpServer, fake_llm: FakeOpenAI, model: str
+) -> None:
+    server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
+    refund = f"{server['name']}__refund_order"
+    conversation = await _agent_with(team, model, server)
+    assert await _gated(team, conversation) == [refund]  # lookup_order is read-only: not gated
+    fake_llm.script(
+        model, [Step(tool_calls=[ToolCallSpec(refund, {"order_id": "A-1", "amount": 1}, id="c")])]
+    )
+    body = (await team.send(conversation, "refund it")).json()
+    assert body["status"] == "awaiting_approval", body
+    assert orders.refunds == []
+
+
+async def test_a_server_gone_fails_the_call_clearly_to_the_model_and_is_marked_unhealthy(
+    team: TeamClient, orders: FakeMcpServer, fake_llm: FakeOpenAI, model: str
+) -> None:
+    server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
+    lookup = f"{server['name']}__lookup_order"
+    conversation = await _agent_with(team, model, server)
+    orders.stop()
+    fake_llm.script(
+        model,
+        [Step(tool_calls=[ToolCallSpec(lookup, {"order_id": "A-17"}, id="call_0")]), Step(text="Sorry.")],
+    )
+    body = (await team.send(conversation, "Where is order A-17?")).json()
+    assert body["status"] == "completed" and body["reply"]["content"] == "Sorry.", body
+    failed = next(m for m in await team.messages(conversation) if m["role"] == "tool")["content"]
+    assert f"MCP server {server['name']} is unavailable: could not connect to 127.0.0.1" in failed
+    # What the model read on its next round is that error.
+    read = [m["content"] for m in fake_llm.requests(model)[-1].body["messages"] if m["role"] == "tool"]
+    assert read == [failed]
+    shown = (await team.request("GET", f"/v1/mcp-servers/{server['id']}")).json()
+    assert shown["status"] == "unhealthy" and shown["last_error"].startswith("could not connect")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -170,14 +170,27 @@ async def list_tools(end: Endpoint, timeout: float, allow_private: bool) -> list
         raise McpUnreachable(_masked(_words(_root(err), end.url), end.secret)) from None
 
 
+IDEMPOTENCY_META = "dev.steward/idempotency-key"
+"""The `_meta` key of a call's idempotency key (MCP has no standard one; it is also sent as the
+`Idempotency-Key` header of the call's HTTP requests)."""
+
+
 async def call_tool(
-    end: Endpoint, name: str, arguments: dict[str, Any], timeout: float, allow_private: bool
+    end: Endpoint,
+    name: str,
+    arguments: dict[str, Any],
+    timeout: float,
+    allow_private: bool,
+    idempotency_key: str | None = None,
 ) -> CallToolResult:
     """Call one tool; the server's own tool errors come back as `isError` results, not raised."""
+    if idempotency_key is not None:
+        end = Endpoint(end.url, {**end.headers, "Idempotency-Key": idempotency_key}, end.secret)
+    meta = {IDEMPOTENCY_META: idempotency_key} if idempotency_key is not None else None
     try:
         await refuse_private(end.url, allow_private)
         async with asyncio.timeout(timeout):
             async with _session(end, timeout) as session:
-                return await session.call_tool(name, arguments)
+                return await session.call_tool(name, arguments, meta=meta)
     except Exception as err:
         raise McpUnreachable(_masked(_words(_root(err), end.url), end.secret)) from None
