@@ -140,8 +140,8 @@ async def test_private_addresses_are_refused_after_resolution_unless_allowed(ord
     assert {t.name for t in await list_tools(end, 5, allow_private=True)} == {"lookup_order", "refund_order"}
 
 
-async def test_the_page_adds_a_server_shows_its_tools_and_its_health_after_it_went_away(
-    browser: Browser, live_url: str, team: TeamClient, orders: FakeMcpServer, shots: Path
+async def test_the_page_adds_a_server_its_tools_are_picked_on_an_agent_and_it_shows_health(
+    browser: Browser, live_url: str, team: TeamClient, orders: FakeMcpServer, shots: Path, model: str
 ) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
@@ -166,6 +166,27 @@ async def test_the_page_adds_a_server_shows_its_tools_and_its_health_after_it_we
         await expect(row.locator("td.tools .badge")).to_have_text(["read-only", "changes things"])
         assert TOKEN not in await page.content()
         await page.screenshot(path=str(shots / "mcp-servers-healthy.png"), full_page=True)
+
+        # The agent form offers the server's tools beside the built-in ones; picking one saves it.
+        slug = f"orders-{uuid.uuid4().hex[:6]}"
+        await page.goto(f"{live_url}/agents/new")
+        pick = page.locator("li[data-tool=orders__refund_order]")
+        await expect(pick.locator(".badge")).to_have_text("changes things")
+        await expect(page.locator("li[data-tool=orders__lookup_order] .badge")).to_have_text("read-only")
+        await page.fill("#f-slug", slug)
+        await page.fill("#f-name", "Orders desk")
+        await page.fill("#f-model", model)
+        await page.check("[data-tool-pick][value=orders__lookup_order]")
+        await page.check("[data-tool-pick][value=orders__refund_order]")
+        await pick.scroll_into_view_if_needed()
+        await page.screenshot(path=str(shots / "agent-form-mcp-tools.png"))
+        await page.click("#create")
+        await page.wait_for_url(f"{live_url}/agents/{slug}")
+        created = (await team.request("GET", f"/v1/agents/{slug}")).json()
+        assert created["tools"] == ["orders__lookup_order", "orders__refund_order"]
+        assert created["gated_tools"] == ["orders__refund_order"]
+        await page.goto(f"{live_url}/mcp-servers")
+        await expect(row.locator("td.agents code")).to_have_text([slug])
 
         orders.stop()
         await row.locator("button[data-action=refresh]").click()
