@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.infra.mcp_client import Endpoint, McpUnreachable, list_tools
 from schemas.enums import Role
+from schemas.settings import Settings
 from schemas.tables import McpServer
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
@@ -57,7 +58,7 @@ async def test_a_server_is_added_with_its_tools_listed_and_its_token_never_shown
     assert server["status"] == "healthy" and server["last_error"] is None, server
     assert server["auth_kind"] == "bearer" and server["refreshed_at"] is not None
     tools = {t["remote_name"]: t for t in server["tools"]}
-    assert set(tools) == {"lookup_order", "refund_order"}
+    assert set(tools) == {"lookup_order", "refund_order", "slow_report"}
     assert tools["lookup_order"]["name"] == f"{server['name']}__lookup_order"
     assert tools["lookup_order"]["read_only"] is True and tools["refund_order"]["read_only"] is False
     assert tools["refund_order"]["input_schema"]["required"] == ["order_id", "amount"]
@@ -87,7 +88,7 @@ async def test_a_header_auth_reaches_the_server_and_a_wrong_one_is_unhealthy_wit
             json={"auth": {"kind": "header", "header": "X-Api-Key", "value": "k-123"}},
         )
         assert fixed.status_code == 200, fixed.text
-        assert fixed.json()["status"] == "healthy" and len(fixed.json()["tools"]) == 2
+        assert fixed.json()["status"] == "healthy" and len(fixed.json()["tools"]) == 3
         assert fixed.json()["auth_header"] == "X-Api-Key" and "k-123" not in fixed.text
         assert keyed.seen_headers[-1]["x-api-key"] == "k-123"
 
@@ -137,7 +138,11 @@ async def test_private_addresses_are_refused_after_resolution_unless_allowed(ord
     for url in (orders.url, "http://localhost:1/mcp", "http://169.254.169.254/mcp", "http://10.1.2.3/mcp"):
         with pytest.raises(McpUnreachable, match="private, loopback or link-local"):
             await list_tools(Endpoint(url, end.headers, TOKEN), 5, allow_private=False)
-    assert {t.name for t in await list_tools(end, 5, allow_private=True)} == {"lookup_order", "refund_order"}
+    assert {t.name for t in await list_tools(end, 5, allow_private=True)} == {
+        "lookup_order",
+        "refund_order",
+        "slow_report",
+    }
 
 
 async def test_the_page_adds_a_server_its_tools_are_picked_on_an_agent_and_it_shows_health(
@@ -192,7 +197,7 @@ async def test_the_page_adds_a_server_its_tools_are_picked_on_an_agent_and_it_sh
         await row.locator("button[data-action=refresh]").click()
         await expect(row.locator("td.health .badge")).to_have_text("unhealthy")
         await expect(row.locator("td.health .error-text")).to_contain_text("could not connect to 127.0.0.1")
-        await expect(row.locator("td.tools code")).to_have_count(2)  # what it listed before is kept
+        await expect(row.locator("td.tools code")).to_have_count(3)  # what it listed before is kept
         await page.screenshot(path=str(shots / "mcp-servers-unhealthy.png"), full_page=True)
     finally:
         await context.close()
@@ -275,6 +280,52 @@ async def test_a_server_gone_fails_the_call_clearly_to_the_model_and_is_marked_u
     assert read == [failed]
     shown = (await team.request("GET", f"/v1/mcp-servers/{server['id']}")).json()
     assert shown["status"] == "unhealthy" and shown["last_error"].startswith("could not connect")
+
+
+async def test_a_call_the_server_does_not_answer_in_time_is_a_tool_error_not_a_hang(
+    team: TeamClient, orders: FakeMcpServer, fake_llm: FakeOpenAI, model: str, settings: Settings
+) -> None:
+    server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
+    slow = f"{server['name']}__slow_report"
+    conversation = await _agent_with(team, model, server)
+    fake_llm.script(
+        model,
+        [Step(tool_calls=[ToolCallSpec(slow, {"seconds": 5}, id="call_0")]), Step(text="It timed out.")],
+    )
+    before, settings.mcp_timeout_seconds = settings.mcp_timeout_seconds, 0.5  # the worker's own settings
+    try:
+        body = (await team.send(conversation, "the report please")).json()
+    finally:
+        settings.mcp_timeout_seconds = before
+    assert body["status"] == "completed" and body["reply"]["content"] == "It timed out.", body
+    failed = next(m for m in await team.messages(conversation) if m["role"] == "tool")["content"]
+    assert "did not answer in time" in failed
+    shown = (await team.request("GET", f"/v1/mcp-servers/{server['id']}")).json()
+    assert shown["status"] == "unhealthy" and "did not answer in time" in shown["last_error"]
+
+
+async def test_a_test_run_simulates_a_tool_that_changes_things_and_runs_a_read_only_one(
+    team: TeamClient, orders: FakeMcpServer, fake_llm: FakeOpenAI, model: str
+) -> None:
+    server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
+    lookup, refund = f"{server['name']}__lookup_order", f"{server['name']}__refund_order"
+    agent = await team.create_agent(model, tools=[lookup, refund])
+    fake_llm.script(
+        model,
+        [
+            Step(tool_calls=[ToolCallSpec(lookup, {"order_id": "A-9"}, id="c0")]),
+            Step(tool_calls=[ToolCallSpec(refund, {"order_id": "A-9", "amount": 2}, id="c1")]),
+            Step(text="done"),
+        ],
+    )
+    response = await team.request(
+        "POST", f"/v1/agents/{agent['slug']}/test", json={"messages": ["refund A-9"]}
+    )
+    assert response.status_code == 200, response.text
+    calls = response.json()["turns"][0]["tool_calls"]
+    assert [(c["name"], c["simulated"]) for c in calls] == [(lookup, False), (refund, True)]
+    assert calls[0]["result"]["result"]["status"] == "shipped" and calls[1]["would_need_approval"] is True
+    assert orders.refunds == []
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -102,8 +102,9 @@ def _root(err: BaseException) -> BaseException:
         if isinstance(err, BaseExceptionGroup) and err.exceptions:
             err = err.exceptions[0]
         elif isinstance(
-            err, (McpUnreachable, httpx.HTTPError, httpcore.NetworkError, httpcore.TimeoutException)
-        ):
+            err,
+            (McpUnreachable, TimeoutError, httpx.HTTPError, httpcore.NetworkError, httpcore.TimeoutException),
+        ):  # TimeoutError is kept: asyncio.timeout raises it from the CancelledError it caused
             return err
         elif err.__cause__ is not None:
             err = err.__cause__

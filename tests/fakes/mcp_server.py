@@ -5,12 +5,13 @@ client (in the test's process or a worker's) talks to it over real HTTP. It reco
 headers of every request it gets, can require one header (answering 401 without it, as an
 MCP server behind auth does) and can be stopped to play a server that disappeared.
 
-Its tools: `lookup_order` (annotated read-only) and `refund_order` (changes something; the
-refunds it made are in `refunds`).
+Its tools: `lookup_order` and `slow_report` (annotated read-only; the report takes as long as
+it is asked to) and `refund_order` (changes something; the refunds it made are in `refunds`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -57,6 +58,12 @@ class FakeMcpServer:
         def lookup_order(order_id: str) -> dict[str, Any]:
             """Look up an order by its id: its status and total."""
             return {"order_id": order_id, "status": "shipped", "total": 42.5}
+
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+        async def slow_report(seconds: float) -> str:
+            """Build a report that takes `seconds` to make."""
+            await asyncio.sleep(seconds)
+            return "report ready"
 
         @mcp.tool()
         def refund_order(order_id: str, amount: float) -> str:
