@@ -166,9 +166,11 @@ async def test_the_page_adds_a_server_its_tools_are_picked_on_an_agent_and_it_sh
         await expect(row.locator("td.health .badge")).to_have_text("healthy")
         await expect(row.locator("td.key")).to_have_text("bearer token")
         await expect(row.locator("td.tools code")).to_have_text(
-            ["orders__lookup_order", "orders__refund_order"]
+            ["orders__lookup_order", "orders__refund_order", "orders__slow_report"]
         )
-        await expect(row.locator("td.tools .badge")).to_have_text(["read-only", "changes things"])
+        await expect(row.locator("td.tools .badge")).to_have_text(
+            ["read-only", "changes things", "read-only"]
+        )
         assert TOKEN not in await page.content()
         await page.screenshot(path=str(shots / "mcp-servers-healthy.png"), full_page=True)
 

@@ -28,14 +28,22 @@ _SECRETS: dict[int | str, dict[str, Any]] = {
         "description": "secrets_unavailable: STEWARD_SECRET_KEY is not set or opens nothing",
     }
 }
-_UPDATE_CHECKED = checked_beyond_schema(name="not null", url="not null")
+_RULES = {
+    "name": "may not contain `__` (it separates the server's name from its tools')",
+    "url": "an http:// or https:// URL with a host and no fragment",
+    "auth": "a `header` auth may not set a header the MCP transport sets (Host, Content-Type, Accept, …)",
+}
+_CHECKED = checked_beyond_schema(**_RULES)
+_UPDATE_CHECKED = checked_beyond_schema(
+    **{**_RULES, "name": f"not null; {_RULES['name']}", "url": f"not null; {_RULES['url']}"}
+)
 
 
 @router.post(
     "",
     status_code=201,
     response_model=McpServerPublic,
-    responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}, **_SECRETS},
+    responses={409: {"model": ErrorBody}, **_CHECKED, **_SECRETS},
 )
 async def create_mcp_server(
     body: McpServerCreate, principal: Admin, session: SessionDep, settings: SettingsDep
