@@ -21,7 +21,8 @@ from schemas.settings import Settings
 from schemas.tables import McpServer
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.support import TeamClient, add_key, migrating
+from tests.support import TeamClient, add_key, eventually, migrating
+from tests.test_approvals import decide, pending, status_is
 from tests.web import sign_in
 
 TOKEN = "mcp-token-" + uuid.uuid4().hex
@@ -247,7 +248,7 @@ async def test_the_agent_calls_an_mcp_tool_in_a_real_turn_with_the_call_s_idempo
     assert len(set(keys)) == 2 and all(k.startswith(f"{conversation}/1/") for k in keys)
 
 
-async def test_an_mcp_tool_that_changes_things_waits_for_approval_by_default(
+async def test_an_mcp_tool_that_changes_things_waits_for_approval_and_runs_once_approved(
     team: TeamClient, orders: FakeMcpServer, fake_llm: FakeOpenAI, model: str
 ) -> None:
     server = await _add(team, orders.url, auth={"kind": "bearer", "token": TOKEN})
@@ -255,11 +256,23 @@ async def test_an_mcp_tool_that_changes_things_waits_for_approval_by_default(
     conversation = await _agent_with(team, model, server)
     assert await _gated(team, conversation) == [refund]  # lookup_order is read-only: not gated
     fake_llm.script(
-        model, [Step(tool_calls=[ToolCallSpec(refund, {"order_id": "A-1", "amount": 1}, id="c")])]
+        model,
+        [
+            Step(tool_calls=[ToolCallSpec(refund, {"order_id": "A-1", "amount": 1}, id="c")]),
+            Step(text="Done."),
+        ],
     )
-    body = (await team.send(conversation, "refund it")).json()
+    body = (await team.send(conversation, "refund it", timeout=5)).json()
     assert body["status"] == "awaiting_approval", body
     assert orders.refunds == []
+    [item] = await pending(team, conversation)
+    assert item["tool"] == refund and item["arguments"] == {"order_id": "A-1", "amount": 1}
+    decided = await decide(team, item["id"], decision="approve", comment="ok")
+    assert decided.status_code == 200, decided.text
+    await eventually(lambda: status_is(team, conversation, "idle"))
+    assert orders.refunds == [{"order_id": "A-1", "amount": 1}]
+    audit = (await team.request("GET", f"/v1/approvals/{item['id']}")).json()["audit"]
+    assert [e["action"] for e in audit] == ["requested", "approved"]
 
 
 async def test_a_server_gone_fails_the_call_clearly_to_the_model_and_is_marked_unhealthy(
