@@ -75,8 +75,9 @@ def sources() -> tuple[ToolSource, ...]:
     top, so that a source's module may use the catalogue's types). One instance per process:
     a source keeps its connection pools and tokens."""
     from activities.actions.source import ActionSource
+    from activities.mcp import McpSource
 
-    return (ActionSource(),)
+    return (ActionSource(), McpSource())
 
 
 _listed: dict[str, tuple[tuple[Hashable, ...], dict[str, Tool]]] = {}

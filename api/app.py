@@ -44,6 +44,7 @@ from api.routers import budgets as budgets_router
 from api.routers import client_tools as client_tools_router
 from api.routers import codec as codec_router
 from api.routers import incidents as incidents_router
+from api.routers import mcp_servers as mcp_servers_router
 from api.routers import metrics_summary as metrics_summary_router
 from api.routers import replays as replays_router
 from api.routers import reports as reports_router
@@ -59,6 +60,7 @@ from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
 from api.web import incidents as incident_pages
+from api.web import mcp_servers as mcp_server_pages
 from api.web import metrics as metrics_pages
 from api.web import prices as price_pages
 from api.web import prompt_templates as template_pages
@@ -194,6 +196,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(template_pages.router)
     app.include_router(provider_pages.router)
     app.include_router(metrics_pages.router)
+    app.include_router(mcp_servers_router.router)
+    app.include_router(mcp_server_pages.router)
     app.include_router(incident_pages.router)
     app.include_router(trace_pages.router)
     app.include_router(budgets_router.router)

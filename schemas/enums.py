@@ -346,3 +346,23 @@ class ReplayStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+
+
+class McpAuthKind(StrEnum):
+    """How Steward authenticates to an MCP server (`McpAuth.kind`)."""
+
+    NONE = "none"
+    BEARER = "bearer"
+    """`Authorization: Bearer <token>`."""
+    HEADER = "header"
+    """One header of the server's choosing, such as `X-Api-Key: <value>`."""
+
+
+class McpStatus(StrEnum):
+    """What Steward's last contact with an MCP server found (a refresh or a tool call)."""
+
+    UNKNOWN = "unknown"
+    """Never reached yet."""
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    """The last contact failed: `last_error` says how."""

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     allow_http_actions: bool = Field(False, validation_alias=_env("STEWARD_ALLOW_HTTP_ACTIONS"))
     """Let custom actions call plain `http://` services on loopback addresses (127.0.0.0/8, ::1).
     Off in production: actions then speak HTTPS only. `steward dev` and the tests turn it on."""
+    allow_private_mcp: bool = Field(False, validation_alias=_env("STEWARD_ALLOW_PRIVATE_MCP"))
+    """Let MCP servers be on private, loopback and link-local addresses (dev and tests; `steward
+    dev` sets it). Off, a server whose host resolves to one is refused before Steward connects."""
+    mcp_timeout_seconds: float = Field(30.0, gt=0, le=55, validation_alias=_env("STEWARD_MCP_TIMEOUT"))
+    """How long a call of an MCP server's tool (or a listing of its tools) may take; under the
+    tool activity's own 60 s, so a hung server is a tool error the model hears, not a retry."""
 
     @property
     def llm_configured(self) -> bool:

@@ -80,6 +80,7 @@ def settings(database_url: str, fake_llm: FakeOpenAI, temporal_env: WorkflowEnvi
         secret_key=TEST_SECRET_KEY,
         payload_keys=TEST_PAYLOAD_KEYS,
         allow_http_actions=True,
+        allow_private_mcp=True,  # the suite's MCP servers listen on 127.0.0.1
     )
 
 

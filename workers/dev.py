@@ -139,6 +139,8 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
         settings.allow_http_actions = True
     if not settings.codec_cors_origins:  # its UI may call /codec (README, "Encrypted Temporal payloads")
         settings.codec_cors_origins = f"http://127.0.0.1:{ui_port},http://localhost:{ui_port}"
+    if "allow_private_mcp" not in settings.model_fields_set:  # an MCP server on this machine, in dev
+        settings.allow_private_mcp = True
     server = DevServer(data_dir / "temporal.db", temporal_port, ui_port, data_dir / "temporal.log")
     log.info("starting Temporal dev server on %s (UI %s)", server.address, server.ui_url)
     server.start()

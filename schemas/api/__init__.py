@@ -97,6 +97,7 @@ from schemas.api.incidents import (
     SloPublic,
     SloUpdate,
 )
+from schemas.api.mcp import McpServerCreate, McpServerList, McpServerPublic, McpServerUpdate, McpTool
 from schemas.api.prompts import TEMPLATE_NAME, TemplateCreate, TemplateList, TemplatePublic, TemplateUpdate
 from schemas.api.providers import (
     PROVIDER_NAME,
@@ -185,6 +186,11 @@ __all__ = [
     "IncidentEntryPublic",
     "IncidentPage",
     "IncidentPublic",
+    "McpServerCreate",
+    "McpServerList",
+    "McpServerPublic",
+    "McpServerUpdate",
+    "McpTool",
     "MessageAccepted",
     "MessageCreate",
     "MessageList",

@@ -27,6 +27,7 @@ from schemas.tables.conversations import (
 )
 from schemas.tables.demo import Booking, Slot, Ticket
 from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
+from schemas.tables.mcp import McpServer
 from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
 from schemas.tables.prompts import PromptTemplate
 from schemas.tables.providers import LlmProvider
@@ -59,6 +60,7 @@ __all__ = [
     "IncidentNotice",
     "LlmProvider",
     "LlmUsage",
+    "McpServer",
     "MemberToken",
     "Membership",
     "Message",
