@@ -319,3 +319,10 @@ class TracingMode(StrEnum):
     """Into the app database's `spans` table (shown by the console's trace waterfall)."""
     OTLP = "otlp"
     """To any OpenTelemetry collector, configured by the standard `OTEL_EXPORTER_OTLP_*` variables."""
+
+
+class EvalRunStatus(StrEnum):
+    """Where an eval run is: cases still running, or every case's result recorded."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"

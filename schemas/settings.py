@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     least recently used idle conversation is evicted and replays from its history on its next
     message: memory stays bounded however many conversations are open. 1000 is Temporal's default."""
 
+    eval_concurrency: int = Field(4, ge=1, le=64, validation_alias=_env("STEWARD_EVAL_CONCURRENCY"))
+    """How many cases of an eval run run at once when the run does not say (`concurrency`)."""
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, validation_alias=_env("STEWARD_MODEL_PRICES")
+    )
+    """Prices per million tokens (prompt, completion) by model, as JSON
+    (`{"gpt-4o-mini": [0.15, 0.6]}`), for eval runs' cost; a model without one costs nothing
+    known (the run's `cost` is null) except the offline demo, which costs 0."""
+
     @property
     def llm_configured(self) -> bool:
         """Whether a real OpenAI-compatible endpoint is configured."""

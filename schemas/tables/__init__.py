@@ -24,6 +24,7 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
+from schemas.tables.evals import Dataset, DatasetCase, EvalGate, EvalResult, EvalRun
 from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
 from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
 from schemas.tables.prompts import PromptTemplate
@@ -75,4 +76,9 @@ __all__ = [
     "WebSession",
     "new_id",
     "utcnow",
+    "Dataset",
+    "DatasetCase",
+    "EvalGate",
+    "EvalResult",
+    "EvalRun",
 ]
