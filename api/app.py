@@ -40,6 +40,8 @@ from api.routers import (
     providers,
 )
 from api.routers import codec as codec_router
+from api.routers import datasets as datasets_router
+from api.routers import evals as evals_router
 from api.routers import incidents as incidents_router
 from api.routers import metrics_summary as metrics_summary_router
 from api.routers import reports as reports_router
@@ -53,6 +55,7 @@ from api.web import STATIC_DIR, account, console, inbox, pages, session, sso
 from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
+from api.web import evals as eval_pages
 from api.web import incidents as incident_pages
 from api.web import metrics as metrics_pages
 from api.web import prompt_templates as template_pages
@@ -189,6 +192,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(metrics_pages.router)
     app.include_router(incident_pages.router)
     app.include_router(trace_pages.router)
+    app.include_router(datasets_router.router)
+    app.include_router(evals_router.router)
+    app.include_router(eval_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

@@ -11,6 +11,8 @@ from temporalio.worker import Worker
 from activities.ambient import AmbientActivities
 from activities.approvals import ApprovalActivities
 from activities.channels.delivery import ChannelActivities
+from activities.evals import EvalActivities
+from activities.evaluators import EvaluatorActivities
 from activities.events import EventActivities
 from activities.infra.database import session_factory
 from activities.infra.temporal import has_plugin
@@ -23,6 +25,7 @@ from workflows.ambient import AmbientRunWorkflow
 from workflows.approval import ApprovalWorkflow
 from workflows.channel import ChannelDeliveryWorkflow
 from workflows.conversation import ConversationWorkflow
+from workflows.evals import EvalCaseWorkflow, EvalRunWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 from workflows.slo import IncidentNoticeWorkflow, SloWorkflow
 
@@ -34,6 +37,8 @@ WORKFLOWS = [
     ChannelDeliveryWorkflow,
     SloWorkflow,
     IncidentNoticeWorkflow,
+    EvalRunWorkflow,
+    EvalCaseWorkflow,
 ]
 
 
@@ -55,6 +60,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     events = EventActivities(sessions, settings)
     ambient = AmbientActivities(sessions, settings, channels)
     slo = SloActivities(sessions, settings, channels)
+    evals = EvalActivities(sessions, settings)
+    evaluators = EvaluatorActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -92,6 +99,12 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             channels.notify_handoff,
             slo.evaluate,
             slo.notify,
+            evals.plan_run,
+            evals.open_case,
+            evals.submit_turn,
+            evals.settle_case,
+            evals.finish_run,
+            evaluators.judge,
         ],
         # The sandbox and failure types come with Steward's plugin, from the client.
     )
