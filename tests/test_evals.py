@@ -249,9 +249,9 @@ async def _run(team: TeamClient, dataset: str, agent: str, **body: Any) -> dict[
 
 
 async def _finished(team: TeamClient, run_id: str, timeout: float = 60) -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
+    async def done() -> dict[str, Any]:
         run = (await team.request("GET", f"/v1/evals/runs/{run_id}")).json()
-        return dict(run) if run["status"] == "completed" else None
+        return dict(run) if run["status"] == "completed" else {}
 
     return await eventually(done, timeout=timeout)
 
