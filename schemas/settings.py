@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     (`{"gpt-4o-mini": [0.15, 0.6]}`), for eval runs' cost; a model without one costs nothing
     known (the run's `cost` is null) except the offline demo, which costs 0."""
 
+    cli_key: SecretStr | None = Field(None, validation_alias=_env("STEWARD_KEY"))
+    """The API key `steward eval run` sends to the API at `STEWARD_PUBLIC_URL` (or `--url`)."""
+
     @property
     def llm_configured(self) -> bool:
         """Whether a real OpenAI-compatible endpoint is configured."""

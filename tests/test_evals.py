@@ -12,9 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities.evaluators import Observation, ObservedCall, evaluate, verdict_of
 from schemas.evals import EVALUATORS, LlmJudgeSpec
 from schemas.settings import DEMO_MODEL
-from schemas.tables import Booking, DatasetCase, EvalResult, Message, Turn
+from schemas.tables import Booking, DatasetCase, EvalResult, Message, Team, Turn
+from schemas.tools import TOOLS
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.support import TeamClient, eventually
+from workers.seed import DEMO_PROMPT
+from workers.seed_evals import DEMO_DATASET, ensure_demo_dataset
 
 BOOKING_TOOLS = ["check_availability", "book_appointment"]
 
@@ -437,3 +440,19 @@ async def test_a_case_result_is_recorded_once_per_case(
             )
         )
     assert len(rows) == len(set(rows)) == 4 and replies == 4
+
+
+async def test_the_demo_dataset_steward_dev_seeds_passes_on_the_offline_model(
+    team: TeamClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessions() as session:
+        owner = await session.get(Team, team.team_id)
+        assert owner is not None
+        dataset = await ensure_demo_dataset(session, owner)
+        again = await ensure_demo_dataset(session, owner)
+        await session.commit()
+    assert again.id == dataset.id
+    agent = await team.create_agent(DEMO_MODEL, tools=list(TOOLS), system_prompt=DEMO_PROMPT)
+    run = await _finished(team, (await _run(team, DEMO_DATASET, agent["slug"]))["id"])
+    results = await _results(team, run["id"])
+    assert run["passed"] == run["total"] == 4, [r["results"] for r in results if r["verdict"] != "pass"]
