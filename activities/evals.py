@@ -29,6 +29,7 @@ from schemas.errors import ErrorType
 from schemas.evals import EVALUATORS, EvaluatorResult, EvaluatorSpec, LlmJudgeSpec
 from schemas.payloads import SubmitMessage
 from schemas.payloads.evals import (
+    CaseFailed,
     CaseOpened,
     CaseSettle,
     CaseSettled,
@@ -197,12 +198,28 @@ class EvalActivities:
             )
             case = await session.get(DatasetCase, req.case_id)
             run = await session.get(EvalRun, req.run_id)
-            if case is None or run is None or run.team_id != req.team_id:
+            if run is None or run.team_id != req.team_id:
                 raise ApplicationError(
-                    f"case {req.case_id} of run {req.run_id} not found",
-                    type=ErrorType.NOT_FOUND,
-                    non_retryable=True,
+                    f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
                 )
+            if case is None:  # deleted since the run began: recorded as an error, not lost
+                if not recorded:
+                    reason = "the case was deleted from its dataset before it ran"
+                    await record_result(
+                        session,
+                        EvalResult(
+                            team_id=req.team_id,
+                            run_id=req.run_id,
+                            case_id=req.case_id,
+                            seq=run.case_ids.index(req.case_id) + 1 if req.case_id in run.case_ids else 0,
+                            conversation_id=conversation_id,
+                            verdict="error",
+                            results=[{"kind": "case", "name": "case", "verdict": "error", "reason": reason}],
+                            error=reason,
+                        ),
+                        None,
+                    )
+                return CaseOpened(conversation_id=conversation_id, turns=0, recorded=True)
             if await session.get(Conversation, conversation_id) is None:
                 pin: dict[str, Any] = (
                     {"version_policy": VersionPolicy.DRAFT}
@@ -298,14 +315,8 @@ class EvalActivities:
         cost = cost_of(self._settings.model_prices, usage["model"], usage["prompt"], usage["completion"])
 
         async def work(session: AsyncSession) -> CaseSettled:
-            existing = await session.scalar(
-                select(EvalResult.verdict).where(
-                    EvalResult.run_id == req.run_id, EvalResult.case_id == req.case_id
-                )
-            )
-            if existing is not None:
-                return CaseSettled(recorded=True, verdict=existing)
-            session.add(
+            recorded = await record_result(
+                session,
                 EvalResult(
                     team_id=req.team_id,
                     run_id=req.run_id,
@@ -318,23 +329,33 @@ class EvalActivities:
                     tokens_prompt=usage["prompt"],
                     tokens_completion=usage["completion"],
                     error=usage["error"],
-                )
+                ),
+                cost,
             )
-            await session.flush()  # the unique (run, case) decides here, before the counters move
-            counts: dict[str, Any] = {
-                "done": EvalRun.done + 1,
-                "tokens_prompt": EvalRun.tokens_prompt + usage["prompt"],
-                "tokens_completion": EvalRun.tokens_completion + usage["completion"],
-            }
-            counts[{"pass": "passed", "fail": "failed", "error": "errored"}[verdict]] = (
-                getattr(EvalRun, {"pass": "passed", "fail": "failed", "error": "errored"}[verdict]) + 1
-            )
-            if cost is not None:
-                counts["cost"] = func.coalesce(EvalRun.cost, 0.0) + cost
-            await session.execute(update(EvalRun).where(EvalRun.id == req.run_id).values(**counts))
-            return CaseSettled(recorded=True, verdict=verdict)
+            return CaseSettled(recorded=True, verdict=recorded)
 
         return await in_transaction(self._sessions, work)
+
+    @activity.defn(name="eval.case_failed")
+    async def case_failed(self, req: CaseFailed) -> None:
+        """Record a case whose workflow failed as an `error` (unless it was recorded before failing)."""
+
+        async def work(session: AsyncSession) -> None:
+            await record_result(
+                session,
+                EvalResult(
+                    team_id=req.team_id,
+                    run_id=req.run_id,
+                    case_id=req.case_id,
+                    conversation_id=case_conversation_id(req.run_id, req.case_id),
+                    verdict="error",
+                    results=[{"kind": "case", "name": "case", "verdict": "error", "reason": req.reason}],
+                    error=req.reason,
+                ),
+                None,
+            )
+
+        await in_transaction(self._sessions, work)
 
     @activity.defn(name="eval.finish_run")
     async def finish_run(self, req: EvalRunInput) -> EvalRunResult:
@@ -349,6 +370,33 @@ class EvalActivities:
             return EvalRunResult(run_id=run.id, total=run.total, passed=run.passed)
 
         return await in_transaction(self._sessions, work)
+
+
+async def record_result(session: AsyncSession, result: EvalResult, cost: float | None) -> str:
+    """Insert the case's result and move the run's counters, once: a second call finds the first.
+
+    Returns the recorded verdict (the first one, on a repeat).
+    """
+    existing = await session.scalar(
+        select(EvalResult.verdict).where(
+            EvalResult.run_id == result.run_id, EvalResult.case_id == result.case_id
+        )
+    )
+    if existing is not None:
+        return str(existing)
+    session.add(result)
+    await session.flush()  # the unique (run, case) decides here, before the counters move
+    column = {"pass": "passed", "fail": "failed", "error": "errored"}[result.verdict]
+    counts: dict[str, Any] = {
+        "done": EvalRun.done + 1,
+        "tokens_prompt": EvalRun.tokens_prompt + result.tokens_prompt,
+        "tokens_completion": EvalRun.tokens_completion + result.tokens_completion,
+        column: getattr(EvalRun, column) + 1,
+    }
+    if cost is not None:
+        counts["cost"] = func.coalesce(EvalRun.cost, 0.0) + cost
+    await session.execute(update(EvalRun).where(EvalRun.id == result.run_id).values(**counts))
+    return result.verdict
 
 
 def _results(

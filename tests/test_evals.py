@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from typing import Any
 
@@ -456,3 +458,26 @@ async def test_the_demo_dataset_steward_dev_seeds_passes_on_the_offline_model(
     run = await _finished(team, (await _run(team, DEMO_DATASET, agent["slug"]))["id"])
     results = await _results(team, run["id"])
     assert run["passed"] == run["total"] == 4, [r["results"] for r in results if r["verdict"] != "pass"]
+
+
+async def test_a_case_deleted_while_its_run_waits_is_recorded_as_an_error_and_the_run_ends(
+    team: TeamClient, model: str, fake_llm: FakeOpenAI
+) -> None:
+    agent = await team.create_agent(model)
+    dataset = await _dataset(team)
+    await _add(team, dataset["id"], ["first"])
+    second = await _add(team, dataset["id"], ["second"])
+    release = threading.Event()
+    fake_llm.script(model, [Step(text="held", hold=release)])
+    run = await _run(team, dataset["id"], agent["slug"], concurrency=1)
+    try:
+        await asyncio.to_thread(fake_llm.wait_for_requests, model, 1, 30)
+        assert (
+            await team.request("DELETE", f"/v1/datasets/{dataset['id']}/cases/{second}")
+        ).status_code == 204
+    finally:
+        release.set()
+    finished = await _finished(team, run["id"])
+    assert finished["done"] == 2 and finished["passed"] == 1 and finished["errored"] == 1
+    [deleted] = [r for r in await _results(team, run["id"]) if r["case_id"] == second]
+    assert deleted["verdict"] == "error" and "deleted" in deleted["results"][0]["reason"]

@@ -103,6 +103,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             evals.open_case,
             evals.submit_turn,
             evals.settle_case,
+            evals.case_failed,
             evals.finish_run,
             evaluators.judge,
         ],

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     # Activity classes (for references) and pydantic models; nothing runs at import.
@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.evaluators import EvaluatorActivities
     from schemas.evals import EvaluatorResult
     from schemas.payloads.evals import (
+        CaseFailed,
         CaseSettle,
         CaseSettled,
         CaseTurn,
@@ -62,11 +63,24 @@ class EvalRunWorkflow:
 
         async def one(case_id: str) -> None:
             async with slots:
-                await workflow.execute_child_workflow(
-                    EvalCaseWorkflow.run,
-                    EvalCaseInput(run_id=inp.run_id, team_id=inp.team_id, case_id=case_id),
-                    id=case_workflow_id(inp.run_id, case_id),
-                )
+                try:
+                    await workflow.execute_child_workflow(
+                        EvalCaseWorkflow.run,
+                        EvalCaseInput(run_id=inp.run_id, team_id=inp.team_id, case_id=case_id),
+                        id=case_workflow_id(inp.run_id, case_id),
+                    )
+                except ChildWorkflowError as err:
+                    # A case that cannot run is recorded as an error, so the run still ends.
+                    await workflow.execute_local_activity_method(
+                        EvalActivities.case_failed,
+                        CaseFailed(
+                            run_id=inp.run_id,
+                            team_id=inp.team_id,
+                            case_id=case_id,
+                            reason=f"the case could not run: {err.cause or err}",
+                        ),
+                        start_to_close_timeout=STORE_TIMEOUT,
+                    )
 
         await asyncio.gather(*(one(case_id) for case_id in plan.case_ids))
         return await workflow.execute_local_activity_method(

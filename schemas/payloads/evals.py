@@ -96,3 +96,12 @@ class EvalRunResult(BaseModel):
     run_id: str
     total: int = 0
     passed: int = 0
+
+
+class CaseFailed(BaseModel):
+    """A case's child workflow failed: its result is recorded as an error, so the run still ends."""
+
+    run_id: str
+    team_id: str
+    case_id: str
+    reason: str
