@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from typing import Any
@@ -481,3 +482,36 @@ async def test_a_case_deleted_while_its_run_waits_is_recorded_as_an_error_and_th
     assert finished["done"] == 2 and finished["passed"] == 1 and finished["errored"] == 1
     [deleted] = [r for r in await _results(team, run["id"]) if r["case_id"] == second]
     assert deleted["verdict"] == "error" and "deleted" in deleted["results"][0]["reason"]
+
+
+async def test_an_llm_judge_asks_the_team_provider_it_names(
+    team: TeamClient, model: str, fake_llm: FakeOpenAI
+) -> None:
+    judge = f"judge-{uuid.uuid4().hex[:8]}"
+    provider = await team.request(
+        "POST",
+        "/v1/providers",
+        json={
+            "name": f"judges-{uuid.uuid4().hex[:6]}",
+            "kind": "openai_compatible",
+            "base_url": fake_llm.base_url,
+            "default_model": judge,
+        },
+    )
+    assert provider.status_code == 201, provider.text
+    agent = await team.create_agent(model)
+    dataset = await _dataset(
+        team,
+        evaluators=[
+            {"kind": "llm_judge", "rubric": "on topic", "provider": provider.json()["id"], "threshold": 0.5}
+        ],
+    )
+    await _add(team, dataset["id"], ["stay on topic"])
+    fake_llm.script(judge, [Step(text='{"score": 0.3, "reason": "off topic"}')])
+    run = await _finished(team, (await _run(team, dataset["id"], agent["slug"]))["id"])
+    [result] = await _results(team, run["id"])
+    assert result["verdict"] == "fail" and result["results"][0]["score"] == 0.3
+    [asked] = fake_llm.requests(judge)
+    assert "on topic" in json.dumps(asked.body["messages"]) and "stay on topic" in json.dumps(
+        asked.body["messages"]
+    )
