@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
 
 from activities.infra.database import create_engine, session_factory
 from api.services.keys import create_key, ensure_team
@@ -77,7 +78,10 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
         temporal_address=server.address,
         task_queue="bench-evals",
     )
-    env = stack_env(settings, f"http://127.0.0.1:{fast_port}/v1")
+    # The LLM activity opens a team provider's secret box even for a keyless provider.
+    env = stack_env(
+        settings, f"http://127.0.0.1:{fast_port}/v1", STEWARD_SECRET_KEY=Fernet.generate_key().decode()
+    )
     python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
     fake = [python, "-m", "tests.fakes.openai_server", "--port"]
     try:
@@ -121,29 +125,39 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
                 )
                 dataset = await _dataset(http, cases)
                 warm = await _dataset(http, concurrency)
-                await _timed_run(
-                    http, warm, fast_agent["slug"], concurrency
-                )  # first workflows, first connections
+                # A warm-up run: the first workflows, connections and compiled queries.
+                await _timed_run(http, warm, fast_agent["slug"], concurrency)
+                print(
+                    f"eval runs of {cases} single-turn cases at concurrency {concurrency} "
+                    f"({settings.database_url.split(':')[0]})",
+                    flush=True,
+                )
                 fast_wall, fast_run = await _timed_run(http, dataset, fast_agent["slug"], concurrency)
+                _fast(cases, fast_wall, fast_run)
                 slow_wall, slow_run = await _timed_run(http, dataset, slow_agent["slug"], concurrency)
+                _slow(cases, concurrency, slow_ms, slow_wall, slow_run)
     finally:
         server.stop()
-    ideal = cases * slow_ms / 1000 / concurrency
+
+
+def _fast(cases: int, fast_wall: float, fast_run: dict[str, Any]) -> None:
     rate = cases / fast_wall
-    print(
-        f"eval runs of {cases} single-turn cases at concurrency {concurrency} "
-        f"({settings.database_url.split(':')[0]})"
-    )
     print(
         f"  fake LLM at 0 ms:   {fast_wall:6.2f} s wall, {rate:6.1f} cases/s "
         f"(target >= {RATE_TARGET:.0f}/s: {'met' if rate >= RATE_TARGET else 'MISSED'}); "
-        f"passed {fast_run['passed']}/{fast_run['total']}"
+        f"passed {fast_run['passed']}/{fast_run['total']}",
+        flush=True,
     )
+
+
+def _slow(cases: int, concurrency: int, slow_ms: int, slow_wall: float, slow_run: dict[str, Any]) -> None:
+    ideal = cases * slow_ms / 1000 / concurrency
     print(
         f"  fake LLM at {slow_ms} ms: {slow_wall:6.2f} s wall, ideal {ideal:.2f} s, "
         f"{slow_wall / ideal:.2f}x ideal "
         f"(target <= {WALL_TARGET}x: {'met' if slow_wall / ideal <= WALL_TARGET else 'MISSED'}); "
-        f"passed {slow_run['passed']}/{slow_run['total']}"
+        f"passed {slow_run['passed']}/{slow_run['total']}",
+        flush=True,
     )
 
 
