@@ -27,15 +27,30 @@ from schemas.api.evals import (
 
 router = APIRouter(prefix="/v1/datasets", tags=["evals"], responses={401: {"model": ErrorBody}})
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+_EVALUATORS = (
+    "each evaluator's own rules: a regex that compiles, a JSON Schema that is one, a tool named for "
+    "`tool_arguments`, at least one assertion for `tools` and one bound for `bounds`"
+)
+_CREATE_CHECKED = checked_beyond_schema(evaluators=_EVALUATORS)
+_CASE_CHECKED = checked_beyond_schema(
+    evaluators=_EVALUATORS, body="either `messages` or `from_turn`, not both"
+)
 _UPDATE_CHECKED = checked_beyond_schema(
-    name="not null", description="not null", evaluators="not null: leave a field out to keep it"
+    name="not null",
+    description="not null",
+    evaluators=f"not null: leave a field out to keep it; {_EVALUATORS}",
 )
 _IMPORT_CHECKED = checked_beyond_schema(
     content="`import_invalid`: every row a valid case; `details` names the first bad line and field"
 )
 
 
-@router.post("", status_code=201, response_model=DatasetPublic, responses={409: {"model": ErrorBody}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetPublic,
+    responses={409: {"model": ErrorBody}, **_CREATE_CHECKED},
+)
 async def create_dataset(body: DatasetCreate, principal: Admin, session: SessionDep) -> DatasetPublic:
     """Make a dataset; names are unique within a team (409 `dataset_exists`)."""
     dataset = await datasets.create_dataset(session, principal.team_id, body)
@@ -84,7 +99,7 @@ async def list_cases(dataset_id: str, principal: CurrentKey, session: SessionDep
     "/{dataset_id}/cases",
     status_code=201,
     response_model=CasePublic,
-    responses={**_NOT_FOUND, 409: {"model": ErrorBody}},
+    responses={**_NOT_FOUND, 409: {"model": ErrorBody}, **_CASE_CHECKED},
 )
 async def add_case(dataset_id: str, body: CaseCreate, principal: Admin, session: SessionDep) -> CasePublic:
     """Add a case: `messages`, or `from_turn` (a recorded conversation's user messages up to that turn).
