@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +19,7 @@ from schemas.settings import DEMO_MODEL
 from schemas.tables import Booking, DatasetCase, EvalResult, Message, Team, Turn
 from schemas.tools import TOOLS
 from tests.fakes.openai_server import FakeOpenAI, Step
+from tests.members import web_client
 from tests.support import TeamClient, eventually
 from workers.seed import DEMO_PROMPT
 from workers.seed_evals import DEMO_DATASET, ensure_demo_dataset
@@ -350,7 +352,7 @@ async def test_an_llm_judge_scores_with_a_reason_and_a_judge_that_keeps_failing_
 
 
 async def test_compare_puts_a_regressed_case_first_and_shows_the_tool_difference(
-    team: TeamClient, model: str, fake_llm: FakeOpenAI
+    team: TeamClient, model: str, fake_llm: FakeOpenAI, app: FastAPI
 ) -> None:
     agent = await team.create_agent(model)
     dataset = await _dataset(team, evaluators=[{"kind": "contains", "value": "echo"}])
@@ -374,6 +376,16 @@ async def test_compare_puts_a_regressed_case_first_and_shows_the_tool_difference
     assert first["change"] == "regressed" and (first["a"], first["b"]) == ("pass", "fail")
     assert first["reply_b"] == "I will not"
     assert [c["change"] for c in comparison["cases"][1:]] == ["same", "same"]
+
+    async with web_client(app) as web:
+        signed = await web.post("/login", data={"key": team.key, "next": "/evals"})
+        assert signed.status_code == 303, signed.text
+        page = await web.get(f"/evals/compare/{before['id']}/{after['id']}")
+        assert page.status_code == 200, page.text
+        assert 'data-change="regressed"' in page.text and "I will not" in page.text
+        listing = await web.get("/evals")
+        assert listing.status_code == 200 and dataset["name"] in listing.text and after["id"] in listing.text
+        assert (await web.get("/evals/runs/nope")).status_code == 404
 
 
 async def test_the_publish_gate_refuses_a_draft_below_the_rate_naming_the_run_and_its_rate(
