@@ -12,6 +12,8 @@ from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.support import TeamClient
 from tests.web import sign_in
 
+WAIT = 20_000
+"""ms a page may take to show an API's answer: the box is shared, requests can queue."""
 SHOTS = Path(os.environ.get("STEWARD_SHOTS", "/tmp/shots-evals"))
 CASES = 6
 
@@ -41,11 +43,11 @@ async def test_a_builder_imports_cases_runs_an_eval_and_watches_it_progress(
         rows = [json.dumps({"input": f"question {n}", "expect_contains": "answer"}) for n in range(CASES)]
         await page.fill("#import-content", "\n".join([*rows[:2], '{"input": ""}', *rows[2:]]))
         await page.click("#import")
-        await expect(page.locator("#import-error")).to_contain_text("line 3")
+        await expect(page.locator("#import-error")).to_contain_text("line 3", timeout=WAIT)
         await expect(page.locator("#no-cases")).to_be_visible()
         await page.fill("#import-content", "\n".join(rows))
         await page.click("#import")
-        await expect(page.locator("#cases tbody tr")).to_have_count(CASES)
+        await expect(page.locator("#cases tbody tr")).to_have_count(CASES, timeout=WAIT)
         await _shot(page, "dataset")
 
         # One case at a time against a model that takes a moment: the page shows each step.
@@ -61,7 +63,7 @@ async def test_a_builder_imports_cases_runs_an_eval_and_watches_it_progress(
         await _shot(page, "run-progress")
         await expect(page.locator("#run-progress .badge")).to_have_text("completed", timeout=60_000)
         await expect(done).to_have_text(f"{CASES}/{CASES}")
-        await expect(page.locator("#results .case-result")).to_have_count(CASES)
+        await expect(page.locator("#results .case-result")).to_have_count(CASES, timeout=WAIT)
         await expect(page.locator("#results .case-result[data-verdict=fail]")).to_have_count(1)
         failed = page.locator("#results .case-result[data-verdict=fail]")
         await expect(failed).to_contain_text("I don't know")
@@ -70,9 +72,11 @@ async def test_a_builder_imports_cases_runs_an_eval_and_watches_it_progress(
 
         # A recorded turn becomes a case from the conversation's page.
         await page.goto(f"{live_url}/conversations/{conversation}")
-        await expect(page.locator("#add-dataset option")).to_have_count(1)
+        await expect(page.locator("#add-dataset option")).to_have_count(1, timeout=WAIT)
         await page.click("#add-to-dataset-button")
-        await expect(page.locator("#add-to-dataset-result")).to_contain_text(f"case #{CASES + 1}")
+        await expect(page.locator("#add-to-dataset-result")).to_contain_text(
+            f"case #{CASES + 1}", timeout=WAIT
+        )
         await _shot(page, "add-to-dataset")
     finally:
         await context.close()
