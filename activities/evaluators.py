@@ -334,7 +334,8 @@ class EvaluatorActivities:
                 non_retryable=True,
             )
         try:
-            key = api_key(provider, SecretBox.of(self._settings))
+            # A provider without a key (a local server) needs no secret key to be asked.
+            key = api_key(provider, SecretBox.of(self._settings)) if provider.secret is not None else None
         except SecretsUnavailable as err:
             raise ApplicationError(
                 f"the judge provider's key cannot be decrypted: {err}",

@@ -43,6 +43,8 @@ from api.routers import (
 from api.routers import budgets as budgets_router
 from api.routers import client_tools as client_tools_router
 from api.routers import codec as codec_router
+from api.routers import datasets as datasets_router
+from api.routers import evals as evals_router
 from api.routers import incidents as incidents_router
 from api.routers import mcp_servers as mcp_servers_router
 from api.routers import metrics_summary as metrics_summary_router
@@ -59,6 +61,7 @@ from api.web import actions as action_pages
 from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
+from api.web import evals as eval_pages
 from api.web import incidents as incident_pages
 from api.web import mcp_servers as mcp_server_pages
 from api.web import metrics as metrics_pages
@@ -207,6 +210,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(replay_pages.router)
     app.include_router(actions_router.router)
     app.include_router(action_pages.router)
+    app.include_router(datasets_router.router)
+    app.include_router(evals_router.router)
+    app.include_router(eval_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)
     docs_pages.install(app)  # before `/static`, which would otherwise take `/static/docs/...`

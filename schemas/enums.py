@@ -366,3 +366,10 @@ class McpStatus(StrEnum):
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
     """The last contact failed: `last_error` says how."""
+
+
+class EvalRunStatus(StrEnum):
+    """Where an eval run is: cases still running, or every case's result recorded."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     """How long a call of an MCP server's tool (or a listing of its tools) may take; under the
     tool activity's own 60 s, so a hung server is a tool error the model hears, not a retry."""
 
+    eval_concurrency: int = Field(4, ge=1, le=64, validation_alias=_env("STEWARD_EVAL_CONCURRENCY"))
+    """How many cases of an eval run run at once when the run does not say (`concurrency`)."""
+    cli_key: SecretStr | None = Field(None, validation_alias=_env("STEWARD_KEY"))
+    """The API key `steward eval run` sends to the API at `STEWARD_PUBLIC_URL` (or `--url`)."""
+
     @property
     def llm_configured(self) -> bool:
         """Whether a real OpenAI-compatible endpoint is configured."""

@@ -172,6 +172,51 @@ def _add_incidents(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     simulate.set_defaults(run=_cmd_incidents_simulate)
 
 
+def _cmd_eval_run(args: argparse.Namespace) -> None:
+    from workers.eval_cli import EvalArgs, run_eval
+
+    settings = Settings()
+    key = settings.cli_key.get_secret_value() if settings.cli_key else None
+    if not key:
+        _refuse(ValueError("steward eval: set STEWARD_KEY to an admin API key of the team"))
+    code = run_eval(
+        EvalArgs(
+            url=args.url or settings.public_url,
+            key=key,
+            dataset=args.dataset,
+            agent=args.agent,
+            version=args.version,
+            min_pass=args.min_pass,
+            concurrency=args.concurrency,
+        ),
+        sys.stdout,
+        sys.stderr,
+    )
+    raise SystemExit(code)
+
+
+def _fraction(value: str) -> float:
+    share = float(value)
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError("must be from 0 to 1")
+    return share
+
+
+def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    evals = commands.add_parser("eval", help="evaluations")
+    eval_commands = evals.add_subparsers(dest="eval_command", required=True)
+    run = eval_commands.add_parser(
+        "run", help="run a dataset against an agent; exits 1 under --min-pass (for CI), 2 on errors"
+    )
+    run.add_argument("--dataset", required=True, help="the dataset's id or name")
+    run.add_argument("--agent", required=True, help="the agent's slug")
+    run.add_argument("--version", default="draft", help="a version number or draft (default draft)")
+    run.add_argument("--min-pass", type=_fraction, default=1.0, help="pass rate needed, 0..1 (default 1)")
+    run.add_argument("--concurrency", type=int, choices=range(1, 65), metavar="1..64", help="cases at once")
+    run.add_argument("--url", help="Steward's address (default STEWARD_PUBLIC_URL)")
+    run.set_defaults(run=_cmd_eval_run)
+
+
 def _positive_minutes(value: str) -> float:
     minutes = float(value)
     if not 0 < minutes <= 24 * 60:
@@ -223,6 +268,7 @@ def parser() -> argparse.ArgumentParser:
     hook.add_argument("--url", required=True, help="the public https:// URL where Steward's API is reached")
     hook.set_defaults(run=_cmd_set_webhook)
     _add_incidents(commands)
+    _add_eval(commands)
     return root
 
 

@@ -26,6 +26,7 @@ from schemas.settings import Settings
 from workers import loop
 from workers.migrate import migrate
 from workers.seed import DEMO_AGENT, ensure_demo
+from workers.seed_evals import ensure_demo_dataset
 from workers.serve import listen, serve
 from workers.temporal_server import DevServer
 
@@ -154,6 +155,7 @@ async def _run(sock: socket.socket, port: int, data_dir: Path, temporal_port: in
             team, agent = await ensure_demo(session, settings, settings.default_team)
             await ensure_key(session, team, key, Role.ADMIN, "dev admin")
             await ensure_person(session, team, DEV_ADMIN_EMAIL, "Dev Admin", password, Role.ADMIN)
+            await ensure_demo_dataset(session, team)
             await session.commit()
         await engine.dispose()
 

@@ -11,6 +11,8 @@ from temporalio.worker import Worker
 from activities.ambient import AmbientActivities
 from activities.approvals import ApprovalActivities
 from activities.channels.delivery import ChannelActivities
+from activities.evals import EvalActivities
+from activities.evaluators import EvaluatorActivities
 from activities.events import EventActivities
 from activities.infra.database import session_factory
 from activities.infra.temporal import has_plugin
@@ -24,6 +26,7 @@ from workflows.ambient import AmbientRunWorkflow
 from workflows.approval import ApprovalWorkflow
 from workflows.channel import ChannelDeliveryWorkflow
 from workflows.conversation import ConversationWorkflow
+from workflows.evals import EvalCaseWorkflow, EvalRunWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 from workflows.replay import ReplayConversationWorkflow, ReplayWorkflow
 from workflows.slo import IncidentNoticeWorkflow, SloWorkflow
@@ -38,6 +41,8 @@ WORKFLOWS = [
     IncidentNoticeWorkflow,
     ReplayWorkflow,
     ReplayConversationWorkflow,
+    EvalRunWorkflow,
+    EvalCaseWorkflow,
 ]
 
 
@@ -60,6 +65,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     ambient = AmbientActivities(sessions, settings, channels)
     slo = SloActivities(sessions, settings, channels)
     replays = ReplayActivities(sessions, settings)
+    evals = EvalActivities(sessions, settings)
+    evaluators = EvaluatorActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -103,6 +110,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             replays.compare_turn,
             replays.finish_conversation,
             replays.finish,
+            evals.plan_run,
+            evals.open_case,
+            evals.submit_turn,
+            evals.settle_case,
+            evals.case_failed,
+            evals.finish_run,
+            evaluators.judge,
         ],
         # The sandbox and failure types come with Steward's plugin, from the client.
     )

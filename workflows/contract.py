@@ -388,3 +388,29 @@ async def start_replay(
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+
+
+# --- eval runs ------------------------------------------------------------------------
+
+
+def eval_run_workflow_id(run_id: str) -> str:
+    """An eval run's parent workflow (its cases are `eval-run/{run}/case/{case}`)."""
+    return f"eval-run/{run_id}"
+
+
+async def start_eval_run(client: Client, task_queue: str, run_id: str, team_id: str) -> None:
+    """Start an eval run's workflow; starting it again (a retried request) is a no-op."""
+    from temporalio.common import WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from schemas.payloads.evals import EvalRunInput
+    from workflows.evals import EvalRunWorkflow
+
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            EvalRunWorkflow.run,
+            EvalRunInput(run_id=run_id, team_id=team_id),
+            id=eval_run_workflow_id(run_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )

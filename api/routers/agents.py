@@ -95,11 +95,20 @@ async def delete_agent(slug: str, principal: Admin, session: SessionDep) -> Resp
     return Response(status_code=204)
 
 
-@router.post("/{slug}/publish", status_code=201, response_model=AgentVersionPublic, responses=_NOT_FOUND)
+@router.post(
+    "/{slug}/publish",
+    status_code=201,
+    response_model=AgentVersionPublic,
+    responses={**_NOT_FOUND, 409: {"model": ErrorBody}},
+)
 async def publish(
     slug: str, body: PublishRequest, principal: Admin, session: SessionDep
 ) -> AgentVersionPublic:
-    """Freeze the draft as the next version and make it live for new (and `latest`) conversations."""
+    """Freeze the draft as the next version and make it live for new (and `latest`) conversations.
+
+    409 `eval_gate_failed` when the agent has a publish gate (`PUT /v1/evals/gates/{slug}`)
+    and the draft's latest eval run of its dataset is missing, stale or under the rate.
+    """
     return await versions.publish(session, principal.team_id, slug, body.note, principal.key_name)
 
 

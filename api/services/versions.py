@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities.prompts import draft_definition, templates_in_scope
 from api.errors import ApiError
 from api.services.agents import find_agent
+from api.services.evals import check_gate
 from api.services.prompt_checks import check_prompt
 from schemas.api import AgentDefinition, AgentVersionPublic, FieldChange, VersionDiff
 from schemas.enums import VersionSource
@@ -91,6 +92,7 @@ async def freeze(
 async def publish(session: AsyncSession, team_id: str, slug: str, note: str, by: str) -> AgentVersionPublic:
     """Freeze the draft as the next version and make it live."""
     agent = await _locked_agent(session, team_id, slug)
+    await check_gate(session, agent)  # an agent may require an eval run of its draft to pass first
     sources, default = await templates_in_scope(session, team_id, agent.id)
     # The templates may have changed since the draft was saved: what is frozen must render.
     check_prompt(agent.system_prompt, agent.timezone, agent.variables, sources, default)

@@ -26,6 +26,7 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
+from schemas.tables.evals import Dataset, DatasetCase, EvalGate, EvalResult, EvalRun
 from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
 from schemas.tables.mcp import McpServer
 from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
@@ -53,6 +54,11 @@ __all__ = [
     "ChannelDelivery",
     "ChannelInbound",
     "Conversation",
+    "Dataset",
+    "DatasetCase",
+    "EvalGate",
+    "EvalResult",
+    "EvalRun",
     "Event",
     "Fault",
     "Incident",

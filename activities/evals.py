@@ -1,0 +1,438 @@
+"""Eval-run activities: plan a run, run a case's turns in a scratch conversation, judge, record.
+
+A case runs as an ordinary test conversation (`is_test`: side-effecting tools simulated,
+approvals never waited for), whose id is a digest of the run and the case, so a retried
+open finds the same one. Each message goes through the conversation's own `submit`
+with the idempotency key of its place (`eval-1`, ...): a retry after a dead worker asks
+for the same turn, which runs once. A case's result is inserted once (unique on run and
+case); the run's counters move only in the transaction that inserted it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from activities.budgets import team_prices
+from activities.evaluators import Observation, ObservedCall, evaluate
+from activities.heartbeat import heartbeating
+from activities.transcript import in_transaction
+from schemas.budgets import cost_of as budget_cost
+from schemas.budgets import price_of
+from schemas.enums import DoubleTexting, EvalRunStatus, MessageRole, TurnStatus, VersionPolicy
+from schemas.errors import ErrorType
+from schemas.evals import EVALUATORS, EvaluatorResult, EvaluatorSpec, LlmJudgeSpec
+from schemas.payloads import SubmitMessage
+from schemas.payloads.evals import (
+    CaseFailed,
+    CaseOpened,
+    CaseSettle,
+    CaseSettled,
+    CaseTurn,
+    CaseTurnDone,
+    EvalCaseInput,
+    EvalRunInput,
+    EvalRunPlan,
+    EvalRunResult,
+)
+from schemas.settings import DEMO_MODEL, Settings
+from schemas.tables import (
+    Conversation,
+    Dataset,
+    DatasetCase,
+    EvalResult,
+    EvalRun,
+    Message,
+    Turn,
+    utcnow,
+)
+from workflows import contract
+
+EVAL_METADATA = "eval"
+"""The scratch conversation's metadata key naming its run and case."""
+
+_UNFINISHED = frozenset({TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.AWAITING_APPROVAL})
+
+
+def case_conversation_id(run_id: str, case_id: str) -> str:
+    """The scratch conversation of one case of one run (the same on every retry)."""
+    return hashlib.sha256(f"eval/{run_id}/{case_id}".encode()).hexdigest()[:32]
+
+
+def turn_key(index: int) -> str:
+    """The idempotency key of a case's `index`-th message (0-based)."""
+    return f"eval-{index + 1}"
+
+
+def overall(results: list[EvaluatorResult]) -> str:
+    """A case's verdict: `fail` if any evaluator failed, else `error` if any erred, else `pass`."""
+    verdicts = {r.verdict for r in results}
+    if "fail" in verdicts:
+        return "fail"
+    return "error" if "error" in verdicts else "pass"
+
+
+def cost_of(
+    prices: dict[str, tuple[float, float]], model: str | None, prompt: int, completion: int
+) -> float | None:
+    """What the tokens cost by the team's price table (`/v1/prices`, per million tokens, with
+    the built-in prices under it); 0 for the offline model, None when the model has no price."""
+    if model == DEMO_MODEL:
+        return 0.0
+    price = price_of(model or "", prices)
+    if price is None:
+        return None
+    return budget_cost(prompt, completion, price)
+
+
+async def observe(session: AsyncSession, conversation_id: str) -> tuple[Observation, dict[str, Any]]:
+    """What the case's conversation showed: its last reply, every tool call, latency, tokens, rounds.
+
+    Also returns the token counts and the model, for the run's sums.
+    """
+    turns = list(
+        (
+            await session.execute(
+                select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.n)
+            )
+        ).scalars()
+    )
+    rows = await session.execute(
+        select(Message.turn, Message.content, Message.tool_calls, Message.model)
+        .where(Message.conversation_id == conversation_id, Message.role == MessageRole.ASSISTANT)
+        .order_by(Message.seq)
+    )
+    replies: dict[int, str] = {}
+    model: str | None = None
+    calls: list[ObservedCall] = []
+    rounds: dict[int, int] = {}
+    for turn, content, tool_calls, msg_model in rows:
+        model = msg_model or model
+        if tool_calls:
+            rounds[turn] = rounds.get(turn, 0) + 1
+            for call in tool_calls:
+                calls.append(ObservedCall(name=str(call.get("name", "")), arguments=_arguments(call)))
+        else:
+            replies[turn] = content
+    reply = replies.get(turns[-1].n, "") if turns and turns[-1].status == TurnStatus.COMPLETED else ""
+    latency = None
+    if turns and all(t.completed_at is not None for t in turns):
+        latency = sum(
+            max(0, round((t.completed_at - t.started_at).total_seconds() * 1000))
+            for t in turns
+            if t.completed_at is not None
+        )
+    prompt = sum(t.prompt_tokens for t in turns)
+    completion = sum(t.completion_tokens for t in turns)
+    obs = Observation(
+        reply=reply,
+        tool_calls=tuple(calls),
+        latency_ms=latency,
+        tokens=prompt + completion,
+        tool_rounds=max(rounds.values(), default=0),
+    )
+    failed = [t for t in turns if t.status != TurnStatus.COMPLETED]
+    error = None
+    if failed:
+        t = failed[0]
+        error = f"turn {t.n} ended {t.status}" + (
+            f": {t.error_code}: {t.error_message}" if t.error_code else ""
+        )
+    return obs, {"prompt": prompt, "completion": completion, "model": model, "error": error}
+
+
+def _arguments(call: dict[str, Any]) -> dict[str, Any] | str:
+    raw = call.get("arguments")
+    if isinstance(raw, dict):
+        return raw
+    text = raw if isinstance(raw, str) else "{}"
+    try:
+        parsed = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return text
+    return parsed if isinstance(parsed, dict) else text
+
+
+def observation_json(obs: Observation) -> dict[str, Any]:
+    return {
+        "reply": obs.reply,
+        "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in obs.tool_calls],
+        "latency_ms": obs.latency_ms,
+        "tokens": obs.tokens,
+        "tool_rounds": obs.tool_rounds,
+    }
+
+
+class EvalActivities:
+    """What an eval run does outside its workflows."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+
+    @activity.defn(name="eval.plan_run")
+    async def plan_run(self, req: EvalRunInput) -> EvalRunPlan:
+        """The run's cases (fixed when it was created) and its concurrency."""
+        async with self._sessions() as session:
+            run = await session.get(EvalRun, req.run_id)
+        if run is None or run.team_id != req.team_id:
+            raise ApplicationError(
+                f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+            )
+        return EvalRunPlan(case_ids=[str(c) for c in run.case_ids], concurrency=run.concurrency)
+
+    @activity.defn(name="eval.open_case")
+    async def open_case(self, req: EvalCaseInput) -> CaseOpened:
+        """The case's scratch conversation, made on the run's version if it is not there yet."""
+        conversation_id = case_conversation_id(req.run_id, req.case_id)
+
+        async def work(session: AsyncSession) -> CaseOpened:
+            recorded = await session.scalar(
+                select(EvalResult.id).where(
+                    EvalResult.run_id == req.run_id, EvalResult.case_id == req.case_id
+                )
+            )
+            case = await session.get(DatasetCase, req.case_id)
+            run = await session.get(EvalRun, req.run_id)
+            if run is None or run.team_id != req.team_id:
+                raise ApplicationError(
+                    f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+                )
+            if case is None:  # deleted since the run began: recorded as an error, not lost
+                if not recorded:
+                    reason = "the case was deleted from its dataset before it ran"
+                    await record_result(
+                        session,
+                        EvalResult(
+                            team_id=req.team_id,
+                            run_id=req.run_id,
+                            case_id=req.case_id,
+                            seq=run.case_ids.index(req.case_id) + 1 if req.case_id in run.case_ids else 0,
+                            conversation_id=conversation_id,
+                            verdict="error",
+                            results=[{"kind": "case", "name": "case", "verdict": "error", "reason": reason}],
+                            error=reason,
+                        ),
+                        None,
+                    )
+                return CaseOpened(conversation_id=conversation_id, turns=0, recorded=True)
+            if await session.get(Conversation, conversation_id) is None:
+                pin: dict[str, Any] = (
+                    {"version_policy": VersionPolicy.DRAFT}
+                    if run.version is None
+                    else {
+                        "version_policy": VersionPolicy.PINNED,
+                        "version_id": run.version_id,
+                        "version": run.version,
+                    }
+                )
+                session.add(
+                    Conversation(
+                        id=conversation_id,
+                        team_id=run.team_id,
+                        agent_id=run.agent_id,
+                        is_test=True,
+                        metadata_={EVAL_METADATA: {"run": run.id, "case": case.id}},
+                        **pin,
+                    )
+                )
+            return CaseOpened(
+                conversation_id=conversation_id, turns=len(case.messages), recorded=bool(recorded)
+            )
+
+        return await in_transaction(self._sessions, work)
+
+    @activity.defn(name="eval.submit_turn")
+    async def submit_turn(self, req: CaseTurn) -> CaseTurnDone:
+        """Send the case's message and wait for its turn (asking again is the same turn)."""
+        key = turn_key(req.index)
+        async with self._sessions() as session:
+            done = await _finished(session, req.conversation_id, key)
+            case = await session.get(DatasetCase, req.case_id)
+        if done is not None:
+            return done
+        if case is None or req.index >= len(case.messages):
+            raise ApplicationError(
+                f"case {req.case_id} has no message {req.index}", type=ErrorType.NOT_FOUND, non_retryable=True
+            )
+        message = SubmitMessage(
+            text=str(case.messages[req.index]),
+            idempotency_key=key,
+            double_texting=DoubleTexting.ENQUEUE,
+            wait_seconds=req.wait_seconds,
+        )
+        try:
+            async with heartbeating(every=2.0):
+                accepted = await contract.submit_message(
+                    activity.client(),
+                    task_queue=activity.info().task_queue,
+                    conversation_id=req.conversation_id,
+                    team_id=req.team_id,
+                    message=message,
+                    rpc_timeout=timedelta(seconds=req.wait_seconds + 30),
+                )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            busy = isinstance(cause, ApplicationError) and cause.type == ErrorType.CONVERSATION_BUSY
+            raise ApplicationError(
+                f"the case's conversation refused its message: {cause or err}",
+                type=ErrorType.CONVERSATION_BUSY if busy else ErrorType.PROMPT_REFUSED,
+                non_retryable=not busy,
+            ) from err
+        if accepted.outcome is not None:
+            status = accepted.outcome.status
+            return CaseTurnDone(turn=accepted.turn, finished=True, completed=status == TurnStatus.COMPLETED)
+        if accepted.duplicate and accepted.status not in _UNFINISHED:
+            async with self._sessions() as session:
+                found = await _finished(session, req.conversation_id, key)
+            if found is not None:
+                return found
+        return CaseTurnDone(turn=accepted.turn, finished=False)
+
+    @activity.defn(name="eval.settle_case")
+    async def settle_case(self, req: CaseSettle) -> CaseSettled:
+        """Evaluate the case and record its result, or say which judges must be asked first."""
+        async with self._sessions() as session:
+            case = await session.get(DatasetCase, req.case_id)
+            assert case is not None
+            dataset = await session.get(Dataset, case.dataset_id)
+            specs = EVALUATORS.validate_python([*(dataset.evaluators if dataset else []), *case.evaluators])
+            obs, usage = await observe(session, req.conversation_id)
+            prices = await team_prices(session, req.team_id)
+        judges = [s for s in specs if isinstance(s, LlmJudgeSpec)]
+        if judges and req.judged is None and usage["error"] is None:
+            return CaseSettled(
+                recorded=False,
+                judges=judges,
+                messages=[str(m) for m in case.messages],
+                observation=observation_json(obs),
+            )
+        results = _results(specs, obs, req.judged or [], usage["error"])
+        verdict = overall(results)
+        cost = cost_of(prices, usage["model"], usage["prompt"], usage["completion"])
+
+        async def work(session: AsyncSession) -> CaseSettled:
+            recorded = await record_result(
+                session,
+                EvalResult(
+                    team_id=req.team_id,
+                    run_id=req.run_id,
+                    case_id=req.case_id,
+                    seq=case.seq,
+                    conversation_id=req.conversation_id,
+                    verdict=verdict,
+                    results=[r.model_dump(mode="json") for r in results],
+                    observation=observation_json(obs),
+                    tokens_prompt=usage["prompt"],
+                    tokens_completion=usage["completion"],
+                    error=usage["error"],
+                ),
+                cost,
+            )
+            return CaseSettled(recorded=True, verdict=recorded)
+
+        return await in_transaction(self._sessions, work)
+
+    @activity.defn(name="eval.case_failed")
+    async def case_failed(self, req: CaseFailed) -> None:
+        """Record a case whose workflow failed as an `error` (unless it was recorded before failing)."""
+
+        async def work(session: AsyncSession) -> None:
+            await record_result(
+                session,
+                EvalResult(
+                    team_id=req.team_id,
+                    run_id=req.run_id,
+                    case_id=req.case_id,
+                    conversation_id=case_conversation_id(req.run_id, req.case_id),
+                    verdict="error",
+                    results=[{"kind": "case", "name": "case", "verdict": "error", "reason": req.reason}],
+                    error=req.reason,
+                ),
+                None,
+            )
+
+        await in_transaction(self._sessions, work)
+
+    @activity.defn(name="eval.finish_run")
+    async def finish_run(self, req: EvalRunInput) -> EvalRunResult:
+        """Mark the run completed (its counters were kept as each case was recorded)."""
+
+        async def work(session: AsyncSession) -> EvalRunResult:
+            run = await session.get(EvalRun, req.run_id, with_for_update=True)
+            assert run is not None
+            if run.completed_at is None:
+                run.status = EvalRunStatus.COMPLETED
+                run.completed_at = utcnow()
+            return EvalRunResult(run_id=run.id, total=run.total, passed=run.passed)
+
+        return await in_transaction(self._sessions, work)
+
+
+async def record_result(session: AsyncSession, result: EvalResult, cost: float | None) -> str:
+    """Insert the case's result and move the run's counters, once: a second call finds the first.
+
+    Returns the recorded verdict (the first one, on a repeat).
+    """
+    existing = await session.scalar(
+        select(EvalResult.verdict).where(
+            EvalResult.run_id == result.run_id, EvalResult.case_id == result.case_id
+        )
+    )
+    if existing is not None:
+        return str(existing)
+    session.add(result)
+    await session.flush()  # the unique (run, case) decides here, before the counters move
+    column = {"pass": "passed", "fail": "failed", "error": "errored"}[result.verdict]
+    counts: dict[str, Any] = {
+        "done": EvalRun.done + 1,
+        "tokens_prompt": EvalRun.tokens_prompt + result.tokens_prompt,
+        "tokens_completion": EvalRun.tokens_completion + result.tokens_completion,
+        column: getattr(EvalRun, column) + 1,
+    }
+    if cost is not None:
+        counts["cost"] = func.coalesce(EvalRun.cost, 0.0) + cost
+    await session.execute(update(EvalRun).where(EvalRun.id == result.run_id).values(**counts))
+    return result.verdict
+
+
+def _results(
+    specs: list[EvaluatorSpec], obs: Observation, judged: list[EvaluatorResult], error: str | None
+) -> list[EvaluatorResult]:
+    """Every evaluator's verdict in order; a case whose turn failed fails every evaluator but bounds."""
+    found: list[EvaluatorResult] = []
+    judged_left = list(judged)
+    for spec in specs:
+        if error is not None:
+            found.append(EvaluatorResult(kind=spec.kind, name=spec.label, verdict="fail", reason=error))
+        elif isinstance(spec, LlmJudgeSpec):
+            found.append(
+                judged_left.pop(0)
+                if judged_left
+                else EvaluatorResult(kind=spec.kind, name=spec.label, verdict="error", reason="not judged")
+            )
+        else:
+            found.append(evaluate(spec, obs))
+    if not specs and error is not None:
+        found.append(EvaluatorResult(kind="turn", name="turn", verdict="fail", reason=error))
+    return found
+
+
+async def _finished(session: AsyncSession, conversation_id: str, key: str) -> CaseTurnDone | None:
+    """The finished turn this key started, from the store."""
+    turn = (
+        await session.execute(
+            select(Turn).where(Turn.conversation_id == conversation_id, Turn.idempotency_key == key)
+        )
+    ).scalar_one_or_none()
+    if turn is None or turn.completed_at is None or turn.status in _UNFINISHED:
+        return None
+    return CaseTurnDone(turn=turn.n, finished=True, completed=turn.status == TurnStatus.COMPLETED)

@@ -1,0 +1,165 @@
+"""Eval runs: `EvalRunWorkflow` runs a dataset's cases against one agent version, one child each.
+
+The parent (`eval-run/{run}`) reads its plan (the case ids fixed when the run was made),
+starts one `EvalCaseWorkflow` per case (`eval-run/{run}/case/{case}`), at most
+`concurrency` at once, and marks the run completed when every child has ended. A child
+opens the case's scratch conversation, sends its messages one turn at a time (each turn
+keyed by its place, so a retry is the same turn), asks any `llm_judge` evaluators (retried;
+an unanswered judge is an `error`), and records the case's result once. Whatever process
+dies meanwhile, Temporal resumes both from their histories: no case is lost or run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    # Activity classes (for references) and pydantic models; nothing runs at import.
+    from activities.evals import EvalActivities
+    from activities.evaluators import EvaluatorActivities
+    from schemas.evals import EvaluatorResult
+    from schemas.payloads.evals import (
+        CaseFailed,
+        CaseSettle,
+        CaseSettled,
+        CaseTurn,
+        CaseTurnDone,
+        EvalCaseInput,
+        EvalRunInput,
+        EvalRunResult,
+        JudgeRequest,
+    )
+
+STORE_TIMEOUT = timedelta(seconds=30)
+WAIT_SECONDS = 300.0
+"""How long one `eval.submit_turn` waits on its turn before asking again."""
+SUBMIT_HEARTBEAT = timedelta(seconds=20)
+SUBMIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+JUDGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+)
+"""A judge is asked three times; still failing, its verdict is `error`."""
+
+
+def case_workflow_id(run_id: str, case_id: str) -> str:
+    return f"eval-run/{run_id}/case/{case_id}"
+
+
+@workflow.defn(name="EvalRun")
+class EvalRunWorkflow:
+    @workflow.run
+    async def run(self, inp: EvalRunInput) -> EvalRunResult:
+        plan = await workflow.execute_local_activity_method(
+            EvalActivities.plan_run, inp, start_to_close_timeout=STORE_TIMEOUT
+        )
+        slots = asyncio.Semaphore(max(1, plan.concurrency))
+
+        async def one(case_id: str) -> None:
+            async with slots:
+                try:
+                    await workflow.execute_child_workflow(
+                        EvalCaseWorkflow.run,
+                        EvalCaseInput(run_id=inp.run_id, team_id=inp.team_id, case_id=case_id),
+                        id=case_workflow_id(inp.run_id, case_id),
+                    )
+                except ChildWorkflowError as err:
+                    # A case that cannot run is recorded as an error, so the run still ends.
+                    await workflow.execute_local_activity_method(
+                        EvalActivities.case_failed,
+                        CaseFailed(
+                            run_id=inp.run_id,
+                            team_id=inp.team_id,
+                            case_id=case_id,
+                            reason=f"the case could not run: {err.cause or err}",
+                        ),
+                        start_to_close_timeout=STORE_TIMEOUT,
+                    )
+
+        await asyncio.gather(*(one(case_id) for case_id in plan.case_ids))
+        return await workflow.execute_local_activity_method(
+            EvalActivities.finish_run, inp, start_to_close_timeout=STORE_TIMEOUT
+        )
+
+
+@workflow.defn(name="EvalCase")
+class EvalCaseWorkflow:
+    @workflow.run
+    async def run(self, inp: EvalCaseInput) -> str:
+        opened = await workflow.execute_local_activity_method(
+            EvalActivities.open_case, inp, start_to_close_timeout=STORE_TIMEOUT
+        )
+        if opened.recorded:
+            return "recorded"
+        for index in range(opened.turns):
+            turn = CaseTurn(
+                run_id=inp.run_id,
+                team_id=inp.team_id,
+                case_id=inp.case_id,
+                conversation_id=opened.conversation_id,
+                index=index,
+                wait_seconds=WAIT_SECONDS,
+            )
+            done: CaseTurnDone = await workflow.execute_activity_method(
+                EvalActivities.submit_turn,
+                turn,
+                start_to_close_timeout=timedelta(seconds=WAIT_SECONDS + 60),
+                heartbeat_timeout=SUBMIT_HEARTBEAT,
+                retry_policy=SUBMIT_RETRY,
+            )
+            while not done.finished:
+                done = await workflow.execute_activity_method(
+                    EvalActivities.submit_turn,
+                    turn,
+                    start_to_close_timeout=timedelta(seconds=WAIT_SECONDS + 60),
+                    heartbeat_timeout=SUBMIT_HEARTBEAT,
+                    retry_policy=SUBMIT_RETRY,
+                )
+            if not done.completed:
+                break  # the later turns would answer a conversation that went wrong; the case fails
+        settle = CaseSettle(
+            run_id=inp.run_id,
+            team_id=inp.team_id,
+            case_id=inp.case_id,
+            conversation_id=opened.conversation_id,
+        )
+        settled: CaseSettled = await workflow.execute_local_activity_method(
+            EvalActivities.settle_case, settle, start_to_close_timeout=STORE_TIMEOUT
+        )
+        if not settled.recorded:
+            judged = [
+                await self._judge(inp, spec_index, settled) for spec_index in range(len(settled.judges))
+            ]
+            settle.judged = judged
+            settled = await workflow.execute_local_activity_method(
+                EvalActivities.settle_case, settle, start_to_close_timeout=STORE_TIMEOUT
+            )
+        return settled.verdict or "recorded"
+
+    async def _judge(self, inp: EvalCaseInput, index: int, settled: CaseSettled) -> EvaluatorResult:
+        spec = settled.judges[index]
+        try:
+            return await workflow.execute_activity_method(
+                EvaluatorActivities.judge,
+                JudgeRequest(
+                    team_id=inp.team_id,
+                    spec=spec,
+                    messages=settled.messages,
+                    observation=settled.observation,
+                ),
+                start_to_close_timeout=timedelta(seconds=150),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=JUDGE_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            return EvaluatorResult(
+                kind=spec.kind, name=spec.label, verdict="error", reason=f"judge failed: {reason}"
+            )
