@@ -43,25 +43,24 @@ from activities.store import (
     turn_version,
 )
 from activities.transcript import (
+    Entry,
     add_tokens,
     append_message,
     in_transaction,
     load_transcript,
 )
+from activities.versions import VERSIONS
 from schemas.enums import EventKind, MessageRole, TurnStatus
 from schemas.errors import ErrorType
 from schemas.keys import assistant_key
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import Agent, AgentVersion, Channel, Conversation, LlmProvider, Message, Turn
+from schemas.tables import Agent, Channel, Conversation, LlmProvider, Message, Turn
 from schemas.tools import TOOLS
 
 TRANSCRIPT_WINDOW = 200
 """How many recent messages the model sees."""
-
-VERSION_CACHE = 1024
-"""How many version definitions a worker keeps in memory (cleared when full)."""
 
 PROVIDER_CACHE = 256
 """How many team providers' clients a worker keeps (cleared when full)."""
@@ -96,7 +95,7 @@ async def _record_reply_events(
         await emit(EventKind.TOOL_CALL, call)
 
 
-def _answer_of(message: Message) -> LlmResponse:
+def _answer_of(message: Message | Entry) -> LlmResponse:
     """The answer an earlier attempt stored."""
     return LlmResponse(
         content=message.content,
@@ -156,8 +155,6 @@ class LlmActivities:
         """Team providers' clients and keys by provider id, with the `updated_at` they were built at."""
         self._provider_pool: openai.DefaultAsyncHttpxClient | None = None
         """The connection pool every team provider's client shares (made at the first one)."""
-        self._versions: dict[str, dict[str, Any]] = {}
-        """Version definitions read so far: versions are never edited, so one read is enough."""
         self._client: openai.AsyncOpenAI | None = None
         if settings.llm_configured:
             key = settings.openai_api_key
@@ -247,9 +244,10 @@ class LlmActivities:
         return await self._gate(agent, response)
 
     async def _gate(self, agent: Definition, response: LlmResponse) -> LlmResponse:
-        """`_gated`, knowing whether the agent has an ops chat (asked only when tools are called)."""
+        """`_gated`, knowing whether the agent has an ops chat (asked only when some call is gated:
+        the ops chat only decides whether a gated call's approval notifies)."""
         ops_chat = False
-        if response.tool_calls:
+        if any(call.approval is not None for call in _gated(agent, response).tool_calls):
             async with self._sessions() as session:
                 channels = await session.execute(
                     select(Channel.ops).where(Channel.agent_id == agent.id, Channel.deleted_at.is_(None))
@@ -351,7 +349,7 @@ class LlmActivities:
 
     async def _read(
         self, req: LlmRequest, dedupe_key: str
-    ) -> tuple[Message | None, Definition, list[Message], bool]:
+    ) -> tuple[Entry | None, Definition, list[Entry], bool]:
         """The turn's definition, and either this round's stored answer or the transcript to answer.
 
         The definition is the version recorded on the turn's row; a turn whose row is being
@@ -388,20 +386,15 @@ class LlmActivities:
         """A version's frozen fields (None for the draft), from memory after the first read."""
         if version_id is None:
             return None
-        if (known := self._versions.get(version_id)) is not None:
-            return known
-        version = await session.get(AgentVersion, version_id)
-        if version is None:
+        definition = await VERSIONS.definition(session, version_id)
+        if definition is None:
             raise ApplicationError(
                 f"agent version {version_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
             )
-        if len(self._versions) >= VERSION_CACHE:
-            self._versions.clear()
-        self._versions[version_id] = version.definition
-        return version.definition
+        return definition
 
     async def _ask(
-        self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
+        self, req: LlmRequest, agent: Definition, transcript: list[Entry], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         """`_asked`, as a GenAI `chat {model}` span (message text only with STEWARD_TRACE_CONTENT)."""
         with tracing.tracer().start_as_current_span(
@@ -413,7 +406,7 @@ class LlmActivities:
             return response, usage
 
     async def _asked(
-        self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
+        self, req: LlmRequest, agent: Definition, transcript: list[Entry], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         """Call the agent's model (or the demo) and record latency and token metrics."""
         messages = to_chat_messages(agent.system_prompt, transcript)
