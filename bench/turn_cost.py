@@ -7,7 +7,11 @@ their own. For a plain and a one-tool turn it prints, per turn: statements by en
 worker) and by kind, the history's workflow tasks, activities and local activities, and this
 process's CPU milliseconds (API and worker together, plus the in-process HTTP client).
 
-    uv run python -m bench.turn_cost [--turns 50] [--database-url URL] [--statements] [--profile FILE]
+    uv run python -m bench.turn_cost [--turns 50] [--history 200] [--database-url URL]
+                                     [--statements] [--profile FILE]
+
+`--history N` gives each conversation N earlier messages first, as `bench.turn_overhead`'s
+conversations have after their warm-up (the model's window is 200 messages).
 
 `--statements` lists each distinct statement with its count per turn; `--profile FILE` writes
 a cProfile of the measured turns (read it with `python -m pstats FILE`).
@@ -24,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,17 +36,19 @@ from typing import Any
 
 import httpx
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.infra.database import create_engine, session_factory
 from activities.infra.temporal import connect
+from activities.transcript import append_message
 from api.app import create_app
 from api.services.keys import create_key, ensure_team
 from bench.turn_overhead import process
-from schemas.enums import Role
+from schemas.enums import MessageRole, Role
 from schemas.settings import Settings
+from schemas.tables import Conversation
 from tests.processes import free_port
 from workers.migrate import migrate
 from workers.seed import ensure_slots
@@ -118,6 +124,23 @@ class Case:
     cpu_ms: float = 0.0
 
 
+async def seed_history(sessions: async_sessionmaker[AsyncSession], conversation_id: str, n: int) -> None:
+    """`n` earlier messages (user and assistant in turn), written as turns write them."""
+    async with sessions() as session:
+        team_id = (await session.get(Conversation, conversation_id)).team_id  # type: ignore[union-attr]
+        for i in range(n):
+            await append_message(
+                session,
+                team_id=team_id,
+                conversation_id=conversation_id,
+                turn=0,
+                role=MessageRole.USER if i % 2 == 0 else MessageRole.ASSISTANT,
+                content=f"earlier message {i}: " + "words " * 12,
+                dedupe_key=f"bench/{i}",
+            )
+        await session.commit()
+
+
 async def measure(
     case: Case,
     http: httpx.AsyncClient,
@@ -126,6 +149,7 @@ async def measure(
     counters: tuple[StatementCounter, StatementCounter],
     turns: int,
     profile: str | None,
+    seed: Callable[[str], Awaitable[None]],
 ) -> None:
     slug = f"cost-{uuid.uuid4().hex[:8]}"
     body = {"slug": slug, "name": "cost", "model": case.model, "tools": case.tools}
@@ -133,6 +157,7 @@ async def measure(
     opened = await http.post("/v1/conversations", json={"agent": slug}, headers=headers)
     opened.raise_for_status()
     conversation = str(opened.json()["id"])
+    await seed(conversation)
 
     async def turn() -> None:
         answer = await http.post(
@@ -161,7 +186,9 @@ async def measure(
     case.history["events"] = after["events"] - before["events"]
 
 
-async def run(turns: int, database_url: str | None, statements: bool, profile: str | None) -> None:
+async def run(
+    turns: int, history: int, database_url: str | None, statements: bool, profile: str | None
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="steward-turn-cost-"))
     server = DevServer(
         work / "temporal.db", free_port(), free_port(), work / "temporal.log", extra=("--headless",)
@@ -209,15 +236,16 @@ async def run(turns: int, database_url: str | None, statements: bool, profile: s
                             (api_counter, worker_counter),
                             turns,
                             f"{profile}.{i}" if profile else None,
+                            lambda c: seed_history(session_factory(worker_engine), c, history),
                         )
         await worker_engine.dispose()
     finally:
         server.stop()
-    report(cases, turns, database_url, statements)
+    report(cases, turns, history, database_url, statements)
 
 
-def report(cases: list[Case], turns: int, database_url: str | None, statements: bool) -> None:
-    print(f"\nTurn cost — {turns} turns each, counted after 3 warm-up turns")
+def report(cases: list[Case], turns: int, history: int, database_url: str | None, statements: bool) -> None:
+    print(f"\nTurn cost — {turns} turns each, counted after 3 warm-up turns, {history} earlier messages")
     print(
         f"database: {'PostgreSQL' if database_url else 'SQLite (embedded default)'}; Temporal: dev server\n"
     )
@@ -253,13 +281,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--turns", type=int, default=50)
+    parser.add_argument("--history", type=int, default=200, help="earlier messages in each conversation")
     parser.add_argument("--database-url", help="e.g. postgresql+psycopg://postgres@127.0.0.1/steward_bench")
     parser.add_argument("--statements", action="store_true", help="list every distinct statement")
     parser.add_argument(
         "--profile", help="write a cProfile of the measured turns to FILE.0 (plain), FILE.1 (tool)"
     )
     args = parser.parse_args()
-    asyncio.run(run(args.turns, args.database_url, args.statements, args.profile))
+    asyncio.run(run(args.turns, args.history, args.database_url, args.statements, args.profile))
 
 
 if __name__ == "__main__":
