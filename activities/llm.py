@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import faults, metrics
 from activities.demo_model import demo_reply, pieces
-from activities.events import DeltaStream, append_event
+from activities.events import DeltaStream, PendingEvent, append_event, append_events
 from activities.heartbeat import heartbeating
 from activities.infra import tracing
 from activities.infra.llm_clients import api_key, client_for, redacted
@@ -69,30 +69,23 @@ DEMO_PACE = 0.05
 """Seconds between the offline demo's deltas: it answers at once, and would otherwise arrive whole."""
 
 
-async def _record_reply_events(
-    session: AsyncSession, req: LlmRequest, response: LlmResponse, streamed: int
-) -> None:
-    """The reply's events, in the transaction that persists it: the text not yet streamed as
-    a last delta, the completed message, and the tool calls it asks for."""
+def _reply_events(req: LlmRequest, response: LlmResponse, streamed: int) -> list[PendingEvent]:
+    """The reply's events, written in the transaction that persists it: the text not yet
+    streamed as a last delta, the completed message, and the tool calls it asks for."""
+    events: list[PendingEvent] = []
 
-    async def emit(kind: EventKind, data: dict[str, Any]) -> None:
-        await append_event(
-            session,
-            team_id=req.team_id,
-            conversation_id=req.conversation_id,
-            turn=req.turn,
-            kind=kind,
-            data={"round": req.round, **data},
-        )
+    def emit(kind: EventKind, data: dict[str, Any]) -> None:
+        events.append(PendingEvent(turn=req.turn, kind=kind, data={"round": req.round, **data}))
 
     if tail := response.content[streamed:]:
-        await emit(EventKind.MESSAGE_DELTA, {"attempt": activity.info().attempt, "text": tail})
+        emit(EventKind.MESSAGE_DELTA, {"attempt": activity.info().attempt, "text": tail})
     calls = [c.model_dump() for c in response.tool_calls]
-    await emit(
+    emit(
         EventKind.MESSAGE_COMPLETED, {"text": response.content, "tool_calls": calls, "model": response.model}
     )
     for call in calls:
-        await emit(EventKind.TOOL_CALL, call)
+        emit(EventKind.TOOL_CALL, call)
+    return events
 
 
 def _answer_of(message: Message | Entry) -> LlmResponse:
@@ -223,8 +216,11 @@ class LlmActivities:
             )
             if not stored:  # another attempt answered this round first; its answer stands
                 return False, None
-            await _record_reply_events(session, req, response, streamed)
+            events = _reply_events(req, response, streamed)
             if response.tool_calls:
+                await append_events(
+                    session, team_id=req.team_id, conversation_id=req.conversation_id, events=events
+                )
                 await add_tokens(session, req.conversation_id, req.turn, *usage)
                 return True, None
             outcome = TurnOutcome(turn=req.turn, status=TurnStatus.COMPLETED, reply=response.content)
@@ -232,6 +228,7 @@ class LlmActivities:
                 session,
                 FinishTurn(conversation_id=req.conversation_id, team_id=req.team_id, outcome=outcome),
                 tokens=usage,
+                events_before=events,
             )
             return True, recorded
 

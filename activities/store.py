@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import metrics
-from activities.events import append_event
+from activities.events import PendingEvent, append_event, append_events
 from activities.transcript import (
     append_message,
     in_transaction,
@@ -159,11 +159,16 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
 
 
 async def record_turn_outcome(
-    session: AsyncSession, req: FinishTurn, tokens: tuple[int, int] = (0, 0)
+    session: AsyncSession,
+    req: FinishTurn,
+    tokens: tuple[int, int] = (0, 0),
+    events_before: list[PendingEvent] | None = None,
 ) -> TurnRecorded:
     """Record a turn's outcome on the turn, the conversation and (for errors) the transcript.
 
     `tokens` are the last model call's, added to the turn's count in the same update.
+    `events_before` (the reply's, from the LLM activity) are written ahead of the turn's end
+    event, in the same statement.
     """
     outcome = req.outcome
     conversation, turn = await lock_conversation_and_turn(
@@ -172,6 +177,9 @@ async def record_turn_outcome(
     if turn is None:
         raise LookupError(f"turn {outcome.turn} of {req.conversation_id} was never started")
     if turn.completed_at is not None:
+        await append_events(
+            session, team_id=req.team_id, conversation_id=req.conversation_id, events=events_before or []
+        )
         return TurnRecorded(fresh=False)
     now = utcnow()
     turn.status = outcome.status
@@ -202,13 +210,15 @@ async def record_turn_outcome(
             conversation.last_error_code = None
             conversation.last_error_message = None
     conversation.last_activity_at = now
-    await _record_end_event(session, req, turn)
+    await _record_end_event(session, req, turn, events_before or [])
     return TurnRecorded(
         fresh=True, duration=(now - turn.started_at).total_seconds(), test=conversation.is_test
     )
 
 
-async def _record_end_event(session: AsyncSession, req: FinishTurn, turn: Turn) -> None:
+async def _record_end_event(
+    session: AsyncSession, req: FinishTurn, turn: Turn, before: list[PendingEvent]
+) -> None:
     outcome = req.outcome
     data: dict[str, Any]
     if outcome.error is not None:
@@ -218,13 +228,11 @@ async def _record_end_event(session: AsyncSession, req: FinishTurn, turn: Turn) 
         kind = EventKind.TURN_COMPLETED
         data = {"status": outcome.status.value, "reply": outcome.reply}
     data["usage"] = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens}
-    await append_event(
+    await append_events(
         session,
         team_id=req.team_id,
         conversation_id=req.conversation_id,
-        turn=outcome.turn,
-        kind=kind,
-        data=data,
+        events=[*before, PendingEvent(turn=outcome.turn, kind=kind, data=data)],
     )
 
 
