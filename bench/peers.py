@@ -151,7 +151,8 @@ class LangGraph:
             f"/threads/{thread}/runs/wait",
             json={"assistant_id": graph, "input": {"messages": [{"role": "user", "content": "hello"}]}},
         )
-        last = response.raise_for_status().json()["messages"][-1]
+        messages = response.raise_for_status().json().get("messages") or [{}]
+        last = messages[-1]
         if last.get("role") != "assistant" or not last.get("content"):
             raise RuntimeError(f"run did not answer: {response.text[:300]}")
 

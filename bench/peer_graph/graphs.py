@@ -28,7 +28,9 @@ TOOLS = [
     }
 ]
 
-_client = openai.AsyncOpenAI(base_url=os.environ.get("PEERS_LLM_URL"), api_key="bench", max_retries=0)
+# The SDK's own retries (its default, 2) stand in for the retries Temporal gives Steward's
+# activity: 50 jobs connecting at once can overflow the fake server's listen backlog.
+_client = openai.AsyncOpenAI(base_url=os.environ.get("PEERS_LLM_URL"), api_key="bench", max_retries=2)
 
 
 class State(TypedDict):
