@@ -15,9 +15,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from activities.events import append_event
+from activities.events import PendingEvent
 from activities.llm_context import Definition
 from schemas.enums import EventKind
 from schemas.keys import client_call_id
@@ -64,32 +62,28 @@ def mark_client_calls(definition: Definition, req: LlmRequest, response: LlmResp
     return response
 
 
-async def record_tool_requests(session: AsyncSession, req: LlmRequest, response: LlmResponse) -> None:
+def tool_request_events(req: LlmRequest, response: LlmResponse) -> list[PendingEvent]:
     """`tool.requested` for each client call of the answer, then `turn.awaiting_tool_output`,
-    in the transaction that persists the answer (so a caller never sees one without the other)."""
+    written in the transaction that persists the answer (so a caller never sees one without the
+    other)."""
     calls = [
         {"call_id": call.id, "name": call.name, "arguments": call.arguments}
         for call in response.tool_calls
         if call.client_timeout is not None
     ]
-    for call in calls:
-        await append_event(
-            session,
-            team_id=req.team_id,
-            conversation_id=req.conversation_id,
-            turn=req.turn,
-            kind=EventKind.TOOL_REQUESTED,
-            data={"round": req.round, **call},
-        )
+    events = [
+        PendingEvent(turn=req.turn, kind=EventKind.TOOL_REQUESTED, data={"round": req.round, **call})
+        for call in calls
+    ]
     if calls:
-        await append_event(
-            session,
-            team_id=req.team_id,
-            conversation_id=req.conversation_id,
-            turn=req.turn,
-            kind=EventKind.TURN_AWAITING_TOOL_OUTPUT,
-            data={"round": req.round, "calls": calls},
+        events.append(
+            PendingEvent(
+                turn=req.turn,
+                kind=EventKind.TURN_AWAITING_TOOL_OUTPUT,
+                data={"round": req.round, "calls": calls},
+            )
         )
+    return events
 
 
 def client_result(req: ToolRequest, client: ClientOutput) -> tuple[dict[str, Any], bool, dict[str, Any]]:

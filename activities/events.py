@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, delete, text
+from sqlalchemy import JSON, TextClause, bindparam, delete, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -84,6 +85,72 @@ async def append_event(
         },
     )
     return int(result.scalar_one())
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event to append with others in one statement (`append_events`)."""
+
+    turn: int
+    kind: EventKind | str
+    data: dict[str, Any]
+
+
+_APPEND_MANY: dict[int, TextClause] = {}
+
+
+def _append_many(n: int) -> TextClause:
+    """The INSERT of `n` events at MAX + 1 ... MAX + n, compiled once per `n`.
+
+    Each row reads the conversation's MAX from its own copy of the subquery; both SQLite
+    and PostgreSQL evaluate an INSERT's SELECT before inserting any of its rows, so every
+    copy sees the same MAX.
+    """
+    if (known := _APPEND_MANY.get(n)) is not None:
+        return known
+    base = (
+        "(SELECT COALESCE(MAX(seq), 0) AS seq FROM events WHERE conversation_id = :of_conversation) AS base"
+    )
+    rows = " UNION ALL ".join(
+        # Only the row's index is formatted in; every value is a bound parameter.
+        f"SELECT :team_id, :conversation_id, base.seq + {i + 1}, :turn_{i}, :kind_{i}, :data_{i}, "  # noqa: S608
+        f":created_at FROM {base}"
+        for i in range(n)
+    )
+    columns = "team_id, conversation_id, seq, turn, kind, data, created_at"
+    statement = text(f"INSERT INTO events ({columns}) {rows} RETURNING seq").bindparams(
+        *(bindparam(f"data_{i}", type_=JSON) for i in range(n)),
+        bindparam("created_at", type_=UTCDateTime()),
+    )
+    _APPEND_MANY[n] = statement
+    return statement
+
+
+async def append_events(
+    session: AsyncSession, *, team_id: str, conversation_id: str, events: list[PendingEvent]
+) -> list[int]:
+    """`append_event` for several events of one conversation, in one statement, in order.
+
+    A transaction that reports several things at once (a reply, its tool calls, the turn's
+    end) writes them as one round trip instead of one each.
+
+    Returns:
+        The events' ids, in the order given.
+    """
+    if not events:
+        return []
+    params: dict[str, Any] = {
+        "team_id": team_id,
+        "conversation_id": conversation_id,
+        "of_conversation": conversation_id,
+        "created_at": utcnow(),
+    }
+    for i, pending in enumerate(events):
+        params[f"turn_{i}"] = pending.turn
+        params[f"kind_{i}"] = str(pending.kind)
+        params[f"data_{i}"] = {"turn": pending.turn, **pending.data}
+    result = await session.execute(_append_many(len(events)), params)
+    return sorted(int(seq) for seq in result.scalars())
 
 
 class DeltaStream:

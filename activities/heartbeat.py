@@ -12,12 +12,18 @@ from temporalio import activity
 
 @asynccontextmanager
 async def heartbeating(every: float) -> AsyncIterator[None]:
-    """Heartbeat every `every` seconds while the block runs, so a dead worker is noticed in seconds."""
+    """Heartbeat every `every` seconds while the block runs, so a dead worker is noticed in seconds.
+
+    The first beat comes after `every`, not at once: the heartbeat timeout runs from the
+    activity's start, so a beat at once tells the server nothing, and it costs a call to
+    the server (and the worker's encoding of it) on every activity, most of which end
+    well before `every` (docs/decisions.md, "The turn's database work").
+    """
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
             await asyncio.sleep(every)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:

@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import budgets, catalogue, client_tools, faults, metrics
 from activities.demo_model import demo_reply, pieces
-from activities.events import DeltaStream, append_event
+from activities.events import DeltaStream, PendingEvent, append_event, append_events
 from activities.heartbeat import heartbeating
 from activities.infra import tracing
 from activities.infra.llm_clients import api_key, client_for, redacted
@@ -43,25 +43,24 @@ from activities.store import (
     turn_version,
 )
 from activities.transcript import (
+    Entry,
     add_tokens,
     append_message,
     in_transaction,
     load_transcript,
 )
+from activities.versions import VERSIONS
 from schemas.enums import EventKind, MessageRole, TurnStatus
 from schemas.errors import ErrorType
 from schemas.keys import assistant_key
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import Agent, AgentVersion, Channel, Conversation, LlmProvider, Message, Turn
+from schemas.tables import Agent, Channel, Conversation, LlmProvider, Message, Turn
 from schemas.tools import TOOLS, Tool
 
 TRANSCRIPT_WINDOW = 200
 """How many recent messages the model sees."""
-
-VERSION_CACHE = 1024
-"""How many version definitions a worker keeps in memory (cleared when full)."""
 
 PROVIDER_CACHE = 256
 """How many team providers' clients a worker keeps (cleared when full)."""
@@ -70,34 +69,27 @@ DEMO_PACE = 0.05
 """Seconds between the offline demo's deltas: it answers at once, and would otherwise arrive whole."""
 
 
-async def _record_reply_events(
-    session: AsyncSession, req: LlmRequest, response: LlmResponse, streamed: int
-) -> None:
-    """The reply's events, in the transaction that persists it: the text not yet streamed as
-    a last delta, the completed message, and the tool calls it asks for."""
+def _reply_events(req: LlmRequest, response: LlmResponse, streamed: int) -> list[PendingEvent]:
+    """The reply's events, written in the transaction that persists it: the text not yet
+    streamed as a last delta, the completed message, and the tool calls it asks for."""
+    events: list[PendingEvent] = []
 
-    async def emit(kind: EventKind, data: dict[str, Any]) -> None:
-        await append_event(
-            session,
-            team_id=req.team_id,
-            conversation_id=req.conversation_id,
-            turn=req.turn,
-            kind=kind,
-            data={"round": req.round, **data},
-        )
+    def emit(kind: EventKind, data: dict[str, Any]) -> None:
+        events.append(PendingEvent(turn=req.turn, kind=kind, data={"round": req.round, **data}))
 
     if tail := response.content[streamed:]:
-        await emit(EventKind.MESSAGE_DELTA, {"attempt": activity.info().attempt, "text": tail})
+        emit(EventKind.MESSAGE_DELTA, {"attempt": activity.info().attempt, "text": tail})
     calls = [c.model_dump() for c in response.tool_calls]
-    await emit(
+    emit(
         EventKind.MESSAGE_COMPLETED, {"text": response.content, "tool_calls": calls, "model": response.model}
     )
     for call in calls:
-        await emit(EventKind.TOOL_CALL, call)
-    await client_tools.record_tool_requests(session, req, response)
+        emit(EventKind.TOOL_CALL, call)
+    events.extend(client_tools.tool_request_events(req, response))
+    return events
 
 
-def _answer_of(message: Message) -> LlmResponse:
+def _answer_of(message: Message | Entry) -> LlmResponse:
     """The answer an earlier attempt stored."""
     return LlmResponse(
         content=message.content,
@@ -169,8 +161,6 @@ class LlmActivities:
         """Team providers' clients and keys by provider id, with the `updated_at` they were built at."""
         self._provider_pool: openai.DefaultAsyncHttpxClient | None = None
         """The connection pool every team provider's client shares (made at the first one)."""
-        self._versions: dict[str, dict[str, Any]] = {}
-        """Version definitions read so far: versions are never edited, so one read is enough."""
         self._client: openai.AsyncOpenAI | None = None
         if settings.llm_configured:
             key = settings.openai_api_key
@@ -242,9 +232,12 @@ class LlmActivities:
             )
             if not stored:  # another attempt answered this round first; its answer stands
                 return False, None
-            await _record_reply_events(session, req, response, streamed)
+            events = _reply_events(req, response, streamed)
             await budgets.record_usage(session, req, agent, usage)
             if response.tool_calls:
+                await append_events(
+                    session, team_id=req.team_id, conversation_id=req.conversation_id, events=events
+                )
                 await add_tokens(session, req.conversation_id, req.turn, *usage)
                 return True, None
             outcome = TurnOutcome(turn=req.turn, status=TurnStatus.COMPLETED, reply=response.content)
@@ -252,6 +245,7 @@ class LlmActivities:
                 session,
                 FinishTurn(conversation_id=req.conversation_id, team_id=req.team_id, outcome=outcome),
                 tokens=usage,
+                events_before=events,
             )
             return True, recorded
 
@@ -264,16 +258,24 @@ class LlmActivities:
         return await self._gate(agent, response)
 
     async def _gate(self, agent: Definition, response: LlmResponse) -> LlmResponse:
-        """`_gated`, knowing whether the agent has an ops chat (asked only when tools are called)."""
-        ops_chat = False
+        """`_gated`, knowing the team's catalogue (read only when some call is not a built-in
+        tool) and whether the agent has an ops chat (read only when some call is gated: the ops
+        chat only decides whether a gated call's approval notifies)."""
+        if not response.tool_calls:
+            return response
         known: Mapping[str, Tool] = TOOLS
-        if response.tool_calls:
-            async with self._sessions() as session:
+        built_in = all(call.name in TOOLS for call in response.tool_calls)
+        if built_in and not any(call.approval is not None for call in _gated(agent, response).tool_calls):
+            return _gated(agent, response)
+        ops_chat = False
+        async with self._sessions() as session:
+            if not built_in:
+                known = await catalogue.specs(session, agent.team_id)
+            if any(call.approval is not None for call in _gated(agent, response, False, known).tool_calls):
                 channels = await session.execute(
                     select(Channel.ops).where(Channel.agent_id == agent.id, Channel.deleted_at.is_(None))
                 )
                 ops_chat = any(ops.get("chat_id") or ops.get("channel_id") for ops in channels.scalars())
-                known = await catalogue.specs(session, agent.team_id)
         return _gated(agent, response, ops_chat, known)
 
     async def _never_waits_in_a_test(self, req: LlmRequest, response: LlmResponse) -> LlmResponse:
@@ -370,7 +372,7 @@ class LlmActivities:
 
     async def _read(
         self, req: LlmRequest, dedupe_key: str
-    ) -> tuple[Message | None, Definition, list[Message], bool]:
+    ) -> tuple[Entry | None, Definition, list[Entry], bool]:
         """The turn's definition, and either this round's stored answer or the transcript to answer.
 
         The definition is the version recorded on the turn's row; a turn whose row is being
@@ -408,20 +410,15 @@ class LlmActivities:
         """A version's frozen fields (None for the draft), from memory after the first read."""
         if version_id is None:
             return None
-        if (known := self._versions.get(version_id)) is not None:
-            return known
-        version = await session.get(AgentVersion, version_id)
-        if version is None:
+        definition = await VERSIONS.definition(session, version_id)
+        if definition is None:
             raise ApplicationError(
                 f"agent version {version_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
             )
-        if len(self._versions) >= VERSION_CACHE:
-            self._versions.clear()
-        self._versions[version_id] = version.definition
-        return version.definition
+        return definition
 
     async def _ask(
-        self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
+        self, req: LlmRequest, agent: Definition, transcript: list[Entry], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         """`_asked`, as a GenAI `chat {model}` span (message text only with STEWARD_TRACE_CONTENT)."""
         if (held := await budgets.spent(self._sessions, req, agent)) is not None:  # activities/budgets.py
@@ -435,7 +432,7 @@ class LlmActivities:
             return response, usage
 
     async def _asked(
-        self, req: LlmRequest, agent: Definition, transcript: list[Message], deltas: DeltaStream
+        self, req: LlmRequest, agent: Definition, transcript: list[Entry], deltas: DeltaStream
     ) -> tuple[LlmResponse, tuple[int, int]]:
         """Call the agent's model (or the demo) and record latency and token metrics."""
         messages = to_chat_messages(agent.system_prompt, transcript)

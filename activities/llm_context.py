@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.prompts import system_prompt
+from activities.transcript import Entry
 from schemas.enums import MessageRole
 from schemas.keys import inbound_key
 from schemas.payloads import LlmRequest
-from schemas.tables import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, Agent, Conversation, Message
+from schemas.tables import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, Agent, Conversation
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Definition:
         return replace(self, system_prompt=text)
 
 
-def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict[str, Any]]:
+def to_chat_messages(system_prompt: str, transcript: list[Entry]) -> list[dict[str, Any]]:
     """Chat Completions messages for a transcript window.
 
     Drops tool results whose request fell outside the window, and answers any tool
@@ -128,11 +129,11 @@ def to_chat_messages(system_prompt: str, transcript: list[Message]) -> list[dict
     return messages
 
 
-def with_inbound(transcript: list[Message], req: LlmRequest) -> list[Message]:
+def with_inbound(transcript: list[Entry], req: LlmRequest) -> list[Entry]:
     """The transcript plus this turn's inbound messages that are not in it yet."""
     stored = {row.dedupe_key for row in transcript}
     fresh = [
-        Message(role=MessageRole.USER, content=m.text, dedupe_key=inbound_key(m.number), turn=req.turn)
+        Entry(role=MessageRole.USER, content=m.text, dedupe_key=inbound_key(m.number))
         for m in req.inbound
         if inbound_key(m.number) not in stored
     ]

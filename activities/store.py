@@ -16,8 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import metrics
-from activities.events import append_event
-from activities.transcript import append_message, in_transaction, lock_conversation
+from activities.events import PendingEvent, append_event, append_events
+from activities.transcript import (
+    append_message,
+    in_transaction,
+    lock_conversation,
+    lock_conversation_and_turn,
+)
+from activities.versions import VERSIONS
 from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus, VersionPolicy
 from schemas.keys import holding_key, inbound_key, operator_reply_key, turn_error_key
 from schemas.payloads import (
@@ -66,8 +72,8 @@ async def turn_tools(session: AsyncSession, agent: Agent, conversation_id: str, 
     version_id = await session.scalar(
         select(Turn.version_id).where(Turn.conversation_id == conversation_id, Turn.n == turn)
     )
-    version = await session.get(AgentVersion, version_id) if version_id is not None else None
-    return list(version.definition.get("tools", [])) if version is not None else list(agent.tools)
+    frozen = await VERSIONS.definition(session, version_id) if version_id is not None else None
+    return list(frozen.get("tools", [])) if frozen is not None else list(agent.tools)
 
 
 async def turn_version(
@@ -92,11 +98,6 @@ async def turn_version(
     return live["version_id"], live["version"]
 
 
-async def _turn(session: AsyncSession, conversation_id: str, n: int) -> Turn | None:
-    stmt = select(Turn).where(Turn.conversation_id == conversation_id, Turn.n == n)
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 async def _key_taken(session: AsyncSession, conversation_id: str, key: str) -> bool:
     stmt = select(Turn.id).where(Turn.conversation_id == conversation_id, Turn.idempotency_key == key)
     return (await session.execute(stmt)).first() is not None
@@ -104,8 +105,9 @@ async def _key_taken(session: AsyncSession, conversation_id: str, key: str) -> b
 
 async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecorded:
     """Record the turn and its inbound messages; idempotent on (conversation, turn, message number)."""
-    conversation = await lock_conversation(session, req.conversation_id, req.team_id)
-    existing = await _turn(session, req.conversation_id, req.turn)
+    conversation, existing = await lock_conversation_and_turn(
+        session, req.conversation_id, req.team_id, req.turn
+    )
     fresh = existing is None
     version_id, version = (existing.version_id, existing.version) if existing is not None else (None, None)
     if fresh:
@@ -157,18 +159,27 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
 
 
 async def record_turn_outcome(
-    session: AsyncSession, req: FinishTurn, tokens: tuple[int, int] = (0, 0)
+    session: AsyncSession,
+    req: FinishTurn,
+    tokens: tuple[int, int] = (0, 0),
+    events_before: list[PendingEvent] | None = None,
 ) -> TurnRecorded:
     """Record a turn's outcome on the turn, the conversation and (for errors) the transcript.
 
     `tokens` are the last model call's, added to the turn's count in the same update.
+    `events_before` (the reply's, from the LLM activity) are written ahead of the turn's end
+    event, in the same statement.
     """
     outcome = req.outcome
-    conversation = await lock_conversation(session, req.conversation_id, req.team_id)
-    turn = await _turn(session, req.conversation_id, outcome.turn)
+    conversation, turn = await lock_conversation_and_turn(
+        session, req.conversation_id, req.team_id, outcome.turn
+    )
     if turn is None:
         raise LookupError(f"turn {outcome.turn} of {req.conversation_id} was never started")
     if turn.completed_at is not None:
+        await append_events(
+            session, team_id=req.team_id, conversation_id=req.conversation_id, events=events_before or []
+        )
         return TurnRecorded(fresh=False)
     now = utcnow()
     turn.status = outcome.status
@@ -199,13 +210,15 @@ async def record_turn_outcome(
             conversation.last_error_code = None
             conversation.last_error_message = None
     conversation.last_activity_at = now
-    await _record_end_event(session, req, turn)
+    await _record_end_event(session, req, turn, events_before or [])
     return TurnRecorded(
         fresh=True, duration=(now - turn.started_at).total_seconds(), test=conversation.is_test
     )
 
 
-async def _record_end_event(session: AsyncSession, req: FinishTurn, turn: Turn) -> None:
+async def _record_end_event(
+    session: AsyncSession, req: FinishTurn, turn: Turn, before: list[PendingEvent]
+) -> None:
     outcome = req.outcome
     data: dict[str, Any]
     if outcome.error is not None:
@@ -215,13 +228,11 @@ async def _record_end_event(session: AsyncSession, req: FinishTurn, turn: Turn) 
         kind = EventKind.TURN_COMPLETED
         data = {"status": outcome.status.value, "reply": outcome.reply}
     data["usage"] = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens}
-    await append_event(
+    await append_events(
         session,
         team_id=req.team_id,
         conversation_id=req.conversation_id,
-        turn=outcome.turn,
-        kind=kind,
-        data=data,
+        events=[*before, PendingEvent(turn=outcome.turn, kind=kind, data=data)],
     )
 
 

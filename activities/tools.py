@@ -36,6 +36,7 @@ from activities.infra import tracing
 from activities.replays import recorded_result
 from activities.store import turn_tools
 from activities.transcript import append_message, in_transaction, lock_conversation
+from activities.versions import VERSIONS
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
 from schemas.errors import ErrorType
 from schemas.keys import tool_result_key
@@ -45,7 +46,6 @@ from schemas.settings import Settings
 from schemas.tables import (
     DEFINITION_FIELDS,
     Agent,
-    AgentVersion,
     Booking,
     Conversation,
     Slot,
@@ -226,8 +226,8 @@ async def _would_wait(session: AsyncSession, agent: Agent, req: ToolRequest) -> 
     version_id = await session.scalar(
         select(Turn.version_id).where(Turn.conversation_id == req.conversation_id, Turn.n == req.turn)
     )
-    version = await session.get(AgentVersion, version_id) if version_id is not None else None
-    frozen = version.definition if version is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
+    found = await VERSIONS.definition(session, version_id) if version_id is not None else None
+    frozen = found if found is not None else {f: getattr(agent, f) for f in DEFINITION_FIELDS}
     timers = gate(
         req.call,
         list(frozen.get("tools") or []),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, bindparam, select, text, update
@@ -97,15 +98,42 @@ async def append_message(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def load_transcript(session: AsyncSession, conversation_id: str, limit: int) -> list[Message]:
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A transcript message as the model's window needs it: plain values, not an ORM object.
+
+    A window is up to 200 rows read on every model call; loading them as `Message` objects
+    (identity map, instrumented attributes) was the largest single cost of a long
+    conversation's turn (docs/decisions.md, "The turn's database work").
+    """
+
+    role: str
+    content: str
+    dedupe_key: str
+    tool_call_id: str | None = None
+    tool_calls: list[Any] | None = None
+    model: str | None = None
+
+
+_WINDOW_COLUMNS = (
+    Message.role,
+    Message.content,
+    Message.dedupe_key,
+    Message.tool_call_id,
+    Message.tool_calls,
+    Message.model,
+)
+
+
+async def load_transcript(session: AsyncSession, conversation_id: str, limit: int) -> list[Entry]:
     """The last `limit` messages of a conversation, oldest first."""
     stmt = (
-        select(Message)
+        select(*_WINDOW_COLUMNS)
         .where(Message.conversation_id == conversation_id)
         .order_by(Message.seq.desc())
         .limit(limit)
     )
-    rows = list((await session.execute(stmt)).scalars())
+    rows = [Entry(*row) for row in (await session.execute(stmt)).tuples()]
     rows.reverse()
     return rows
 
@@ -118,6 +146,24 @@ async def lock_conversation(session: AsyncSession, conversation_id: str, team_id
             f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
         )
     return conversation
+
+
+async def lock_conversation_and_turn(
+    session: AsyncSession, conversation_id: str, team_id: str, n: int
+) -> tuple[Conversation, Turn | None]:
+    """`lock_conversation`, and the conversation's turn `n` (None if not recorded), in one query."""
+    stmt = (
+        select(Conversation, Turn)
+        .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == n))
+        .where(Conversation.id == conversation_id)
+        .with_for_update(of=Conversation)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None or row[0].team_id != team_id:
+        raise ApplicationError(
+            f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+        )
+    return row[0], row[1]
 
 
 async def add_tokens(

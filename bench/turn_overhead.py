@@ -357,6 +357,8 @@ def report(
     print()
     for what, target, ratio, ok in checks:
         print(f"target {what} {target}x baseline: {verdict(ok)} ({ratio:.2f}x)")
+    print("\n(wall-clock figures swing with the machine's load; `python -m bench.turn_cost` counts")
+    print(" SQL statements, workflow tasks and activities per turn, which do not)")
 
 
 def main() -> None:
