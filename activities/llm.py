@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 from activities import faults, metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, append_event
+from activities.guardrails.rails import Guard
 from activities.heartbeat import heartbeating
 from activities.infra import tracing
 from activities.infra.llm_clients import api_key, client_for, redacted
@@ -158,6 +159,7 @@ class LlmActivities:
         """The connection pool every team provider's client shares (made at the first one)."""
         self._versions: dict[str, dict[str, Any]] = {}
         """Version definitions read so far: versions are never edited, so one read is enough."""
+        self._guard = Guard(sessions, settings)
         self._client: openai.AsyncOpenAI | None = None
         if settings.llm_configured:
             key = settings.openai_api_key
@@ -188,10 +190,13 @@ class LlmActivities:
         try:
             done, agent, transcript, provisional = await self._read(req, dedupe_key)
             if done is None:
+                rails = await self._guard.for_turn(req, agent)  # input and output rails (guardrails/)
                 deltas = await self._delta_stream(req, starting)
                 try:
-                    response, usage = await self._ask(req, agent, with_inbound(transcript, req), deltas)
-                    if agent.model == DEMO_MODEL:
+                    response, usage = await rails.answer(
+                        with_inbound(transcript, req), lambda t, d: self._ask(req, agent, t, d), deltas
+                    )
+                    if agent.model == DEMO_MODEL and not response.review:
                         demo_streamed = await self._stream_demo(req, response.content, starting)
                     await deltas.finish()
                 except BaseException:
@@ -211,6 +216,8 @@ class LlmActivities:
         if done is not None:  # an earlier attempt got as far as persisting: never ask twice
             return await self._gate(agent, _answer_of(done))
         streamed = (deltas.written if deltas is not None else 0) + demo_streamed
+        if response.review:  # escalated by a rail: the turn asks a person before it is stored
+            return await rails.hold(response, streamed)
 
         async def persist(session: AsyncSession) -> tuple[bool, TurnRecorded | None]:
             stored = await append_message(
@@ -226,7 +233,7 @@ class LlmActivities:
             )
             if not stored:  # another attempt answered this round first; its answer stands
                 return False, None
-            await _record_reply_events(session, req, response, streamed)
+            await _record_reply_events(session, req, response, await rails.record(session, streamed))
             if response.tool_calls:
                 await add_tokens(session, req.conversation_id, req.turn, *usage)
                 return True, None
@@ -239,6 +246,7 @@ class LlmActivities:
             return True, recorded
 
         stored, finished = await in_transaction(self._sessions, persist)
+        rails.count()
         if not stored:
             return await self._gate(agent, await self._stored_answer(req, dedupe_key))
         if finished is not None:

@@ -36,6 +36,8 @@ class Definition:
     templates: dict[str, str] = field(default_factory=dict)
     """The prompt templates `system_prompt` may include, by name."""
     default_template: str | None = None
+    guardrails: dict[str, Any] | None = None
+    """Its rails (schemas/guardrails.py); None: the team's defaults."""
     literal: bool = False
     """Frozen before prompts were templates: its prompt is shown as written, never rendered."""
 

@@ -26,3 +26,8 @@ CHANNEL_SENDS = Counter(
     "Channel message sends, by channel type and outcome",
     ["channel", "outcome"],
 )
+GUARDRAIL_TRIPS = Counter(
+    "steward_guardrail_trips_total",
+    "Guardrail checks that tripped, by agent, rail, check and action",
+    ["agent", "rail", "check", "action"],
+)

@@ -20,6 +20,7 @@ from temporalio import activity
 
 from activities import metrics
 from activities.events import append_event
+from activities.guardrails.rails import Guard, Noted, count_trips
 from activities.infra import tracing
 from activities.store import turn_tools
 from activities.transcript import append_message, in_transaction, lock_conversation
@@ -27,6 +28,7 @@ from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKin
 from schemas.keys import tool_result_key
 from schemas.payloads import ApprovalOutcome, ToolRequest, ToolResult
 from schemas.policy import gate
+from schemas.settings import Settings
 from schemas.tables import (
     DEFINITION_FIELDS,
     Agent,
@@ -176,6 +178,10 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+RAILED = {"error": "not run: its arguments failed a guardrail"}
+"""What the model hears of a call whose arguments a rail blocked."""
+
+
 def _not_run(decision: ApprovalOutcome) -> dict[str, Any]:
     """What the model hears about a gated call that was not run."""
     if decision.decision == Decision.RESPOND:
@@ -251,8 +257,9 @@ async def simulated(
 class ToolActivities:
     """Runs tool calls. A call's side effect, its record and its transcript entry commit together."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings | None = None) -> None:
         self._sessions = sessions
+        self._guard = Guard(sessions, settings)
 
     @activity.defn(name="tool.run")
     async def run(self, req: ToolRequest) -> ToolResult:
@@ -279,7 +286,10 @@ class ToolActivities:
     async def _run(self, req: ToolRequest) -> ToolResult:
         """Run one tool call, or return what it produced if it already ran."""
 
+        tripped: tuple[str, list[Noted]] = ("", [])
+
         async def work(session: AsyncSession) -> tuple[ToolResult, bool]:
+            nonlocal tripped
             # Locking the conversation row serialises the writers of one conversation.
             conversation = await lock_conversation(session, req.conversation_id, req.team_id)
             done = await session.execute(
@@ -293,7 +303,14 @@ class ToolActivities:
             if existing is not None:
                 return _result(existing), False
             agent = await session.get(Agent, conversation.agent_id)
-            arguments, ok, result = await self._execute(session, req, agent, conversation.is_test)
+            # The tool-arguments rail decides first: a call that fails it never runs, approved or not.
+            trips, blocked = await self._guard.tool_arguments(session, agent, req) if agent else ([], False)
+            tripped = (agent.slug if agent else "", trips)
+            arguments: dict[str, Any]
+            if blocked:
+                arguments, ok, result = {}, False, RAILED
+            else:
+                arguments, ok, result = await self._execute(session, req, agent, conversation.is_test)
             execution = ToolExecution(
                 team_id=req.team_id,
                 conversation_id=req.conversation_id,
@@ -328,6 +345,7 @@ class ToolActivities:
             return _result(execution), True
 
         result, fresh = await in_transaction(self._sessions, work)
+        count_trips(*tripped)
         activity.logger.info(
             "tool %s %s%s",
             req.call.name,

@@ -149,6 +149,8 @@ class EventKind(StrEnum):
     CONVERSATION_CLAIMED = "conversation.claimed"
     CONVERSATION_RELEASED = "conversation.released"
     CONVERSATION_HANDED_BACK = "conversation.handed_back"
+    GUARDRAIL_TRIPPED = "guardrail.tripped"
+    """A check tripped (`rail`, `check`, `action`, `spans` by kind and position, `detail`)."""
 
 
 TURN_ENDS = frozenset({EventKind.TURN_COMPLETED, EventKind.TURN_FAILED})

@@ -49,7 +49,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     sessions = session_factory(engine)
     store = StoreActivities(sessions)
     llm = LlmActivities(sessions, settings)
-    tools = ToolActivities(sessions)
+    tools = ToolActivities(sessions, settings)
     channels = ChannelActivities(sessions, settings)
     approvals = ApprovalActivities(sessions, settings, channels.registry)
     events = EventActivities(sessions, settings)

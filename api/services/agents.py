@@ -14,6 +14,7 @@ from api.services import providers
 from api.services.prompt_checks import check_prompt
 from schemas.api import AgentCreate, AgentPublic, AgentUpdate
 from schemas.enums import DoubleTexting, ToolMode
+from schemas.guardrails import Guardrails
 from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
 from schemas.tables import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, Agent, AgentVersion, utcnow
 from schemas.tools import TOOLS
@@ -100,12 +101,18 @@ def public(agent: Agent, live_version: int | None = None, draft_changed: bool = 
         approvals=ApprovalSettings.model_validate(agent.approvals or {}),
         timezone=agent.timezone,
         variables=agent.variables or {},
+        guardrails=Guardrails.model_validate(agent.guardrails) if agent.guardrails else None,
         gated_tools=gated,
         live_version=live_version,
         draft_changed=draft_changed,
         created_at=agent.created_at,
         updated_at=agent.updated_at,
     )
+
+
+def stored_guardrails(rails: Guardrails | None) -> dict[str, Any] | None:
+    """Rails as a definition stores them (JSON, the schema check's `schema` by its name)."""
+    return rails.model_dump(mode="json", by_alias=True) if rails is not None else None
 
 
 def _check_tools(tools: list[str]) -> list[str]:
@@ -149,6 +156,7 @@ async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, b
         approvals=body.approvals.model_dump(mode="json", exclude_none=True),
         timezone=body.timezone,
         variables=dict(body.variables),
+        guardrails=stored_guardrails(body.guardrails),
     )
     sources, default = await templates_in_scope(session, team_id, None)  # a new agent has none of its own
     check_prompt(agent.system_prompt, agent.timezone, agent.variables, sources, default)
@@ -181,6 +189,9 @@ async def update_agent(session: AsyncSession, team_id: str, slug: str, body: Age
     if "provider" in changes:
         name = changes.pop("provider")
         agent.provider_id = (await providers.named(session, team_id, name)).id if name else None
+    if "guardrails" in changes:  # null is allowed: it goes back to the team's defaults
+        changes.pop("guardrails")
+        agent.guardrails = stored_guardrails(body.guardrails)
     for field, value in changes.items():
         if value is None:
             raise ApiError(

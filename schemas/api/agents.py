@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.api.common import MAX_DB_INT, NO_NUL, SLUG, _Strict
 from schemas.enums import DoubleTexting, VersionSource
+from schemas.guardrails import Guardrails
 from schemas.policy import ApprovalSettings, ToolPolicy
 from schemas.prompts import BUILTINS as PROMPT_BUILTINS
 
@@ -67,6 +68,8 @@ class AgentCreate(_Strict):
     """Names its prompt may use beside the built-ins, with their values: `{"company": "ACME"}`."""
     provider: str | None = Field(None, min_length=1, max_length=63)
     """A team LLM provider's name (`GET /v1/providers`); None: the built-in provider (`OPENAI_*`)."""
+    guardrails: Guardrails | None = None
+    """Checks on input, output and tool arguments (see Guardrails); None: the team's defaults."""
 
     @field_validator("slug")
     @classmethod
@@ -111,6 +114,8 @@ class AgentUpdate(_Strict):
 
     provider: str | None = Field(None, min_length=1, max_length=63)
     """A team LLM provider's name; `null` goes back to the built-in provider."""
+    guardrails: Guardrails | None = None
+    """The draft's rails; `null` goes back to the team's defaults."""
 
 
 class AgentPublic(BaseModel):
@@ -130,6 +135,8 @@ class AgentPublic(BaseModel):
     variables: dict[str, str] = Field(default_factory=dict)
     provider: str | None = None
     """The team LLM provider the draft's model is asked at; None: the built-in one."""
+    guardrails: Guardrails | None = None
+    """The draft's rails; None: the team's defaults apply."""
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     live_version: int | None = None
@@ -177,6 +184,8 @@ class AgentDefinition(BaseModel):
     """For an empty system prompt: the default template it renders instead."""
     provider_id: str | None = None
     """The team LLM provider's id (`GET /v1/providers/{id}`); None: the built-in provider."""
+    guardrails: dict[str, Any] | None = None
+    """Its rails (None: the team's defaults)."""
 
 
 class AgentVersionPublic(BaseModel):

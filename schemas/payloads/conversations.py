@@ -192,6 +192,9 @@ class LlmResponse(BaseModel):
     model: str = ""
     holding_message: str = ""
     """What the user is told while gated calls wait (the agent's setting); only set if any are."""
+    review: bool = False
+    """An output guardrail escalated the reply: it waits for a person ("send this reply?"),
+    not yet stored or delivered."""
 
 
 class ToolRequest(BaseModel):

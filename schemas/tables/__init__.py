@@ -24,6 +24,7 @@ from schemas.tables.conversations import (
     Turn,
 )
 from schemas.tables.demo import Booking, Slot, Ticket
+from schemas.tables.guardrails import GuardrailDefaults, GuardrailViolation
 from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
 from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
 from schemas.tables.prompts import PromptTemplate
@@ -50,6 +51,8 @@ __all__ = [
     "Conversation",
     "Event",
     "Fault",
+    "GuardrailDefaults",
+    "GuardrailViolation",
     "Incident",
     "IncidentEntry",
     "IncidentNotice",

@@ -25,6 +25,7 @@ DEFINITION_FIELDS = (
     "timezone",
     "variables",
     "provider_id",
+    "guardrails",
 )
 """The agent's columns a version freezes: what answers a turn. Name and double texting stay the
 agent's own (they say who it is and how it queues messages, not how it answers). Versions
@@ -39,6 +40,7 @@ FROZEN_DEFAULTS: dict[str, Any] = {
     "variables": {},
     "templates": {},
     "default_template": None,
+    "guardrails": None,
 }
 """What a version frozen before a field existed has for it."""
 

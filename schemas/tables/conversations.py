@@ -73,6 +73,8 @@ class Agent(Base):
     """The published version new conversations pin (`agent_versions`); the columns above are the draft."""
     provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
     """The team LLM provider (`llm_providers`) the draft's model is asked at; None: the built-in one."""
+    guardrails: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """The draft's rails (schemas/guardrails.py Guardrails); None: the team's defaults."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
