@@ -12,6 +12,7 @@ from activities.ambient import AmbientActivities
 from activities.approvals import ApprovalActivities
 from activities.channels.delivery import ChannelActivities
 from activities.events import EventActivities
+from activities.guardrails.review import ReviewActivities
 from activities.infra.database import session_factory
 from activities.infra.temporal import has_plugin
 from activities.llm import LlmActivities
@@ -55,6 +56,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     events = EventActivities(sessions, settings)
     ambient = AmbientActivities(sessions, settings, channels)
     slo = SloActivities(sessions, settings, channels)
+    reviews = ReviewActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -92,6 +94,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             channels.notify_handoff,
             slo.evaluate,
             slo.notify,
+            reviews.release,
         ],
         # The sandbox and failure types come with Steward's plugin, from the client.
     )

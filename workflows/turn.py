@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import ApprovalWorkflow
     from workflows.channel import deliver_turn, start_typing
     from workflows.contract import approval_workflow_id
+    from workflows.guardrails import review_reply
 
 STORE_TIMEOUT = timedelta(seconds=30)
 LLM_TIMEOUT = timedelta(minutes=5)
@@ -148,6 +149,8 @@ class Turn:
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
             if not response.tool_calls:
+                if response.review:  # an output rail escalated it: a person decides first
+                    return await review_reply(self, round_, response, records)
                 return TurnOutcome(
                     turn=inp.turn,
                     status=TurnStatus.COMPLETED,

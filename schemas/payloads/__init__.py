@@ -58,6 +58,7 @@ from schemas.payloads.conversations import (
     TurnInput,
     TurnOutcome,
 )
+from schemas.payloads.guardrails import ReleaseReply
 from schemas.payloads.operators import (
     DeliverOperatorMessage,
     HandoffNotice,
@@ -123,6 +124,7 @@ __all__ = [
     "RecordHandback",
     "RecordOperatorMessage",
     "RecordTakeover",
+    "ReleaseReply",
     "RunDelivered",
     "RunDelivery",
     "RunFinish",
