@@ -380,7 +380,7 @@ def reviewed_reply(args: dict[str, Any]) -> str:
             [
                 {
                     "field": "args.reply",
-                    "message": "the reply to send: non-empty text, at most 16384 characters",
+                    "message": "the reply to send: text, 1 to 16384 characters",
                 }
             ],
         )
