@@ -40,6 +40,7 @@ from api.routers import (
     providers,
 )
 from api.routers import codec as codec_router
+from api.routers import guardrails as guardrails_router
 from api.routers import incidents as incidents_router
 from api.routers import metrics_summary as metrics_summary_router
 from api.routers import reports as reports_router
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(reports_router.router)
     app.include_router(templates_router.router)
     app.include_router(incidents_router.router)
+    app.include_router(guardrails_router.router)
     app.include_router(metrics_summary_router.router)
     app.include_router(keys.router)
     app.include_router(members.router)
