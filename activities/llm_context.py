@@ -37,6 +37,8 @@ class Definition:
     """The prompt templates `system_prompt` may include, by name."""
     default_template: str | None = None
     guardrails: dict[str, Any] | None = None
+    slug: str = ""
+    """The agent's slug (metrics label guardrail trips by it)."""
     """Its rails (schemas/guardrails.py); None: the team's defaults."""
     literal: bool = False
     """Frozen before prompts were templates: its prompt is shown as written, never rendered."""
@@ -53,7 +55,7 @@ class Definition:
             f: source.get(f, FROZEN_DEFAULTS.get(f)) for f in (*DEFINITION_FIELDS, *PROMPT_FIELDS)
         }
         literal = frozen is not None and "templates" not in frozen
-        return cls(id=agent.id, version_id=version_id, literal=literal, **fields)
+        return cls(id=agent.id, version_id=version_id, literal=literal, slug=agent.slug, **fields)
 
     async def rendered(self, session: AsyncSession, conversation: Conversation) -> Definition:
         """This definition with its system prompt rendered for the conversation (`activities/prompts.py`)."""

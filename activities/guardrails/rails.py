@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities import metrics
 from activities.events import DeltaStream, append_event
 from activities.guardrails.checks import Checker, Verdict
-from activities.infra.temporal_tracing import known_agent
 from activities.llm_context import Definition
 from activities.transcript import in_transaction
 from schemas.enums import Decision, EventKind, MessageRole
@@ -220,8 +219,7 @@ class TurnRails:
 
     def count(self) -> None:
         """Count the trips the committed transaction recorded (each trip once, however re-run)."""
-        known = known_agent(self.req.conversation_id)
-        count_trips(known[0] if known else self.agent.id, self.recorded)
+        count_trips(self.agent.slug or self.agent.id, self.recorded)
         self.recorded = []
 
 
