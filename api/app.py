@@ -54,6 +54,7 @@ from api.web import STATIC_DIR, account, console, inbox, pages, session, sso
 from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
+from api.web import guardrails as guardrail_pages
 from api.web import incidents as incident_pages
 from api.web import metrics as metrics_pages
 from api.web import prompt_templates as template_pages
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(provider_pages.router)
     app.include_router(metrics_pages.router)
     app.include_router(incident_pages.router)
+    app.include_router(guardrail_pages.router)
     app.include_router(trace_pages.router)
     # After the schedule pages: `/inbox/reports` is theirs, `/inbox/{approval_id}` ours.
     app.include_router(inbox.router)

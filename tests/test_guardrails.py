@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from activities.guardrails import detectors
-from schemas.tables import Event, GuardrailViolation
+from schemas.tables import Event
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import TeamClient, eventually
 from tests.test_approvals import bookings, decide, free_slots, pending
@@ -176,7 +176,7 @@ async def test_a_tool_whose_arguments_fail_a_rail_never_runs_even_when_approved(
     assert (await decide(team, item["id"], decision="approve")).status_code == 200
 
     async def finished() -> bool:
-        return (await team.conversation(conversation))["status"] == "idle"
+        return bool((await team.conversation(conversation))["status"] == "idle")
 
     await eventually(finished)
     assert await bookings(sessions, conversation) == []
