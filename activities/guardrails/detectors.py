@@ -23,11 +23,23 @@ class Span:
 
 @dataclass(frozen=True)
 class Detector:
-    """A PII detector: a pattern, and a test that a match really is one (a card's Luhn sum)."""
+    """A PII detector: a pattern, a test that a match really is one (a card's Luhn sum), and a
+    cheap test that the text could hold one at all (most messages hold none: skip the regex)."""
 
     kind: str
     pattern: re.Pattern[str]
     valid: Callable[[str], bool] = lambda _: True
+    could: Callable[[str], bool] = lambda _: True
+
+
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+
+
+def _digits(at_least: int) -> Callable[[str], bool]:
+    def could(text: str) -> bool:
+        return len(text) - len(text.translate(_DROP_DIGITS)) >= at_least
+
+    return could
 
 
 def luhn(digits: str) -> bool:
@@ -67,10 +79,16 @@ def register(detector: Detector) -> None:
     DETECTORS[detector.kind] = detector
 
 
-register(Detector("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")))
-register(Detector("card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card))
-register(Detector("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban))
-register(Detector("phone", re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{6,18}\d(?!\w)"), _phone))
+register(
+    Detector(
+        "email",
+        re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+        could=lambda text: "@" in text,
+    )
+)
+register(Detector("card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card, _digits(13)))
+register(Detector("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban, _digits(4)))
+register(Detector("phone", re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{6,18}\d(?!\w)"), _phone, _digits(8)))
 
 _ORDER = ("card", "iban", "email", "phone")
 """Built-ins are tried in this order, and a span already taken is not matched again (a card
@@ -78,12 +96,16 @@ number is not also a phone number)."""
 
 
 def pii(text: str, kinds: list[str]) -> list[Span]:
-    """The PII spans of `kinds` in `text`, without overlaps, by position."""
-    ordered = [k for k in _ORDER if k in kinds] + [k for k in kinds if k not in _ORDER]
+    """The PII spans of `kinds` in `text`, without overlaps, by position.
+
+    Kinds are scanned in `_ORDER` (then the registered ones), and a span already taken is not
+    matched again (a card number is not also a phone number); a kind whose cheap test rules
+    it out is not scanned. One scan per kind: measured, a combined alternation was slower.
+    """
     spans: list[Span] = []
-    for kind in ordered:
+    for kind in (*[k for k in _ORDER if k in kinds], *[k for k in kinds if k not in _ORDER]):
         detector = DETECTORS.get(kind)
-        if detector is None:
+        if detector is None or not detector.could(text):
             continue
         for match in detector.pattern.finditer(text):
             start, end = match.span()
@@ -139,12 +161,23 @@ _WEAK = re.compile(
 )
 
 
+_TRIGGERS = (
+    "ignore", "disregard", "forget", "override", "reveal", "print", "show", "repeat", "leak", "<|im_",
+    "inst]", "developer mode", "jailbreak", "dan", "you are now", "act as", "pretend", "from now on",
+    "no restrictions", "system prompt", "do anything now",
+)  # fmt: skip
+"""Words every phrase below contains: a text with none of them is not scanned."""
+
+
 def injection(text: str, threshold: float) -> list[Span]:
     """A prompt-injection heuristic: phrases that try to replace the agent's instructions.
 
     Strong phrases ("ignore all previous instructions") score 0.6 each, weak ones ("you are
     now") 0.3; the text trips at `threshold`. The spans are the phrases found.
     """
+    lowered = text.lower()
+    if not any(word in lowered for word in _TRIGGERS):
+        return []
     strong = [Span("injection", *m.span()) for m in _STRONG.finditer(text)]
     weak = [Span("injection", *m.span()) for m in _WEAK.finditer(text)]
     score = 0.6 * len(strong) + 0.3 * len(weak)
