@@ -6,18 +6,31 @@ was and was not asked), the API through its routes.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections import deque
+from pathlib import Path
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
+from alembic import command
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from activities.guardrails import detectors
+from activities.guardrails.checks import Checker
+from activities.webhooks import sign
+from schemas.guardrails import Guardrails, Rail
+from schemas.settings import Settings
 from schemas.tables import Event
+from tests.fakes.guardrail_check import Answer, FakeCheck
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
-from tests.support import TeamClient, eventually
+from tests.processes import WorkerProcess, own_stack
+from tests.support import TeamClient, eventually, migrating, new_team
 from tests.test_approvals import bookings, decide, free_slots, pending
 from tests.test_providers import _strings
 from workflows.contract import conversation_workflow_id
@@ -213,3 +226,127 @@ async def test_an_escalated_reply_is_stored_only_after_approval_exactly_once(
     again = await decide(team, item["id"], decision="approve")
     assert again.status_code == 409
     assert [m["content"] for m in await answered()] == ["A refund is possible; I'll check."]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migration_adds_the_guardrail_tables_and_goes_back(backend: str, tmp_path: Path) -> None:
+    with migrating(backend, tmp_path, "0013_incidents") as (config, engine):
+        command.upgrade(config, "0014_guardrails")
+        inspector = sa.inspect(engine)
+        assert {"guardrail_violations", "guardrail_defaults"} <= set(inspector.get_table_names())
+        assert "guardrails" in {c["name"] for c in inspector.get_columns("agents")}
+        unique = inspector.get_unique_constraints("guardrail_violations")
+        assert [u["column_names"] for u in unique] == [["dedupe_key"]]
+        command.downgrade(config, "0013_incidents")
+        inspector = sa.inspect(engine)
+        assert not {"guardrail_violations", "guardrail_defaults"} & set(inspector.get_table_names())
+        assert "guardrails" not in {c["name"] for c in inspector.get_columns("agents")}
+
+
+async def test_a_custom_http_check_is_signed_and_a_timeout_follows_the_fail_mode(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    checker = Checker(sessions, settings.model_copy(update={"guardrail_private_urls": True}))
+    slow = threading.Event()
+    with FakeCheck(answers=deque([Answer("trip", "off topic")])) as check:
+        rails = Guardrails.model_validate(
+            {
+                "output": [{"kind": "http", "url": check.url, "timeout_seconds": 0.5}],
+                "tool_arguments": [{"kind": "http", "url": check.url, "timeout_seconds": 0.5}],
+            }
+        )
+        context = {"team_id": "t", "conversation_id": "c", "turn": 1}
+        tripped = await checker.run(Rail.OUTPUT, rails.output, "hello", context)
+        assert [(t.kind, t.detail) for t in tripped.trips] == [("http", "off topic")]
+        seen = check.seen[0]
+        stamp, digest = (part.split("=", 1)[1] for part in seen.headers["x-steward-signature"].split(","))
+        assert sign("test-webhook-secret", int(stamp), seen.raw).endswith(digest)
+        assert seen.body == {"rail": "output", "text": "hello", **context}
+
+        check.default = Answer("pass", hold=slow)
+        try:
+            opened = await checker.run(Rail.OUTPUT, rails.output, "hello", context)
+            closed = await checker.run(Rail.TOOL_ARGUMENTS, rails.tool_arguments, "{}", context)
+        finally:
+            slow.set()
+    assert opened.trips == []  # output rails fail open by default
+    assert [t.detail.split(":")[0] for t in closed.trips] == ["error (fail closed)"]
+
+
+async def test_a_custom_http_check_refuses_private_addresses_unless_allowed(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    checker = Checker(sessions, settings)
+    with FakeCheck() as check:
+        rails = Guardrails.model_validate(
+            {"input": [{"kind": "http", "url": check.url, "fail_mode": "closed"}]}
+        )
+        verdict = await checker.run(Rail.INPUT, rails.input, "hi", {"team_id": "t"})
+        assert check.seen == []
+    assert "private address" in verdict.trips[0].detail
+
+
+async def test_team_defaults_apply_to_a_version_without_rails_of_its_own(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    rails = {"input": [{"kind": "terms", "terms": ["forbidden-word"]}], "blocked_reply": "Team says no."}
+    put = await team.request("PUT", "/v1/guardrails/defaults", json=rails)
+    assert put.status_code == 200, put.text
+    assert (await team.request("GET", "/v1/guardrails/defaults")).json()["guardrails"][
+        "blocked_reply"
+    ] == "Team says no."
+    own = await team.create_agent(model, guardrails={"input": [{"kind": "max_length", "max_chars": 5000}]})
+    plain = await team.create_agent(model)
+
+    fake_llm.script(model, [Step(text="fine")])
+    first = await team.send(await team.start_conversation(plain["slug"]), "say forbidden-word")
+    second = await team.send(await team.start_conversation(own["slug"]), "say forbidden-word")
+
+    assert first.json()["reply"]["content"] == "Team says no."
+    assert second.json()["reply"]["content"] == "fine"
+    assert len(fake_llm.requests(model)) == 1
+
+
+async def test_worker_killed_during_a_check_is_replaced_and_the_check_runs_again(
+    tmp_path: Path,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fake_llm: FakeOpenAI,
+    model: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEWARD_GUARDRAIL_PRIVATE_URLS", "true")
+    never = threading.Event()
+    with FakeCheck(answers=deque([Answer(hold=never)]), default=Answer("trip", "policy")) as check:
+        async with own_stack(tmp_path, settings) as stack:
+            team = await new_team(sessions, stack.http)
+            rails = {
+                "output": [{"kind": "http", "url": check.url, "timeout_seconds": 60}],
+                "blocked_reply": "Held.",
+            }
+            agent = await team.create_agent(model, guardrails=rails)
+            conversation = await team.start_conversation(agent["slug"])
+            fake_llm.script(model, [Step(text="first draft"), Step(text="second draft")])
+            first = WorkerProcess(stack.settings, tmp_path / "worker-1.log")
+            first.start()
+            try:
+                assert (await team.send(conversation, "hello", wait=False)).status_code == 202
+                await eventually(lambda: asyncio.sleep(0, bool(check.seen)), timeout=60)
+                first.kill()
+            finally:
+                first.stop()
+            second = WorkerProcess(stack.settings, tmp_path / "worker-2.log")
+            second.start()
+            try:
+
+                async def replied() -> list[str]:
+                    return [
+                        m["content"] for m in await team.messages(conversation) if m["role"] == "assistant"
+                    ]
+
+                assert await eventually(replied, timeout=90) == ["Held."]
+            finally:
+                second.stop()
+                never.set()
+    assert len(check.seen) == 2  # the killed worker's check, and the one its replacement ran
+    assert len(fake_llm.requests(model)) == 2
