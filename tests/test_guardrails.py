@@ -13,6 +13,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -24,6 +25,7 @@ from temporalio.client import Client
 from activities.guardrails import detectors
 from activities.guardrails.checks import Checker
 from activities.webhooks import sign
+from api.services.chat import WITHDRAWN
 from schemas.guardrails import Guardrails, Rail
 from schemas.settings import Settings
 from schemas.tables import Event
@@ -142,20 +144,51 @@ async def test_a_redacted_output_that_streamed_is_withdrawn_with_message_reset_a
     rails = {"output": [{"kind": "pii", "detectors": ["email"], "action": "redact"}]}
     agent = await team.create_agent(model, guardrails=rails)
     conversation = await team.start_conversation(agent["slug"])
-    fake_llm.script(model, [Step(text="Write to boss@example.com for a refund, any time at all.")])
+    streaming = threading.Event()
+    fake_llm.script(model, [Step(text="Write to boss@example.com for a refund.", hold_at=12, hold=streaming)])
 
-    sent = await team.send(conversation, "who do I ask?")
+    await team.send(conversation, "who do I ask?", wait=False)
 
-    assert sent.json()["reply"]["content"] == "Write to [redacted email] for a refund, any time at all."
-    kinds = [e.kind for e in await events_of(sessions, conversation)]
-    completed = kinds.index("message.completed")
-    assert "guardrail.tripped" in kinds[:completed]
-    if "message.delta" in kinds[: kinds.index("guardrail.tripped")]:  # text streamed before the check
-        assert "message.reset" in kinds[:completed]
-    events = await events_of(sessions, conversation)
-    last_reset = max((i for i, e in enumerate(events) if e.kind == "message.reset"), default=-1)
-    shown = "".join(e.data["text"] for e in events[last_reset + 1 :] if e.kind == "message.delta")
-    assert shown == "Write to [redacted email] for a refund, any time at all."
+    async def streamed() -> bool:
+        return any(e.kind == "message.delta" for e in await events_of(sessions, conversation))
+
+    await eventually(streamed)  # the first characters are in the stream before the check ran
+    streaming.set()
+
+    async def ended() -> list[Event]:
+        events = await events_of(sessions, conversation)
+        return events if any(e.kind == "turn.completed" for e in events) else []
+
+    events = await eventually(ended)
+    kinds = [e.kind for e in events]
+    reset = kinds.index("message.reset")
+    assert kinds.index("message.delta") < reset < kinds.index("message.completed")
+    assert events[reset].data["reason"] == "guardrail"
+    shown = "".join(e.data["text"] for e in events[reset + 1 :] if e.kind == "message.delta")
+    assert shown == "Write to [redacted email] for a refund."
+    assert events[kinds.index("message.completed")].data["text"] == shown
+
+
+async def test_an_openai_stream_says_when_streamed_text_was_withdrawn_and_sends_the_checked_reply(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, live_url: str
+) -> None:
+    rails = {"output": [{"kind": "terms", "terms": ["secret"]}], "blocked_reply": "I can't say."}
+    agent = await team.create_agent(model, guardrails=rails)
+    hold = threading.Event()  # released once the first characters reached the caller
+    fake_llm.script(model, [Step(text="The secret code is 1234.", hold_at=4, hold=hold)])
+    client = openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0)
+    stream = await client.chat.completions.create(
+        model=agent["slug"], messages=[{"role": "user", "content": "tell me"}], stream=True
+    )
+    text = ""
+    async for chunk in stream:
+        piece = chunk.choices[0].delta.content or "" if chunk.choices else ""
+        text += piece
+        if text:
+            hold.set()
+    streamed, _, after = text.partition(WITHDRAWN)
+    assert streamed and "The secret code is 1234.".startswith(streamed)
+    assert after == "I can't say."
 
 
 async def test_a_blocked_output_is_never_stored_and_a_retry_asks_the_model_once_more(

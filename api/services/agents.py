@@ -111,8 +111,11 @@ def public(agent: Agent, live_version: int | None = None, draft_changed: bool = 
 
 
 def stored_guardrails(rails: Guardrails | None) -> dict[str, Any] | None:
-    """Rails as a definition stores them (JSON, the schema check's `schema` by its name)."""
-    return rails.model_dump(mode="json", by_alias=True) if rails is not None else None
+    """Rails as a definition stores them (JSON, the schema check's `schema` by its name); none,
+    or an empty object (`{}`), is stored as None: the team's defaults apply."""
+    if rails is None or rails == Guardrails():
+        return None
+    return rails.model_dump(mode="json", by_alias=True)
 
 
 def _check_tools(tools: list[str]) -> list[str]:
