@@ -361,16 +361,16 @@ async def test_worker_killed_during_a_check_is_replaced_and_the_check_runs_again
             conversation = await team.start_conversation(agent["slug"])
             fake_llm.script(model, [Step(text="first draft"), Step(text="second draft")])
             first = WorkerProcess(stack.settings, tmp_path / "worker-1.log")
-            first.start()
             try:
+                first.start()
                 assert (await team.send(conversation, "hello", wait=False)).status_code == 202
                 await eventually(lambda: asyncio.sleep(0, bool(check.seen)), timeout=60)
                 first.kill()
             finally:
                 first.stop()
             second = WorkerProcess(stack.settings, tmp_path / "worker-2.log")
-            second.start()
             try:
+                second.start()
 
                 async def replied() -> list[str]:
                     return [
