@@ -39,6 +39,8 @@ _RULES = {
     "variables": "not a built-in name (user, conversation, channel, now); any used by its prompt",
     "provider": "the name of one of the team's providers (`GET /v1/providers`)",
     "model": "needed on create unless `provider` has a default model",
+    "guardrails": "regex patterns that compile, a valid JSON Schema, actions the rail allows"
+    " (`retry` and `escalate`: output only; tool arguments: `block` or `flag`)",
 }
 _CHECKED = checked_beyond_schema(**_RULES)
 _NOT_NULL = "not null: leave a field out to keep it"

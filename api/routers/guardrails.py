@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import Admin, Principal, SessionDep, require
+from api.errors import checked_beyond_schema
 from api.services import guardrails
 from schemas.api import ErrorBody
 from schemas.api.guardrails import GuardrailDefaultsPublic, ViolationPage
@@ -15,8 +16,18 @@ from schemas.guardrails import Guardrails
 router = APIRouter(tags=["guardrails"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
 
 Reader = Annotated[Principal, Depends(require(*guardrails.READERS))]
-_LISTED: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+_LISTED: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody},
+    **checked_beyond_schema(cursor="a `next_cursor` this list returned"),
+}
 """404 for an unknown agent, 422 for a bad cursor or a value out of bounds."""
+_RAILS = "regex patterns that compile, a valid JSON Schema"
+_DEFAULTS_CHECKED = checked_beyond_schema(
+    input=_RAILS + "; actions `block`, `redact` or `flag`",
+    output=_RAILS,
+    tool_arguments=_RAILS + "; actions `block` or `flag`",
+    body="each check's action allowed on its rail; `json_schema` on output only",
+)
 
 
 @router.get("/v1/guardrails/violations", response_model=ViolationPage, responses=_LISTED)
@@ -49,9 +60,7 @@ async def get_defaults(principal: Reader, session: SessionDep) -> GuardrailDefau
     return await guardrails.defaults(session, principal.team_id)
 
 
-@router.put(
-    "/v1/guardrails/defaults", response_model=GuardrailDefaultsPublic, responses={422: {"model": ErrorBody}}
-)
+@router.put("/v1/guardrails/defaults", response_model=GuardrailDefaultsPublic, responses=_DEFAULTS_CHECKED)
 async def put_defaults(body: Guardrails, principal: Admin, session: SessionDep) -> GuardrailDefaultsPublic:
     """Replace the team's default rails (admins)."""
     return await guardrails.set_defaults(session, principal.team_id, body, principal.key_name)
