@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 from activities import budgets, catalogue, client_tools, faults, metrics
 from activities.demo_model import demo_reply, pieces
 from activities.events import DeltaStream, PendingEvent, append_event, append_events
+from activities.guardrails.rails import Guard
 from activities.heartbeat import heartbeating
 from activities.infra import tracing
 from activities.infra.llm_clients import api_key, client_for, redacted
@@ -161,6 +162,7 @@ class LlmActivities:
         """Team providers' clients and keys by provider id, with the `updated_at` they were built at."""
         self._provider_pool: openai.DefaultAsyncHttpxClient | None = None
         """The connection pool every team provider's client shares (made at the first one)."""
+        self._guard = Guard(sessions, settings)
         self._client: openai.AsyncOpenAI | None = None
         if settings.llm_configured:
             key = settings.openai_api_key
@@ -191,11 +193,14 @@ class LlmActivities:
         try:
             done, agent, transcript, provisional = await self._read(req, dedupe_key)
             if done is None:
+                rails = await self._guard.for_turn(req, agent)  # input and output rails (guardrails/)
                 deltas = await self._delta_stream(req, starting)
                 try:
-                    response, usage = await self._ask(req, agent, with_inbound(transcript, req), deltas)
+                    response, usage = await rails.answer(
+                        with_inbound(transcript, req), lambda t, d: self._ask(req, agent, t, d), deltas
+                    )
                     client_tools.mark_client_calls(agent, req, response)
-                    if agent.model == DEMO_MODEL:
+                    if agent.model == DEMO_MODEL and not response.review:
                         demo_streamed = await self._stream_demo(req, response.content, starting)
                     await deltas.finish()
                 except BaseException:
@@ -217,6 +222,8 @@ class LlmActivities:
         if response.budget is not None:  # a budget asks a person first: nothing was asked or stored
             return response
         streamed = (deltas.written if deltas is not None else 0) + demo_streamed
+        if response.review:  # escalated by a rail: the turn asks a person before it is stored
+            return await rails.hold(response, streamed)
 
         async def persist(session: AsyncSession) -> tuple[bool, TurnRecorded | None]:
             stored = await append_message(
@@ -232,7 +239,7 @@ class LlmActivities:
             )
             if not stored:  # another attempt answered this round first; its answer stands
                 return False, None
-            events = _reply_events(req, response, streamed)
+            events = _reply_events(req, response, await rails.record(session, streamed))
             await budgets.record_usage(session, req, agent, usage)
             if response.tool_calls:
                 await append_events(
@@ -250,6 +257,7 @@ class LlmActivities:
             return True, recorded
 
         stored, finished = await in_transaction(self._sessions, persist)
+        rails.count()
         if not stored:
             return await self._gate(agent, await self._stored_answer(req, dedupe_key))
         if finished is not None:

@@ -39,6 +39,10 @@ class Definition:
     default_template: str | None = None
     budgets: dict[str, Any] = field(default_factory=dict)
     """Token and cost budgets (schemas/budgets.py AgentBudgets); checked before each model call."""
+    guardrails: dict[str, Any] | None = None
+    """Its rails (schemas/guardrails.py); None: the team's defaults."""
+    slug: str = ""
+    """The agent's slug (metrics label guardrail trips by it)."""
     literal: bool = False
     """Frozen before prompts were templates: its prompt is shown as written, never rendered."""
     client_tools: list[dict[str, Any]] = field(default_factory=list)
@@ -59,7 +63,14 @@ class Definition:
             f: source.get(f, FROZEN_DEFAULTS.get(f)) for f in (*DEFINITION_FIELDS, *PROMPT_FIELDS)
         }
         literal = frozen is not None and "templates" not in frozen
-        return cls(id=agent.id, version_id=version_id, literal=literal, team_id=agent.team_id, **fields)
+        return cls(
+            id=agent.id,
+            version_id=version_id,
+            literal=literal,
+            team_id=agent.team_id,
+            slug=agent.slug,
+            **fields,
+        )
 
     async def rendered(self, session: AsyncSession, conversation: Conversation) -> Definition:
         """This definition with its system prompt rendered for the conversation (`activities/prompts.py`)."""

@@ -32,3 +32,8 @@ BUDGET_REACHED = Counter(
     "Model calls held by a reached budget, by scope and action",
     ["scope", "action"],
 )
+GUARDRAIL_TRIPS = Counter(
+    "steward_guardrail_trips_total",
+    "Guardrail checks that tripped, by agent, rail, check and action",
+    ["agent", "rail", "check", "action"],
+)

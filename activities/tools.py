@@ -31,6 +31,7 @@ from activities import catalogue, metrics
 from activities.catalogue import SourceCall, ToolFailed
 from activities.client_tools import client_result, result_text
 from activities.events import append_event
+from activities.guardrails.rails import Guard, Noted, count_trips
 from activities.heartbeat import heartbeating
 from activities.infra import tracing
 from activities.replays import recorded_result
@@ -192,6 +193,10 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+RAILED = {"error": "not run: its arguments failed a guardrail"}
+"""What the model hears of a call whose arguments a rail blocked."""
+
+
 def _not_run(decision: ApprovalOutcome) -> dict[str, Any]:
     """What the model hears about a gated call that was not run."""
     if decision.decision == Decision.RESPOND:
@@ -287,6 +292,7 @@ class ToolActivities:
         self._sessions = sessions
         self._settings = settings
         """What a source's call needs (secrets, the outbound rules); built-in tools need none."""
+        self._guard = Guard(sessions, settings)
 
     @activity.defn(name="tool.run")
     async def run(self, req: ToolRequest) -> ToolResult:
@@ -315,7 +321,10 @@ class ToolActivities:
         """Run one tool call, or return what it produced if it already ran."""
         outside = await self._source_outcome(req)
 
+        tripped: tuple[str, list[Noted]] = ("", [])
+
         async def work(session: AsyncSession) -> tuple[ToolResult, bool]:
+            nonlocal tripped
             # Locking the conversation row serialises the writers of one conversation.
             conversation = await lock_conversation(session, req.conversation_id, req.team_id)
             done = await session.execute(
@@ -329,7 +338,14 @@ class ToolActivities:
             if existing is not None:
                 return _result(existing), False
             agent = await session.get(Agent, conversation.agent_id)
-            arguments, ok, result = await self._execute(session, req, agent, conversation, outside)
+            # The tool-arguments rail decides first: a call that fails it never runs, approved or not.
+            trips, blocked = await self._guard.tool_arguments(session, agent, req) if agent else ([], False)
+            tripped = (agent.slug if agent else "", trips)
+            arguments: dict[str, Any]
+            if blocked:
+                arguments, ok, result = {}, False, RAILED
+            else:
+                arguments, ok, result = await self._execute(session, req, agent, conversation, outside)
             execution = ToolExecution(
                 team_id=req.team_id,
                 conversation_id=req.conversation_id,
@@ -364,6 +380,7 @@ class ToolActivities:
             return _result(execution), True
 
         result, fresh = await in_transaction(self._sessions, work)
+        count_trips(*tripped)
         activity.logger.info(
             "tool %s %s%s",
             req.call.name,
@@ -406,7 +423,12 @@ class ToolActivities:
                 return None
             agent = await session.get(Agent, conversation.agent_id)
             ready = await self._prepared(session, req, agent, conversation.is_test, conversation)
+            # The tool-arguments rail decides before the service is called, too: arguments that
+            # fail it never leave Steward. The transaction then records the trip (this is undone).
+            blocked = agent is not None and (await self._guard.tool_arguments(session, agent, req))[1]
             await session.rollback()  # read only: nothing stays open while the service answers
+        if blocked:
+            return None
         if not isinstance(ready, _Ready) or not isinstance(ready.spec, SourceTool):
             return None
         if self._settings is None:

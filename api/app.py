@@ -45,6 +45,7 @@ from api.routers import client_tools as client_tools_router
 from api.routers import codec as codec_router
 from api.routers import datasets as datasets_router
 from api.routers import evals as evals_router
+from api.routers import guardrails as guardrails_router
 from api.routers import incidents as incidents_router
 from api.routers import mcp_servers as mcp_servers_router
 from api.routers import metrics_summary as metrics_summary_router
@@ -62,6 +63,7 @@ from api.web import agents as agent_pages
 from api.web import dead_letters as dead_letter_pages
 from api.web import docs as docs_pages
 from api.web import evals as eval_pages
+from api.web import guardrails as guardrail_pages
 from api.web import incidents as incident_pages
 from api.web import mcp_servers as mcp_server_pages
 from api.web import metrics as metrics_pages
@@ -185,6 +187,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(reports_router.router)
     app.include_router(templates_router.router)
     app.include_router(incidents_router.router)
+    app.include_router(guardrails_router.router)
     app.include_router(metrics_summary_router.router)
     app.include_router(keys.router)
     app.include_router(members.router)
@@ -202,6 +205,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(mcp_servers_router.router)
     app.include_router(mcp_server_pages.router)
     app.include_router(incident_pages.router)
+    app.include_router(guardrail_pages.router)
     app.include_router(trace_pages.router)
     app.include_router(budgets_router.router)
     app.include_router(price_pages.router)

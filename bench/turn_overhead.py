@@ -20,6 +20,12 @@ writes the spans to the app database, as `steward dev` does), their plain turns'
 sampled alternately, and prints both p50s (target: traced <= 1.05x untraced).
 
     uv run python -m bench.turn_overhead --tracing db [--samples 200] [--database-url URL]
+
+With `--rails` it measures what guardrails cost: plain turns of an agent without rails and of
+one with input and output rails (PII, a regex list, the injection heuristic, a length limit
+and a term list), on one stack, sampled alternately (target: with rails <= 1.1x without).
+
+    uv run python -m bench.turn_overhead --rails [--samples 200] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -155,9 +162,11 @@ class Load:
             OneActivityWorkflow.run, "x", id=f"bench/{uuid.uuid4().hex}", task_queue=BASELINE_QUEUE
         )
 
-    async def conversation(self, model: str, tools: list[str]) -> str:
+    async def conversation(
+        self, model: str, tools: list[str], guardrails: dict[str, Any] | None = None
+    ) -> str:
         slug = f"bench-{uuid.uuid4().hex[:8]}"
-        body = {"slug": slug, "name": "bench", "model": model, "tools": tools}
+        body = {"slug": slug, "name": "bench", "model": model, "tools": tools, "guardrails": guardrails}
         (await self.http.post("/v1/agents", json=body, headers=self.headers)).raise_for_status()
         response = await self.http.post("/v1/conversations", json={"agent": slug}, headers=self.headers)
         response.raise_for_status()
@@ -321,6 +330,77 @@ async def run_tracing(samples: int, database_url: str | None, mode: str) -> None
     print(f"\ntarget traced p50 <= 1.05x untraced: {'met' if ratio <= 1.05 else 'NOT met'} ({ratio:.3f}x)")
 
 
+BENCH_RAILS: dict[str, Any] = {
+    "input": [
+        {"kind": "pii", "action": "redact"},
+        {"kind": "regex", "patterns": [r"\bpassword\s*[:=]", r"\b(?:ssn|sin)\b"], "action": "flag"},
+        {"kind": "injection"},
+        {"kind": "max_length", "max_chars": 4000},
+    ],
+    "output": [
+        {"kind": "pii", "action": "redact"},
+        {"kind": "terms", "terms": ["guarantee", "lawsuit"], "action": "flag"},
+    ],
+}
+"""The rails `--rails` turns run: every local check, on both rails."""
+
+RAILS_TARGET = 1.1
+
+
+async def run_rails(samples: int, database_url: str | None) -> None:
+    """Plain turns without and with input + output rails on one stack, sampled alternately."""
+    work = Path(tempfile.mkdtemp(prefix="steward-bench-rails-"))
+    server = DevServer(
+        work / "temporal.db", free_port(), free_port(), work / "temporal.log", extra=("--headless",)
+    )
+    server.start()
+    llm_port, port = free_port(), free_port()
+    settings = Settings(
+        database_url=database_url or f"sqlite:///{work / 'steward.db'}",
+        temporal_address=server.address,
+        task_queue="bench-rails",
+    )
+    llm_url = f"http://127.0.0.1:{llm_port}/v1"
+    python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
+    try:
+        await server.wait_ready()
+        migrate(settings)
+        engine = create_engine(settings)
+        async with session_factory(engine)() as session:
+            team = await ensure_team(session, f"bench-{uuid.uuid4().hex[:6]}")
+            key = await create_key(session, team, Role.ADMIN, "bench")
+            await session.commit()
+        await engine.dispose()
+        args = [steward, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        with (
+            process([python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"),
+            process(args, work / "steward.log", stack_env(settings, llm_url)),
+        ):
+            await wait_http(f"http://127.0.0.1:{port}/readyz")
+            client = await Client.connect(server.address)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+                load = Load(client, http, key)
+                plain = await load.conversation("plain", [])
+                railed = await load.conversation("plain", [], BENCH_RAILS)
+                await timed([lambda: load.turn(plain), lambda: load.turn(railed)], 0, 20)
+                without, with_rails = await timed(
+                    [lambda: load.turn(plain), lambda: load.turn(railed)], samples, 0
+                )
+    finally:
+        server.stop()
+    print(f"\nGuardrails overhead — {samples} plain turns each, sampled alternately")
+    print(
+        f"database: {'PostgreSQL' if database_url else 'SQLite (embedded default)'}; Temporal: dev server\n"
+    )
+    print(f"{'case':38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    for name, lat in (("plain turn, no rails", without), ("plain turn, input + output rails", with_rails)):
+        p50, p95, p99 = statistics.median(lat), percentile(lat, 0.95), percentile(lat, 0.99)
+        print(f"{name:38} {p50:8.1f} {p95:8.1f} {p99:8.1f}")
+    ratio = statistics.median(with_rails) / statistics.median(without)
+    verdict = "met" if ratio <= RAILS_TARGET else "NOT met"
+    print(f"\ntarget with rails p50 <= {RAILS_TARGET}x without: {verdict} ({ratio:.3f}x)")
+
+
 def report(
     rows: list[tuple[str, list[float]]],
     base_tp: float,
@@ -374,8 +454,13 @@ def main() -> None:
         choices=["db", "otlp", "on"],
         help="measure tracing's cost instead: plain turns untraced vs with STEWARD_TRACING set to this",
     )
+    parser.add_argument(
+        "--rails", action="store_true", help="measure input + output guardrails' cost instead"
+    )
     args = parser.parse_args()
-    if args.tracing:
+    if args.rails:
+        asyncio.run(run_rails(args.samples, args.database_url))
+    elif args.tracing:
         asyncio.run(run_tracing(args.samples, args.database_url, args.tracing))
     else:
         asyncio.run(run(args.samples, args.concurrency, args.seconds, args.database_url))

@@ -156,6 +156,8 @@ class EventKind(StrEnum):
     posts its output to `/v1/conversations/{id}/tool-outputs`."""
     TURN_AWAITING_TOOL_OUTPUT = "turn.awaiting_tool_output"
     """The turn paused for the caller: `round` and `calls` (the round's `tool.requested` ones)."""
+    GUARDRAIL_TRIPPED = "guardrail.tripped"
+    """A check tripped (`rail`, `check`, `action`, `spans` by kind and position, `detail`)."""
 
 
 TURN_ENDS = frozenset({EventKind.TURN_COMPLETED, EventKind.TURN_FAILED})

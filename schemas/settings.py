@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     tests, so an outage opens and resolves an incident in seconds."""
     incident_webhook_url: str | None = Field(None, validation_alias=_env("STEWARD_INCIDENT_WEBHOOK_URL"))
     """Where incidents' opened and resolved notices are POSTed, signed like every webhook."""
+    guardrail_private_urls: bool = Field(False, validation_alias=_env("STEWARD_GUARDRAIL_PRIVATE_URLS"))
+    """Let custom HTTP guardrail checks call private and loopback addresses (tests, a sidecar)."""
     session_idle_hours: float = Field(12.0, gt=0, validation_alias=_env("STEWARD_SESSION_IDLE_HOURS"))
     """A web session unused this long ends (people sign in again)."""
     session_days: float = Field(14.0, gt=0, validation_alias=_env("STEWARD_SESSION_DAYS"))

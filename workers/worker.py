@@ -14,6 +14,7 @@ from activities.channels.delivery import ChannelActivities
 from activities.evals import EvalActivities
 from activities.evaluators import EvaluatorActivities
 from activities.events import EventActivities
+from activities.guardrails.review import ReviewActivities
 from activities.infra.database import session_factory
 from activities.infra.temporal import has_plugin
 from activities.llm import LlmActivities
@@ -67,6 +68,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     replays = ReplayActivities(sessions, settings)
     evals = EvalActivities(sessions, settings)
     evaluators = EvaluatorActivities(sessions, settings)
+    reviews = ReviewActivities(sessions, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -117,6 +119,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             evals.case_failed,
             evals.finish_run,
             evaluators.judge,
+            reviews.release,
         ],
         # The sandbox and failure types come with Steward's plugin, from the client.
     )

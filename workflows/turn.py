@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import ApprovalWorkflow
     from workflows.channel import deliver_turn, start_typing
     from workflows.contract import approval_workflow_id
+    from workflows.guardrails import review_reply
 
 STORE_TIMEOUT = timedelta(seconds=30)
 LLM_TIMEOUT = timedelta(minutes=5)
@@ -172,6 +173,8 @@ class Turn:
             if response.budget is not None:  # a reached budget asks a person first (workflows/budgets.py)
                 response = await budgets.settle(self, round_, response)
             if not response.tool_calls:
+                if response.review:  # an output rail escalated it: a person decides first
+                    return await review_reply(self, round_, response, records)
                 return TurnOutcome(
                     turn=inp.turn,
                     status=TurnStatus.COMPLETED,

@@ -26,6 +26,7 @@ from api.inbound.commands import SLOW_DOWN, ChatCommands
 from api.inbound.config import ChannelCache, ChannelConfig
 from api.inbound.parse import InboundItem
 from api.inbound.writer import InboundWriter
+from api.services import guardrails
 from schemas.enums import DoubleTexting, InboundKind, InboundStatus
 from schemas.keys import notice_key, slow_down_key
 from schemas.payloads import SubmitMessage
@@ -271,6 +272,8 @@ class Inbound:
         if agent.deleted_at is not None:
             await self._finish(row.id, InboundStatus.IGNORED, reason=f"agent '{agent.slug}' was deleted")
             return
+        async with self._sessions() as session:  # `store: "redacted"`: PII never enters the payload
+            text = await guardrails.redacted_for_storage(session, conversation, agent, row.text)
         try:
             accepted = await contract.submit_message(
                 self._client(),
@@ -278,7 +281,7 @@ class Inbound:
                 conversation_id=conversation.id,
                 team_id=conversation.team_id,
                 message=SubmitMessage(
-                    text=row.text,
+                    text=text,
                     idempotency_key=row.dedupe_key,
                     double_texting=DoubleTexting(agent.double_texting),
                 ),

@@ -42,6 +42,8 @@ _RULES = {
     "budgets": "each limit given (`conversation`, `agent_day`) sets `tokens`, `cost_usd` or both",
     "client_tools": "each one's `parameters` a JSON Schema (2020-12) of an object; names unique, none a"
     " built-in tool's",
+    "guardrails": "regex patterns that compile, a valid JSON Schema, actions the rail allows"
+    " (`retry` and `escalate`: output only; tool arguments: `block` or `flag`)",
 }
 _CHECKED = checked_beyond_schema(**_RULES)
 _NOT_NULL = "not null: leave a field out to keep it"

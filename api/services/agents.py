@@ -17,6 +17,7 @@ from api.services.prompt_checks import check_prompt
 from schemas.api import AgentCreate, AgentPublic, AgentUpdate, ClientTool
 from schemas.budgets import AgentBudgets
 from schemas.enums import DoubleTexting, ToolMode
+from schemas.guardrails import Guardrails
 from schemas.policy import ApprovalSettings, ToolPolicy, policy_errors
 from schemas.tables import DEFINITION_FIELDS, FROZEN_DEFAULTS, PROMPT_FIELDS, Agent, AgentVersion, utcnow
 from schemas.tools import TOOLS, Tool
@@ -114,12 +115,21 @@ def public(
         budgets=AgentBudgets.model_validate(agent.budgets or {}),
         client_tools=[ClientTool.model_validate(t) for t in agent.client_tools or []],
         client_tool_timeout=agent.client_tool_timeout,
+        guardrails=Guardrails.model_validate(agent.guardrails) if agent.guardrails else None,
         gated_tools=gated,
         live_version=live_version,
         draft_changed=draft_changed,
         created_at=agent.created_at,
         updated_at=agent.updated_at,
     )
+
+
+def stored_guardrails(rails: Guardrails | None) -> dict[str, Any] | None:
+    """Rails as a definition stores them (JSON, the schema check's `schema` by its name); none,
+    or an empty object (`{}`), is stored as None: the team's defaults apply."""
+    if rails is None or rails == Guardrails():
+        return None
+    return rails.model_dump(mode="json", by_alias=True)
 
 
 def _check_tools(tools: list[str], known: Mapping[str, Tool]) -> list[str]:
@@ -183,6 +193,7 @@ async def create_agent(session: AsyncSession, team_id: str, body: AgentCreate, b
         budgets=body.budgets.model_dump(mode="json", exclude_defaults=True),
         client_tools=_check_client_tools(body.client_tools),
         client_tool_timeout=body.client_tool_timeout,
+        guardrails=stored_guardrails(body.guardrails),
     )
     sources, default = await templates_in_scope(session, team_id, None)  # a new agent has none of its own
     check_prompt(agent.system_prompt, agent.timezone, agent.variables, sources, default)
@@ -215,6 +226,9 @@ async def update_agent(session: AsyncSession, team_id: str, slug: str, body: Age
     if "provider" in changes:
         name = changes.pop("provider")
         agent.provider_id = (await providers.named(session, team_id, name)).id if name else None
+    if "guardrails" in changes:  # null is allowed: it goes back to the team's defaults
+        changes.pop("guardrails")
+        agent.guardrails = stored_guardrails(body.guardrails)
     for field, value in changes.items():
         if value is None:
             raise ApiError(

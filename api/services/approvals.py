@@ -46,6 +46,7 @@ from schemas.api import (
 from schemas.budgets import BUDGET_TOOL, extension_sentence
 from schemas.enums import ApprovalStatus, Decision, MessageRole, Role
 from schemas.errors import ErrorType
+from schemas.guardrails import REPLY_REVIEW_TOOL
 from schemas.payloads import DecisionRequest
 from schemas.settings import Settings
 from schemas.tables import Agent, Approval, ApprovalAudit, Message
@@ -252,6 +253,8 @@ def already_decided(approval: Approval) -> ApiError:
 
 def _edited_arguments(tool: str, spec: Tool | None, args: dict[str, Any]) -> str:
     """The edited arguments as JSON text, or 422 naming each field that does not fit the tool."""
+    if tool == REPLY_REVIEW_TOOL:  # "send this reply?": the edit is the reply to send
+        return reviewed_reply(args)
     if spec is None:
         raise ApiError(422, "validation_error", f"tool {tool!r} is unknown; its arguments cannot be edited")
     if isinstance(spec, SourceTool):
@@ -382,3 +385,21 @@ async def decide_many(
             continue
         results.append(BulkDecisionItem(id=approval_id, ok=True, result=result))
     return BulkDecisionResult(results=results)
+
+
+def reviewed_reply(args: dict[str, Any]) -> str:
+    """An edited `_reply_review`: `{"reply": <non-empty text>}`, or 422 on `args.reply`."""
+    reply = args.get("reply")
+    if not isinstance(reply, str) or not reply.strip() or len(reply) > 16_384 or set(args) - {"reply"}:
+        raise ApiError(
+            422,
+            "validation_error",
+            "invalid arguments for _reply_review: args.reply",
+            [
+                {
+                    "field": "args.reply",
+                    "message": "the reply to send: text, 1 to 16384 characters",
+                }
+            ],
+        )
+    return json.dumps({"reply": reply})

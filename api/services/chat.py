@@ -461,6 +461,10 @@ async def _told(
     yield Stopped(usage)
 
 
+WITHDRAWN = "\n\n[withdrawn by a guardrail; the reply is:]\n\n"
+"""What an OpenAI stream sends when a rail redacted or blocked text it had already streamed."""
+
+
 async def _followed(
     events: AsyncGenerator[LogEvent | None, None],
     sessions: async_sessionmaker[AsyncSession],
@@ -494,6 +498,9 @@ async def _followed(
             elif event.kind == EventKind.MESSAGE_DELTA:
                 wrote = wrote or bool(event.data["text"])
                 yield event.data["text"]
+            elif event.kind == EventKind.MESSAGE_RESET and wrote and event.data.get("reason") == "guardrail":
+                # A chunk once sent cannot be taken back: say the text above is withdrawn.
+                yield WITHDRAWN
             elif event.kind == EventKind.TURN_AWAITING_APPROVAL:
                 holding = event.data.get("holding_message") or ""
                 if holding:

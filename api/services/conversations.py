@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.store import live_pin
 from api.cursors import decode_cursor, encode_cursor
 from api.errors import ApiError
+from api.services import guardrails
 from api.services.agents import find_agent
 from schemas.api import (
     MAX_TEXT_BYTES,
@@ -374,13 +375,15 @@ async def send(
         done = await _finished_turn_with_key(session, conversation.id, body.idempotency_key)
         if done is not None:
             return Sent(conversation, done.turn, done.status, duplicate=True, outcome=done)
+    # With `store: "redacted"`, detected PII never enters the payload, the events or the transcript.
+    text = await guardrails.redacted_for_storage(session, conversation, agent, body.text)
     await session.close()  # do not hold a connection while the turn runs
     accepted = await _submit(
         temporal,
         settings,
         conversation,
         SubmitMessage(
-            text=body.text,
+            text=text,
             idempotency_key=body.idempotency_key,
             double_texting=DoubleTexting(agent.double_texting),
             wait_seconds=wait_seconds,

@@ -109,6 +109,14 @@ FIELDS: tuple[FormField, ...] = (
         'Names the prompt may use, with their values: {"company": "ACME"}.',
         rows=2,
     ),
+    FormField(
+        "guardrails",
+        "Guardrails",
+        "json",
+        'Checks on input, output and tool arguments: {"input": [{"kind": "pii", "action": "redact"}]}; '
+        "empty for the team's defaults (see /guardrails).",
+        rows=3,
+    ),
     FormField("temperature", "Temperature", "number", "0 is the most predictable, 2 the most varied."),
     FormField("max_tool_rounds", "Max tool rounds", "integer", "Model calls per turn before it must answer."),
     FormField(

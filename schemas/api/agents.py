@@ -13,6 +13,7 @@ from schemas.api.client_tools import DEFAULT_TIMEOUT, MAX_TIMEOUT, ClientTool, C
 from schemas.api.common import MAX_DB_INT, NO_NUL, SLUG, _Strict
 from schemas.budgets import AgentBudgets
 from schemas.enums import DoubleTexting, VersionSource
+from schemas.guardrails import Guardrails
 from schemas.policy import ApprovalSettings, ToolPolicy
 from schemas.prompts import BUILTINS as PROMPT_BUILTINS
 
@@ -75,6 +76,8 @@ class AgentCreate(_Strict):
     """Tools the caller runs (`tool.requested` events, `POST /v1/conversations/{id}/tool-outputs`)."""
     client_tool_timeout: float = Field(DEFAULT_TIMEOUT, ge=1.0, le=MAX_TIMEOUT)
     """Seconds a turn waits for a client tool's output before the model hears that it timed out."""
+    guardrails: Guardrails | None = None
+    """Checks on input, output and tool arguments (see Guardrails); None: the team's defaults."""
 
     @field_validator("slug")
     @classmethod
@@ -122,6 +125,8 @@ class AgentUpdate(_Strict):
     budgets: AgentBudgets | None = None
     client_tools: ClientTools | None = None
     client_tool_timeout: float | None = Field(None, ge=1.0, le=MAX_TIMEOUT)
+    guardrails: Guardrails | None = None
+    """The draft's rails; `null` goes back to the team's defaults."""
 
 
 class AgentPublic(BaseModel):
@@ -144,6 +149,8 @@ class AgentPublic(BaseModel):
     budgets: AgentBudgets = Field(default_factory=AgentBudgets)
     client_tools: list[ClientTool] = Field(default_factory=list)
     client_tool_timeout: float = DEFAULT_TIMEOUT
+    guardrails: Guardrails | None = None
+    """The draft's rails; None: the team's defaults apply."""
     gated_tools: list[str] = Field(default_factory=list)
     """The agent's tools whose calls may wait for approval (always, or when a condition holds)."""
     live_version: int | None = None
@@ -196,6 +203,8 @@ class AgentDefinition(BaseModel):
     client_tools: list[dict[str, Any]] = Field(default_factory=list)
     """Tools the caller runs, as declared (`ClientTool`)."""
     client_tool_timeout: float = DEFAULT_TIMEOUT
+    guardrails: dict[str, Any] | None = None
+    """Its rails (None: the team's defaults)."""
 
 
 class AgentVersionPublic(BaseModel):

@@ -63,6 +63,7 @@ from schemas.payloads.conversations import (
     TurnInput,
     TurnOutcome,
 )
+from schemas.payloads.guardrails import ReleaseReply
 from schemas.payloads.operators import (
     DeliverOperatorMessage,
     HandoffNotice,
@@ -149,6 +150,7 @@ __all__ = [
     "RecordedTurnBatch",
     "RecordedTurnMessages",
     "RecordedTurnRef",
+    "ReleaseReply",
     "ReplayConversationInput",
     "ReplayConversationPlan",
     "ReplayConversationRef",

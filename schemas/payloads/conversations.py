@@ -249,6 +249,9 @@ class LlmResponse(BaseModel):
     """What the user is told while gated calls wait (the agent's setting); only set if any are."""
     budget: BudgetHold | None = None
     """Set when a budget with `ask` was reached: nothing was asked or persisted (workflows/budgets.py)."""
+    review: bool = False
+    """An output guardrail escalated the reply: it waits for a person ("send this reply?"),
+    not yet stored or delivered."""
 
 
 class ToolRequest(BaseModel):

@@ -27,6 +27,7 @@ from schemas.tables.conversations import (
 )
 from schemas.tables.demo import Booking, Slot, Ticket
 from schemas.tables.evals import Dataset, DatasetCase, EvalGate, EvalResult, EvalRun
+from schemas.tables.guardrails import GuardrailDefaults, GuardrailViolation
 from schemas.tables.incidents import Fault, Incident, IncidentEntry, IncidentNotice, SloObjective
 from schemas.tables.mcp import McpServer
 from schemas.tables.members import Membership, MemberToken, SignInFailure, TeamAudit, User, WebSession
@@ -61,6 +62,8 @@ __all__ = [
     "EvalRun",
     "Event",
     "Fault",
+    "GuardrailDefaults",
+    "GuardrailViolation",
     "Incident",
     "IncidentEntry",
     "IncidentNotice",

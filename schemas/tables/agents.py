@@ -28,6 +28,7 @@ DEFINITION_FIELDS = (
     "budgets",
     "client_tools",
     "client_tool_timeout",
+    "guardrails",
 )
 """The agent's columns a version freezes: what answers a turn. Name and double texting stay the
 agent's own (they say who it is and how it queues messages, not how it answers). Versions
@@ -45,6 +46,7 @@ FROZEN_DEFAULTS: dict[str, Any] = {
     "budgets": {},
     "client_tools": [],
     "client_tool_timeout": 300.0,
+    "guardrails": None,
 }
 """What a version frozen before a field existed has for it."""
 

@@ -79,6 +79,8 @@ class Agent(Base):
     """Tools the caller runs: `[{name, description, parameters}]` (schemas/api ClientTool)."""
     client_tool_timeout: Mapped[float] = mapped_column(Float, default=300.0, server_default="300")
     """Seconds a turn waits for a client tool's output before the model hears it timed out."""
+    guardrails: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """The draft's rails (schemas/guardrails.py Guardrails); None: the team's defaults."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
