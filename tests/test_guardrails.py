@@ -207,6 +207,59 @@ async def test_a_blocked_output_is_never_stored_and_a_retry_asks_the_model_once_
     assert not [m for m in await team.messages(conversation) if "guarantee" in m["content"]]
 
 
+async def test_a_moderation_check_asks_the_providers_moderations_endpoint_and_blocks_what_it_flags(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    fake_llm.flagged_terms["clobber"] = "violence"
+    rails = {"input": [{"kind": "moderation"}], "blocked_reply": "Let's keep it friendly."}
+    agent = await team.create_agent(model, guardrails=rails)
+    conversation = await team.start_conversation(agent["slug"])
+    asked_before = len(fake_llm.moderation_inputs)
+
+    sent = await team.send(conversation, "I will clobber the neighbour")
+    assert sent.json()["reply"]["content"] == "Let's keep it friendly."
+    assert fake_llm.requests(model) == []  # a blocked input never reaches the model
+    [found] = await violations(team, agent=agent["slug"])
+    assert (found["rail"], found["check"], found["action"]) == ("input", "moderation", "block")
+
+    fake_llm.script(model, [Step(text="Hello there.")])
+    assert (await team.send(conversation, "good morning")).json()["reply"]["content"] == "Hello there."
+    assert fake_llm.moderation_inputs[asked_before:] == ["I will clobber the neighbour", "good morning"]
+
+
+async def test_an_llm_classifier_scores_the_reply_by_its_rubric_and_blocks_above_the_threshold(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str
+) -> None:
+    judge = f"{model}-classifier"
+    rubric = "the text gives medical advice"
+    check = {"kind": "classifier", "model": judge, "rubric": rubric, "threshold": 0.7}
+    rails = {"output": [check], "blocked_reply": "Please ask a doctor."}
+    agent = await team.create_agent(model, guardrails=rails)
+    conversation = await team.start_conversation(agent["slug"])
+
+    fake_llm.script(model, [Step(text="Take two of these pills."), Step(text="Rest and drink water.")])
+    fake_llm.script(judge, [Step(text='{"score": 0.92}'), Step(text='{"score": 0.2}')])
+    assert (await team.send(conversation, "my head hurts")).json()["reply"][
+        "content"
+    ] == "Please ask a doctor."
+    assert (await team.send(conversation, "anything else?")).json()["reply"][
+        "content"
+    ] == "Rest and drink water."
+
+    [first, second] = fake_llm.requests(judge)
+    assert rubric in first.body["messages"][0]["content"]
+    assert first.body["messages"][1]["content"] == "Take two of these pills."
+    assert second.body["messages"][1]["content"] == "Rest and drink water."
+    [found] = await violations(team, agent=agent["slug"])
+    assert (found["rail"], found["check"], found["action"], found["turn"]) == (
+        "output",
+        "classifier",
+        "block",
+        1,
+    )
+    assert not [m for m in await team.messages(conversation) if "pills" in m["content"]]
+
+
 async def test_a_tool_whose_arguments_fail_a_rail_never_runs_even_when_approved(
     team: TeamClient, fake_llm: FakeOpenAI, model: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -109,6 +109,10 @@ class FakeOpenAI:
         self._requests: defaultdict[str, list[RecordedRequest]] = defaultdict(list)
         self._ids = itertools.count(1)
         self._responders: list[tuple[str, Callable[[dict[str, Any]], Step]]] = []
+        self.flagged_terms: dict[str, str] = {}
+        """`POST /v1/moderations` flags an input holding one of these terms, in its category."""
+        self.moderation_inputs: list[str] = []
+        """What `POST /v1/moderations` was asked, in order."""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -269,6 +273,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Serve ``POST /v1/chat/completions`` from the script."""
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         route = urlsplit(self.path).path.rstrip("/")
+        if route == "/v1/moderations":
+            self._moderate(cast(dict[str, Any], json.loads(raw or b"{}")))
+            return
         if route != "/v1/chat/completions" and not _AZURE_CHAT.match(route):
             self._send_error(404, "not found", {})
             return
@@ -318,6 +325,24 @@ class _Handler(BaseHTTPRequestHandler):
         }
         choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         self._send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    def _moderate(self, body: dict[str, Any]) -> None:
+        """Serve ``POST /v1/moderations`` as OpenAI's does: one result per input, flagged in the
+        category of any of the fake's `flagged_terms` it holds."""
+        fake = cast(_Server, self.server).fake
+        if self._refused(fake, {k.lower(): v for k, v in self.headers.items()}):
+            return
+        given = body.get("input", "")
+        inputs = [given] if isinstance(given, str) else [str(i) for i in given]
+        results = []
+        for text in inputs:
+            fake.moderation_inputs.append(text)
+            hit = {category for term, category in fake.flagged_terms.items() if term in text.lower()}
+            categories = {name: name in hit for name in _MODERATION_CATEGORIES}
+            scores = {name: 0.99 if name in hit else 0.001 for name in _MODERATION_CATEGORIES}
+            results.append({"flagged": bool(hit), "categories": categories, "category_scores": scores})
+        model = body.get("model") or "omni-moderation-latest"
+        self._send_json(200, {"id": f"modr-{uuid.uuid4().hex[:12]}", "model": model, "results": results})
 
     def _stream(
         self,
@@ -407,6 +432,23 @@ class _Handler(BaseHTTPRequestHandler):
             kind = "server_error"
         error = {"error": {"message": message, "type": kind, "code": None}}
         self._send_json(status, error, headers)
+
+
+_MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 
 
 def _wait(step: Step) -> None:
