@@ -102,6 +102,7 @@ async def test_wait_on_a_message_queued_behind_a_paused_turn_names_that_turns_ap
         "error": None,
         "approvals": [item["id"]],
         "duplicate": False,
+        "tool_requests": [],  # no client tool waits for the caller's output
     }
     assert (await team.request("GET", f"/v1/approvals/{item['id']}")).json()["status"] == "pending"
 

@@ -58,7 +58,7 @@
     caseForm.addEventListener("submit", async (event) => {
       event.preventDefault();
       const messages = caseForm.elements.messages.value.split("\n").map((m) => m.trim()).filter(Boolean);
-      const contains = caseForm.elements.contains.value.trim();
+      const contains = caseForm.elements.reply_contains.value.trim();
       const body = { name: caseForm.elements.name.value, messages, evaluators: [] };
       if (contains) body.evaluators.push({ kind: "contains", value: contains });
       const answer = await call("POST", `/v1/datasets/${datasetId}/cases`, body);
