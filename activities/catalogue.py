@@ -105,6 +105,8 @@ async def specs(session: AsyncSession, team_id: str) -> dict[str, Tool]:
 
 async def spec_of(session: AsyncSession, team_id: str, name: str) -> Tool | None:
     """The team's tool called `name`, or None."""
+    if name in TOOLS:  # built-in names always win over a source's: no source need be asked
+        return TOOLS[name]
     return (await specs(session, team_id)).get(name)
 
 

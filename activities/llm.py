@@ -447,8 +447,8 @@ class LlmActivities:
         if tracing.record_content():
             trace.get_current_span().set_attribute(tracing.INPUT_MESSAGES, json.dumps(messages))
         allow_tools = req.round < agent.max_tool_rounds
-        known: Mapping[str, Tool] = {}
-        if allow_tools and agent.tools:
+        known: Mapping[str, Tool] = TOOLS
+        if allow_tools and any(name not in TOOLS for name in agent.tools):  # a source's tool
             async with self._sessions() as session:
                 known = await catalogue.specs(session, req.team_id)
         tools = catalogue.offered(known, agent.tools) if allow_tools else []

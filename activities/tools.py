@@ -57,6 +57,7 @@ from schemas.tables import (
 )
 from schemas.tools import (
     HANDOFF_BY_AGENT,
+    TOOLS,
     BookAppointmentArgs,
     CheckAvailabilityArgs,
     CreateTicketArgs,
@@ -239,7 +240,7 @@ async def _would_wait(session: AsyncSession, agent: Agent, req: ToolRequest) -> 
         frozen.get("tool_policies") or {},
         frozen.get("approvals") or {},
         dt.datetime.now(dt.UTC),
-        known=await catalogue.specs(session, req.team_id),
+        known=TOOLS if req.call.name in TOOLS else await catalogue.specs(session, req.team_id),
     )
     return timers is not None
 
@@ -400,6 +401,8 @@ class ToolActivities:
         that records it, so no lock is held while a service answers. None when the call is not
         a source's, already ran, or does not run for real (the transaction then decides as ever).
         """
+        if req.client is not None or req.call.name in TOOLS:  # built-in names win over a source's
+            return None
         async with self._sessions() as session:
             recorded = await session.scalar(
                 select(ToolExecution.id).where(
