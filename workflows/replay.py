@@ -52,6 +52,9 @@ STORE_TIMEOUT = timedelta(seconds=30)
 COMPARE_TIMEOUT = timedelta(minutes=2)
 """Comparing a turn may ask an `llm_judge` evaluator twice (the recorded and the new turn)."""
 COMPARE_HEARTBEAT = timedelta(seconds=30)
+COMPARE_PLAIN_HEARTBEAT = timedelta(seconds=15)
+"""A comparison without a judge takes milliseconds: one dispatched to a worker that died is
+retried after this, not after COMPARE_TIMEOUT."""
 STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
@@ -150,7 +153,7 @@ class ReplayConversationWorkflow:
                     ),
                     activity_id=f"replay/turn/{recorded.recorded_turn}/compare",
                     start_to_close_timeout=COMPARE_TIMEOUT,
-                    heartbeat_timeout=COMPARE_HEARTBEAT if plan.judged else None,
+                    heartbeat_timeout=COMPARE_HEARTBEAT if plan.judged else COMPARE_PLAIN_HEARTBEAT,
                     retry_policy=STORE_RETRY,
                 )
             )
