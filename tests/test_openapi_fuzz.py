@@ -137,6 +137,10 @@ def fuzz_everything(
             for failure in group.exceptions:
                 if isinstance(failure, RejectedPositiveData) and _explained(schema_doc, case, response):
                     continue
+                if case.path == "/readyz" and response.status_code == 503 and failure.title == "Server error":
+                    # The probe's documented answer when a dependency did not answer in time (here
+                    # Temporal, pinged under the fuzzer's own load): status conformance still applies.
+                    continue
                 failures.append(
                     f"{case.method.upper()} {case.path} -> {response.status_code}: {failure.title}; {body}"
                 )
