@@ -10,9 +10,11 @@ the `extension` of every approved `_budget_extension` item of the same scope and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,7 +38,7 @@ from schemas.budgets import (
 from schemas.enums import Decision
 from schemas.payloads import ApprovalTimers, BudgetHold, LlmRequest, LlmResponse
 from schemas.policy import ApprovalSettings
-from schemas.tables import Agent, Approval, Channel, Conversation, LlmUsage, ModelPrice, TeamBudget
+from schemas.tables import Agent, Approval, Channel, Conversation, LlmUsage, ModelPrice
 
 
 async def team_prices(session: AsyncSession, team_id: str) -> dict[str, tuple[float, float]]:
@@ -49,6 +51,27 @@ async def team_prices(session: AsyncSession, team_id: str) -> dict[str, tuple[fl
     return {**DEFAULT_PRICES, **{model: (p, c) for model, p, c in rows.tuples()}}
 
 
+PRICES_TTL = 10.0
+"""Seconds a worker prices model calls with a team's table before reading it again: an edit
+(`PUT /v1/prices`) prices the calls made from then on within this (as team default rails)."""
+_PRICES: dict[str, tuple[float, dict[str, tuple[float, float]]]] = {}
+"""Each team's price table as this worker last read it, with when (`time.monotonic`)."""
+
+
+async def _prices_now(session: AsyncSession, team_id: str) -> dict[str, tuple[float, float]]:
+    """`team_prices`, read again after `PRICES_TTL`: a model call's price is one read per team
+    every ten seconds, not one per call."""
+    now = time.monotonic()
+    known = _PRICES.get(team_id)
+    if known is not None and now - known[0] < PRICES_TTL:
+        return known[1]
+    prices = await team_prices(session, team_id)
+    if len(_PRICES) >= 4096:
+        _PRICES.clear()
+    _PRICES[team_id] = (now, prices)
+    return prices
+
+
 async def record_usage(
     session: AsyncSession, req: LlmRequest, agent: Definition, usage: tuple[int, int]
 ) -> None:
@@ -56,7 +79,7 @@ async def record_usage(
     usage, such as the offline demo's and a budget's own answers, are not recorded)."""
     if usage == (0, 0):
         return
-    cost = cost_of(*usage, price_of(agent.model, await team_prices(session, req.team_id)))
+    cost = cost_of(*usage, price_of(agent.model, await _prices_now(session, req.team_id)))
     now = datetime.now(UTC)
     session.add(
         LlmUsage(
@@ -157,18 +180,22 @@ async def _granted(
 
 
 async def spent(
-    sessions: async_sessionmaker[AsyncSession], req: LlmRequest, agent: Definition
+    sessions: async_sessionmaker[AsyncSession],
+    req: LlmRequest,
+    agent: Definition,
+    team_settings: dict[str, Any] | None,
 ) -> tuple[LlmResponse, tuple[int, int]] | None:
     """None if no budget of the turn is reached; else the answer to give instead of the model's.
 
-    Costs one primary-key read when neither the agent nor the team has a budget.
+    `team_settings` are the team's `team_budgets` row's (None: it has none), which the LLM
+    activity reads with the turn: when neither the agent nor the team has a budget, this
+    costs no read at all.
     """
+    team = TeamBudgets.model_validate(team_settings) if team_settings is not None else None
+    limits = _limits(AgentBudgets.model_validate(agent.budgets or {}), team)
+    if not limits:
+        return None
     async with sessions() as session:
-        team_row = await session.get(TeamBudget, req.team_id)
-        team = TeamBudgets.model_validate(team_row.settings) if team_row is not None else None
-        limits = _limits(AgentBudgets.model_validate(agent.budgets or {}), team)
-        if not limits:
-            return None
         conversation = await session.get(Conversation, req.conversation_id)
         if conversation is None or conversation.is_test:  # a builder's test run never waits on a budget
             return None

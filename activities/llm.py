@@ -57,7 +57,7 @@ from schemas.keys import assistant_key
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import Agent, Channel, Conversation, LlmProvider, Message, Turn
+from schemas.tables import Agent, Channel, Conversation, LlmProvider, Message, TeamBudget, Turn
 from schemas.tools import TOOLS, Tool
 
 TRANSCRIPT_WINDOW = 200
@@ -191,13 +191,15 @@ class LlmActivities:
         demo_streamed = 0
         begun: TurnRecorded | None = None
         try:
-            done, agent, transcript, provisional = await self._read(req, dedupe_key)
+            done, agent, transcript, provisional, team_budget = await self._read(req, dedupe_key)
             if done is None:
                 rails = await self._guard.for_turn(req, agent)  # input and output rails (guardrails/)
                 deltas = await self._delta_stream(req, starting)
                 try:
                     response, usage = await rails.answer(
-                        with_inbound(transcript, req), lambda t, d: self._ask(req, agent, t, d), deltas
+                        with_inbound(transcript, req),
+                        lambda t, d: self._ask(req, agent, t, d, team_budget),
+                        deltas,
                     )
                     client_tools.mark_client_calls(agent, req, response)
                     if agent.model == DEMO_MODEL and not response.review:
@@ -380,8 +382,9 @@ class LlmActivities:
 
     async def _read(
         self, req: LlmRequest, dedupe_key: str
-    ) -> tuple[Entry | None, Definition, list[Entry], bool]:
-        """The turn's definition, and either this round's stored answer or the transcript to answer.
+    ) -> tuple[Entry | None, Definition, list[Entry], bool, dict[str, Any] | None]:
+        """The turn's definition, and either this round's stored answer or the transcript to
+        answer; and the team's budget settings (None: none), read in the same query.
 
         The definition is the version recorded on the turn's row; a turn whose row is being
         written beside this read (round 0) resolves it as the row will, and says so
@@ -390,15 +393,16 @@ class LlmActivities:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(Conversation, Agent, Turn.id, Turn.version_id)
+                    select(Conversation, Agent, Turn.id, Turn.version_id, TeamBudget.settings)
                     .join(Agent, Agent.id == Conversation.agent_id)
                     .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == req.turn))
+                    .outerjoin(TeamBudget, TeamBudget.team_id == Conversation.team_id)
                     .where(Conversation.id == req.conversation_id, Conversation.team_id == req.team_id)
                 )
             ).one_or_none()
             if row is None:
                 raise ApplicationError("conversation not found", type=ErrorType.NOT_FOUND, non_retryable=True)
-            conversation, agent, turn_id, version_id = row
+            conversation, agent, turn_id, version_id, team_budget = row
             provisional = turn_id is None
             if provisional:
                 version_id, _ = await turn_version(session, conversation, pin=False)
@@ -412,7 +416,7 @@ class LlmActivities:
         # An earlier attempt's answer, if any, is the newest message: nothing follows it
         # until this activity returns.
         done = next((m for m in reversed(transcript) if m.dedupe_key == dedupe_key), None)
-        return done, definition, [] if done else transcript, provisional
+        return done, definition, [] if done else transcript, provisional, team_budget
 
     async def _definition(self, session: AsyncSession, version_id: str | None) -> dict[str, Any] | None:
         """A version's frozen fields (None for the draft), from memory after the first read."""
@@ -426,10 +430,16 @@ class LlmActivities:
         return definition
 
     async def _ask(
-        self, req: LlmRequest, agent: Definition, transcript: list[Entry], deltas: DeltaStream
+        self,
+        req: LlmRequest,
+        agent: Definition,
+        transcript: list[Entry],
+        deltas: DeltaStream,
+        team_budget: dict[str, Any] | None,
     ) -> tuple[LlmResponse, tuple[int, int]]:
-        """`_asked`, as a GenAI `chat {model}` span (message text only with STEWARD_TRACE_CONTENT)."""
-        if (held := await budgets.spent(self._sessions, req, agent)) is not None:  # activities/budgets.py
+        """`_asked`, as a GenAI `chat {model}` span (message text only with STEWARD_TRACE_CONTENT),
+        unless a budget (the agent's, or the team's `team_budget` settings) holds it."""
+        if (held := await budgets.spent(self._sessions, req, agent, team_budget)) is not None:
             return held
         with tracing.tracer().start_as_current_span(
             f"chat {agent.model}", kind=SpanKind.CLIENT, attributes=_chat_attributes(req, agent)

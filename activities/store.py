@@ -23,7 +23,7 @@ from activities.transcript import (
     lock_conversation,
     lock_conversation_and_turn,
 )
-from activities.versions import VERSIONS
+from activities.versions import TURN_VERSIONS, VERSIONS
 from schemas.enums import ConversationStatus, EventKind, MessageRole, TurnStatus, VersionPolicy
 from schemas.keys import holding_key, inbound_key, operator_reply_key, turn_error_key
 from schemas.payloads import (
@@ -69,9 +69,7 @@ async def live_pin(session: AsyncSession, agent: Agent) -> dict[str, Any]:
 
 async def turn_tools(session: AsyncSession, agent: Agent, conversation_id: str, turn: int) -> list[str]:
     """The tools of the version the turn runs on (the draft's for a turn on the draft)."""
-    version_id = await session.scalar(
-        select(Turn.version_id).where(Turn.conversation_id == conversation_id, Turn.n == turn)
-    )
+    version_id = await TURN_VERSIONS.version_id(session, conversation_id, turn)
     frozen = await VERSIONS.definition(session, version_id) if version_id is not None else None
     return list(frozen.get("tools", [])) if frozen is not None else list(agent.tools)
 

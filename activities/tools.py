@@ -36,7 +36,12 @@ from activities.heartbeat import heartbeating
 from activities.infra import tracing
 from activities.replays import recorded_result
 from activities.store import turn_tools
-from activities.transcript import append_message, in_transaction, lock_conversation
+from activities.transcript import (
+    append_message,
+    in_transaction,
+    lock_conversation,
+    lock_conversation_and_agent,
+)
 from activities.versions import VERSIONS
 from schemas.enums import ApprovalStatus, ConversationStatus, Decision, EventKind, MessageRole
 from schemas.errors import ErrorType
@@ -327,7 +332,7 @@ class ToolActivities:
         async def work(session: AsyncSession) -> tuple[ToolResult, bool]:
             nonlocal tripped
             # Locking the conversation row serialises the writers of one conversation.
-            conversation = await lock_conversation(session, req.conversation_id, req.team_id)
+            conversation, agent = await lock_conversation_and_agent(session, req.conversation_id, req.team_id)
             done = await session.execute(
                 select(ToolExecution).where(
                     ToolExecution.conversation_id == req.conversation_id,
@@ -338,7 +343,6 @@ class ToolActivities:
             existing = done.scalar_one_or_none()
             if existing is not None:
                 return _result(existing), False
-            agent = await session.get(Agent, conversation.agent_id)
             # The tool-arguments rail decides first: a call that fails it never runs, approved or not.
             trips, blocked = await self._guard.tool_arguments(session, agent, req) if agent else ([], False)
             tripped = (agent.slug if agent else "", trips)

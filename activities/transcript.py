@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.infra.database import write_lock
 from schemas.errors import ErrorType
-from schemas.tables import Conversation, Message, Turn, UTCDateTime, utcnow
+from schemas.tables import Agent, Conversation, Message, Turn, UTCDateTime, utcnow
 
 T = TypeVar("T")
 
@@ -155,6 +155,24 @@ async def lock_conversation_and_turn(
     stmt = (
         select(Conversation, Turn)
         .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == n))
+        .where(Conversation.id == conversation_id)
+        .with_for_update(of=Conversation)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None or row[0].team_id != team_id:
+        raise ApplicationError(
+            f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+        )
+    return row[0], row[1]
+
+
+async def lock_conversation_and_agent(
+    session: AsyncSession, conversation_id: str, team_id: str
+) -> tuple[Conversation, Agent | None]:
+    """`lock_conversation`, and the conversation's agent, in one query."""
+    stmt = (
+        select(Conversation, Agent)
+        .outerjoin(Agent, Agent.id == Conversation.agent_id)
         .where(Conversation.id == conversation_id)
         .with_for_update(of=Conversation)
     )

@@ -27,12 +27,12 @@ async def get_session(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings(request: HTTPConnection) -> Settings:
+async def get_settings(request: HTTPConnection) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_temporal(request: HTTPConnection) -> Client:
+async def get_temporal(request: HTTPConnection) -> Client:
     client: Client | None = request.app.state.temporal
     if client is None:
         raise ApiError(503, "temporal_unavailable", "Temporal is not reachable yet; try again shortly")

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     """How many workflow runs a worker keeps in memory (Temporal's sticky cache). Past it, the
     least recently used idle conversation is evicted and replays from its history on its next
     message: memory stays bounded however many conversations are open. 1000 is Temporal's default."""
+    workflow_sandbox: bool = Field(False, validation_alias=_env("STEWARD_WORKFLOW_SANDBOX"))
+    """Run workflows in Temporal's sandbox, which re-imports their modules per run and refuses
+    I/O, clocks and randomness at run time. It guards workflow code, which only Steward's own
+    developers write, so the test suite turns it on; a worker runs without it, as the sandbox
+    re-enters itself for every payload and cost a quarter of a worker's CPU per turn."""
     allow_http_actions: bool = Field(False, validation_alias=_env("STEWARD_ALLOW_HTTP_ACTIONS"))
     """Let custom actions call plain `http://` services on loopback addresses (127.0.0.0/8, ::1).
     Off in production: actions then speak HTTPS only. `steward dev` and the tests turn it on."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -26,6 +27,10 @@ from workers.temporal_server import DEV_SERVER_TUNING, temporal_binary
 from workers.worker import build_worker
 
 pytest_plugins = ["tests.browser", "tests.channels"]
+
+# Workers in the suite (in this process and in the `steward` processes it starts, which inherit
+# the environment) run workflows in Temporal's sandbox: it is the guard on workflow code.
+os.environ.setdefault("STEWARD_WORKFLOW_SANDBOX", "true")
 
 TEST_SECRET_KEY = "Wk9Q0oXQ4mV3yQxKQf1S8m0hQm1zZb1m2dY6m9Yl3aE="
 """Fernet key that encrypts channel credentials in tests (the worker subprocesses get it too)."""

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, select, text
+from sqlalchemy import JSON, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import metrics
@@ -23,12 +23,13 @@ from activities.events import DeltaStream, append_event
 from activities.guardrails.checks import Checker, Verdict
 from activities.llm_context import Definition
 from activities.transcript import Entry, in_transaction
+from activities.versions import TURN_VERSIONS, VERSIONS
 from schemas.enums import Decision, EventKind, MessageRole
 from schemas.guardrails import Guardrails, Rail, RailAction, StoreMode, parse_guardrails
 from schemas.keys import inbound_key
 from schemas.payloads import LlmRequest, LlmResponse, ToolRequest
 from schemas.settings import Settings
-from schemas.tables import Agent, AgentVersion, GuardrailDefaults, Turn, UTCDateTime, utcnow
+from schemas.tables import Agent, GuardrailDefaults, UTCDateTime, utcnow
 
 DEFAULTS_TTL = 10.0
 """Seconds a worker keeps a team's default rails before reading them again."""
@@ -341,11 +342,9 @@ class Guard:
         self, session: AsyncSession, agent: Agent, req: ToolRequest
     ) -> tuple[Verdict | None, str | None]:
         """The tool-arguments rail's verdict on a call (None: no checks on that rail)."""
-        version_id = await session.scalar(
-            select(Turn.version_id).where(Turn.conversation_id == req.conversation_id, Turn.n == req.turn)
-        )
-        version = await session.get(AgentVersion, version_id) if version_id is not None else None
-        frozen = version.definition.get("guardrails") if version is not None else agent.guardrails
+        version_id = await TURN_VERSIONS.version_id(session, req.conversation_id, req.turn)
+        definition = await VERSIONS.definition(session, version_id) if version_id is not None else None
+        frozen = definition.get("guardrails") if definition is not None else agent.guardrails
         rails = await self.effective(req.team_id, frozen)
         if rails is None or not rails.tool_arguments:
             return None, version_id

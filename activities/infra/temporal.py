@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.plugin import SimplePlugin
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.infra import tracing
@@ -75,14 +76,18 @@ class StewardPlugin(SimplePlugin):
     workers built from it); without, none at all: tracing off costs nothing.
     """
 
-    def __init__(self, payload_keys: Sequence[PayloadKey] = (), tracing: bool = False) -> None:
+    def __init__(
+        self, payload_keys: Sequence[PayloadKey] = (), tracing: bool = False, sandboxed: bool = True
+    ) -> None:
         """`payload_keys`: what `plugin(settings)` reads from `STEWARD_PAYLOAD_KEYS`
-        (the first encrypts, all decrypt); none sends payloads in plain JSON."""
+        (the first encrypts, all decrypt); none sends payloads in plain JSON. `sandboxed`: run
+        workflows in Temporal's sandbox (`STEWARD_WORKFLOW_SANDBOX`; docs/decisions.md)."""
         self.codec = AesGcmCodec(payload_keys)
+        runner: WorkflowRunner = sandboxed_runner() if sandboxed else UnsandboxedWorkflowRunner()
         super().__init__(
             PLUGIN_NAME,
             data_converter=data_converter(self.codec),
-            workflow_runner=sandboxed_runner(),
+            workflow_runner=runner,
             workflow_failure_exception_types=list(WORKFLOW_FAILURE_TYPES),
             interceptors=[StewardTracingInterceptor()] if tracing else None,
         )
@@ -91,7 +96,11 @@ class StewardPlugin(SimplePlugin):
 def plugin(settings: Settings) -> StewardPlugin:
     """The plugin with this process's payload keys (warning when there are none) and, when the
     settings turn tracing on, its interceptor (tracing is set up here)."""
-    return StewardPlugin(payload_codec(settings).keys, tracing=tracing.setup(settings) is not None)
+    return StewardPlugin(
+        payload_codec(settings).keys,
+        tracing=tracing.setup(settings) is not None,
+        sandboxed=settings.workflow_sandbox,
+    )
 
 
 def has_plugin(client: Client) -> bool:

@@ -59,7 +59,7 @@ def _public(row: ModelPrice) -> PricePublic:
 async def set_price(
     session: AsyncSession, team_id: str, model: str, body: PriceUpdate, by: str
 ) -> PricePublic:
-    """Set the team's price of `model`; calls made from now on are priced with it."""
+    """Set the team's price of `model`; workers price calls with it within 10 s (`PRICES_TTL`)."""
     row = await session.scalar(
         select(ModelPrice).where(ModelPrice.team_id == team_id, ModelPrice.model == model)
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
@@ -47,7 +48,7 @@ from schemas.enums import (
 from schemas.errors import ErrorType
 from schemas.payloads import Handback, SubmitAccepted, SubmitMessage, ToolRequested, TurnError, TurnOutcome
 from schemas.settings import Settings
-from schemas.tables import Agent, Approval, Channel, Conversation, Event, Message, Turn
+from schemas.tables import Agent, Approval, Channel, Conversation, Event, GuardrailDefaults, Message, Turn
 from workflows import contract
 
 _UPDATE_ERRORS: dict[str, tuple[int, str]] = {
@@ -113,16 +114,27 @@ async def find_conversation(
     session: AsyncSession, team_id: str, conversation_id: str
 ) -> tuple[Conversation, Agent]:
     """The team's conversation and its agent, or 404 (also for another team's conversation)."""
+    conversation, agent = await _conversation_row(session, team_id, conversation_id)
+    return conversation, agent
+
+
+async def _conversation_row(
+    session: AsyncSession, team_id: str, conversation_id: str, team_rails: bool = False
+) -> Row[Any]:
+    """`find_conversation`'s row; with `team_rails`, also the team's default guardrails (or None)."""
+    query = select(Conversation, Agent).join(Agent, Agent.id == Conversation.agent_id)
+    if team_rails:
+        query = query.add_columns(GuardrailDefaults.guardrails).outerjoin(
+            GuardrailDefaults, GuardrailDefaults.team_id == Conversation.team_id
+        )
     row = (
         await session.execute(
-            select(Conversation, Agent)
-            .join(Agent, Agent.id == Conversation.agent_id)
-            .where(Conversation.id == conversation_id, Conversation.team_id == team_id)
+            query.where(Conversation.id == conversation_id, Conversation.team_id == team_id)
         )
     ).one_or_none()
     if row is None:
         raise ApiError(404, "conversation_not_found", f"no conversation '{conversation_id}' in this team")
-    return row[0], row[1]
+    return row
 
 
 def workflow_error(err: Exception, settings: Settings) -> ApiError:
@@ -368,7 +380,8 @@ async def send(
             f"text is over {MAX_TEXT_BYTES} bytes",
             [{"field": "text", "message": "too large"}],
         )
-    conversation, agent = await find_conversation(session, team_id, conversation_id)
+    # With the team's default rails, which `redacted_for_storage` may need: one read, not two.
+    conversation, agent, team_rails = await _conversation_row(session, team_id, conversation_id, True)
     if agent.deleted_at is not None:
         raise ApiError(409, "agent_deleted", f"agent '{agent.slug}' was deleted; start a new conversation")
     if body.idempotency_key is not None:
@@ -376,7 +389,7 @@ async def send(
         if done is not None:
             return Sent(conversation, done.turn, done.status, duplicate=True, outcome=done)
     # With `store: "redacted"`, detected PII never enters the payload, the events or the transcript.
-    text = await guardrails.redacted_for_storage(session, conversation, agent, body.text)
+    text = await guardrails.redacted_for_storage(session, conversation, agent, body.text, team_rails)
     await session.close()  # do not hold a connection while the turn runs
     accepted = await _submit(
         temporal,

@@ -7,10 +7,13 @@ user's message before it enters a workflow payload (`redacted_for_storage`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.guardrails.checks import redact_pii
+from activities.versions import VERSIONS
 from api.cursors import decode_cursor, encode_cursor
 from api.services.agents import find_agent
 from schemas.api.guardrails import GuardrailDefaultsPublic, SpanPublic, ViolationPage, ViolationPublic
@@ -108,27 +111,37 @@ async def set_defaults(
     return await defaults(session, team_id)
 
 
-async def _rails_of(session: AsyncSession, conversation: Conversation, agent: Agent) -> Guardrails | None:
-    """The rails the conversation's next turn is likely to run on (its pinned or the live version)."""
+UNREAD: Any = object()
+"""`team_defaults` not read yet: `_rails_of` reads them if it needs them."""
+
+
+async def _rails_of(
+    session: AsyncSession, conversation: Conversation, agent: Agent, team_defaults: Any = UNREAD
+) -> Guardrails | None:
+    """The rails the conversation's next turn is likely to run on (its pinned or the live
+    version; versions are immutable, so read from memory after the first time), else the
+    team's defaults (`team_defaults` if the caller read them with the conversation)."""
     version_id = conversation.version_id if conversation.version_policy == "pinned" else agent.live_version_id
     if conversation.version_policy == "draft":
         frozen = agent.guardrails
     else:
-        version = await session.get(AgentVersion, version_id) if version_id else None
-        frozen = version.definition.get("guardrails") if version is not None else agent.guardrails
+        definition = await VERSIONS.definition(session, version_id) if version_id else None
+        frozen = definition.get("guardrails") if definition is not None else agent.guardrails
     rails = parse_guardrails(frozen)
     if rails is None:
-        row = await session.get(GuardrailDefaults, conversation.team_id)
-        rails = parse_guardrails(row.guardrails) if row is not None else None
+        if team_defaults is UNREAD:
+            row = await session.get(GuardrailDefaults, conversation.team_id)
+            team_defaults = row.guardrails if row is not None else None
+        rails = parse_guardrails(team_defaults)
     return rails
 
 
 async def redacted_for_storage(
-    session: AsyncSession, conversation: Conversation, agent: Agent, text: str
+    session: AsyncSession, conversation: Conversation, agent: Agent, text: str, team_defaults: Any = UNREAD
 ) -> str:
     """`text` as it may be stored: with `store: "redacted"`, the PII its input rail's `pii`
     checks detect (every built-in kind when it has none) is redacted before it enters a payload."""
-    rails = await _rails_of(session, conversation, agent)
+    rails = await _rails_of(session, conversation, agent, team_defaults)
     if rails is None or rails.store != StoreMode.REDACTED:
         return text
     checks = [c for c in rails.input if isinstance(c, PiiCheck)] or [
