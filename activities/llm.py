@@ -53,6 +53,7 @@ from activities.transcript import (
 from activities.versions import VERSIONS
 from schemas.enums import EventKind, MessageRole, TurnStatus
 from schemas.errors import ErrorType
+from schemas.guardrails import Guardrails
 from schemas.keys import assistant_key
 from schemas.payloads import BeginTurn, FinishTurn, LlmRequest, LlmResponse, ToolCall, TurnOutcome
 from schemas.policy import ApprovalSettings, gate
@@ -120,6 +121,19 @@ def _gated(
         )
     if any(call.approval is not None for call in response.tool_calls):
         response.holding_message = ApprovalSettings.model_validate(agent.approvals or {}).holding_message
+    return response
+
+
+def _run_locally(response: LlmResponse, rails: Guardrails | None) -> LlmResponse:
+    """Mark the calls the turn may run as local activities (`ToolCall.local`): built-in tools,
+    whose handlers do database work of milliseconds, neither gated nor the caller's, when the
+    turn has no tool-arguments rail (a check may call a service, or a model). A retried or
+    repeated answer marks none: its calls run as ordinary activities, as they always could."""
+    checked = rails is not None and bool(rails.tool_arguments)
+    for call in response.tool_calls:
+        call.local = (
+            not checked and call.name in TOOLS and call.approval is None and call.client_timeout is None
+        )
     return response
 
 
@@ -235,7 +249,7 @@ class LlmActivities:
                 turn=req.turn,
                 role=MessageRole.ASSISTANT,
                 content=response.content,
-                tool_calls=[c.model_dump(exclude={"approval"}) for c in response.tool_calls] or None,
+                tool_calls=[c.model_dump(exclude={"approval", "local"}) for c in response.tool_calls] or None,
                 model=response.model,
                 dedupe_key=dedupe_key,
             )
@@ -265,7 +279,7 @@ class LlmActivities:
         if finished is not None:
             count_outcome(finished, TurnStatus.COMPLETED)
             activity.logger.info("turn completed", extra={"team": req.team_id})
-        return await self._gate(agent, response)
+        return _run_locally(await self._gate(agent, response), rails.rails)
 
     async def _gate(self, agent: Definition, response: LlmResponse) -> LlmResponse:
         """`_gated`, knowing the team's catalogue (read only when some call is not a built-in

@@ -70,6 +70,10 @@ TOOL_TIMEOUT = timedelta(seconds=60)
 TOOL_HEARTBEAT = timedelta(seconds=5)
 """A tool call (a custom action's HTTP call) heartbeats while it runs, so a dead worker's call is
 retried within seconds, not after TOOL_TIMEOUT."""
+LOCAL_TOOL_TIMEOUT = timedelta(seconds=10)
+"""A built-in tool run locally (`ToolCall.local`) does database work of milliseconds; a worker
+that dies during it fails the workflow task, and the next worker runs it again (it returns
+what the first recorded)."""
 TOOL_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=6)
 MAX_ROUNDS = 40
 """A backstop above any agent's max_tool_rounds, for an endpoint that calls tools it was not offered."""
@@ -291,17 +295,29 @@ class Turn:
                     self.pending_approvals.remove(approval_id)
             if decision.decision == Decision.EDIT and decision.arguments is not None:
                 call = call.model_copy(update={"arguments": decision.arguments})
+        request = ToolRequest(
+            conversation_id=inp.conversation_id,
+            team_id=inp.team_id,
+            turn=inp.turn,
+            call=call,
+            key=key,
+            decision=decision,
+            client=client,
+        )
+        if call.local and workflow.patched("turn-runs-built-in-tools-locally"):
+            # In the workflow task that got the answer: no activity task, no task after it.
+            result = await workflow.execute_local_activity_method(
+                ToolActivities.run,
+                request,
+                activity_id=f"turn/{inp.turn}/tool/{key}",
+                start_to_close_timeout=LOCAL_TOOL_TIMEOUT,
+                retry_policy=TOOL_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            return result, decision
         result = await workflow.execute_activity_method(
             ToolActivities.run,
-            ToolRequest(
-                conversation_id=inp.conversation_id,
-                team_id=inp.team_id,
-                turn=inp.turn,
-                call=call,
-                key=key,
-                decision=decision,
-                client=client,
-            ),
+            request,
             activity_id=f"turn/{inp.turn}/tool/{key}",
             start_to_close_timeout=TOOL_TIMEOUT,
             heartbeat_timeout=TOOL_HEARTBEAT,

@@ -91,6 +91,10 @@ class ToolCall(BaseModel):
     """Set when the agent's policy gates this call: it waits for an operator's decision."""
     client_timeout: float | None = None
     """Set when the call names a client tool: the caller runs it; seconds the turn waits for its output."""
+    local: bool = False
+    """Set by the LLM activity when the call may run as a local activity, in the workflow task
+    that received the answer: a built-in tool (database work of milliseconds), not gated, not
+    the caller's, with no tool-arguments rail (whose checks may call a service)."""
 
 
 class ToolRequested(BaseModel):

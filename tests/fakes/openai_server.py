@@ -239,7 +239,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Answers one request per connection (``Connection: close``)."""
+    """Keeps connections alive between requests, as OpenAI's API does: a stream is framed in
+    chunks, any other answer has a ``Content-Length``. A step that cuts its stream shuts the
+    connection down mid-body, which the client sees as a protocol error."""
 
     protocol_version = "HTTP/1.1"
     _chunked = False
@@ -357,11 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        # Chunked framing only when the body is to be cut: then the cut is a protocol error.
-        self._chunked = step.cut_after is not None
-        if self._chunked:
-            self.send_header("Transfer-Encoding", "chunked")
+        self._chunked = True  # a cut (`cut_after`) is then a protocol error, not an early end
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
         def send(delta: dict[str, Any], finish_reason: str | None = None) -> None:
@@ -393,9 +392,8 @@ class _Handler(BaseHTTPRequestHandler):
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
         self._write(b"data: [DONE]\n\n")
-        if self._chunked:
-            self._write_raw(b"0\r\n\r\n")
-        self.close_connection = True
+        self._write_raw(b"0\r\n\r\n")
+        self._chunked = False
 
     def _write_raw(self, data: bytes) -> None:
         self.wfile.write(data)
@@ -412,18 +410,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        """Send a complete JSON response and close the connection."""
+        """Send a complete JSON response (the connection stays open for the next request)."""
         data = json.dumps(payload).encode()
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
-        self.close_connection = True
 
     def _send_error(self, status: int, message: str, headers: dict[str, str]) -> None:
         """Send an OpenAI-style error body."""
