@@ -18,7 +18,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -122,6 +122,17 @@ def _gated(
     if any(call.approval is not None for call in response.tool_calls):
         response.holding_message = ApprovalSettings.model_validate(agent.approvals or {}).holding_message
     return response
+
+
+_TURN_READ = (
+    select(Conversation, Agent, Turn.id, Turn.version_id, TeamBudget.settings)
+    .join(Agent, Agent.id == Conversation.agent_id)
+    .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == bindparam("turn")))
+    .outerjoin(TeamBudget, TeamBudget.team_id == Conversation.team_id)
+    .where(Conversation.id == bindparam("conversation"), Conversation.team_id == bindparam("team"))
+)
+"""What a round reads first, built once: building a statement and its cache key on every
+call was a measurable part of the worker's CPU (docs/decisions.md, "The turn's CPU")."""
 
 
 def _run_locally(response: LlmResponse, rails: Guardrails | None) -> LlmResponse:
@@ -407,11 +418,7 @@ class LlmActivities:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(Conversation, Agent, Turn.id, Turn.version_id, TeamBudget.settings)
-                    .join(Agent, Agent.id == Conversation.agent_id)
-                    .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == req.turn))
-                    .outerjoin(TeamBudget, TeamBudget.team_id == Conversation.team_id)
-                    .where(Conversation.id == req.conversation_id, Conversation.team_id == req.team_id)
+                    _TURN_READ, {"conversation": req.conversation_id, "team": req.team_id, "turn": req.turn}
                 )
             ).one_or_none()
             if row is None:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, bindparam, select, text, update
+from sqlalchemy import JSON, Integer, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
@@ -125,15 +125,32 @@ _WINDOW_COLUMNS = (
 )
 
 
+# The hot path's statements are built once (with bind parameters): building a statement and
+# its cache key on every call was a measurable part of the worker's CPU.
+_WINDOW = (
+    select(*_WINDOW_COLUMNS)
+    .where(Message.conversation_id == bindparam("conversation"))
+    .order_by(Message.seq.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+_LOCK_WITH_TURN = (
+    select(Conversation, Turn)
+    .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == bindparam("turn")))
+    .where(Conversation.id == bindparam("conversation"))
+    .with_for_update(of=Conversation)
+)
+_LOCK_WITH_AGENT = (
+    select(Conversation, Agent)
+    .outerjoin(Agent, Agent.id == Conversation.agent_id)
+    .where(Conversation.id == bindparam("conversation"))
+    .with_for_update(of=Conversation)
+)
+
+
 async def load_transcript(session: AsyncSession, conversation_id: str, limit: int) -> list[Entry]:
     """The last `limit` messages of a conversation, oldest first."""
-    stmt = (
-        select(*_WINDOW_COLUMNS)
-        .where(Message.conversation_id == conversation_id)
-        .order_by(Message.seq.desc())
-        .limit(limit)
-    )
-    rows = [Entry(*row) for row in (await session.execute(stmt)).tuples()]
+    params = {"conversation": conversation_id, "limit": limit}
+    rows = [Entry(*row) for row in (await session.execute(_WINDOW, params)).tuples()]
     rows.reverse()
     return rows
 
@@ -152,13 +169,7 @@ async def lock_conversation_and_turn(
     session: AsyncSession, conversation_id: str, team_id: str, n: int
 ) -> tuple[Conversation, Turn | None]:
     """`lock_conversation`, and the conversation's turn `n` (None if not recorded), in one query."""
-    stmt = (
-        select(Conversation, Turn)
-        .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == n))
-        .where(Conversation.id == conversation_id)
-        .with_for_update(of=Conversation)
-    )
-    row = (await session.execute(stmt)).one_or_none()
+    row = (await session.execute(_LOCK_WITH_TURN, {"conversation": conversation_id, "turn": n})).one_or_none()
     if row is None or row[0].team_id != team_id:
         raise ApplicationError(
             f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
@@ -170,13 +181,7 @@ async def lock_conversation_and_agent(
     session: AsyncSession, conversation_id: str, team_id: str
 ) -> tuple[Conversation, Agent | None]:
     """`lock_conversation`, and the conversation's agent, in one query."""
-    stmt = (
-        select(Conversation, Agent)
-        .outerjoin(Agent, Agent.id == Conversation.agent_id)
-        .where(Conversation.id == conversation_id)
-        .with_for_update(of=Conversation)
-    )
-    row = (await session.execute(stmt)).one_or_none()
+    row = (await session.execute(_LOCK_WITH_AGENT, {"conversation": conversation_id})).one_or_none()
     if row is None or row[0].team_id != team_id:
         raise ApplicationError(
             f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
