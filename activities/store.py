@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -101,6 +101,11 @@ async def _key_taken(session: AsyncSession, conversation_id: str, key: str) -> b
     return (await session.execute(stmt)).first() is not None
 
 
+_TURNS = cast(Table, Turn.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+"""The tables, for the turn's writes as Core statements (no unit of work on every turn)."""
+
+
 async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecorded:
     """Record the turn and its inbound messages; idempotent on (conversation, turn, message number)."""
     conversation, existing = await lock_conversation_and_turn(
@@ -116,20 +121,33 @@ async def record_turn_start(session: AsyncSession, req: BeginTurn) -> TurnRecord
             # An older turn has this key (the caller re-sent it after the conversation
             # forgot it); this turn still runs, the key stays with the original.
             keys = []
-        session.add(
-            Turn(
+        # Core statements, not the ORM's unit of work: this runs on every turn (see
+        # docs/decisions.md, "The turn's CPU, second pass"); `turn_version`'s pin, if any,
+        # is the one change the session still flushes.
+        now = utcnow()
+        await session.execute(
+            insert(_TURNS).values(
                 team_id=req.team_id,
                 conversation_id=req.conversation_id,
                 n=req.turn,
                 status=TurnStatus.HANDED_OFF if req.silent else TurnStatus.RUNNING,
                 idempotency_key=keys[-1] if keys else None,
+                prompt_tokens=0,
+                completion_tokens=0,
                 version_id=version_id,
                 version=version,
+                started_at=now,
             )
         )
-        conversation.status = ConversationStatus.HANDED_OFF if req.silent else ConversationStatus.RUNNING
-        conversation.turns = max(conversation.turns, req.turn)
-        conversation.last_activity_at = utcnow()
+        await session.execute(
+            update(_CONVERSATIONS)
+            .where(_CONVERSATIONS.c.id == req.conversation_id)
+            .values(
+                status=ConversationStatus.HANDED_OFF if req.silent else ConversationStatus.RUNNING,
+                turns=max(conversation.turns, req.turn),
+                last_activity_at=now,
+            )
+        )
     recorded = []
     for message in req.messages:
         stored = await append_message(
@@ -180,13 +198,16 @@ async def record_turn_outcome(
         )
         return TurnRecorded(fresh=False)
     now = utcnow()
-    turn.status = outcome.status
-    turn.completed_at = now
-    turn.prompt_tokens += tokens[0]
-    turn.completion_tokens += tokens[1]
+    prompt, completion = turn.prompt_tokens + tokens[0], turn.completion_tokens + tokens[1]
+    finished: dict[str, Any] = {
+        "status": outcome.status,
+        "completed_at": now,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+    }
+    changed: dict[str, Any] = {"last_activity_at": now}
     if outcome.error is not None:
-        turn.error_code = outcome.error.code
-        turn.error_message = outcome.error.message
+        finished |= {"error_code": outcome.error.code, "error_message": outcome.error.message}
         await append_message(
             session,
             team_id=req.team_id,
@@ -196,26 +217,31 @@ async def record_turn_outcome(
             content=f"Turn failed ({outcome.error.code}): {outcome.error.message}",
             dedupe_key=turn_error_key(outcome.turn),
         )
-        conversation.status = ConversationStatus.FAILED
-        conversation.last_error_code = outcome.error.code
-        conversation.last_error_message = outcome.error.message
+        changed |= {
+            "status": ConversationStatus.FAILED,
+            "last_error_code": outcome.error.code,
+            "last_error_message": outcome.error.message,
+        }
     elif outcome.status == TurnStatus.HANDED_OFF or conversation.status == ConversationStatus.HANDED_OFF:
         # A handoff tool earlier in this turn already put a human in charge.
-        conversation.status = ConversationStatus.HANDED_OFF
+        changed["status"] = ConversationStatus.HANDED_OFF
     else:
-        conversation.status = ConversationStatus.IDLE
+        changed["status"] = ConversationStatus.IDLE
         if outcome.status == TurnStatus.COMPLETED:
-            conversation.last_error_code = None
-            conversation.last_error_message = None
-    conversation.last_activity_at = now
-    await _record_end_event(session, req, turn, events_before or [])
+            changed |= {"last_error_code": None, "last_error_message": None}
+    # Core statements, not the ORM's unit of work: this runs on every turn.
+    await session.execute(update(_TURNS).where(_TURNS.c.id == turn.id).values(finished))
+    await session.execute(
+        update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == conversation.id).values(changed)
+    )
+    await _record_end_event(session, req, outcome.turn, (prompt, completion), events_before or [])
     return TurnRecorded(
         fresh=True, duration=(now - turn.started_at).total_seconds(), test=conversation.is_test
     )
 
 
 async def _record_end_event(
-    session: AsyncSession, req: FinishTurn, turn: Turn, before: list[PendingEvent]
+    session: AsyncSession, req: FinishTurn, turn: int, usage: tuple[int, int], before: list[PendingEvent]
 ) -> None:
     outcome = req.outcome
     data: dict[str, Any]
@@ -225,7 +251,7 @@ async def _record_end_event(
     else:
         kind = EventKind.TURN_COMPLETED
         data = {"status": outcome.status.value, "reply": outcome.reply}
-    data["usage"] = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens}
+    data["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1]}
     await append_events(
         session,
         team_id=req.team_id,
