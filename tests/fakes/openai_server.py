@@ -244,6 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
     connection down mid-body, which the client sees as a protocol error."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    """TCP_NODELAY, as real servers set: on a kept-alive connection Nagle's algorithm would hold
+    each streamed event until the client's delayed ACK (40 ms)."""
     _chunked = False
 
     def log_message(self, format: str, *args: Any) -> None:
