@@ -7,7 +7,9 @@ the second agent at it). For each, one eval run of `--cases` cases at `--concurr
 from `POST /v1/evals/runs` until the run reads `completed` (polled every 50 ms), and prints:
 
   - at 0 ms: cases per second (target >= 20/s at concurrency 8 on the 2-core box);
-  - at 200 ms: wall time against the ideal `cases x 0.2 s / concurrency` (target <= 1.3x).
+  - at 200 ms: wall time against the ideal `cases x 0.2 s / concurrency` (target <= 1.3x);
+  - for both, the CPU time per case of `steward serve` and of the Temporal server (from
+    `/proc`), which moves far less than wall time when the box is shared.
 
     uv run python -m bench.eval_throughput [--cases 200] [--concurrency 8] [--slow-ms 200]
 """
@@ -28,7 +30,7 @@ from cryptography.fernet import Fernet
 
 from activities.infra.database import create_engine, session_factory
 from api.services.keys import create_key, ensure_team
-from bench.turn_overhead import process, stack_env, wait_http
+from bench.turn_overhead import cpu_seconds, process, stack_env, wait_http
 from schemas.enums import Role
 from schemas.settings import Settings
 from tests.processes import free_port
@@ -54,8 +56,10 @@ async def _dataset(http: httpx.AsyncClient, cases: int) -> str:
 
 
 async def _timed_run(
-    http: httpx.AsyncClient, dataset: str, agent: str, concurrency: int
-) -> tuple[float, dict[str, Any]]:
+    http: httpx.AsyncClient, dataset: str, agent: str, concurrency: int, pids: tuple[int, ...] = ()
+) -> tuple[float, dict[str, Any], list[float]]:
+    """Wall seconds of one run, the run as the API ends it, and the CPU seconds each of `pids` used."""
+    cpu = [cpu_seconds(pid) for pid in pids]
     started = time.perf_counter()
     run = await _post(
         http, "/v1/evals/runs", {"dataset": dataset, "agent": agent, "concurrency": concurrency}
@@ -63,7 +67,8 @@ async def _timed_run(
     while run["status"] != "completed":
         await asyncio.sleep(0.05)
         run = (await http.get(f"/v1/evals/runs/{run['id']}")).json()
-    return time.perf_counter() - started, run
+    wall = time.perf_counter() - started
+    return wall, run, [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
 
 
 async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | None) -> None:
@@ -98,7 +103,7 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
             process([*fake, str(slow_port), "--delay", str(slow_ms / 1000)], work / "llm-slow.log"),
             process(
                 [steward, "serve", "--host", "127.0.0.1", "--port", str(api_port)], work / "steward.log", env
-            ),
+            ) as serving,
         ):
             await wait_http(f"http://127.0.0.1:{api_port}/readyz")
             headers = {"Authorization": f"Bearer {key}"}
@@ -132,10 +137,18 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
                     f"({settings.database_url.split(':')[0]})",
                     flush=True,
                 )
-                fast_wall, fast_run = await _timed_run(http, dataset, fast_agent["slug"], concurrency)
+                assert server.pid is not None
+                pids = (serving.pid, server.pid)
+                fast_wall, fast_run, cpu = await _timed_run(
+                    http, dataset, fast_agent["slug"], concurrency, pids
+                )
                 _fast(cases, fast_wall, fast_run)
-                slow_wall, slow_run = await _timed_run(http, dataset, slow_agent["slug"], concurrency)
+                _cpu(cases, cpu)
+                slow_wall, slow_run, cpu = await _timed_run(
+                    http, dataset, slow_agent["slug"], concurrency, pids
+                )
                 _slow(cases, concurrency, slow_ms, slow_wall, slow_run)
+                _cpu(cases, cpu)
     finally:
         server.stop()
 
@@ -157,6 +170,15 @@ def _slow(cases: int, concurrency: int, slow_ms: int, slow_wall: float, slow_run
         f"{slow_wall / ideal:.2f}x ideal "
         f"(target <= {WALL_TARGET}x: {'met' if slow_wall / ideal <= WALL_TARGET else 'MISSED'}); "
         f"passed {slow_run['passed']}/{slow_run['total']}",
+        flush=True,
+    )
+
+
+def _cpu(cases: int, cpu: list[float]) -> None:
+    steward, temporal = cpu
+    print(
+        f"    CPU per case: steward serve {steward / cases * 1000:5.1f} ms, "
+        f"Temporal server {temporal / cases * 1000:5.1f} ms",
         flush=True,
     )
 
