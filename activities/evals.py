@@ -245,7 +245,10 @@ class EvalActivities:
                     )
                 )
             return CaseOpened(
-                conversation_id=conversation_id, turns=len(case.messages), recorded=bool(recorded)
+                conversation_id=conversation_id,
+                turns=len(case.messages),
+                recorded=bool(recorded),
+                messages=[str(m) for m in case.messages],
             )
 
         return await in_transaction(self._sessions, work)
