@@ -3,10 +3,15 @@
 The parent (`eval-run/{run}`) reads its plan (the case ids fixed when the run was made),
 starts one `EvalCaseWorkflow` per case (`eval-run/{run}/case/{case}`), at most
 `concurrency` at once, and marks the run completed when every child has ended. A child
-opens the case's scratch conversation, sends its messages one turn at a time (each turn
-keyed by its place, so a retry is the same turn), asks any `llm_judge` evaluators (retried;
-an unanswered judge is an `error`), and records the case's result once. Whatever process
+opens the case's scratch conversation, runs its messages one turn at a time with the same
+`Turn` a conversation runs (so a retry resumes the turn at its last recorded step), asks
+any `llm_judge` evaluators (retried; an unanswered judge is an `error`), and records the
+case's result once. The scratch conversation has no workflow of its own: nothing else
+writes to it, and its page and the run's results are read from the store. Whatever process
 dies meanwhile, Temporal resumes both from their histories: no case is lost or run twice.
+
+Runs started before RUNS_TURNS sent each turn through the scratch conversation's `submit`
+from an `eval.submit_turn` activity; their histories still replay that way.
 """
 
 from __future__ import annotations
