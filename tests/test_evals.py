@@ -12,6 +12,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.evaluators import Observation, ObservedCall, evaluate, verdict_of
 from schemas.evals import EVALUATORS, LlmJudgeSpec
@@ -23,6 +26,8 @@ from tests.members import web_client
 from tests.support import TeamClient, eventually
 from workers.seed import DEMO_PROMPT
 from workers.seed_evals import DEMO_DATASET, ensure_demo_dataset
+from workflows.contract import conversation_workflow_id
+from workflows.evals import case_workflow_id
 
 BOOKING_TOOLS = ["check_availability", "book_appointment"]
 
@@ -300,6 +305,55 @@ async def test_an_eval_run_runs_each_case_once_and_sums_progress_tokens_and_verd
             select(func.count()).where(Turn.conversation_id == last["conversation_id"])
         )
     assert turns == 2
+
+
+async def test_a_case_runs_its_turns_in_its_own_workflow_and_its_transcript_is_stored(
+    team: TeamClient, model: str, temporal: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    agent = await team.create_agent(model)
+    dataset = await _dataset(team)
+    case = await _add(team, dataset["id"], ["first", "second"], {"kind": "contains", "value": "second"})
+    run = await _finished(team, (await _run(team, dataset["id"], agent["slug"]))["id"])
+    [result] = await _results(team, run["id"])
+    assert result["verdict"] == "pass" and result["reply"] == "echo: second"
+
+    # No conversation workflow: the turns ran in the case's workflow, as Turn's activities.
+    with pytest.raises(RPCError):
+        await temporal.get_workflow_handle(conversation_workflow_id(result["conversation_id"])).describe()
+    history = await temporal.get_workflow_handle(case_workflow_id(run["id"], case)).fetch_history()
+    activities = [
+        e.activity_task_scheduled_event_attributes.activity_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert activities == ["turn/1/llm/0", "turn/2/llm/0"]
+    # The transcript the run's page links to is the scratch conversation's, in the store.
+    async with sessions() as session:
+        said = list(
+            (
+                await session.execute(
+                    select(Message.role, Message.content)
+                    .where(Message.conversation_id == result["conversation_id"])
+                    .order_by(Message.seq)
+                )
+            ).tuples()
+        )
+        keys = list(
+            (
+                await session.execute(
+                    select(Turn.idempotency_key)
+                    .where(Turn.conversation_id == result["conversation_id"])
+                    .order_by(Turn.n)
+                )
+            ).scalars()
+        )
+    assert said == [
+        ("user", "first"),
+        ("assistant", "echo: first"),
+        ("user", "second"),
+        ("assistant", "echo: second"),
+    ]
+    assert keys == ["eval-1", "eval-2"]
 
 
 async def test_an_eval_of_book_it_cases_books_nothing_and_sees_the_simulated_call(
