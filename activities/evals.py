@@ -151,6 +151,21 @@ async def observe(session: AsyncSession, conversation_id: str) -> tuple[Observat
     return obs, {"prompt": prompt, "completion": completion, "model": model, "error": error}
 
 
+def _scratch_conversation(run: EvalRun, conversation_id: str, case_id: str) -> Conversation:
+    """A case's test conversation, on the run's version (or the draft)."""
+    pin: dict[str, Any] = {"version_policy": VersionPolicy.DRAFT}
+    if run.version is not None:
+        pin = {"version_policy": VersionPolicy.PINNED, "version_id": run.version_id, "version": run.version}
+    return Conversation(
+        id=conversation_id,
+        team_id=run.team_id,
+        agent_id=run.agent_id,
+        is_test=True,
+        metadata_={EVAL_METADATA: {"run": run.id, "case": case_id}},
+        **pin,
+    )
+
+
 def _arguments(call: dict[str, Any]) -> dict[str, Any] | str:
     raw = call.get("arguments")
     if isinstance(raw, dict):
@@ -182,36 +197,45 @@ class EvalActivities:
 
     @activity.defn(name="eval.plan_run")
     async def plan_run(self, req: EvalRunInput) -> EvalRunPlan:
-        """The run's cases (fixed when it was created) and its concurrency."""
-        async with self._sessions() as session:
+        """The run's cases (fixed when it was created) and its concurrency; makes their conversations.
+
+        Every case's scratch conversation is made here, in one transaction, so a case's own
+        open only reads (on SQLite every write waits its turn for the one writer).
+        """
+
+        async def work(session: AsyncSession) -> EvalRunPlan:
             run = await session.get(EvalRun, req.run_id)
-        if run is None or run.team_id != req.team_id:
-            raise ApplicationError(
-                f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+            if run is None or run.team_id != req.team_id:
+                raise ApplicationError(
+                    f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+                )
+            case_ids = [str(c) for c in run.case_ids]
+            wanted = {case_conversation_id(run.id, case_id): case_id for case_id in case_ids}
+            made = set(
+                (await session.scalars(select(Conversation.id).where(Conversation.id.in_(wanted)))).all()
             )
-        return EvalRunPlan(case_ids=[str(c) for c in run.case_ids], concurrency=run.concurrency)
+            session.add_all(
+                _scratch_conversation(run, conversation_id, case_id)
+                for conversation_id, case_id in wanted.items()
+                if conversation_id not in made
+            )
+            return EvalRunPlan(case_ids=case_ids, concurrency=run.concurrency)
+
+        return await in_transaction(self._sessions, work)
 
     @activity.defn(name="eval.open_case")
     async def open_case(self, req: EvalCaseInput) -> CaseOpened:
-        """The case's scratch conversation, made on the run's version if it is not there yet.
+        """The case's messages and scratch conversation (made now if the plan did not make it).
 
-        One read answers everything the case needs (its messages, the run's pin, whether it is
-        recorded, whether its conversation exists); a conversation is inserted only if missing.
+        One read answers everything the case needs: its messages, whether it is recorded,
+        whether its conversation exists. Only a deleted case or a missing conversation writes.
         """
         conversation_id = case_conversation_id(req.run_id, req.case_id)
-
-        async def work(session: AsyncSession) -> CaseOpened:
+        async with self._sessions() as session:
             found = (
                 await session.execute(
                     select(
-                        EvalRun.team_id,
-                        EvalRun.agent_id,
-                        EvalRun.version,
-                        EvalRun.version_id,
-                        DatasetCase.id,
-                        DatasetCase.messages,
-                        EvalResult.id,
-                        Conversation.id,
+                        EvalRun.team_id, DatasetCase.id, DatasetCase.messages, EvalResult.id, Conversation.id
                     )
                     .select_from(EvalRun)
                     .outerjoin(DatasetCase, DatasetCase.id == req.case_id)
@@ -222,43 +246,33 @@ class EvalActivities:
                     .where(EvalRun.id == req.run_id)
                 )
             ).one_or_none()
-            if found is None or found[0] != req.team_id:
-                raise ApplicationError(
-                    f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
-                )
-            team_id, agent_id, version, version_id, case_id, messages, recorded, existing = found
-            if case_id is None:  # deleted since the run began: recorded as an error, not lost
-                if not recorded:
-                    await _record_deleted(session, req, conversation_id, "before it ran")
-                return CaseOpened(conversation_id=conversation_id, turns=0, recorded=True)
-            if existing is None:
-                pin: dict[str, Any] = (
-                    {"version_policy": VersionPolicy.DRAFT}
-                    if version is None
-                    else {
-                        "version_policy": VersionPolicy.PINNED,
-                        "version_id": version_id,
-                        "version": version,
-                    }
-                )
-                session.add(
-                    Conversation(
-                        id=conversation_id,
-                        team_id=team_id,
-                        agent_id=agent_id,
-                        is_test=True,
-                        metadata_={EVAL_METADATA: {"run": req.run_id, "case": case_id}},
-                        **pin,
-                    )
-                )
-            return CaseOpened(
-                conversation_id=conversation_id,
-                turns=len(messages),
-                recorded=recorded is not None,
-                messages=[str(m) for m in messages],
+        if found is None or found[0] != req.team_id:
+            raise ApplicationError(
+                f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
             )
+        _, case_id, messages, recorded, existing = found
+        if case_id is None:  # deleted since the run began: recorded as an error, not lost
+            if recorded is None:
 
-        return await in_transaction(self._sessions, work)
+                async def deleted(session: AsyncSession) -> None:
+                    await _record_deleted(session, req, conversation_id, "before it ran")
+
+                await in_transaction(self._sessions, deleted)
+            return CaseOpened(conversation_id=conversation_id, turns=0, recorded=True)
+        if existing is None:  # a run planned before the plan made its cases' conversations
+
+            async def make(session: AsyncSession) -> None:
+                run = await session.get(EvalRun, req.run_id)
+                if run is not None and await session.get(Conversation, conversation_id) is None:
+                    session.add(_scratch_conversation(run, conversation_id, req.case_id))
+
+            await in_transaction(self._sessions, make)
+        return CaseOpened(
+            conversation_id=conversation_id,
+            turns=len(messages),
+            recorded=recorded is not None,
+            messages=[str(m) for m in messages],
+        )
 
     @activity.defn(name="eval.submit_turn")
     async def submit_turn(self, req: CaseTurn) -> CaseTurnDone:
