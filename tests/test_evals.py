@@ -16,9 +16,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.evals import EvalActivities
 from activities.evaluators import Observation, ObservedCall, evaluate, verdict_of
 from schemas.evals import EVALUATORS, LlmJudgeSpec
-from schemas.settings import DEMO_MODEL
+from schemas.payloads.evals import CaseSettle, EvalCaseInput
+from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import Booking, DatasetCase, EvalResult, Message, Team, Turn
 from schemas.tools import TOOLS
 from tests.fakes.openai_server import FakeOpenAI, Step
@@ -509,6 +511,28 @@ async def test_a_case_result_is_recorded_once_per_case(
             )
         )
     assert len(rows) == len(set(rows)) == 4 and replies == 4
+
+
+async def test_a_recorded_case_opened_or_settled_again_changes_nothing(
+    team: TeamClient, model: str, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """What a retried local activity does after its first attempt committed."""
+    agent = await team.create_agent(model)
+    dataset = await _dataset(team)
+    case = await _add(team, dataset["id"], ["once"], {"kind": "contains", "value": "once"})
+    run = await _finished(team, (await _run(team, dataset["id"], agent["slug"]))["id"])
+    [result] = await _results(team, run["id"])
+    evals = EvalActivities(sessions, settings)
+    ref = EvalCaseInput(run_id=run["id"], team_id=team.team_id, case_id=case, runs_turns=True)
+    opened = await evals.open_case(ref)
+    assert opened.recorded and opened.conversation_id == result["conversation_id"]
+    settle = CaseSettle(
+        run_id=run["id"], team_id=team.team_id, case_id=case, conversation_id=result["conversation_id"]
+    )
+    assert (await evals.settle_case(settle)).verdict == "pass"
+    again = (await team.request("GET", f"/v1/evals/runs/{run['id']}")).json()
+    assert (again["done"], again["passed"], again["tokens_prompt"]) == (1, 1, run["tokens_prompt"])
+    assert len(await _results(team, run["id"])) == 1
 
 
 async def test_the_demo_dataset_steward_dev_seeds_passes_on_the_offline_model(
