@@ -310,7 +310,11 @@ async def test_an_eval_run_runs_each_case_once_and_sums_progress_tokens_and_verd
 
 
 async def test_a_case_runs_its_turns_in_its_own_workflow_and_its_transcript_is_stored(
-    team: TeamClient, model: str, temporal: Client, sessions: async_sessionmaker[AsyncSession]
+    team: TeamClient,
+    model: str,
+    temporal: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    app: FastAPI,
 ) -> None:
     agent = await team.create_agent(model)
     dataset = await _dataset(team)
@@ -356,6 +360,11 @@ async def test_a_case_runs_its_turns_in_its_own_workflow_and_its_transcript_is_s
         ("assistant", "echo: second"),
     ]
     assert keys == ["eval-1", "eval-2"]
+    async with web_client(app) as web:
+        signed = await web.post("/login", data={"key": team.key, "next": "/evals"})
+        assert signed.status_code == 303, signed.text
+        page = await web.get(f"/conversations/{result['conversation_id']}")
+        assert page.status_code == 200 and "echo: second" in page.text
 
 
 async def test_an_eval_of_book_it_cases_books_nothing_and_sees_the_simulated_call(
