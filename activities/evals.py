@@ -100,12 +100,22 @@ async def observe(session: AsyncSession, conversation_id: str) -> tuple[Observat
 
     Also returns the token counts and the model, for the run's sums.
     """
+    # Plain rows, not ORM objects: only what is judged and summed.
     turns = list(
-        (
-            await session.execute(
-                select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.n)
+        await session.execute(
+            select(
+                Turn.n,
+                Turn.status,
+                Turn.started_at,
+                Turn.completed_at,
+                Turn.prompt_tokens,
+                Turn.completion_tokens,
+                Turn.error_code,
+                Turn.error_message,
             )
-        ).scalars()
+            .where(Turn.conversation_id == conversation_id)
+            .order_by(Turn.n)
+        )
     )
     rows = await session.execute(
         select(Message.turn, Message.content, Message.tool_calls, Message.model)
