@@ -1,11 +1,12 @@
-"""Eval-run activities: plan a run, run a case's turns in a scratch conversation, judge, record.
+"""Eval-run activities: plan a run, open a case's scratch conversation, judge, record.
 
 A case runs as an ordinary test conversation (`is_test`: side-effecting tools simulated,
 approvals never waited for), whose id is a digest of the run and the case, so a retried
-open finds the same one. Each message goes through the conversation's own `submit`
-with the idempotency key of its place (`eval-1`, ...): a retry after a dead worker asks
-for the same turn, which runs once. A case's result is inserted once (unique on run and
-case); the run's counters move only in the transaction that inserted it.
+open finds the same one. The case's workflow runs its turns with the conversation's own
+`Turn`, each message keyed by its place (`eval-1`, ...), so the LLM and tool activities
+do their usual idempotent writes (runs from before that sent each message through the
+conversation's `submit`: `submit_turn`). A case's result is inserted once (unique on run
+and case); the run's counters move only in the transaction that inserted it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
@@ -98,12 +100,22 @@ async def observe(session: AsyncSession, conversation_id: str) -> tuple[Observat
 
     Also returns the token counts and the model, for the run's sums.
     """
+    # Plain rows, not ORM objects: only what is judged and summed.
     turns = list(
-        (
-            await session.execute(
-                select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.n)
+        await session.execute(
+            select(
+                Turn.n,
+                Turn.status,
+                Turn.started_at,
+                Turn.completed_at,
+                Turn.prompt_tokens,
+                Turn.completion_tokens,
+                Turn.error_code,
+                Turn.error_message,
             )
-        ).scalars()
+            .where(Turn.conversation_id == conversation_id)
+            .order_by(Turn.n)
+        )
     )
     rows = await session.execute(
         select(Message.turn, Message.content, Message.tool_calls, Message.model)
@@ -149,6 +161,21 @@ async def observe(session: AsyncSession, conversation_id: str) -> tuple[Observat
     return obs, {"prompt": prompt, "completion": completion, "model": model, "error": error}
 
 
+def _scratch_conversation(run: EvalRun, conversation_id: str, case_id: str) -> Conversation:
+    """A case's test conversation, on the run's version (or the draft)."""
+    pin: dict[str, Any] = {"version_policy": VersionPolicy.DRAFT}
+    if run.version is not None:
+        pin = {"version_policy": VersionPolicy.PINNED, "version_id": run.version_id, "version": run.version}
+    return Conversation(
+        id=conversation_id,
+        team_id=run.team_id,
+        agent_id=run.agent_id,
+        is_test=True,
+        metadata_={EVAL_METADATA: {"run": run.id, "case": case_id}},
+        **pin,
+    )
+
+
 def _arguments(call: dict[str, Any]) -> dict[str, Any] | str:
     raw = call.get("arguments")
     if isinstance(raw, dict):
@@ -180,75 +207,82 @@ class EvalActivities:
 
     @activity.defn(name="eval.plan_run")
     async def plan_run(self, req: EvalRunInput) -> EvalRunPlan:
-        """The run's cases (fixed when it was created) and its concurrency."""
-        async with self._sessions() as session:
-            run = await session.get(EvalRun, req.run_id)
-        if run is None or run.team_id != req.team_id:
-            raise ApplicationError(
-                f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
-            )
-        return EvalRunPlan(case_ids=[str(c) for c in run.case_ids], concurrency=run.concurrency)
+        """The run's cases (fixed when it was created) and its concurrency; makes their conversations.
 
-    @activity.defn(name="eval.open_case")
-    async def open_case(self, req: EvalCaseInput) -> CaseOpened:
-        """The case's scratch conversation, made on the run's version if it is not there yet."""
-        conversation_id = case_conversation_id(req.run_id, req.case_id)
+        Every case's scratch conversation is made here, in one transaction, so a case's own
+        open only reads (on SQLite every write waits its turn for the one writer).
+        """
 
-        async def work(session: AsyncSession) -> CaseOpened:
-            recorded = await session.scalar(
-                select(EvalResult.id).where(
-                    EvalResult.run_id == req.run_id, EvalResult.case_id == req.case_id
-                )
-            )
-            case = await session.get(DatasetCase, req.case_id)
+        async def work(session: AsyncSession) -> EvalRunPlan:
             run = await session.get(EvalRun, req.run_id)
             if run is None or run.team_id != req.team_id:
                 raise ApplicationError(
                     f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
                 )
-            if case is None:  # deleted since the run began: recorded as an error, not lost
-                if not recorded:
-                    reason = "the case was deleted from its dataset before it ran"
-                    await record_result(
-                        session,
-                        EvalResult(
-                            team_id=req.team_id,
-                            run_id=req.run_id,
-                            case_id=req.case_id,
-                            seq=run.case_ids.index(req.case_id) + 1 if req.case_id in run.case_ids else 0,
-                            conversation_id=conversation_id,
-                            verdict="error",
-                            results=[{"kind": "case", "name": "case", "verdict": "error", "reason": reason}],
-                            error=reason,
-                        ),
-                        None,
-                    )
-                return CaseOpened(conversation_id=conversation_id, turns=0, recorded=True)
-            if await session.get(Conversation, conversation_id) is None:
-                pin: dict[str, Any] = (
-                    {"version_policy": VersionPolicy.DRAFT}
-                    if run.version is None
-                    else {
-                        "version_policy": VersionPolicy.PINNED,
-                        "version_id": run.version_id,
-                        "version": run.version,
-                    }
-                )
-                session.add(
-                    Conversation(
-                        id=conversation_id,
-                        team_id=run.team_id,
-                        agent_id=run.agent_id,
-                        is_test=True,
-                        metadata_={EVAL_METADATA: {"run": run.id, "case": case.id}},
-                        **pin,
-                    )
-                )
-            return CaseOpened(
-                conversation_id=conversation_id, turns=len(case.messages), recorded=bool(recorded)
+            case_ids = [str(c) for c in run.case_ids]
+            wanted = {case_conversation_id(run.id, case_id): case_id for case_id in case_ids}
+            made = set(
+                (await session.scalars(select(Conversation.id).where(Conversation.id.in_(wanted)))).all()
             )
+            session.add_all(
+                _scratch_conversation(run, conversation_id, case_id)
+                for conversation_id, case_id in wanted.items()
+                if conversation_id not in made
+            )
+            return EvalRunPlan(case_ids=case_ids, concurrency=run.concurrency)
 
         return await in_transaction(self._sessions, work)
+
+    @activity.defn(name="eval.open_case")
+    async def open_case(self, req: EvalCaseInput) -> CaseOpened:
+        """The case's messages and scratch conversation (made now if the plan did not make it).
+
+        One read answers everything the case needs: its messages, whether it is recorded,
+        whether its conversation exists. Only a deleted case or a missing conversation writes.
+        """
+        conversation_id = case_conversation_id(req.run_id, req.case_id)
+        async with self._sessions() as session:
+            found = (
+                await session.execute(
+                    select(
+                        EvalRun.team_id, DatasetCase.id, DatasetCase.messages, EvalResult.id, Conversation.id
+                    )
+                    .select_from(EvalRun)
+                    .outerjoin(DatasetCase, DatasetCase.id == req.case_id)
+                    .outerjoin(
+                        EvalResult, (EvalResult.run_id == EvalRun.id) & (EvalResult.case_id == req.case_id)
+                    )
+                    .outerjoin(Conversation, Conversation.id == conversation_id)
+                    .where(EvalRun.id == req.run_id)
+                )
+            ).one_or_none()
+        if found is None or found[0] != req.team_id:
+            raise ApplicationError(
+                f"eval run {req.run_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
+            )
+        _, case_id, messages, recorded, existing = found
+        if case_id is None:  # deleted since the run began: recorded as an error, not lost
+            if recorded is None:
+
+                async def deleted(session: AsyncSession) -> None:
+                    await _record_deleted(session, req, conversation_id, "before it ran")
+
+                await in_transaction(self._sessions, deleted)
+            return CaseOpened(conversation_id=conversation_id, turns=0, recorded=True)
+        if existing is None:  # a run planned before the plan made its cases' conversations
+
+            async def make(session: AsyncSession) -> None:
+                run = await session.get(EvalRun, req.run_id)
+                if run is not None and await session.get(Conversation, conversation_id) is None:
+                    session.add(_scratch_conversation(run, conversation_id, req.case_id))
+
+            await in_transaction(self._sessions, make)
+        return CaseOpened(
+            conversation_id=conversation_id,
+            turns=len(messages),
+            recorded=recorded is not None,
+            messages=[str(m) for m in messages],
+        )
 
     @activity.defn(name="eval.submit_turn")
     async def submit_turn(self, req: CaseTurn) -> CaseTurnDone:
@@ -301,18 +335,31 @@ class EvalActivities:
     async def settle_case(self, req: CaseSettle) -> CaseSettled:
         """Evaluate the case and record its result, or say which judges must be asked first."""
         async with self._sessions() as session:
-            case = await session.get(DatasetCase, req.case_id)
-            assert case is not None
-            dataset = await session.get(Dataset, case.dataset_id)
-            specs = EVALUATORS.validate_python([*(dataset.evaluators if dataset else []), *case.evaluators])
-            obs, usage = await observe(session, req.conversation_id)
-            prices = await team_prices(session, req.team_id)
+            found = (
+                await session.execute(
+                    select(DatasetCase.seq, DatasetCase.messages, DatasetCase.evaluators, Dataset.evaluators)
+                    .outerjoin(Dataset, Dataset.id == DatasetCase.dataset_id)
+                    .where(DatasetCase.id == req.case_id)
+                )
+            ).one_or_none()
+            if found is not None:
+                obs, usage = await observe(session, req.conversation_id)
+                prices = await team_prices(session, req.team_id)
+        if found is None:  # deleted while it ran: nothing left to judge it by
+
+            async def deleted(session: AsyncSession) -> CaseSettled:
+                verdict = await _record_deleted(session, req, req.conversation_id, "before it was judged")
+                return CaseSettled(recorded=True, verdict=verdict)
+
+            return await in_transaction(self._sessions, deleted)
+        seq, messages, case_evaluators, dataset_evaluators = found
+        specs = EVALUATORS.validate_python([*(dataset_evaluators or []), *case_evaluators])
         judges = [s for s in specs if isinstance(s, LlmJudgeSpec)]
         if judges and req.judged is None and usage["error"] is None:
             return CaseSettled(
                 recorded=False,
                 judges=judges,
-                messages=[str(m) for m in case.messages],
+                messages=[str(m) for m in messages],
                 observation=observation_json(obs),
             )
         results = _results(specs, obs, req.judged or [], usage["error"])
@@ -326,7 +373,7 @@ class EvalActivities:
                     team_id=req.team_id,
                     run_id=req.run_id,
                     case_id=req.case_id,
-                    seq=case.seq,
+                    seq=seq,
                     conversation_id=req.conversation_id,
                     verdict=verdict,
                     results=[r.model_dump(mode="json") for r in results],
@@ -380,28 +427,59 @@ class EvalActivities:
 async def record_result(session: AsyncSession, result: EvalResult, cost: float | None) -> str:
     """Insert the case's result and move the run's counters, once: a second call finds the first.
 
-    Returns the recorded verdict (the first one, on a repeat).
+    The insert does nothing when (run, case) is there already, and the counters move only
+    when it inserted. Returns the recorded verdict (the first one, on a repeat).
     """
-    existing = await session.scalar(
-        select(EvalResult.verdict).where(
-            EvalResult.run_id == result.run_id, EvalResult.case_id == result.case_id
-        )
+    columns = (attr.key for attr in inspect(EvalResult).column_attrs)
+    values = {key: getattr(result, key) for key in columns if getattr(result, key) is not None}
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    inserted = await session.scalar(
+        insert(EvalResult)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[EvalResult.run_id, EvalResult.case_id])
+        .returning(EvalResult.id)
     )
-    if existing is not None:
+    if inserted is None:
+        existing = await session.scalar(
+            select(EvalResult.verdict).where(
+                EvalResult.run_id == result.run_id, EvalResult.case_id == result.case_id
+            )
+        )
         return str(existing)
-    session.add(result)
-    await session.flush()  # the unique (run, case) decides here, before the counters move
     column = {"pass": "passed", "fail": "failed", "error": "errored"}[result.verdict]
     counts: dict[str, Any] = {
         "done": EvalRun.done + 1,
-        "tokens_prompt": EvalRun.tokens_prompt + result.tokens_prompt,
-        "tokens_completion": EvalRun.tokens_completion + result.tokens_completion,
+        "tokens_prompt": EvalRun.tokens_prompt + (result.tokens_prompt or 0),
+        "tokens_completion": EvalRun.tokens_completion + (result.tokens_completion or 0),
         column: getattr(EvalRun, column) + 1,
     }
     if cost is not None:
         counts["cost"] = func.coalesce(EvalRun.cost, 0.0) + cost
     await session.execute(update(EvalRun).where(EvalRun.id == result.run_id).values(**counts))
     return result.verdict
+
+
+async def _record_deleted(
+    session: AsyncSession, req: EvalCaseInput | CaseSettle, conversation_id: str, when: str
+) -> str:
+    """A case deleted from its dataset while its run went on is recorded as an `error`."""
+    case_ids = await session.scalar(select(EvalRun.case_ids).where(EvalRun.id == req.run_id)) or []
+    reason = f"the case was deleted from its dataset {when}"
+    return await record_result(
+        session,
+        EvalResult(
+            team_id=req.team_id,
+            run_id=req.run_id,
+            case_id=req.case_id,
+            seq=case_ids.index(req.case_id) + 1 if req.case_id in case_ids else 0,
+            conversation_id=conversation_id,
+            verdict="error",
+            results=[{"kind": "case", "name": "case", "verdict": "error", "reason": reason}],
+            error=reason,
+        ),
+        None,
+    )
 
 
 def _results(

@@ -7,36 +7,68 @@ the second agent at it). For each, one eval run of `--cases` cases at `--concurr
 from `POST /v1/evals/runs` until the run reads `completed` (polled every 50 ms), and prints:
 
   - at 0 ms: cases per second (target >= 20/s at concurrency 8 on the 2-core box);
-  - at 200 ms: wall time against the ideal `cases x 0.2 s / concurrency` (target <= 1.3x).
+  - at 200 ms: wall time against the ideal `cases x 0.2 s / concurrency` (target <= 1.3x);
+  - for both, the CPU time per case of `steward serve` and of the Temporal server (from
+    `/proc`), which moves far less than wall time when the box is shared.
+
+`--count` instead runs API and worker in this process, each engine with a statement counter
+(`bench.turn_cost`), and prints what one case costs whatever the box's load: SQL statements,
+and the history events, workflow tasks, activities and local activities of the run, its
+cases and (for runs recorded before cases ran their own turns) their conversations.
 
     uv run python -m bench.eval_throughput [--cases 200] [--concurrency 8] [--slow-ms 200]
+    uv run python -m bench.eval_throughput --count [--cases 50] [--statements]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.infra.database import create_engine, session_factory
+from activities.infra.temporal import connect
+from api.app import create_app
 from api.services.keys import create_key, ensure_team
-from bench.turn_overhead import process, stack_env, wait_http
+from bench.turn_cost import HISTORY_KINDS, StatementCounter, kind_of
+from bench.turn_overhead import cpu_seconds, process, stack_env, wait_http
 from schemas.enums import Role
 from schemas.settings import Settings
 from tests.processes import free_port
 from workers.migrate import migrate
 from workers.temporal_server import DevServer
+from workers.worker import build_worker
+from workflows.contract import conversation_workflow_id, eval_run_workflow_id
+from workflows.evals import case_workflow_id
 
 RATE_TARGET = 20.0
 WALL_TARGET = 1.3
+APP_PACKAGES = ("schemas", "workflows", "activities", "api", "workers")
+"""Compiled before the stack starts, as the image does (deploy/Dockerfile)."""
+
+
+def compile_app() -> None:
+    """Write the app's bytecode, as the deployed image has it.
+
+    Every new workflow imports its module afresh in Temporal's sandbox; without a `.pyc`
+    (`PYTHONDONTWRITEBYTECODE`, set on the shared box) that import compiles the source,
+    once per eval case.
+    """
+    root = Path(__file__).resolve().parent.parent
+    for package in APP_PACKAGES:
+        compileall.compile_dir(root / package, quiet=1)
 
 
 async def _post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +86,10 @@ async def _dataset(http: httpx.AsyncClient, cases: int) -> str:
 
 
 async def _timed_run(
-    http: httpx.AsyncClient, dataset: str, agent: str, concurrency: int
-) -> tuple[float, dict[str, Any]]:
+    http: httpx.AsyncClient, dataset: str, agent: str, concurrency: int, pids: tuple[int, ...] = ()
+) -> tuple[float, dict[str, Any], list[float]]:
+    """Wall seconds of one run, the run as the API ends it, and the CPU seconds each of `pids` used."""
+    cpu = [cpu_seconds(pid) for pid in pids]
     started = time.perf_counter()
     run = await _post(
         http, "/v1/evals/runs", {"dataset": dataset, "agent": agent, "concurrency": concurrency}
@@ -63,10 +97,12 @@ async def _timed_run(
     while run["status"] != "completed":
         await asyncio.sleep(0.05)
         run = (await http.get(f"/v1/evals/runs/{run['id']}")).json()
-    return time.perf_counter() - started, run
+    wall = time.perf_counter() - started
+    return wall, run, [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
 
 
 async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | None) -> None:
+    compile_app()
     work = Path(tempfile.mkdtemp(prefix="steward-bench-evals-"))
     server = DevServer(
         work / "temporal.db", free_port(), free_port(), work / "temporal.log", extra=("--headless",)
@@ -98,7 +134,7 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
             process([*fake, str(slow_port), "--delay", str(slow_ms / 1000)], work / "llm-slow.log"),
             process(
                 [steward, "serve", "--host", "127.0.0.1", "--port", str(api_port)], work / "steward.log", env
-            ),
+            ) as serving,
         ):
             await wait_http(f"http://127.0.0.1:{api_port}/readyz")
             headers = {"Authorization": f"Bearer {key}"}
@@ -132,12 +168,110 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
                     f"({settings.database_url.split(':')[0]})",
                     flush=True,
                 )
-                fast_wall, fast_run = await _timed_run(http, dataset, fast_agent["slug"], concurrency)
+                assert server.pid is not None
+                pids = (serving.pid, server.pid)
+                fast_wall, fast_run, cpu = await _timed_run(
+                    http, dataset, fast_agent["slug"], concurrency, pids
+                )
                 _fast(cases, fast_wall, fast_run)
-                slow_wall, slow_run = await _timed_run(http, dataset, slow_agent["slug"], concurrency)
+                _cpu(cases, cpu)
+                slow_wall, slow_run, cpu = await _timed_run(
+                    http, dataset, slow_agent["slug"], concurrency, pids
+                )
                 _slow(cases, concurrency, slow_ms, slow_wall, slow_run)
+                _cpu(cases, cpu)
     finally:
         server.stop()
+
+
+async def count(cases: int, concurrency: int, statements: bool) -> None:
+    """One run's cost per case, counted: SQL statements by kind, history events by kind, CPU."""
+    compile_app()
+    work = Path(tempfile.mkdtemp(prefix="steward-bench-evals-count-"))
+    server = DevServer(
+        work / "temporal.db", free_port(), free_port(), work / "temporal.log", extra=("--headless",)
+    )
+    server.start()
+    llm_port = free_port()
+    settings = Settings(
+        database_url=f"sqlite:///{work / 'steward.db'}",
+        temporal_address=server.address,
+        task_queue=f"bench-evals-count-{uuid.uuid4().hex[:6]}",
+        openai_base_url=f"http://127.0.0.1:{llm_port}/v1",
+        openai_api_key="bench",
+        worker_metrics_port=0,
+    )
+    fake = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(llm_port)]
+    try:
+        await server.wait_ready()
+        migrate(settings)
+        engine = create_engine(settings)
+        async with session_factory(engine)() as session:
+            team = await ensure_team(session, f"bench-{uuid.uuid4().hex[:6]}")
+            key = await create_key(session, team, Role.ADMIN, "bench")
+            await session.commit()
+        api, worker = StatementCounter(), StatementCounter()
+        worker.attach(engine)
+        with process(fake, work / "llm.log"):
+            client = await connect(settings)
+            app = create_app(settings, temporal=client)
+            async with app.router.lifespan_context(app), build_worker(client, settings, engine):
+                api.attach(app.state.engine)
+                transport = httpx.ASGITransport(app=app)
+                headers = {"Authorization": f"Bearer {key}"}
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://steward", headers=headers, timeout=60
+                ) as http:
+                    agent = await _post(http, "/v1/agents", {"slug": "count", "name": "c", "model": "bench"})
+                    await _timed_run(http, await _dataset(http, concurrency), agent["slug"], concurrency)
+                    dataset = await _dataset(http, cases)
+                    api.counts.clear()
+                    worker.counts.clear()
+                    started = time.process_time()
+                    _, run, _ = await _timed_run(http, dataset, agent["slug"], concurrency)
+                    cpu = time.process_time() - started
+                    polls = api.counts.copy()
+                    events = await _history(client, run["id"], http)
+        await engine.dispose()
+    finally:
+        server.stop()
+    print(f"one eval run of {cases} single-turn cases at concurrency {concurrency}, per case (SQLite):")
+    print(f"  SQL statements, worker: {worker.total() / cases:5.1f}")
+    for kind, n in sorted(_by_kind(worker).items(), key=lambda kv: -kv[1]):
+        print(f"      {kind:28s} {n / cases:5.2f}")
+    print(f"  SQL statements, API (progress polled every 50 ms): {sum(polls.values()) / cases:5.1f}")
+    if statements:
+        for statement, n in worker.counts.most_common():
+            print(f"      {n / cases:5.2f}  {statement}")
+    for what in ("events", *HISTORY_KINDS.values()):
+        print(f"  history {what}: {events[what] / cases:5.2f}")
+    print(f"  CPU ms (API + worker, one process): {cpu * 1000 / cases:5.1f}")
+
+
+def _by_kind(counter: StatementCounter) -> Counter[str]:
+    kinds: Counter[str] = Counter()
+    for statement, n in counter.counts.items():
+        kinds[kind_of(statement)] += n
+    return kinds
+
+
+async def _history(client: Client, run_id: str, http: httpx.AsyncClient) -> Counter[str]:
+    """Events of the run's workflow, its cases' and their conversations' (where they have one)."""
+    results = (await http.get(f"/v1/evals/runs/{run_id}/results")).json()["items"]
+    ids = [eval_run_workflow_id(run_id)]
+    for result in results:
+        ids.append(case_workflow_id(run_id, result["case_id"]))
+        ids.append(conversation_workflow_id(result["conversation_id"]))
+    counts: Counter[str] = Counter({"events": 0})
+    for workflow_id in ids:
+        try:
+            async for item in client.get_workflow_handle(workflow_id).fetch_history_events():
+                counts["events"] += 1
+                if item.event_type in HISTORY_KINDS:
+                    counts[HISTORY_KINDS[item.event_type]] += 1
+        except RPCError:  # a case's conversation that has no workflow
+            continue
+    return counts
 
 
 def _fast(cases: int, fast_wall: float, fast_run: dict[str, Any]) -> None:
@@ -161,6 +295,15 @@ def _slow(cases: int, concurrency: int, slow_ms: int, slow_wall: float, slow_run
     )
 
 
+def _cpu(cases: int, cpu: list[float]) -> None:
+    steward, temporal = cpu
+    print(
+        f"    CPU per case: steward serve {steward / cases * 1000:5.1f} ms, "
+        f"Temporal server {temporal / cases * 1000:5.1f} ms",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,8 +312,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--slow-ms", type=int, default=200)
     parser.add_argument("--database-url", help="the app database (default: a SQLite file in a temp dir)")
+    parser.add_argument("--count", action="store_true", help="count one run's cost per case instead")
+    parser.add_argument("--statements", action="store_true", help="with --count: list each statement")
     args = parser.parse_args()
-    asyncio.run(run(args.cases, args.concurrency, args.slow_ms, args.database_url))
+    if args.count:
+        asyncio.run(count(args.cases, args.concurrency, args.statements))
+    else:
+        asyncio.run(run(args.cases, args.concurrency, args.slow_ms, args.database_url))
 
 
 if __name__ == "__main__":

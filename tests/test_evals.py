@@ -12,10 +12,15 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from activities.evals import EvalActivities
 from activities.evaluators import Observation, ObservedCall, evaluate, verdict_of
 from schemas.evals import EVALUATORS, LlmJudgeSpec
-from schemas.settings import DEMO_MODEL
+from schemas.payloads.evals import CaseSettle, EvalCaseInput
+from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import Booking, DatasetCase, EvalResult, Message, Team, Turn
 from schemas.tools import TOOLS
 from tests.fakes.openai_server import FakeOpenAI, Step
@@ -23,6 +28,8 @@ from tests.members import web_client
 from tests.support import TeamClient, eventually
 from workers.seed import DEMO_PROMPT
 from workers.seed_evals import DEMO_DATASET, ensure_demo_dataset
+from workflows.contract import conversation_workflow_id
+from workflows.evals import case_workflow_id
 
 BOOKING_TOOLS = ["check_availability", "book_appointment"]
 
@@ -302,6 +309,64 @@ async def test_an_eval_run_runs_each_case_once_and_sums_progress_tokens_and_verd
     assert turns == 2
 
 
+async def test_a_case_runs_its_turns_in_its_own_workflow_and_its_transcript_is_stored(
+    team: TeamClient,
+    model: str,
+    temporal: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    app: FastAPI,
+) -> None:
+    agent = await team.create_agent(model)
+    dataset = await _dataset(team)
+    case = await _add(team, dataset["id"], ["first", "second"], {"kind": "contains", "value": "second"})
+    run = await _finished(team, (await _run(team, dataset["id"], agent["slug"]))["id"])
+    [result] = await _results(team, run["id"])
+    assert result["verdict"] == "pass" and result["reply"] == "echo: second"
+
+    # No conversation workflow: the turns ran in the case's workflow, as Turn's activities.
+    with pytest.raises(RPCError):
+        await temporal.get_workflow_handle(conversation_workflow_id(result["conversation_id"])).describe()
+    history = await temporal.get_workflow_handle(case_workflow_id(run["id"], case)).fetch_history()
+    activities = [
+        e.activity_task_scheduled_event_attributes.activity_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert activities == ["turn/1/llm/0", "turn/2/llm/0"]
+    # The transcript the run's page links to is the scratch conversation's, in the store.
+    async with sessions() as session:
+        said = list(
+            (
+                await session.execute(
+                    select(Message.role, Message.content)
+                    .where(Message.conversation_id == result["conversation_id"])
+                    .order_by(Message.seq)
+                )
+            ).tuples()
+        )
+        keys = list(
+            (
+                await session.execute(
+                    select(Turn.idempotency_key)
+                    .where(Turn.conversation_id == result["conversation_id"])
+                    .order_by(Turn.n)
+                )
+            ).scalars()
+        )
+    assert said == [
+        ("user", "first"),
+        ("assistant", "echo: first"),
+        ("user", "second"),
+        ("assistant", "echo: second"),
+    ]
+    assert keys == ["eval-1", "eval-2"]
+    async with web_client(app) as web:
+        signed = await web.post("/login", data={"key": team.key, "next": "/evals"})
+        assert signed.status_code == 303, signed.text
+        page = await web.get(f"/conversations/{result['conversation_id']}")
+        assert page.status_code == 200 and "echo: second" in page.text
+
+
 async def test_an_eval_of_book_it_cases_books_nothing_and_sees_the_simulated_call(
     team: TeamClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -455,6 +520,28 @@ async def test_a_case_result_is_recorded_once_per_case(
             )
         )
     assert len(rows) == len(set(rows)) == 4 and replies == 4
+
+
+async def test_a_recorded_case_opened_or_settled_again_changes_nothing(
+    team: TeamClient, model: str, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """What a retried local activity does after its first attempt committed."""
+    agent = await team.create_agent(model)
+    dataset = await _dataset(team)
+    case = await _add(team, dataset["id"], ["once"], {"kind": "contains", "value": "once"})
+    run = await _finished(team, (await _run(team, dataset["id"], agent["slug"]))["id"])
+    [result] = await _results(team, run["id"])
+    evals = EvalActivities(sessions, settings)
+    ref = EvalCaseInput(run_id=run["id"], team_id=team.team_id, case_id=case, runs_turns=True)
+    opened = await evals.open_case(ref)
+    assert opened.recorded and opened.conversation_id == result["conversation_id"]
+    settle = CaseSettle(
+        run_id=run["id"], team_id=team.team_id, case_id=case, conversation_id=result["conversation_id"]
+    )
+    assert (await evals.settle_case(settle)).verdict == "pass"
+    again = (await team.request("GET", f"/v1/evals/runs/{run['id']}")).json()
+    assert (again["done"], again["passed"], again["tokens_prompt"]) == (1, 1, run["tokens_prompt"])
+    assert len(await _results(team, run["id"])) == 1
 
 
 async def test_the_demo_dataset_steward_dev_seeds_passes_on_the_offline_model(

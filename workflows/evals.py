@@ -3,10 +3,15 @@
 The parent (`eval-run/{run}`) reads its plan (the case ids fixed when the run was made),
 starts one `EvalCaseWorkflow` per case (`eval-run/{run}/case/{case}`), at most
 `concurrency` at once, and marks the run completed when every child has ended. A child
-opens the case's scratch conversation, sends its messages one turn at a time (each turn
-keyed by its place, so a retry is the same turn), asks any `llm_judge` evaluators (retried;
-an unanswered judge is an `error`), and records the case's result once. Whatever process
+opens the case's scratch conversation, runs its messages one turn at a time with the same
+`Turn` a conversation runs (so a retry resumes the turn at its last recorded step), asks
+any `llm_judge` evaluators (retried; an unanswered judge is an `error`), and records the
+case's result once. The scratch conversation has no workflow of its own: nothing else
+writes to it, and its page and the run's results are read from the store. Whatever process
 dies meanwhile, Temporal resumes both from their histories: no case is lost or run twice.
+
+Runs started before RUNS_TURNS sent each turn through the scratch conversation's `submit`
+from an `eval.submit_turn` activity; their histories still replay that way.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     # Activity classes (for references) and pydantic models; nothing runs at import.
-    from activities.evals import EvalActivities
+    from activities.evals import EvalActivities, turn_key
     from activities.evaluators import EvaluatorActivities
+    from schemas.enums import TurnStatus
     from schemas.evals import EvaluatorResult
+    from schemas.payloads import InboundMessage, TurnInput
     from schemas.payloads.evals import (
         CaseFailed,
+        CaseOpened,
         CaseSettle,
         CaseSettled,
         CaseTurn,
@@ -34,8 +42,12 @@ with workflow.unsafe.imports_passed_through():
         EvalRunResult,
         JudgeRequest,
     )
+    from workflows.turn import Turn
 
 STORE_TIMEOUT = timedelta(seconds=30)
+RUNS_TURNS = "eval-case-runs-its-turns"
+"""The patch from which a run's cases run their turns themselves instead of through
+`eval.submit_turn` (the run tells each case, in its input)."""
 WAIT_SECONDS = 300.0
 """How long one `eval.submit_turn` waits on its turn before asking again."""
 SUBMIT_HEARTBEAT = timedelta(seconds=20)
@@ -56,6 +68,8 @@ def case_workflow_id(run_id: str, case_id: str) -> str:
 class EvalRunWorkflow:
     @workflow.run
     async def run(self, inp: EvalRunInput) -> EvalRunResult:
+        # Decided once per run, not per case: a patch marker also upserts a search attribute.
+        runs_turns = workflow.patched(RUNS_TURNS)
         plan = await workflow.execute_local_activity_method(
             EvalActivities.plan_run, inp, start_to_close_timeout=STORE_TIMEOUT
         )
@@ -66,7 +80,9 @@ class EvalRunWorkflow:
                 try:
                     await workflow.execute_child_workflow(
                         EvalCaseWorkflow.run,
-                        EvalCaseInput(run_id=inp.run_id, team_id=inp.team_id, case_id=case_id),
+                        EvalCaseInput(
+                            run_id=inp.run_id, team_id=inp.team_id, case_id=case_id, runs_turns=runs_turns
+                        ),
                         id=case_workflow_id(inp.run_id, case_id),
                     )
                 except ChildWorkflowError as err:
@@ -97,6 +113,54 @@ class EvalCaseWorkflow:
         )
         if opened.recorded:
             return "recorded"
+        if inp.runs_turns:
+            await self._turns(inp, opened)
+        else:
+            await self._submitted_turns(inp, opened)
+        settle = CaseSettle(
+            run_id=inp.run_id,
+            team_id=inp.team_id,
+            case_id=inp.case_id,
+            conversation_id=opened.conversation_id,
+        )
+        settled: CaseSettled = await workflow.execute_local_activity_method(
+            EvalActivities.settle_case, settle, start_to_close_timeout=STORE_TIMEOUT
+        )
+        if not settled.recorded:
+            judged = [
+                await self._judge(inp, spec_index, settled) for spec_index in range(len(settled.judges))
+            ]
+            settle.judged = judged
+            settled = await workflow.execute_local_activity_method(
+                EvalActivities.settle_case, settle, start_to_close_timeout=STORE_TIMEOUT
+            )
+        return settled.verdict or "recorded"
+
+    async def _turns(self, inp: EvalCaseInput, opened: CaseOpened) -> None:
+        """Run the case's turns here, one message each, with the `Turn` a conversation runs.
+
+        Nothing else writes to the scratch conversation, so its workflow (queue, double
+        texting, handoffs) has nothing to add, and each turn saves an update and its answer
+        (docs/decisions.md, "Eval cases run the turn in the case's workflow").
+        """
+        handed_off = False
+        for index, text in enumerate(opened.messages):
+            outcome = await Turn(
+                TurnInput(
+                    conversation_id=opened.conversation_id,
+                    team_id=inp.team_id,
+                    turn=index + 1,
+                    messages=[InboundMessage(number=index + 1, text=text, idempotency_key=turn_key(index))],
+                    # As in the conversation: after a handoff, messages are recorded, not answered.
+                    silent=handed_off,
+                )
+            ).run()
+            handed_off = handed_off or outcome.handed_off
+            if outcome.status != TurnStatus.COMPLETED:
+                break  # the later turns would answer a conversation that went wrong; the case fails
+
+    async def _submitted_turns(self, inp: EvalCaseInput, opened: CaseOpened) -> None:
+        """Before RUNS_TURNS: each turn through the scratch conversation's `submit`, from an activity."""
         for index in range(opened.turns):
             turn = CaseTurn(
                 run_id=inp.run_id,
@@ -123,24 +187,6 @@ class EvalCaseWorkflow:
                 )
             if not done.completed:
                 break  # the later turns would answer a conversation that went wrong; the case fails
-        settle = CaseSettle(
-            run_id=inp.run_id,
-            team_id=inp.team_id,
-            case_id=inp.case_id,
-            conversation_id=opened.conversation_id,
-        )
-        settled: CaseSettled = await workflow.execute_local_activity_method(
-            EvalActivities.settle_case, settle, start_to_close_timeout=STORE_TIMEOUT
-        )
-        if not settled.recorded:
-            judged = [
-                await self._judge(inp, spec_index, settled) for spec_index in range(len(settled.judges))
-            ]
-            settle.judged = judged
-            settled = await workflow.execute_local_activity_method(
-                EvalActivities.settle_case, settle, start_to_close_timeout=STORE_TIMEOUT
-            )
-        return settled.verdict or "recorded"
 
     async def _judge(self, inp: EvalCaseInput, index: int, settled: CaseSettled) -> EvaluatorResult:
         spec = settled.judges[index]

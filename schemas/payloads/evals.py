@@ -43,6 +43,9 @@ class EvalCaseInput(BaseModel):
     run_id: str
     team_id: str
     case_id: str
+    runs_turns: bool = False
+    """Run the turns in the case's own workflow (false: children started before that, and their
+    histories, send each turn through the scratch conversation's `submit`)."""
 
 
 class CaseOpened(BaseModel):
@@ -52,6 +55,8 @@ class CaseOpened(BaseModel):
     turns: int
     recorded: bool = False
     """The case's result is already stored (a retry after the record): nothing to run."""
+    messages: list[str] = Field(default_factory=list)
+    """The case's user messages, one a turn (read by a case that runs its turns itself)."""
 
 
 class CaseTurn(BaseModel):

@@ -1,7 +1,9 @@
-"""Record an eval run's histories into tests/histories/eval-*.json (the run and one case).
+"""Record an eval run's histories into tests/histories/eval-*-turns.json (the run and one case).
 
 The run has two cases: one of two turns judged by an `llm_judge` whose first answer is
 unreadable (so the judge is retried), and one whose case is deleted before it runs.
+`eval-run.json` and `eval-case.json` were recorded before cases ran their turns themselves
+(`workflows.evals.RUNS_TURNS`) and are kept, so that path keeps replaying.
 Run only when the eval workflows change incompatibly (guarded by `workflow.patched`):
 
     uv run python -m tests.histories.record_evals
@@ -96,8 +98,8 @@ async def record() -> None:
             release.set()
             await client.get_workflow_handle(eval_run_workflow_id(run["id"])).result()
             histories = {
-                "eval-run": eval_run_workflow_id(run["id"]),
-                "eval-case": case_workflow_id(run["id"], first["id"]),
+                "eval-run-turns": eval_run_workflow_id(run["id"]),
+                "eval-case-turns": case_workflow_id(run["id"], first["id"]),
             }
             for name, workflow_id in histories.items():
                 history = await client.get_workflow_handle(workflow_id).fetch_history()
