@@ -1,9 +1,15 @@
 """Turn overhead: what a Steward turn costs over the bare minimum on the same Temporal server.
 
 Starts, each as its own process: the Temporal dev server (with Steward's tuning), the
-Steward stack (`steward serve`: API and worker; SQLite app database by default), a
-worker for the baseline, and a fake LLM that answers at once. This process only
-generates load, so neither side is charged for the other's client. In one run:
+Steward stack (SQLite app database by default), a worker for the baseline, and a fake LLM
+that answers at once. This process only generates load, so neither side is charged for
+the other's client. The stack's layout (`--layout`):
+
+  split (default) — `steward api` and `steward worker`, each its own process, as deployed
+                    (deploy/k8s): the baseline's shape, whose client and worker are apart too;
+  serve           — `steward serve`, API and worker in one process, as `steward dev` runs.
+
+In one run:
 
   (a) baseline   — a minimal workflow with one activity, started and awaited by a client;
   (b) plain turn — POST /messages?wait=true over HTTP, the model replies with text;
@@ -12,7 +18,8 @@ generates load, so neither side is charged for the other's client. In one run:
 Latency is sequential (p50/p95/p99, ms); throughput is 50 concurrent conversations
 (or starters), each sending its next message as soon as the last is answered.
 
-    uv run python -m bench.turn_overhead [--samples 200] [--concurrency 50] [--database-url URL]
+    uv run python -m bench.turn_overhead [--samples 200] [--concurrency 50] [--layout split|serve]
+                                         [--database-url URL]
 
 With `--tracing MODE` it measures what tracing costs instead: two `steward serve` stacks on
 the same Temporal server and database, one with STEWARD_TRACING=off and one with MODE (`db`
@@ -40,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +190,9 @@ class Load:
             raise RuntimeError(f"turn did not complete: {response.status_code} {response.text}")
 
 
-async def run(samples: int, concurrency: int, seconds: float, database_url: str | None) -> None:
+async def run(
+    samples: int, concurrency: int, seconds: float, database_url: str | None, layout: str = "split"
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="steward-bench-"))
     server = DevServer(
         work / "temporal.db", free_port(), free_port(), work / "temporal.log", extra=("--headless",)
@@ -207,15 +216,23 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
             await ensure_slots(session, team)
             await session.commit()
         await engine.dispose()
-        with (
-            process([python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"),
-            process(
-                [steward, "serve", "--host", "127.0.0.1", "--port", str(api_port)],
-                work / "steward.log",
-                env,
-            ),
-            process([python, "-m", "bench.baseline", server.address, BASELINE_QUEUE], work / "baseline.log"),
-        ):
+        http_args = ["--host", "127.0.0.1", "--port", str(api_port)]
+        with ExitStack() as stack:
+            stack.enter_context(
+                process(
+                    [python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"
+                )
+            )
+            if layout == "serve":
+                stack.enter_context(process([steward, "serve", *http_args], work / "steward.log", env))
+            else:
+                stack.enter_context(process([steward, "api", *http_args], work / "api.log", env))
+                stack.enter_context(process([steward, "worker"], work / "worker.log", env))
+            stack.enter_context(
+                process(
+                    [python, "-m", "bench.baseline", server.address, BASELINE_QUEUE], work / "baseline.log"
+                )
+            )
             await wait_http(f"http://127.0.0.1:{api_port}/readyz")
             client = await Client.connect(server.address)
             # Expire idle connections before uvicorn's 5 s keep-alive does, or a request can
@@ -249,7 +266,7 @@ async def run(samples: int, concurrency: int, seconds: float, database_url: str 
                 base_tp, plain_tp = statistics.mean(base_runs), statistics.mean(plain_runs)
     finally:
         server.stop()
-    report(rows, base_tp, plain_tp, samples, concurrency, database_url)
+    report(rows, base_tp, plain_tp, samples, concurrency, database_url, layout)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -408,11 +425,16 @@ def report(
     samples: int,
     concurrency: int,
     database_url: str | None,
+    layout: str,
 ) -> None:
     base_p50 = statistics.median(rows[0][1])
     print(f"\nTurn overhead — {samples} sequential samples each; throughput with {concurrency} concurrent")
+    shape = "`steward serve` (API and worker in one process)"
+    if layout == "split":
+        shape = "`steward api` + `steward worker` (a process each, as deployed)"
     print(
-        f"database: {'PostgreSQL' if database_url else 'SQLite (embedded default)'}; Temporal: dev server\n"
+        f"database: {'PostgreSQL' if database_url else 'SQLite (embedded default)'}; Temporal: dev server; "
+        f"stack: {shape}\n"
     )
     print(f"{'case':38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'vs baseline p50':>16}")
     for name, lat in rows:
@@ -450,6 +472,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
     parser.add_argument("--database-url", help="e.g. postgresql+psycopg://postgres@127.0.0.1/steward_bench")
     parser.add_argument(
+        "--layout",
+        choices=["split", "serve"],
+        default="split",
+        help="split: `steward api` + `steward worker` (as deployed); serve: one `steward serve` process",
+    )
+    parser.add_argument(
         "--tracing",
         choices=["db", "otlp", "on"],
         help="measure tracing's cost instead: plain turns untraced vs with STEWARD_TRACING set to this",
@@ -463,7 +491,7 @@ def main() -> None:
     elif args.tracing:
         asyncio.run(run_tracing(args.samples, args.database_url, args.tracing))
     else:
-        asyncio.run(run(args.samples, args.concurrency, args.seconds, args.database_url))
+        asyncio.run(run(args.samples, args.concurrency, args.seconds, args.database_url, args.layout))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.infra.codec import ENCODING, KEY_ID, AesGcmCodec, PayloadKeyError, new_key, parse_keys
 from activities.infra.temporal import plugin
@@ -261,3 +262,14 @@ async def test_a_person_signed_in_to_the_console_may_decode_from_the_temporal_ui
     )
     assert decoded.status_code == 200, decoded.text
     assert decoded.json()["payloads"][0]["data"] == "ImhpIg=="
+
+
+def test_workers_run_unsandboxed_by_default_and_the_suite_runs_them_sandboxed() -> None:
+    """The sandbox guards workflow code where it is checked (this suite); deployed workers
+    skip its per-payload re-entry (docs/decisions.md, "The suite runs workflows sandboxed")."""
+    assert Settings().workflow_sandbox  # tests/conftest.py turns it on for every worker here
+    deployed = plugin(Settings(workflow_sandbox=False, payload_keys=TEST_PAYLOAD_KEYS))
+    suite = plugin(Settings(payload_keys=TEST_PAYLOAD_KEYS))
+    assert isinstance(deployed.workflow_runner, UnsandboxedWorkflowRunner)
+    assert isinstance(suite.workflow_runner, SandboxedWorkflowRunner)
+    assert Settings.model_fields["workflow_sandbox"].default is False
