@@ -4,7 +4,8 @@ On a fresh SQLite file (or `--database-url`), one agent and one conversation hol
 usage rows of the same agent and team (the conversation's, the agent's day and the team's month
 all count them):
 
-  none     — no agent or team budget: one primary-key read of `team_budgets`;
+  none     — no agent or team budget: no read at all (the LLM activity reads the team's
+             `team_budgets` row in its first query and hands it to the check);
   three    — a conversation, an agent-day and a team-month limit, none reached: three sums;
   reached  — the conversation's limit reached and one extension approved: the sums and the
              approvals read (the extension lets the call go on, so nothing is written).
@@ -21,6 +22,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from activities.budgets import spent
 from activities.infra.database import create_engine, session_factory
@@ -89,11 +91,15 @@ async def run(settings: Settings, calls: int, rows: int) -> None:
             budgets=budgets,
         )
 
+    team_settings: dict[str, Any] | None = (
+        None  # the team's `team_budgets` settings, as the LLM activity reads them
+    )
+
     async def timed(agent_def: Definition) -> list[float]:
         taken = []
         for _ in range(calls):
             started = time.perf_counter()
-            held = await spent(sessions, req, agent_def)
+            held = await spent(sessions, req, agent_def, team_settings)
             taken.append(time.perf_counter() - started)
             assert held is None
         return taken
@@ -101,7 +107,8 @@ async def run(settings: Settings, calls: int, rows: int) -> None:
     used = rows * 110
     none = await timed(definition({}))
     async with sessions() as session:
-        session.add(TeamBudget(team_id=team_id, settings={"team_month": {"tokens": used * 10}}))
+        team_settings = {"team_month": {"tokens": used * 10}}
+        session.add(TeamBudget(team_id=team_id, settings=team_settings))
         await session.commit()
     three = await timed(
         definition(
