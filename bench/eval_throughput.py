@@ -43,7 +43,7 @@ from activities.infra.temporal import connect
 from api.app import create_app
 from api.services.keys import create_key, ensure_team
 from bench.turn_cost import HISTORY_KINDS, StatementCounter, kind_of
-from bench.turn_overhead import cpu_seconds, process, stack_env, wait_http
+from bench.turn_overhead import admin_key, cpu_seconds, process, stack_env, wait_http
 from schemas.enums import Role
 from schemas.settings import Settings
 from tests.processes import free_port
@@ -122,13 +122,7 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
     fake = [python, "-m", "tests.fakes.openai_server", "--port"]
     try:
         await server.wait_ready()
-        migrate(settings)
-        engine = create_engine(settings)
-        async with session_factory(engine)() as session:
-            team = await ensure_team(session, f"bench-{uuid.uuid4().hex[:6]}")
-            key = await create_key(session, team, Role.ADMIN, "bench")
-            await session.commit()
-        await engine.dispose()
+        key = await admin_key(settings)
         with (
             process([*fake, str(fast_port)], work / "llm-fast.log"),
             process([*fake, str(slow_port), "--delay", str(slow_ms / 1000)], work / "llm-slow.log"),

@@ -42,14 +42,9 @@ from pathlib import Path
 
 import httpx
 
-from activities.infra.database import create_engine, session_factory
-from api.services.keys import create_key, ensure_team
-from bench.turn_overhead import percentile, process, stack_env, timed, wait_http
-from schemas.enums import Role
+from bench.turn_overhead import admin_key, percentile, process, stack_env, timed, wait_http
 from schemas.settings import Settings
 from tests.processes import free_port
-from workers.migrate import migrate
-from workers.seed import ensure_slots
 from workers.temporal_server import DevServer
 
 GRAPHS = Path(__file__).parent / "peer_graph"
@@ -263,14 +258,7 @@ async def run_steward(
     try:
         await server.wait_ready()
         assert server.pid is not None
-        migrate(settings)
-        engine = create_engine(settings)
-        async with session_factory(engine)() as session:
-            team = await ensure_team(session, f"peers-{uuid.uuid4().hex[:6]}")
-            key = await create_key(session, team, Role.ADMIN, "peers")
-            await ensure_slots(session, team)
-            await session.commit()
-        await engine.dispose()
+        key = await admin_key(settings, slots=True, prefix="peers")
         with ExitStack() as stack:
             api = stack.enter_context(
                 process([steward, "api", "--host", "127.0.0.1", "--port", str(port)], work / "api.log", env)

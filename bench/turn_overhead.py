@@ -144,6 +144,21 @@ def stack_env(settings: Settings, llm_url: str, **extra: str) -> dict[str, str]:
     }
 
 
+async def admin_key(settings: Settings, slots: bool = False, prefix: str = "bench") -> str:
+    """Migrate the app database and make a fresh team with an admin key (and, with `slots`,
+    the demo's appointment slots); returns the key."""
+    migrate(settings)
+    engine = create_engine(settings)
+    async with session_factory(engine)() as session:
+        team = await ensure_team(session, f"{prefix}-{uuid.uuid4().hex[:6]}")
+        key = await create_key(session, team, Role.ADMIN, prefix)
+        if slots:
+            await ensure_slots(session, team)
+        await session.commit()
+    await engine.dispose()
+    return key
+
+
 async def wait_http(url: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as http:
@@ -208,14 +223,7 @@ async def run(
     python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
     try:
         await server.wait_ready()
-        migrate(settings)
-        engine = create_engine(settings)
-        async with session_factory(engine)() as session:
-            team = await ensure_team(session, f"bench-{uuid.uuid4().hex[:6]}")
-            key = await create_key(session, team, Role.ADMIN, "bench")
-            await ensure_slots(session, team)
-            await session.commit()
-        await engine.dispose()
+        key = await admin_key(settings, slots=True)
         http_args = ["--host", "127.0.0.1", "--port", str(api_port)]
         with ExitStack() as stack:
             stack.enter_context(
@@ -296,13 +304,7 @@ async def run_tracing(samples: int, database_url: str | None, mode: str) -> None
 
     try:
         await server.wait_ready()
-        migrate(settings)
-        engine = create_engine(settings)
-        async with session_factory(engine)() as session:
-            team = await ensure_team(session, f"bench-{uuid.uuid4().hex[:6]}")
-            key = await create_key(session, team, Role.ADMIN, "bench")
-            await session.commit()
-        await engine.dispose()
+        key = await admin_key(settings)
         with (
             process([python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"),
             serve(off_port, "bench-untraced", "off") as off_process,
@@ -381,13 +383,7 @@ async def run_rails(samples: int, database_url: str | None) -> None:
     python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
     try:
         await server.wait_ready()
-        migrate(settings)
-        engine = create_engine(settings)
-        async with session_factory(engine)() as session:
-            team = await ensure_team(session, f"bench-{uuid.uuid4().hex[:6]}")
-            key = await create_key(session, team, Role.ADMIN, "bench")
-            await session.commit()
-        await engine.dispose()
+        key = await admin_key(settings)
         args = [steward, "serve", "--host", "127.0.0.1", "--port", str(port)]
         with (
             process([python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"),
