@@ -10,7 +10,6 @@ the `extension` of every approved `_budget_extension` item of the same scope and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import metrics
+from activities.infra.ttl import TtlCache
 from activities.llm_context import Definition
 from schemas.budgets import (
     BUDGET_TOOL,
@@ -54,22 +54,9 @@ async def team_prices(session: AsyncSession, team_id: str) -> dict[str, tuple[fl
 PRICES_TTL = 10.0
 """Seconds a worker prices model calls with a team's table before reading it again: an edit
 (`PUT /v1/prices`) prices the calls made from then on within this (as team default rails)."""
-_PRICES: dict[str, tuple[float, dict[str, tuple[float, float]]]] = {}
-"""Each team's price table as this worker last read it, with when (`time.monotonic`)."""
-
-
-async def _prices_now(session: AsyncSession, team_id: str) -> dict[str, tuple[float, float]]:
-    """`team_prices`, read again after `PRICES_TTL`: a model call's price is one read per team
-    every ten seconds, not one per call."""
-    now = time.monotonic()
-    known = _PRICES.get(team_id)
-    if known is not None and now - known[0] < PRICES_TTL:
-        return known[1]
-    prices = await team_prices(session, team_id)
-    if len(_PRICES) >= 4096:
-        _PRICES.clear()
-    _PRICES[team_id] = (now, prices)
-    return prices
+_PRICES: TtlCache[str, dict[str, tuple[float, float]]] = TtlCache(PRICES_TTL)
+"""Each team's price table as this worker last read it: one read per team every ten seconds,
+not one per model call."""
 
 
 async def record_usage(
@@ -79,7 +66,10 @@ async def record_usage(
     usage, such as the offline demo's and a budget's own answers, are not recorded)."""
     if usage == (0, 0):
         return
-    cost = cost_of(*usage, price_of(agent.model, await _prices_now(session, req.team_id)))
+    cost = cost_of(
+        *usage,
+        price_of(agent.model, await _PRICES.get(req.team_id, lambda: team_prices(session, req.team_id))),
+    )
     now = datetime.now(UTC)
     session.add(
         LlmUsage(

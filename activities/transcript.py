@@ -158,6 +158,11 @@ async def load_transcript(session: AsyncSession, conversation_id: str, limit: in
 async def lock_conversation(session: AsyncSession, conversation_id: str, team_id: str) -> Conversation:
     """The conversation row, locked for this transaction (on PostgreSQL), or a non-retryable error."""
     conversation = await session.get(Conversation, conversation_id, with_for_update=True)
+    return _in_team(conversation, conversation_id, team_id)
+
+
+def _in_team(conversation: Conversation | None, conversation_id: str, team_id: str) -> Conversation:
+    """The conversation, or a non-retryable error unless it exists in `team_id`."""
     if conversation is None or conversation.team_id != team_id:
         raise ApplicationError(
             f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
@@ -170,11 +175,8 @@ async def lock_conversation_and_turn(
 ) -> tuple[Conversation, Turn | None]:
     """`lock_conversation`, and the conversation's turn `n` (None if not recorded), in one query."""
     row = (await session.execute(_LOCK_WITH_TURN, {"conversation": conversation_id, "turn": n})).one_or_none()
-    if row is None or row[0].team_id != team_id:
-        raise ApplicationError(
-            f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
-        )
-    return row[0], row[1]
+    conversation, turn = row if row is not None else (None, None)
+    return _in_team(conversation, conversation_id, team_id), turn
 
 
 async def lock_conversation_and_agent(
@@ -182,11 +184,8 @@ async def lock_conversation_and_agent(
 ) -> tuple[Conversation, Agent | None]:
     """`lock_conversation`, and the conversation's agent, in one query."""
     row = (await session.execute(_LOCK_WITH_AGENT, {"conversation": conversation_id})).one_or_none()
-    if row is None or row[0].team_id != team_id:
-        raise ApplicationError(
-            f"conversation {conversation_id} not found", type=ErrorType.NOT_FOUND, non_retryable=True
-        )
-    return row[0], row[1]
+    conversation, agent = row if row is not None else (None, None)
+    return _in_team(conversation, conversation_id, team_id), agent
 
 
 async def add_tokens(

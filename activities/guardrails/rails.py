@@ -10,7 +10,6 @@ The tool activity asks `Guard.tool_arguments` before a call runs and never runs 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities import metrics
 from activities.events import DeltaStream, append_event
 from activities.guardrails.checks import Checker, Verdict
+from activities.infra.ttl import TtlCache
 from activities.llm_context import Definition
 from activities.transcript import Entry, in_transaction
 from activities.versions import TURN_VERSIONS, VERSIONS
@@ -297,20 +297,18 @@ class Guard:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings | None) -> None:
         self.sessions = sessions
         self.checker = Checker(sessions, settings)
-        self._defaults: dict[str, tuple[float, Guardrails | None]] = {}
+        self._defaults: TtlCache[str, Guardrails | None] = TtlCache(DEFAULTS_TTL)
 
     async def defaults(self, team_id: str) -> Guardrails | None:
         """The team's default rails (read again after `DEFAULTS_TTL`)."""
-        known = self._defaults.get(team_id)
-        now = time.monotonic()
-        if known is not None and now - known[0] < DEFAULTS_TTL:
-            return known[1]
-        async with self.sessions() as session:
-            row = await session.get(GuardrailDefaults, team_id)
-        rails = parse_guardrails(row.guardrails) if row is not None else None
-        rails = rails if rails is not None and not rails.empty else None
-        self._defaults[team_id] = (now, rails)
-        return rails
+
+        async def read() -> Guardrails | None:
+            async with self.sessions() as session:
+                row = await session.get(GuardrailDefaults, team_id)
+            rails = parse_guardrails(row.guardrails) if row is not None else None
+            return rails if rails is not None and not rails.empty else None
+
+        return await self._defaults.get(team_id, read)
 
     async def effective(self, team_id: str, frozen: dict[str, Any] | None) -> Guardrails | None:
         """A definition's rails, or (it has none) its team's defaults."""
