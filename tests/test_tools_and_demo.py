@@ -7,6 +7,8 @@ import uuid
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.tools import ToolActivities
@@ -15,6 +17,7 @@ from schemas.settings import DEMO_MODEL
 from schemas.tables import Booking, Slot, Ticket, ToolExecution
 from tests.fakes.openai_server import FakeOpenAI, Step, ToolCallSpec
 from tests.support import NO_APPROVALS, TeamClient
+from workflows.contract import conversation_workflow_id
 
 
 async def _conversation_with(team: TeamClient, tools: list[str]) -> str:
@@ -129,3 +132,39 @@ async def test_demo_model_without_tools_says_what_it_is(team: TeamClient) -> Non
     reply = (await team.send(conversation, f"hello {uuid.uuid4().hex[:4]}")).json()["reply"]["content"]
     assert reply.startswith("[offline demo model]")
     assert "OPENAI_API_KEY" in reply
+
+
+async def _tool_commands(temporal: Client, conversation: str) -> tuple[list[str], int]:
+    """The activity types the conversation's history scheduled, and its local-activity markers."""
+    history = await temporal.get_workflow_handle(conversation_workflow_id(conversation)).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    local = sum(1 for e in markers if e.marker_recorded_event_attributes.marker_name == "core_local_activity")
+    return scheduled, local
+
+
+async def test_a_built_in_ungated_call_runs_locally_and_a_railed_one_as_an_activity(
+    team: TeamClient, fake_llm: FakeOpenAI, model: str, temporal: Client
+) -> None:
+    """A built-in tool call the turn need not gate or check runs as a local activity, in the
+    workflow task that got the answer; with a tool-arguments rail (a check may call a service)
+    it runs as an ordinary activity, as before."""
+    railed = {"tool_arguments": [{"kind": "terms", "terms": ["Mallory"]}]}
+    seen = []
+    for guardrails in (None, railed):
+        agent = await team.create_agent(
+            model, tools=["check_availability"], tool_policies=NO_APPROVALS, guardrails=guardrails
+        )
+        conversation = await team.start_conversation(agent["slug"])
+        fake_llm.script(model, [Step(tool_calls=[ToolCallSpec("check_availability", {})]), Step(text="free")])
+        body = (await team.send(conversation, "anything free?")).json()
+        assert body["reply"]["content"] == "free" and body["tool_calls"][0]["ok"], body
+        seen.append(await _tool_commands(temporal, conversation))
+    (plain, plain_local), (checked, checked_local) = seen
+    assert plain == ["llm.complete", "llm.complete"], plain
+    assert checked == ["llm.complete", "tool.run", "llm.complete"], checked
+    assert plain_local == checked_local + 1  # the tool's own local activity; the turn's others alike
