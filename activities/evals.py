@@ -59,7 +59,8 @@ from schemas.tables import (
 from workflows import contract
 
 EVAL_METADATA = "eval"
-"""The scratch conversation's metadata key naming its run and case."""
+"""The scratch conversation's metadata key naming its run and case (and its sandbox team)."""
+SANDBOX_KEY = "sandbox_team"
 
 _UNFINISHED = frozenset({TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.AWAITING_APPROVAL})
 
@@ -171,9 +172,23 @@ def _scratch_conversation(run: EvalRun, conversation_id: str, case_id: str) -> C
         team_id=run.team_id,
         agent_id=run.agent_id,
         is_test=True,
-        metadata_={EVAL_METADATA: {"run": run.id, "case": case_id}},
+        metadata_={EVAL_METADATA: _case_metadata(run, case_id)},
         **pin,
     )
+
+
+def _case_metadata(run: EvalRun, case_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = {"run": run.id, "case": case_id}
+    if run.sandbox_team_id is not None:  # the record tools run for real there (activities/tools.py)
+        data[SANDBOX_KEY] = run.sandbox_team_id
+    return data
+
+
+def sandbox_team(conversation: Conversation) -> str | None:
+    """The sandbox team of the eval run a test conversation is a case of (None: none)."""
+    data = conversation.metadata_.get(EVAL_METADATA) if conversation.is_test else None
+    team = data.get(SANDBOX_KEY) if isinstance(data, dict) else None
+    return team if isinstance(team, str) else None
 
 
 def _arguments(call: dict[str, Any]) -> dict[str, Any] | str:

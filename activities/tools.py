@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 from activities import catalogue, metrics
 from activities.catalogue import SourceCall, ToolFailed
 from activities.client_tools import client_result, result_text
+from activities.evals import sandbox_team
 from activities.events import append_event
 from activities.guardrails.rails import Guard, Noted, count_trips
 from activities.heartbeat import heartbeating
@@ -190,6 +191,10 @@ async def handoff_to_human(ctx: ToolContext, args: HandoffToHumanArgs) -> dict[s
         )
     return {"handed_off": True, "reason": args.reason}
 
+
+SANDBOXED = frozenset({"check_availability", "book_appointment", "create_ticket"})
+"""Built-in tools that run for real in an eval run's sandbox team, on its records: the rest
+stay simulated there (a handoff asks a person; a source's tools reach the team's services)."""
 
 HANDLERS: dict[str, Handler] = {
     "check_availability": check_availability,
@@ -503,9 +508,11 @@ class ToolActivities:
                 arguments = args.model_dump(mode="json")
         except (json.JSONDecodeError, ValidationError) as err:
             return {}, False, {"error": f"invalid arguments: {err}"}
+        sandbox = sandbox_team(conversation) if test and conversation is not None else None
+        in_sandbox = sandbox is not None and spec.name in SANDBOXED
         ctx = ToolContext(
             session=session,
-            team_id=req.team_id,
+            team_id=sandbox if sandbox is not None and in_sandbox else req.team_id,
             conversation_id=req.conversation_id,
             idempotency_key=f"{req.conversation_id}/{req.turn}/{req.key}",
         )
@@ -513,6 +520,8 @@ class ToolActivities:
             recorded = await recorded_result(session, conversation, spec.name, arguments, req.turn)
             if recorded is not None:  # a replay: the recording's answer to the same call
                 return arguments, recorded.ok, dict(recorded.result)
+        if in_sandbox:  # an eval run's sandbox: for real, on its records (nobody is asked to approve)
+            return _Ready(spec=spec, args=args, arguments=arguments, ctx=ctx)
         if test:
             would_wait = await _would_wait(session, agent, req)
             if spec.side_effecting or would_wait:

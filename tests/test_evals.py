@@ -8,6 +8,7 @@ import threading
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -18,14 +19,16 @@ from temporalio.service import RPCError
 
 from activities.evals import EvalActivities
 from activities.evaluators import Observation, ObservedCall, evaluate, verdict_of
+from api.app import create_app
 from schemas.evals import EVALUATORS, LlmJudgeSpec
 from schemas.payloads.evals import CaseSettle, EvalCaseInput
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import Booking, DatasetCase, EvalResult, Message, Team, Turn
+from schemas.tables import Booking, DatasetCase, EvalResult, EvalRun, Message, Slot, Team, Turn
 from schemas.tools import TOOLS
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.members import web_client
-from tests.support import TeamClient, eventually
+from tests.processes import free_port
+from tests.support import TeamClient, eventually, new_team
 from workers.seed import DEMO_PROMPT
 from workers.seed_evals import DEMO_DATASET, ensure_demo_dataset
 from workflows.contract import conversation_workflow_id
@@ -386,6 +389,96 @@ async def test_an_eval_of_book_it_cases_books_nothing_and_sees_the_simulated_cal
     assert finished["passed"] == 3, await _results(team, run["id"])
     assert await bookings() == before
     assert finished["cost"] == 0.0  # the offline model costs nothing
+
+
+async def test_a_sandboxed_dataset_books_for_real_in_its_runs_sandbox_and_the_team_books_nothing(
+    team: TeamClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # The booking tool needs approval here: in the sandbox nobody is asked, and it still runs.
+    agent = await team.create_agent(DEMO_MODEL, tools=BOOKING_TOOLS)
+    dataset = await _dataset(team, sandbox=True)
+    assert dataset["sandbox"] is True
+    tools = {"kind": "tools", "order": ["check_availability", "book_appointment"]}
+    for name in ("Ana", "Bo"):
+        await _add(team, dataset["id"], ["Any appointments available?", f"Book it, my name is {name}"], tools)
+
+    async def counts(team_id: str) -> tuple[int, int]:
+        async with sessions() as session:
+            slots = await session.scalar(select(func.count()).where(Slot.team_id == team_id))
+            booked = await session.scalar(select(func.count()).where(Booking.team_id == team_id))
+            return int(slots or 0), int(booked or 0)
+
+    before = await counts(team.team_id)
+    run = await _run(team, dataset["id"], agent["slug"], concurrency=1)
+    sandbox = run["sandbox"]
+    assert sandbox["team"] != team.team_id and sandbox["bookings"] == 0 and sandbox["slots"] > 0
+    finished = await _finished(team, run["id"])
+
+    assert finished["passed"] == 2, await _results(team, run["id"])
+    assert await counts(team.team_id) == before  # the team's own calendar is as it was
+    assert finished["sandbox"]["bookings"] == 2 and finished["sandbox"]["tickets"] == 0
+    async with sessions() as session:
+        made = list(
+            (
+                await session.execute(
+                    select(Booking.customer_name, Booking.conversation_id, Slot.team_id)
+                    .join(Slot, Slot.id == Booking.slot_id)
+                    .where(Booking.team_id == sandbox["team"])
+                    .order_by(Booking.customer_name)
+                )
+            ).tuples()
+        )
+        box = await session.get(Team, sandbox["team"])
+    assert [(name, slot_team) for name, _, slot_team in made] == [
+        ("Ana", sandbox["team"]),
+        ("Bo", sandbox["team"]),
+    ]
+    assert box is not None and box.sandbox_of == team.team_id
+    results = await _results(team, run["id"])
+    assert {conversation for _, conversation, _ in made} == {r["conversation_id"] for r in results}
+    # What the model heard was the real booking, not a simulation.
+    async with sessions() as session:
+        heard = list(
+            (
+                await session.execute(
+                    select(Message.content).where(
+                        Message.conversation_id == results[0]["conversation_id"], Message.role == "tool"
+                    )
+                )
+            ).scalars()
+        )
+    assert any('"booking_id"' in content for content in heard) and not any('"simulated"' in c for c in heard)
+
+    # Turned off again, the next run simulates and gets no sandbox.
+    patched = await team.request("PATCH", f"/v1/datasets/{dataset['id']}", json={"sandbox": False})
+    assert patched.status_code == 200 and patched.json()["sandbox"] is False
+    again = await _finished(team, (await _run(team, dataset["id"], agent["slug"]))["id"])
+    assert again["sandbox"] is None and again["passed"] == 2
+    refused = await team.request("PATCH", f"/v1/datasets/{dataset['id']}", json={"sandbox": None})
+    assert refused.status_code == 422 and "sandbox" in refused.text
+
+
+async def test_a_sandboxed_run_temporal_refuses_leaves_no_run_and_no_sandbox(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    unreachable = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    app = create_app(unreachable)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        team = await new_team(sessions, http)
+        agent = await team.create_agent(DEMO_MODEL, tools=BOOKING_TOOLS)
+        dataset = await _dataset(team, sandbox=True)
+        await _add(team, dataset["id"], ["Book it, my name is Ana"])
+        refused = await team.request(
+            "POST", "/v1/evals/runs", json={"dataset": dataset["id"], "agent": agent["slug"]}
+        )
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "temporal_unavailable"
+    async with sessions() as session:
+        runs = await session.scalar(select(func.count()).where(EvalRun.team_id == team.team_id))
+        boxes = list((await session.scalars(select(Team.id).where(Team.sandbox_of == team.team_id))).all())
+    assert runs == 0 and boxes == []
 
 
 async def test_an_llm_judge_scores_with_a_reason_and_a_judge_that_keeps_failing_is_an_error(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
+from schemas.settings import DEMO_MODEL
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.support import TeamClient
 from tests.web import sign_in
@@ -78,5 +79,38 @@ async def test_a_builder_imports_cases_runs_an_eval_and_watches_it_progress(
             f"case #{CASES + 1}", timeout=WAIT
         )
         await _shot(page, "add-to-dataset")
+    finally:
+        await context.close()
+
+
+async def test_a_builder_turns_on_the_sandbox_and_sees_the_runs_real_bookings(
+    browser: Browser, live_url: str, team: TeamClient
+) -> None:
+    agent = await team.create_agent(DEMO_MODEL, tools=["check_availability", "book_appointment"])
+    made = await team.request("POST", "/v1/datasets", json={"name": "bookings"})
+    dataset = made.json()["id"]
+    case = {"messages": ["Any appointments available?", "Book it, my name is Ana"]}
+    assert (await team.request("POST", f"/v1/datasets/{dataset}/cases", json=case)).status_code == 201
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    try:
+        await sign_in(page, live_url, team.key, f"/evals/datasets/{dataset}")
+        await expect(page.locator("#sandbox-mode")).to_have_text("simulated")
+        await page.check("#sandbox")
+        await page.click("#save-sandbox")
+        await expect(page.locator("#sandbox-saved")).to_be_visible(timeout=WAIT)
+        await expect(page.locator("#sandbox-mode")).to_have_text("run for real in a sandbox team per run")
+        await page.reload()
+        await expect(page.locator("#sandbox")).to_be_checked()
+        await _shot(page, "dataset-sandbox")
+
+        await page.select_option("#run-agent", agent["slug"])
+        await page.click("#start-run")
+        await page.wait_for_url(f"{live_url}/evals/runs/*")
+        await expect(page.locator("#run-progress .badge")).to_have_text("completed", timeout=60_000)
+        sandbox = page.locator("#run-sandbox")
+        await expect(sandbox).to_contain_text("ran for real in a sandbox team")
+        await expect(sandbox.locator(".sandbox-bookings")).to_have_text("1", timeout=WAIT)
+        await _shot(page, "run-sandbox")
     finally:
         await context.close()

@@ -48,6 +48,7 @@ async def public(session: AsyncSession, dataset: Dataset) -> DatasetPublic:
         name=dataset.name,
         description=dataset.description,
         evaluators=dataset.evaluators,
+        sandbox=dataset.sandbox,
         cases=await _count(session, dataset.id),
         created_at=dataset.created_at,
         updated_at=dataset.updated_at,
@@ -94,6 +95,7 @@ async def create_dataset(session: AsyncSession, team_id: str, body: DatasetCreat
         name=body.name.strip(),
         description=body.description,
         evaluators=_specs(body.evaluators),
+        sandbox=body.sandbox,
     )
     session.add(dataset)
     try:
@@ -114,7 +116,7 @@ async def list_datasets(session: AsyncSession, team_id: str) -> list[Dataset]:
 async def update_dataset(session: AsyncSession, team_id: str, ref: str, body: DatasetUpdate) -> Dataset:
     dataset = await find_dataset(session, team_id, ref)
     given = body.model_fields_set
-    for field in ("name", "description", "evaluators"):
+    for field in ("name", "description", "evaluators", "sandbox"):
         if field in given and getattr(body, field) is None:
             raise ApiError(
                 422,
@@ -128,6 +130,8 @@ async def update_dataset(session: AsyncSession, team_id: str, ref: str, body: Da
         dataset.description = body.description
     if body.evaluators is not None:
         dataset.evaluators = _specs(body.evaluators)
+    if body.sandbox is not None:
+        dataset.sandbox = body.sandbox
     dataset.updated_at = utcnow()
     try:
         await session.commit()

@@ -2,13 +2,20 @@
 
 A run is made here (its cases fixed, in order) and run by `EvalRunWorkflow`: what the API
 shows is the run's row, whose counters move as each case is recorded, and the results.
+
+A run of a dataset that opts in (`sandbox`) gets a sandbox team of its own, made with the
+run: a team with no members, keys or agents, holding a copy of the team's free future
+appointment slots. The cases' built-in record tools (availability, bookings, tickets) run
+for real there (`activities/tools.py`), so a run can check what a booking really does while
+the team's own calendar and tickets stay as they were.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -24,16 +31,35 @@ from schemas.api.evals import (
     EvalGateSet,
     EvalRunCreate,
     EvalRunPublic,
+    EvalSandbox,
     EvaluatorChange,
     ObservedToolCall,
 )
 from schemas.enums import EvalRunStatus
 from schemas.evals import EvaluatorResult
 from schemas.settings import Settings
-from schemas.tables import Agent, AgentVersion, Dataset, DatasetCase, EvalGate, EvalResult, EvalRun, utcnow
+from schemas.tables import (
+    Agent,
+    AgentVersion,
+    Booking,
+    Dataset,
+    DatasetCase,
+    EvalGate,
+    EvalResult,
+    EvalRun,
+    Slot,
+    Team,
+    Ticket,
+    new_id,
+    utcnow,
+)
 from workflows import contract
 
 MAX_LISTED = 200
+SANDBOX_SLOTS = 2000
+"""The most free slots a run's sandbox copies (the soonest first)."""
+SANDBOX_DAYS = 60
+"""How far ahead the sandbox's copy of the calendar reaches."""
 
 
 async def public(session: AsyncSession, run: EvalRun) -> EvalRunPublic:
@@ -57,9 +83,59 @@ async def public(session: AsyncSession, run: EvalRun) -> EvalRunPublic:
         cost=run.cost,
         concurrency=run.concurrency,
         started_by=run.started_by,
+        sandbox=await _sandbox_public(session, run.sandbox_team_id),
         created_at=run.created_at,
         completed_at=run.completed_at,
     )
+
+
+async def _sandbox_public(session: AsyncSession, team_id: str | None) -> EvalSandbox | None:
+    """What a run's sandbox holds: its copy of the calendar, and what the cases' tools did there."""
+    if team_id is None:
+        return None
+
+    async def count(table: type[Slot] | type[Booking] | type[Ticket]) -> int:
+        return int(await session.scalar(select(func.count()).where(table.team_id == team_id)) or 0)
+
+    return EvalSandbox(
+        team=team_id, slots=await count(Slot), bookings=await count(Booking), tickets=await count(Ticket)
+    )
+
+
+async def _make_sandbox(session: AsyncSession, team_id: str) -> Team:
+    """A sandbox team for one run: the team's free slots of the coming `SANDBOX_DAYS`, copied."""
+    team = await session.get(Team, team_id)
+    sandbox = Team(
+        slug=f"sandbox-{new_id()}",
+        name=f"{team.name if team else team_id} (eval sandbox)",
+        sandbox_of=team_id,
+    )
+    session.add(sandbox)
+    await session.flush()
+    now = utcnow()
+    free = await session.execute(
+        select(Slot.resource, Slot.starts_at, Slot.duration_minutes)
+        .outerjoin(Booking, Booking.slot_id == Slot.id)
+        .where(
+            Slot.team_id == team_id,
+            Slot.starts_at >= now,
+            Slot.starts_at < now + timedelta(days=SANDBOX_DAYS),
+            Booking.id.is_(None),
+        )
+        .order_by(Slot.starts_at, Slot.resource)
+        .limit(SANDBOX_SLOTS)
+    )
+    session.add_all(
+        Slot(team_id=sandbox.id, resource=resource, starts_at=starts_at, duration_minutes=minutes)
+        for resource, starts_at, minutes in free
+    )
+    return sandbox
+
+
+async def _drop_sandbox(session: AsyncSession, team_id: str) -> None:
+    """Undo `_make_sandbox` (for a run that never started: nothing ran in it)."""
+    await session.execute(delete(Slot).where(Slot.team_id == team_id))
+    await session.execute(delete(Team).where(Team.id == team_id, Team.sandbox_of.is_not(None)))
 
 
 async def _version_id(session: AsyncSession, agent: Agent, version: int | Literal["draft"]) -> str | None:
@@ -100,12 +176,17 @@ async def start_run(
         total=len(case_ids),
         started_by=by,
     )
+    if dataset.sandbox:
+        run.sandbox_team_id = (await _make_sandbox(session, team_id)).id
     session.add(run)
     await session.commit()
     try:
         await contract.start_eval_run(temporal, settings.task_queue, run.id, team_id)
     except RPCError as err:
         await session.delete(run)
+        await session.flush()
+        if run.sandbox_team_id is not None:
+            await _drop_sandbox(session, run.sandbox_team_id)
         await session.commit()
         raise ApiError(503, "temporal_unavailable", f"Temporal is not reachable: {err.message}") from err
     return run

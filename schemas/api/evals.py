@@ -26,12 +26,16 @@ class DatasetCreate(_Strict):
     description: str = Field("", max_length=4000, pattern=NO_NUL)
     evaluators: list[EvaluatorSpec] = Field(default_factory=list, max_length=50)
     """Applied to every case, before the case's own."""
+    sandbox: bool = False
+    """Run the cases' built-in record tools (availability, bookings, tickets) for real, in a
+    sandbox team each run gets, instead of simulating them; the team's own records never change."""
 
 
 class DatasetUpdate(_Strict):
     name: DatasetName | None = None
     description: str | None = Field(None, max_length=4000, pattern=NO_NUL)
     evaluators: list[EvaluatorSpec] | None = Field(None, max_length=50)
+    sandbox: bool | None = None
 
 
 class DatasetPublic(BaseModel):
@@ -39,6 +43,7 @@ class DatasetPublic(BaseModel):
     name: str
     description: str
     evaluators: list[dict[str, Any]]
+    sandbox: bool
     cases: int
     created_at: datetime
     updated_at: datetime
@@ -118,6 +123,17 @@ class EvalRunCreate(_Strict):
     """Cases at once (default `STEWARD_EVAL_CONCURRENCY`, 4)."""
 
 
+class EvalSandbox(BaseModel):
+    """A run's sandbox team and what it holds."""
+
+    team: str
+    slots: int
+    """Free appointment slots copied from the team when the run was made."""
+    bookings: int
+    """Made there by the run's cases."""
+    tickets: int
+
+
 class EvalRunPublic(BaseModel):
     id: str
     dataset: str
@@ -137,6 +153,8 @@ class EvalRunPublic(BaseModel):
     cost: float | None
     concurrency: int
     started_by: str | None
+    sandbox: EvalSandbox | None = None
+    """Where the cases' record tools ran for real (None: simulated, the dataset's default)."""
     created_at: datetime
     completed_at: datetime | None
 

@@ -18,6 +18,9 @@ class Team(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sandbox_of: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), default=None, index=True)
+    """For an eval run's sandbox: the team it copies (it has no members, keys or agents; its
+    records are what the run's tools did, the team's own stay as they were)."""
 
 
 class ApiKey(Base):

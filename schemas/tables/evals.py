@@ -37,6 +37,9 @@ class Dataset(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     evaluators: Mapped[list[Any]] = mapped_column(default=list)
     """`schemas.evals.EvaluatorSpec`s as JSON, applied to every case."""
+    sandbox: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    """Run its cases' built-in record tools for real, in a sandbox team each run gets (else
+    side-effecting tools are simulated)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -86,6 +89,8 @@ class EvalRun(Base):
     cost: Mapped[float | None] = mapped_column(Float, default=None)
     """In the currency of `STEWARD_MODEL_PRICES`; None when the model has no price."""
     started_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    sandbox_team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), default=None)
+    """The run's sandbox team, when its dataset opts in (`Dataset.sandbox`)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
 

@@ -40,6 +40,18 @@
   }
 
   const datasetId = document.getElementById("dataset")?.dataset.id;
+  const sandboxForm = document.getElementById("sandbox-form");
+  if (sandboxForm) {
+    sandboxForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      document.getElementById("sandbox-error").hidden = true;
+      const answer = await call("PATCH", `/v1/datasets/${datasetId}`, { sandbox: sandboxForm.elements.sandbox.checked });
+      if (answer.status === 200) {
+        document.getElementById("sandbox-mode").textContent = answer.data.sandbox ? "run for real in a sandbox team per run" : "simulated";
+        document.getElementById("sandbox-saved").hidden = false;
+      } else show("sandbox-error", answer);
+    });
+  }
   const importForm = document.getElementById("import-form");
   if (importForm) {
     importForm.addEventListener("submit", async (event) => {
@@ -127,6 +139,11 @@
     document.getElementById("run-failed").textContent = run.failed;
     document.getElementById("run-errored").textContent = run.errored;
     document.getElementById("run-tokens").textContent = run.tokens_prompt + run.tokens_completion;
+    if (run.sandbox) {
+      const sandbox = document.getElementById("run-sandbox");
+      sandbox.querySelector(".sandbox-bookings").textContent = run.sandbox.bookings;
+      sandbox.querySelector(".sandbox-tickets").textContent = run.sandbox.tickets;
+    }
     const shown = document.querySelectorAll("#results .case-result").length;
     if (run.status === "completed" || run.done > shown + 5) {
       if (run.status === "completed" && shown === run.done) return;
