@@ -12,8 +12,8 @@ the team's own calendar and tickets stay as they were.
 
 from __future__ import annotations
 
-from typing import Literal
 from datetime import timedelta
+from typing import Literal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
