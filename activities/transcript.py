@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -127,12 +128,6 @@ _WINDOW_COLUMNS = (
 
 # The hot path's statements are built once (with bind parameters): building a statement and
 # its cache key on every call was a measurable part of the worker's CPU.
-_WINDOW = (
-    select(*_WINDOW_COLUMNS)
-    .where(Message.conversation_id == bindparam("conversation"))
-    .order_by(Message.seq.desc())
-    .limit(bindparam("limit", type_=Integer))
-)
 _LOCK_WITH_TURN = (
     select(Conversation, Turn)
     .outerjoin(Turn, (Turn.conversation_id == Conversation.id) & (Turn.n == bindparam("turn")))
@@ -147,12 +142,82 @@ _LOCK_WITH_AGENT = (
 )
 
 
+_WINDOW_FROM = (
+    select(Message.seq, *_WINDOW_COLUMNS)
+    .where(Message.conversation_id == bindparam("conversation"), Message.seq >= bindparam("since"))
+    .order_by(Message.seq.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
+class Windows:
+    """The transcript windows this worker read last, of its most recent conversations.
+
+    Messages are only ever appended, each taking `seq` = MAX + 1 in the statement that
+    inserts it (`append_message`), so a seq is taken only after every smaller one of that
+    conversation is committed (as events' are). A window held up to `seq` N is therefore
+    brought up to date by the rows from N on: a long conversation's turn reads its new
+    messages (one or two) instead of 200. Row N comes back too, and must be the one held
+    (else the rows changed under it, and the window is read afresh). Bounded by
+    conversations and by the text held.
+    """
+
+    def __init__(self, conversations: int = 256, chars: int = 16_000_000) -> None:
+        self._held: OrderedDict[tuple[str, int], tuple[int, list[Entry], int]] = OrderedDict()
+        """By conversation and window size: the newest seq held, the window oldest first, and
+        the length of its text."""
+        self._conversations = conversations
+        self._chars = chars
+        self._total = 0
+
+    async def read(self, session: AsyncSession, conversation_id: str, limit: int) -> list[Entry]:
+        key = (conversation_id, limit)
+        held = self._held.get(key)
+        window: list[Entry] = []
+        if held is not None:
+            since, kept, _ = held
+            rows = await self._rows(session, conversation_id, since, limit + 1)
+            if rows and rows[0][0] == since and rows[0][3] == kept[-1].dedupe_key:
+                window = (kept + [Entry(*row[1:]) for row in rows[1:]])[-limit:]
+                self._keep(key, rows[-1][0], window)
+                return list(window)
+        rows = await self._rows(session, conversation_id, 0, limit)
+        window = [Entry(*row[1:]) for row in rows]
+        if window:
+            self._keep(key, rows[-1][0], window)
+        else:
+            self._drop(key)
+        return list(window)
+
+    @staticmethod
+    async def _rows(session: AsyncSession, conversation_id: str, since: int, limit: int) -> list[Any]:
+        """The conversation's rows from `seq` `since` on (the newest `limit`), oldest first."""
+        params = {"conversation": conversation_id, "since": since, "limit": limit}
+        rows = list((await session.execute(_WINDOW_FROM, params)).tuples())
+        rows.reverse()
+        return rows
+
+    def _keep(self, key: tuple[str, int], newest: int, window: list[Entry]) -> None:
+        self._drop(key)
+        size = sum(len(entry.content) for entry in window)
+        self._held[key] = (newest, window, size)
+        self._total += size
+        while self._held and (len(self._held) > self._conversations or self._total > self._chars):
+            _, (_, _, dropped) = self._held.popitem(last=False)
+            self._total -= dropped
+
+    def _drop(self, key: tuple[str, int]) -> None:
+        old = self._held.pop(key, None)
+        if old is not None:
+            self._total -= old[2]
+
+
+WINDOWS = Windows()
+
+
 async def load_transcript(session: AsyncSession, conversation_id: str, limit: int) -> list[Entry]:
-    """The last `limit` messages of a conversation, oldest first."""
-    params = {"conversation": conversation_id, "limit": limit}
-    rows = [Entry(*row) for row in (await session.execute(_WINDOW, params)).tuples()]
-    rows.reverse()
-    return rows
+    """The last `limit` messages of a conversation, oldest first (`Windows` keeps them per worker)."""
+    return await WINDOWS.read(session, conversation_id, limit)
 
 
 async def lock_conversation(session: AsyncSession, conversation_id: str, team_id: str) -> Conversation:
