@@ -17,6 +17,7 @@ from typing import Literal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import ScalarSelect
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -94,12 +95,13 @@ async def _sandbox_public(session: AsyncSession, team_id: str | None) -> EvalSan
     if team_id is None:
         return None
 
-    async def count(table: type[Slot] | type[Booking] | type[Ticket]) -> int:
-        return int(await session.scalar(select(func.count()).where(table.team_id == team_id)) or 0)
+    def count(table: type[Slot] | type[Booking] | type[Ticket]) -> ScalarSelect[int]:
+        return select(func.count()).where(table.team_id == team_id).scalar_subquery()
 
-    return EvalSandbox(
-        team=team_id, slots=await count(Slot), bookings=await count(Booking), tickets=await count(Ticket)
-    )
+    slots, bookings, tickets = (
+        await session.execute(select(count(Slot), count(Booking), count(Ticket)))
+    ).one()
+    return EvalSandbox(team=team_id, slots=slots, bookings=bookings, tickets=tickets)
 
 
 async def _make_sandbox(session: AsyncSession, team_id: str) -> Team:
