@@ -59,6 +59,11 @@ _PRICES: TtlCache[str, dict[str, tuple[float, float]]] = TtlCache(PRICES_TTL)
 not one per model call."""
 
 
+async def cached_prices(session: AsyncSession, team_id: str) -> dict[str, tuple[float, float]]:
+    """`team_prices` as this worker read it in the last `PRICES_TTL` seconds."""
+    return await _PRICES.get(team_id, lambda: team_prices(session, team_id))
+
+
 async def record_usage(
     session: AsyncSession, req: LlmRequest, agent: Definition, usage: tuple[int, int]
 ) -> None:
@@ -68,7 +73,7 @@ async def record_usage(
         return
     cost = cost_of(
         *usage,
-        price_of(agent.model, await _PRICES.get(req.team_id, lambda: team_prices(session, req.team_id))),
+        price_of(agent.model, await cached_prices(session, req.team_id)),
     )
     now = datetime.now(UTC)
     session.add(

@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from activities.budgets import team_prices
+from activities.budgets import cached_prices
 from activities.evaluators import Observation, ObservedCall, evaluate
 from activities.heartbeat import heartbeating
 from activities.transcript import in_transaction
@@ -359,7 +359,7 @@ class EvalActivities:
             ).one_or_none()
             if found is not None:
                 obs, usage = await observe(session, req.conversation_id)
-                prices = await team_prices(session, req.team_id)
+                prices = await cached_prices(session, req.team_id)  # as model calls are priced
         if found is None:  # deleted while it ran: nothing left to judge it by
 
             async def deleted(session: AsyncSession) -> CaseSettled:
