@@ -50,8 +50,7 @@ from tests.processes import free_port
 from workers.migrate import migrate
 from workers.temporal_server import DevServer
 from workers.worker import build_worker
-from workflows.contract import conversation_workflow_id, eval_run_workflow_id
-from workflows.evals import case_workflow_id
+from workflows.contract import case_workflow_id, conversation_workflow_id, eval_run_workflow_id
 
 RATE_TARGET = 20.0
 WALL_TARGET = 1.3

@@ -31,8 +31,7 @@ from tests.processes import free_port
 from tests.support import TeamClient, eventually, new_team
 from workers.seed import DEMO_PROMPT
 from workers.seed_evals import DEMO_DATASET, ensure_demo_dataset
-from workflows.contract import conversation_workflow_id
-from workflows.evals import case_workflow_id
+from workflows.contract import case_workflow_id, conversation_workflow_id
 
 BOOKING_TOOLS = ["check_availability", "book_appointment"]
 
@@ -368,6 +367,8 @@ async def test_a_case_runs_its_turns_in_its_own_workflow_and_its_transcript_is_s
         assert signed.status_code == 303, signed.text
         page = await web.get(f"/conversations/{result['conversation_id']}")
         assert page.status_code == 200 and "echo: second" in page.text
+        # It names the workflow its turns ran in: the case's (it has none of its own).
+        assert case_workflow_id(run["id"], case) in page.text
 
 
 async def test_an_eval_of_book_it_cases_books_nothing_and_sees_the_simulated_call(

@@ -394,8 +394,13 @@ async def start_replay(
 
 
 def eval_run_workflow_id(run_id: str) -> str:
-    """An eval run's parent workflow (its cases are `eval-run/{run}/case/{case}`)."""
+    """An eval run's parent workflow (its cases are `case_workflow_id`)."""
     return f"eval-run/{run_id}"
+
+
+def case_workflow_id(run_id: str, case_id: str) -> str:
+    """One case of an eval run (a child of the run), which runs the case's turns itself."""
+    return f"eval-run/{run_id}/case/{case_id}"
 
 
 async def start_eval_run(client: Client, task_queue: str, run_id: str, team_id: str) -> None:

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         EvalRunResult,
         JudgeRequest,
     )
+    from workflows.contract import case_workflow_id
     from workflows.turn import Turn
 
 STORE_TIMEOUT = timedelta(seconds=30)
@@ -58,10 +59,6 @@ JUDGE_RETRY = RetryPolicy(
     maximum_attempts=3,
 )
 """A judge is asked three times; still failing, its verdict is `error`."""
-
-
-def case_workflow_id(run_id: str, case_id: str) -> str:
-    return f"eval-run/{run_id}/case/{case_id}"
 
 
 @workflow.defn(name="EvalRun")

@@ -17,6 +17,8 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.evals import EVAL_METADATA
+from activities.replays import replay_of
 from api.services.console import cut, stand_in
 from api.services.conversations import find_conversation
 from schemas.enums import ApprovalStatus, ConversationStatus, EventKind, MessageRole, TurnStatus
@@ -197,6 +199,19 @@ def workflow_url(settings: Settings, workflow_id: str) -> str | None:
     return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"
 
 
+def _workflow_of(conversation: Conversation) -> str:
+    """The workflow a conversation's turns run in: its own, or, for the scratch conversation of
+    an eval case or of a replay (which have none of their own), the case's or the replay's."""
+    if conversation.is_test:
+        case = conversation.metadata_.get(EVAL_METADATA)
+        if isinstance(case, dict) and isinstance(case.get("run"), str) and isinstance(case.get("case"), str):
+            return contract.case_workflow_id(case["run"], case["case"])
+        replay = replay_of(conversation)
+        if replay is not None and isinstance(replay.get("replay_id"), str):
+            return contract.replay_workflow_id(replay["replay_id"])
+    return contract.conversation_workflow_id(conversation.id)
+
+
 async def conversation_detail(
     session: AsyncSession, settings: Settings, team_id: str, conversation_id: str
 ) -> ConversationDetail:
@@ -215,7 +230,7 @@ async def conversation_detail(
     entries, earlier = await _transcript(session, conversation.id, approvals)
     timeline, last_event = await _timeline(session, conversation.id)
     marks = await _handovers(session, conversation.id, entries[0].created_at if earlier else None)
-    workflow_id = contract.conversation_workflow_id(conversation.id)
+    workflow_id = _workflow_of(conversation)
     return ConversationDetail(
         id=conversation.id,
         agent=agent.slug,
