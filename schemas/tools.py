@@ -9,6 +9,7 @@ sees and the validation the tool activity applies.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -103,6 +104,11 @@ def _handoff(args: HandoffToHumanArgs, _: Lookups) -> str:
     return f"to a person: {args.reason}"
 
 
+@functools.cache
+def _schema_of(args: type[BaseModel]) -> dict[str, Any]:
+    return args.model_json_schema()
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     """One tool: its name, what it does, its arguments, and whether it changes anything."""
@@ -134,7 +140,8 @@ class ToolSpec:
         return self.summary(parsed, found)
 
     def parameters(self) -> dict[str, Any]:
-        return self.args.model_json_schema()
+        """The arguments' JSON schema (built once per tool: pydantic's builder is slow; read only)."""
+        return _schema_of(self.args)
 
     def openai_tool(self) -> dict[str, Any]:
         """The tool as the Chat Completions API's `tools` entry."""
