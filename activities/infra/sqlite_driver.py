@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.dialects import registry
@@ -67,24 +67,21 @@ class _Cursor(AsyncAdapt_aiosqlite_cursor):
     __slots__ = ()
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
-        try:
-            ran: _Ran = self.await_(
-                self._connection._execute(_run, self._connection._conn, operation, parameters)
-            )
-        except Exception as error:
-            self._adapt_connection._handle_exception(error)
-        self._keep(ran)
+        self._send(_run, operation, parameters)
 
     def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        self._send(_run_many, operation, seq_of_parameters)
+
+    def _send(
+        self, run: Callable[[sqlite3.Connection, str, Any], _Ran], operation: Any, parameters: Any
+    ) -> None:
+        """`run` on the connection's thread, in one trip, keeping what it left as the cursor's."""
         try:
             ran: _Ran = self.await_(
-                self._connection._execute(_run_many, self._connection._conn, operation, seq_of_parameters)
+                self._connection._execute(run, self._connection._conn, operation, parameters)
             )
         except Exception as error:
             self._adapt_connection._handle_exception(error)
-        self._keep(ran)
-
-    def _keep(self, ran: _Ran) -> None:
         description, rows, lastrowid, rowcount = ran
         self.description = description
         self._rows = deque(rows)
