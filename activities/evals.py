@@ -184,10 +184,17 @@ def _case_metadata(run: EvalRun, case_id: str) -> dict[str, Any]:
     return data
 
 
+def case_of(conversation: Conversation) -> dict[str, Any] | None:
+    """The eval case a scratch conversation runs (`{run, case}`, and `sandbox_team`), or None."""
+    data = conversation.metadata_.get(EVAL_METADATA) if conversation.is_test else None
+    if isinstance(data, dict) and isinstance(data.get("run"), str) and isinstance(data.get("case"), str):
+        return data
+    return None
+
+
 def sandbox_team(conversation: Conversation) -> str | None:
     """The sandbox team of the eval run a test conversation is a case of (None: none)."""
-    data = conversation.metadata_.get(EVAL_METADATA) if conversation.is_test else None
-    team = data.get(SANDBOX_KEY) if isinstance(data, dict) else None
+    team = (case_of(conversation) or {}).get(SANDBOX_KEY)
     return team if isinstance(team, str) else None
 
 

@@ -508,11 +508,12 @@ class ToolActivities:
                 arguments = args.model_dump(mode="json")
         except (json.JSONDecodeError, ValidationError) as err:
             return {}, False, {"error": f"invalid arguments: {err}"}
+        # An eval run's sandbox team, where this call runs for real on the sandbox's records.
         sandbox = sandbox_team(conversation) if test and conversation is not None else None
-        in_sandbox = sandbox is not None and spec.name in SANDBOXED
+        sandbox = sandbox if spec.name in SANDBOXED else None
         ctx = ToolContext(
             session=session,
-            team_id=sandbox if sandbox is not None and in_sandbox else req.team_id,
+            team_id=sandbox or req.team_id,
             conversation_id=req.conversation_id,
             idempotency_key=f"{req.conversation_id}/{req.turn}/{req.key}",
         )
@@ -520,7 +521,7 @@ class ToolActivities:
             recorded = await recorded_result(session, conversation, spec.name, arguments, req.turn)
             if recorded is not None:  # a replay: the recording's answer to the same call
                 return arguments, recorded.ok, dict(recorded.result)
-        if in_sandbox:  # an eval run's sandbox: for real, on its records (nobody is asked to approve)
+        if sandbox is not None:  # for real, on its records (nobody is asked to approve in an eval)
             return _Ready(spec=spec, args=args, arguments=arguments, ctx=ctx)
         if test:
             would_wait = await _would_wait(session, agent, req)

@@ -173,7 +173,6 @@ class Windows:
     async def read(self, session: AsyncSession, conversation_id: str, limit: int) -> list[Entry]:
         key = (conversation_id, limit)
         held = self._held.get(key)
-        window: list[Entry] = []
         if held is not None:
             since, kept, _ = held
             rows = await self._rows(session, conversation_id, since, limit + 1)

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.evals import EVAL_METADATA
+from activities.evals import case_of
 from activities.replays import replay_of
 from api.services.console import cut, stand_in
 from api.services.conversations import find_conversation
@@ -202,13 +202,11 @@ def workflow_url(settings: Settings, workflow_id: str) -> str | None:
 def _workflow_of(conversation: Conversation) -> str:
     """The workflow a conversation's turns run in: its own, or, for the scratch conversation of
     an eval case or of a replay (which have none of their own), the case's or the replay's."""
-    if conversation.is_test:
-        case = conversation.metadata_.get(EVAL_METADATA)
-        if isinstance(case, dict) and isinstance(case.get("run"), str) and isinstance(case.get("case"), str):
-            return contract.case_workflow_id(case["run"], case["case"])
-        replay = replay_of(conversation)
-        if replay is not None and isinstance(replay.get("replay_id"), str):
-            return contract.replay_workflow_id(replay["replay_id"])
+    if (case := case_of(conversation)) is not None:
+        return contract.case_workflow_id(case["run"], case["case"])
+    replay = replay_of(conversation)
+    if replay is not None and isinstance(replay.get("replay_id"), str):
+        return contract.replay_workflow_id(replay["replay_id"])
     return contract.conversation_workflow_id(conversation.id)
 
 
