@@ -1,14 +1,15 @@
 """Eval-run throughput: 200 single-turn cases against the fake LLM, at 0 ms and at 200 ms per answer.
 
-Starts, each as its own process: the Temporal dev server (Steward's tuning), `steward serve`
-(API and worker; SQLite app database unless `--database-url`), and two fake LLMs, one that
+Starts, each as its own process: the Temporal dev server (Steward's tuning), `steward api`
+and `steward worker` as deployed (`--layout serve`: `steward serve`, both in one process; a
+SQLite app database unless `--database-url`), and two fake LLMs, one that
 answers at once and one that waits `--slow-ms` before each answer (a team provider points
 the second agent at it). For each, one eval run of `--cases` cases at `--concurrency`, timed
 from `POST /v1/evals/runs` until the run reads `completed` (polled every 50 ms), and prints:
 
   - at 0 ms: cases per second (target >= 20/s at concurrency 8 on the 2-core box);
   - at 200 ms: wall time against the ideal `cases x 0.2 s / concurrency` (target <= 1.3x);
-  - for both, the CPU time per case of `steward serve` and of the Temporal server (from
+  - for both, the CPU time per case of each Steward process and of the Temporal server (from
     `/proc`), which moves far less than wall time when the box is shared.
 
 `--count` instead runs API and worker in this process, each engine with a statement counter
@@ -17,6 +18,7 @@ and the history events, workflow tasks, activities and local activities of the r
 cases and (for runs recorded before cases ran their own turns) their conversations.
 
     uv run python -m bench.eval_throughput [--cases 200] [--concurrency 8] [--slow-ms 200]
+        [--layout split|serve]
     uv run python -m bench.eval_throughput --count [--cases 50] [--statements]
 """
 
@@ -30,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +103,7 @@ async def _timed_run(
     return wall, run, [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
 
 
-async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | None) -> None:
+async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | None, layout: str) -> None:
     compile_app()
     work = Path(tempfile.mkdtemp(prefix="steward-bench-evals-"))
     server = DevServer(
@@ -122,13 +125,25 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
     try:
         await server.wait_ready()
         key = await admin_key(settings)
-        with (
-            process([*fake, str(fast_port)], work / "llm-fast.log"),
-            process([*fake, str(slow_port), "--delay", str(slow_ms / 1000)], work / "llm-slow.log"),
-            process(
-                [steward, "serve", "--host", "127.0.0.1", "--port", str(api_port)], work / "steward.log", env
-            ) as serving,
-        ):
+        http_args = ["--host", "127.0.0.1", "--port", str(api_port)]
+        with ExitStack() as stack:
+            stack.enter_context(process([*fake, str(fast_port)], work / "llm-fast.log"))
+            stack.enter_context(
+                process([*fake, str(slow_port), "--delay", str(slow_ms / 1000)], work / "llm-slow.log")
+            )
+            if layout == "serve":
+                steward_pids = {
+                    "steward serve": stack.enter_context(
+                        process([steward, "serve", *http_args], work / "steward.log", env)
+                    ).pid
+                }
+            else:
+                steward_pids = {
+                    "worker": stack.enter_context(process([steward, "worker"], work / "worker.log", env)).pid,
+                    "API": stack.enter_context(
+                        process([steward, "api", *http_args], work / "api.log", env)
+                    ).pid,
+                }
             await wait_http(f"http://127.0.0.1:{api_port}/readyz")
             headers = {"Authorization": f"Bearer {key}"}
             limits = httpx.Limits(max_connections=8, keepalive_expiry=2)
@@ -156,23 +171,25 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
                 warm = await _dataset(http, concurrency)
                 # A warm-up run: the first workflows, connections and compiled queries.
                 await _timed_run(http, warm, fast_agent["slug"], concurrency)
+                shape = "api + worker" if layout == "split" else "serve"
                 print(
                     f"eval runs of {cases} single-turn cases at concurrency {concurrency} "
-                    f"({settings.database_url.split(':')[0]})",
+                    f"({settings.database_url.split(':')[0]}, steward {shape})",
                     flush=True,
                 )
                 assert server.pid is not None
-                pids = (serving.pid, server.pid)
+                names = [*steward_pids, "Temporal server"]
+                pids = (*steward_pids.values(), server.pid)
                 fast_wall, fast_run, cpu = await _timed_run(
                     http, dataset, fast_agent["slug"], concurrency, pids
                 )
                 _fast(cases, fast_wall, fast_run)
-                _cpu(cases, cpu)
+                _cpu(cases, names, cpu)
                 slow_wall, slow_run, cpu = await _timed_run(
                     http, dataset, slow_agent["slug"], concurrency, pids
                 )
                 _slow(cases, concurrency, slow_ms, slow_wall, slow_run)
-                _cpu(cases, cpu)
+                _cpu(cases, names, cpu)
     finally:
         server.stop()
 
@@ -288,13 +305,11 @@ def _slow(cases: int, concurrency: int, slow_ms: int, slow_wall: float, slow_run
     )
 
 
-def _cpu(cases: int, cpu: list[float]) -> None:
-    steward, temporal = cpu
-    print(
-        f"    CPU per case: steward serve {steward / cases * 1000:5.1f} ms, "
-        f"Temporal server {temporal / cases * 1000:5.1f} ms",
-        flush=True,
+def _cpu(cases: int, names: list[str], cpu: list[float]) -> None:
+    each = ", ".join(
+        f"{name} {seconds / cases * 1000:5.1f} ms" for name, seconds in zip(names, cpu, strict=True)
     )
+    print(f"    CPU per case: {each}", flush=True)
 
 
 def main() -> None:
@@ -305,13 +320,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--slow-ms", type=int, default=200)
     parser.add_argument("--database-url", help="the app database (default: a SQLite file in a temp dir)")
+    parser.add_argument(
+        "--layout",
+        choices=("split", "serve"),
+        default="split",
+        help="split: `steward api` and `steward worker`, as deployed; serve: both in one process",
+    )
     parser.add_argument("--count", action="store_true", help="count one run's cost per case instead")
     parser.add_argument("--statements", action="store_true", help="with --count: list each statement")
     args = parser.parse_args()
     if args.count:
         asyncio.run(count(args.cases, args.concurrency, args.statements))
     else:
-        asyncio.run(run(args.cases, args.concurrency, args.slow_ms, args.database_url))
+        asyncio.run(run(args.cases, args.concurrency, args.slow_ms, args.database_url, args.layout))
 
 
 if __name__ == "__main__":

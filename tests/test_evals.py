@@ -325,16 +325,25 @@ async def test_a_case_runs_its_turns_in_its_own_workflow_and_its_transcript_is_s
     [result] = await _results(team, run["id"])
     assert result["verdict"] == "pass" and result["reply"] == "echo: second"
 
-    # No conversation workflow: the turns ran in the case's workflow, as Turn's activities.
+    # No conversation workflow: the turns ran in the case's workflow, with Turn's steps, the
+    # model asked in local activities (their markers), all in the task that started the case.
     with pytest.raises(RPCError):
         await temporal.get_workflow_handle(conversation_workflow_id(result["conversation_id"])).describe()
     history = await temporal.get_workflow_handle(case_workflow_id(run["id"], case)).fetch_history()
-    activities = [
-        e.activity_task_scheduled_event_attributes.activity_id
+    kinds = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
+    assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1
+    local = [
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
         for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
     ]
-    assert activities == ["turn/1/llm/0", "turn/2/llm/0"]
+    assert [
+        (m["activity_type"], m["activity_id"]) for m in local if m["activity_type"] == "llm.complete"
+    ] == [
+        ("llm.complete", "turn/1/llm/0"),
+        ("llm.complete", "turn/2/llm/0"),
+    ]
     # The transcript the run's page links to is the scratch conversation's, in the store.
     async with sessions() as session:
         said = list(

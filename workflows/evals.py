@@ -49,6 +49,9 @@ STORE_TIMEOUT = timedelta(seconds=30)
 RUNS_TURNS = "eval-case-runs-its-turns"
 """The patch from which a run's cases run their turns themselves instead of through
 `eval.submit_turn` (the run tells each case, in its input)."""
+LOCAL_MODEL = "eval-case-asks-the-model-locally"
+"""The patch from which a run's cases ask the model in a local activity: a case is then one
+workflow task from start to result (docs/decisions.md, "An eval case asks the model locally")."""
 WAIT_SECONDS = 300.0
 """How long one `eval.submit_turn` waits on its turn before asking again."""
 SUBMIT_HEARTBEAT = timedelta(seconds=20)
@@ -67,6 +70,7 @@ class EvalRunWorkflow:
     async def run(self, inp: EvalRunInput) -> EvalRunResult:
         # Decided once per run, not per case: a patch marker also upserts a search attribute.
         runs_turns = workflow.patched(RUNS_TURNS)
+        local_model = workflow.patched(LOCAL_MODEL)
         plan = await workflow.execute_local_activity_method(
             EvalActivities.plan_run, inp, start_to_close_timeout=STORE_TIMEOUT
         )
@@ -78,7 +82,11 @@ class EvalRunWorkflow:
                     await workflow.execute_child_workflow(
                         EvalCaseWorkflow.run,
                         EvalCaseInput(
-                            run_id=inp.run_id, team_id=inp.team_id, case_id=case_id, runs_turns=runs_turns
+                            run_id=inp.run_id,
+                            team_id=inp.team_id,
+                            case_id=case_id,
+                            runs_turns=runs_turns,
+                            local_model=local_model,
                         ),
                         id=case_workflow_id(inp.run_id, case_id),
                     )
@@ -150,7 +158,8 @@ class EvalCaseWorkflow:
                     messages=[InboundMessage(number=index + 1, text=text, idempotency_key=turn_key(index))],
                     # As in the conversation: after a handoff, messages are recorded, not answered.
                     silent=handed_off,
-                )
+                ),
+                local_model=inp.local_model,
             ).run()
             handed_off = handed_off or outcome.handed_off
             if outcome.status != TurnStatus.COMPLETED:

@@ -89,8 +89,10 @@ def _error_of(err: ActivityError | ChildWorkflowError) -> TurnError:
 class Turn:
     """The steps of one turn. Activity ids name the turn (`turn/3/llm/0`) in the Temporal UI."""
 
-    def __init__(self, inp: TurnInput) -> None:
+    def __init__(self, inp: TurnInput, *, local_model: bool = False) -> None:
         self.inp = inp
+        self.local_model = local_model
+        """Ask the model in a local activity (an eval case's turn: nobody streams it or waits on it)."""
         self.pending_approvals: list[str] = []
         """The approvals this turn's gated calls now wait for (the round's, less those decided)."""
         self.holding_message: str | None = None
@@ -158,22 +160,7 @@ class Turn:
         inp = self.inp
         records: list[ToolCallRecord] = []
         for round_ in range(MAX_ROUNDS):
-            response = await workflow.execute_activity_method(
-                LlmActivities.complete,
-                LlmRequest(
-                    conversation_id=inp.conversation_id,
-                    team_id=inp.team_id,
-                    turn=inp.turn,
-                    round=round_,
-                    inbound=inp.messages if round_ == 0 else [],
-                ),
-                activity_id=f"turn/{inp.turn}/llm/{round_}",
-                start_to_close_timeout=LLM_TIMEOUT,
-                heartbeat_timeout=LLM_HEARTBEAT,
-                retry_policy=LLM_RETRY,
-                # An interrupted turn waits for its activities to stop, so none writes after it.
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
+            response = await self._ask(round_)
             if response.budget is not None:  # a reached budget asks a person first (workflows/budgets.py)
                 response = await budgets.settle(self, round_, response)
             if not response.tool_calls:
@@ -247,6 +234,44 @@ class Turn:
             f"the model kept calling tools for {MAX_ROUNDS} rounds",
             type=ErrorType.TOO_MANY_TOOL_ROUNDS,
             non_retryable=True,
+        )
+
+    async def _ask(self, round_: int) -> LlmResponse:
+        """One model call of the turn; in a local activity for an eval case (`local_model`).
+
+        A conversation's turn asks in an activity that heartbeats, so a streaming answer a
+        person watches is taken over within seconds of its worker dying. An eval case has
+        nobody watching: asked locally, its whole turn fits in the workflow task that starts
+        it, one workflow task and one activity task fewer (a killed worker's case is taken up
+        again when that task times out; the answer it recorded is not asked again).
+        """
+        inp = self.inp
+        request = LlmRequest(
+            conversation_id=inp.conversation_id,
+            team_id=inp.team_id,
+            turn=inp.turn,
+            round=round_,
+            inbound=inp.messages if round_ == 0 else [],
+        )
+        activity_id = f"turn/{inp.turn}/llm/{round_}"
+        if self.local_model:
+            return await workflow.execute_local_activity_method(
+                LlmActivities.complete,
+                request,
+                activity_id=activity_id,
+                start_to_close_timeout=LLM_TIMEOUT,
+                retry_policy=LLM_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        return await workflow.execute_activity_method(
+            LlmActivities.complete,
+            request,
+            activity_id=activity_id,
+            start_to_close_timeout=LLM_TIMEOUT,
+            heartbeat_timeout=LLM_HEARTBEAT,
+            retry_policy=LLM_RETRY,
+            # An interrupted turn waits for its activities to stop, so none writes after it.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
 
     async def _calls(

@@ -46,6 +46,9 @@ class EvalCaseInput(BaseModel):
     runs_turns: bool = False
     """Run the turns in the case's own workflow (false: children started before that, and their
     histories, send each turn through the scratch conversation's `submit`)."""
+    local_model: bool = False
+    """Ask the model in a local activity (false: cases started before that, which replay their
+    histories' model activities)."""
 
 
 class CaseOpened(BaseModel):

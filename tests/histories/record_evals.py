@@ -1,9 +1,10 @@
-"""Record an eval run's histories into tests/histories/eval-*-turns.json (the run and one case).
+"""Record an eval run's histories into tests/histories/eval-*-local.json (the run and one case).
 
 The run has two cases: one of two turns judged by an `llm_judge` whose first answer is
 unreadable (so the judge is retried), and one whose case is deleted before it runs.
 `eval-run.json` and `eval-case.json` were recorded before cases ran their turns themselves
-(`workflows.evals.RUNS_TURNS`) and are kept, so that path keeps replaying.
+(`workflows.evals.RUNS_TURNS`), `eval-*-turns.json` before they asked the model in a local
+activity (`workflows.evals.LOCAL_MODEL`); all are kept, so those paths keep replaying.
 Run only when the eval workflows change incompatibly (guarded by `workflow.patched`):
 
     uv run python -m tests.histories.record_evals
@@ -97,8 +98,8 @@ async def record() -> None:
             release.set()
             await client.get_workflow_handle(eval_run_workflow_id(run["id"])).result()
             histories = {
-                "eval-run-turns": eval_run_workflow_id(run["id"]),
-                "eval-case-turns": case_workflow_id(run["id"], first["id"]),
+                "eval-run-local": eval_run_workflow_id(run["id"]),
+                "eval-case-local": case_workflow_id(run["id"], first["id"]),
             }
             for name, workflow_id in histories.items():
                 history = await client.get_workflow_handle(workflow_id).fetch_history()
