@@ -18,7 +18,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.channels.delivery import ChannelActivities
+from activities.channels.delivery import BEAT_SECONDS, ChannelActivities
 from activities.heartbeat import heartbeating
 from activities.store import live_pin
 from activities.transcript import in_transaction
@@ -181,6 +181,10 @@ class AmbientActivities:
     @activity.defn(name="ambient.deliver")
     async def deliver(self, req: RunDelivery) -> RunDelivered:
         """Deliver the run's reply where its schedule says; once per run, whatever the retries."""
+        async with heartbeating(every=BEAT_SECONDS):  # a send cut off with its worker is taken up soon
+            return await self._deliver(req)
+
+    async def _deliver(self, req: RunDelivery) -> RunDelivered:
         async with self._sessions() as session:
             run = await session.get(ScheduleRun, req.run_id)
             schedule = await session.get(Schedule, run.schedule_id) if run is not None else None

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         TurnError,
         TurnOutcome,
     )
+    from workflows.channel import DELIVERY_HEARTBEAT
 
 STORE_TIMEOUT = timedelta(seconds=30)
 WAIT_SECONDS = 600.0
@@ -97,6 +98,7 @@ class AmbientRunWorkflow:
                         AmbientActivities.deliver,
                         RunDelivery(run_id=run_id, team_id=inp.team_id),
                         start_to_close_timeout=timedelta(seconds=30),
+                        heartbeat_timeout=DELIVERY_HEARTBEAT,
                         schedule_to_close_timeout=DELIVER_WINDOW,
                         retry_policy=DELIVER_RETRY,
                     )

@@ -28,6 +28,9 @@ DELIVERY_RETRY = RetryPolicy(
     maximum_attempts=10,
 )
 """About six minutes of retries; the last attempt records a dead letter instead of failing."""
+DELIVERY_HEARTBEAT = timedelta(seconds=10)
+"""A send beats every 2 s (`activities.channels.delivery.BEAT_SECONDS`): one cut off with its
+worker is sent again by another worker within 10 s, not after DELIVERY_TIMEOUT's 30 s."""
 
 
 async def deliver_turn(req: DeliverTurn) -> DeliveryResult:
@@ -39,6 +42,7 @@ async def deliver_turn(req: DeliverTurn) -> DeliveryResult:
             req,
             activity_id=f"turn/{req.turn}/deliver/{which}",
             start_to_close_timeout=DELIVERY_TIMEOUT,
+            heartbeat_timeout=DELIVERY_HEARTBEAT,
             retry_policy=DELIVERY_RETRY,
         )
     except ActivityError as err:
@@ -69,5 +73,6 @@ class ChannelDeliveryWorkflow:
             ChannelActivities.deliver,
             ref,
             start_to_close_timeout=DELIVERY_TIMEOUT,
+            heartbeat_timeout=DELIVERY_HEARTBEAT,
             retry_policy=DELIVERY_RETRY,
         )

@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         TurnInput,
         TurnOutcome,
     )
-    from workflows.channel import DELIVERY_RETRY, DELIVERY_TIMEOUT, deliver_turn
+    from workflows.channel import DELIVERY_HEARTBEAT, DELIVERY_RETRY, DELIVERY_TIMEOUT, deliver_turn
     from workflows.turn import Turn
 
 STORE_TIMEOUT = timedelta(seconds=30)
@@ -598,6 +598,7 @@ class ConversationWorkflow:
                     send.arg,
                     activity_id=send.activity_id,
                     start_to_close_timeout=DELIVERY_TIMEOUT,
+                    heartbeat_timeout=DELIVERY_HEARTBEAT,
                     retry_policy=DELIVERY_RETRY,
                 )
             except ActivityError as err:

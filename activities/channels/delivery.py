@@ -36,6 +36,7 @@ from activities.channels.format import split
 from activities.channels.ops import handoff_text, ops_address
 from activities.channels.providers import DeliveryError, Provider
 from activities.channels.registry import ChannelRegistry
+from activities.heartbeat import heartbeating
 from activities.infra import tracing
 from activities.transcript import in_transaction
 from schemas.enums import ConversationStatus, DeliveryStatus, MessageRole, ReplyKind
@@ -52,6 +53,10 @@ from schemas.settings import Settings
 from schemas.tables import Agent, Channel, ChannelDelivery, Conversation, Message, utcnow
 
 log = logging.getLogger("steward.channels")
+
+BEAT_SECONDS = 2.0
+"""A send heartbeats this often (against `workflows.channel.DELIVERY_HEARTBEAT`), so a send cut
+off with its worker is taken up by another within seconds, not after the send's timeout."""
 
 FAILED_TEXT = "Sorry, I couldn't answer that just now. Please send your message again in a moment."
 
@@ -73,51 +78,53 @@ class ChannelActivities:
     @activity.defn(name="channel.deliver_turn")
     async def deliver_turn(self, req: DeliverTurn) -> DeliveryResult:
         """Deliver a turn's reply (or its holding or failure notice) to the conversation's chat."""
-        channel, client = await self.registry.get(req.channel_id, req.team_id)
-        async with self._sessions() as session:
-            conversation = await session.get(Conversation, req.conversation_id)
-            if conversation is None or conversation.channel_address is None:
-                raise ApplicationError("conversation has no channel address", non_retryable=True)
-            address = dict(conversation.channel_address)
-            text = await self._text_of(session, req)
-        if not text.strip():
-            return DeliveryResult()
-        return await self.send_text(
-            channel,
-            client,
-            address,
-            text,
-            keys=lambda part: turn_delivery_key(req.conversation_id, req.turn, req.kind, req.round, part),
-            conversation_id=req.conversation_id,
-            turn=req.turn,
-        )
+        async with heartbeating(every=BEAT_SECONDS):
+            channel, client = await self.registry.get(req.channel_id, req.team_id)
+            async with self._sessions() as session:
+                conversation = await session.get(Conversation, req.conversation_id)
+                if conversation is None or conversation.channel_address is None:
+                    raise ApplicationError("conversation has no channel address", non_retryable=True)
+                address = dict(conversation.channel_address)
+                text = await self._text_of(session, req)
+            if not text.strip():
+                return DeliveryResult()
+            return await self.send_text(
+                channel,
+                client,
+                address,
+                text,
+                keys=lambda part: turn_delivery_key(req.conversation_id, req.turn, req.kind, req.round, part),
+                conversation_id=req.conversation_id,
+                turn=req.turn,
+            )
 
     @activity.defn(name="channel.deliver_operator_message")
     async def deliver_operator_message(self, req: DeliverOperatorMessage) -> DeliveryResult:
         """Send a person's message to the conversation's chat, each part once (keyed by its `seq`)."""
-        channel, client = await self.registry.get(req.channel_id, req.team_id)
-        async with self._sessions() as session:
-            conversation = await session.get(Conversation, req.conversation_id)
-            if conversation is None or conversation.channel_address is None:
-                raise ApplicationError("conversation has no channel address", non_retryable=True)
-            message = (
-                await session.execute(
-                    select(Message).where(
-                        Message.conversation_id == req.conversation_id, Message.seq == req.seq
+        async with heartbeating(every=BEAT_SECONDS):
+            channel, client = await self.registry.get(req.channel_id, req.team_id)
+            async with self._sessions() as session:
+                conversation = await session.get(Conversation, req.conversation_id)
+                if conversation is None or conversation.channel_address is None:
+                    raise ApplicationError("conversation has no channel address", non_retryable=True)
+                message = (
+                    await session.execute(
+                        select(Message).where(
+                            Message.conversation_id == req.conversation_id, Message.seq == req.seq
+                        )
                     )
-                )
-            ).scalar_one_or_none()
-        if message is None or message.role != MessageRole.OPERATOR:
-            raise ApplicationError(f"no operator message {req.seq} to deliver", non_retryable=True)
-        return await self.send_text(
-            channel,
-            client,
-            dict(conversation.channel_address),
-            message.content,
-            keys=lambda part: operator_delivery_key(req.conversation_id, req.seq, part),
-            conversation_id=req.conversation_id,
-            turn=message.turn,
-        )
+                ).scalar_one_or_none()
+            if message is None or message.role != MessageRole.OPERATOR:
+                raise ApplicationError(f"no operator message {req.seq} to deliver", non_retryable=True)
+            return await self.send_text(
+                channel,
+                client,
+                dict(conversation.channel_address),
+                message.content,
+                keys=lambda part: operator_delivery_key(req.conversation_id, req.seq, part),
+                conversation_id=req.conversation_id,
+                turn=message.turn,
+            )
 
     @activity.defn(name="channel.notify_handoff")
     async def notify_handoff(self, req: HandoffNotice) -> DeliveryResult:
@@ -126,27 +133,28 @@ class ChannelActivities:
         Reads the handoff from the conversation, so a retry or a late run says what is true
         now; a conversation already handed back needs nobody, and gets no notice.
         """
-        channel, client = await self.registry.get(req.channel_id, req.team_id)
-        address = ops_address(channel)
-        async with self._sessions() as session:
-            conversation = await session.get(Conversation, req.conversation_id)
-            agent = await session.get(Agent, conversation.agent_id) if conversation is not None else None
-        if address is None or conversation is None or agent is None:
-            return DeliveryResult()
-        at = conversation.handed_off_at
-        if conversation.status != ConversationStatus.HANDED_OFF or at is None:
-            return DeliveryResult()
-        url = f"{self._settings.public_url.rstrip('/')}/conversations/{conversation.id}"
-        micros = int(at.timestamp() * 1_000_000)
-        return await self.send_text(
-            channel,
-            client,
-            address,
-            handoff_text(conversation, agent, url),
-            keys=lambda part: handoff_notice_key(req.conversation_id, micros, part),
-            conversation_id=req.conversation_id,
-            turn=conversation.turns,
-        )
+        async with heartbeating(every=BEAT_SECONDS):
+            channel, client = await self.registry.get(req.channel_id, req.team_id)
+            address = ops_address(channel)
+            async with self._sessions() as session:
+                conversation = await session.get(Conversation, req.conversation_id)
+                agent = await session.get(Agent, conversation.agent_id) if conversation is not None else None
+            if address is None or conversation is None or agent is None:
+                return DeliveryResult()
+            at = conversation.handed_off_at
+            if conversation.status != ConversationStatus.HANDED_OFF or at is None:
+                return DeliveryResult()
+            url = f"{self._settings.public_url.rstrip('/')}/conversations/{conversation.id}"
+            micros = int(at.timestamp() * 1_000_000)
+            return await self.send_text(
+                channel,
+                client,
+                address,
+                handoff_text(conversation, agent, url),
+                keys=lambda part: handoff_notice_key(req.conversation_id, micros, part),
+                conversation_id=req.conversation_id,
+                turn=conversation.turns,
+            )
 
     async def send_text(
         self,
@@ -212,13 +220,14 @@ class ChannelActivities:
     @activity.defn(name="channel.deliver")
     async def deliver(self, ref: DeliveryRef) -> DeliveryResult:
         """Send one stored delivery: a command's answer, a slow-down notice, a retried dead letter."""
-        async with self._sessions() as session:
-            row = await session.get(ChannelDelivery, ref.delivery_id)
-        if row is None or row.team_id != ref.team_id:
-            raise ApplicationError(f"delivery {ref.delivery_id} not found", non_retryable=True)
-        channel, client = await self.registry.get(row.channel_id, row.team_id)
-        sent = await self._send(row.id, channel, client)
-        return DeliveryResult(sent=int(sent), failed=int(not sent))
+        async with heartbeating(every=BEAT_SECONDS):
+            async with self._sessions() as session:
+                row = await session.get(ChannelDelivery, ref.delivery_id)
+            if row is None or row.team_id != ref.team_id:
+                raise ApplicationError(f"delivery {ref.delivery_id} not found", non_retryable=True)
+            channel, client = await self.registry.get(row.channel_id, row.team_id)
+            sent = await self._send(row.id, channel, client)
+            return DeliveryResult(sent=int(sent), failed=int(not sent))
 
     @activity.defn(name="channel.typing")
     async def typing(self, req: ChannelTyping) -> None:
