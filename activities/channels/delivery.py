@@ -61,6 +61,14 @@ off with its worker is taken up by another within seconds, not after the send's 
 FAILED_TEXT = "Sorry, I couldn't answer that just now. Please send your message again in a moment."
 
 
+async def _address_of(session: AsyncSession, conversation_id: str) -> dict[str, Any]:
+    """Where the conversation's chat is, or a non-retryable error for one with no channel address."""
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None or conversation.channel_address is None:
+        raise ApplicationError("conversation has no channel address", non_retryable=True)
+    return dict(conversation.channel_address)
+
+
 def _last_attempt() -> bool:
     info = activity.info()
     policy = info.retry_policy
@@ -81,10 +89,7 @@ class ChannelActivities:
         async with heartbeating(every=BEAT_SECONDS):
             channel, client = await self.registry.get(req.channel_id, req.team_id)
             async with self._sessions() as session:
-                conversation = await session.get(Conversation, req.conversation_id)
-                if conversation is None or conversation.channel_address is None:
-                    raise ApplicationError("conversation has no channel address", non_retryable=True)
-                address = dict(conversation.channel_address)
+                address = await _address_of(session, req.conversation_id)
                 text = await self._text_of(session, req)
             if not text.strip():
                 return DeliveryResult()
@@ -104,9 +109,7 @@ class ChannelActivities:
         async with heartbeating(every=BEAT_SECONDS):
             channel, client = await self.registry.get(req.channel_id, req.team_id)
             async with self._sessions() as session:
-                conversation = await session.get(Conversation, req.conversation_id)
-                if conversation is None or conversation.channel_address is None:
-                    raise ApplicationError("conversation has no channel address", non_retryable=True)
+                address = await _address_of(session, req.conversation_id)
                 message = (
                     await session.execute(
                         select(Message).where(
@@ -119,7 +122,7 @@ class ChannelActivities:
             return await self.send_text(
                 channel,
                 client,
-                dict(conversation.channel_address),
+                address,
                 message.content,
                 keys=lambda part: operator_delivery_key(req.conversation_id, req.seq, part),
                 conversation_id=req.conversation_id,
