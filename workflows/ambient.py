@@ -40,7 +40,9 @@ with workflow.unsafe.imports_passed_through():
 STORE_TIMEOUT = timedelta(seconds=30)
 WAIT_SECONDS = 600.0
 """How long one `ambient.submit` waits on the turn before asking again (bounds history growth)."""
-SUBMIT_HEARTBEAT = timedelta(seconds=20)
+SUBMIT_HEARTBEAT = timedelta(seconds=10)
+"""`ambient.submit` beats every 2 s while it waits on the turn: a dead worker's wait is taken up
+by another within 10 s (as a channel send's is, `workflows.channel.DELIVERY_HEARTBEAT`)."""
 DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 DELIVER_WINDOW = timedelta(hours=1)
 NOTIFY_WINDOW = timedelta(hours=1)
