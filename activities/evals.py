@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import delete, func, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -47,12 +47,15 @@ from schemas.payloads.evals import (
 )
 from schemas.settings import DEMO_MODEL, Settings
 from schemas.tables import (
+    Booking,
     Conversation,
     Dataset,
     DatasetCase,
     EvalResult,
     EvalRun,
     Message,
+    Slot,
+    Ticket,
     Turn,
     utcnow,
 )
@@ -196,6 +199,43 @@ def sandbox_team(conversation: Conversation) -> str | None:
     """The sandbox team of the eval run a test conversation is a case of (None: none)."""
     team = (case_of(conversation) or {}).get(SANDBOX_KEY)
     return team if isinstance(team, str) else None
+
+
+CLEAR_BATCH = 100
+"""Sandboxes cleared in one transaction; the hourly prune takes the rest next time."""
+
+
+async def clear_sandboxes(session: AsyncSession, ended_before: datetime) -> int:
+    """Delete the calendar, bookings and tickets of sandboxes whose run ended before `ended_before`.
+
+    A sandbox is scratch data for one run's page; kept forever, every sandboxed run (a CI
+    pipeline may start one per commit) would leave up to `SANDBOX_SLOTS` rows behind. The team
+    row stays, so the run still names it, and the run records when its sandbox was cleared.
+    Returns how many sandboxes were cleared.
+    """
+    due = list(
+        (
+            await session.execute(
+                select(EvalRun.id, EvalRun.sandbox_team_id)
+                .where(
+                    EvalRun.sandbox_team_id.is_not(None),
+                    EvalRun.sandbox_cleared_at.is_(None),
+                    EvalRun.completed_at < ended_before,
+                )
+                .order_by(EvalRun.completed_at)
+                .limit(CLEAR_BATCH)
+            )
+        ).tuples()
+    )
+    if not due:
+        return 0
+    teams = [team for _, team in due]
+    for table in (Booking, Ticket, Slot):  # bookings first: they point at slots
+        await session.execute(delete(table).where(table.team_id.in_(teams)))
+    await session.execute(
+        update(EvalRun).where(EvalRun.id.in_([run for run, _ in due])).values(sandbox_cleared_at=utcnow())
+    )
+    return len(due)
 
 
 def _arguments(call: dict[str, Any]) -> dict[str, Any] | str:

@@ -21,6 +21,7 @@ from sqlalchemy import JSON, TextClause, bindparam, delete, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.evals import clear_sandboxes
 from activities.transcript import in_transaction
 from schemas.enums import EventKind
 from schemas.payloads import PruneEvents, PruneResult
@@ -280,10 +281,12 @@ class EventActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
         self._retention_days = settings.event_retention_days
+        self._sandbox_days = settings.eval_sandbox_days
 
     @activity.defn(name="events.prune")
     async def prune(self, req: PruneEvents) -> PruneResult:
-        """Delete events older than the retention, keeping each conversation's newest."""
+        """Delete events older than the retention, keeping each conversation's newest; clear the
+        sandboxes of eval runs that ended more than STEWARD_EVAL_SANDBOX_DAYS ago."""
         cutoff = utcnow() - timedelta(days=req.retention_days or self._retention_days)
 
         async def work(session: AsyncSession) -> int:
@@ -294,4 +297,12 @@ class EventActivities:
 
         deleted = await in_transaction(self._sessions, work)
         activity.logger.info("pruned %d events older than %s", deleted, cutoff.isoformat())
-        return PruneResult(deleted=deleted)
+        ended_before = utcnow() - timedelta(days=req.sandbox_days or self._sandbox_days)
+
+        async def clear(session: AsyncSession) -> int:
+            return await clear_sandboxes(session, ended_before)
+
+        cleared = await in_transaction(self._sessions, clear)
+        if cleared:
+            activity.logger.info("cleared %d eval sandboxes of runs ended before %s", cleared, ended_before)
+        return PruneResult(deleted=deleted, sandboxes_cleared=cleared)

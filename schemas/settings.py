@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     event_retention_days: float = Field(7.0, gt=0, validation_alias=_env("STEWARD_EVENT_RETENTION_DAYS"))
     """How long conversation events (the streams clients resume) are kept."""
 
+    eval_sandbox_days: float = Field(14.0, gt=0, validation_alias=_env("STEWARD_EVAL_SANDBOX_DAYS"))
+    """How long a finished eval run's sandbox keeps what its cases booked (then it is cleared)."""
+
     sse_heartbeat_seconds: float = Field(15.0, gt=0, validation_alias=_env("STEWARD_SSE_HEARTBEAT"))
     """Seconds between keep-alive comments on an idle event stream."""
     accept_seconds: float = Field(15.0, gt=0, validation_alias=_env("STEWARD_ACCEPT_SECONDS"))

@@ -6,24 +6,28 @@ import asyncio
 import json
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
+from temporalio.testing import ActivityEnvironment
 
 from activities.evals import EvalActivities
 from activities.evaluators import Observation, ObservedCall, evaluate, verdict_of
+from activities.events import EventActivities
 from api.app import create_app
 from schemas.evals import EVALUATORS, LlmJudgeSpec
+from schemas.payloads import PruneEvents
 from schemas.payloads.evals import CaseSettle, EvalCaseInput
 from schemas.settings import DEMO_MODEL, Settings
-from schemas.tables import Booking, DatasetCase, EvalResult, EvalRun, Message, Slot, Team, Turn
+from schemas.tables import Booking, DatasetCase, EvalResult, EvalRun, Message, Slot, Team, Turn, utcnow
 from schemas.tools import TOOLS
 from tests.fakes.openai_server import FakeOpenAI, Step
 from tests.members import web_client
@@ -466,6 +470,55 @@ async def test_a_sandboxed_dataset_books_for_real_in_its_runs_sandbox_and_the_te
     assert again["sandbox"] is None and again["passed"] == 2
     refused = await team.request("PATCH", f"/v1/datasets/{dataset['id']}", json={"sandbox": None})
     assert refused.status_code == 422 and "sandbox" in refused.text
+
+
+async def test_a_finished_runs_sandbox_is_cleared_after_its_days_and_its_page_says_so(
+    team: TeamClient, sessions: async_sessionmaker[AsyncSession], settings: Settings, app: FastAPI
+) -> None:
+    agent = await team.create_agent(DEMO_MODEL, tools=BOOKING_TOOLS)
+    dataset = await _dataset(team, sandbox=True)
+    await _add(team, dataset["id"], ["Any appointments available?", "Book it, my name is Cy"])
+    old = await _finished(team, (await _run(team, dataset["id"], agent["slug"]))["id"])
+    new = await _finished(team, (await _run(team, dataset["id"], agent["slug"]))["id"])
+    assert old["sandbox"]["bookings"] == new["sandbox"]["bookings"] == 1
+
+    async def rows(team_id: str) -> tuple[int, int]:
+        async with sessions() as session:
+            slots = await session.scalar(select(func.count()).where(Slot.team_id == team_id))
+            booked = await session.scalar(select(func.count()).where(Booking.team_id == team_id))
+            return int(slots or 0), int(booked or 0)
+
+    own = await rows(team.team_id)
+    async with sessions() as session:  # the first run ended longer ago than its sandbox is kept
+        ended = utcnow() - timedelta(days=settings.eval_sandbox_days + 1)
+        await session.execute(update(EvalRun).where(EvalRun.id == old["id"]).values(completed_at=ended))
+        await session.commit()
+    pruned = await ActivityEnvironment().run(EventActivities(sessions, settings).prune, PruneEvents())
+    assert pruned.sandboxes_cleared >= 1
+
+    cleared = (await team.request("GET", f"/v1/evals/runs/{old['id']}")).json()["sandbox"]
+    assert cleared["team"] == old["sandbox"]["team"] and cleared["cleared_at"] is not None
+    assert (cleared["slots"], cleared["bookings"], cleared["tickets"]) == (0, 0, 0)
+    assert await rows(old["sandbox"]["team"]) == (0, 0)
+    kept = (await team.request("GET", f"/v1/evals/runs/{new['id']}")).json()["sandbox"]
+    assert kept["cleared_at"] is None and kept["bookings"] == 1 and kept["slots"] > 0
+    assert await rows(team.team_id) == own  # the team's own calendar and bookings are untouched
+    async with sessions() as session:
+        assert await session.get(Team, old["sandbox"]["team"]) is not None  # the run still names it
+
+    # A second prune finds nothing more of this run to clear, and keeps when it was cleared.
+    await ActivityEnvironment().run(EventActivities(sessions, settings).prune, PruneEvents())
+    again = (await team.request("GET", f"/v1/evals/runs/{old['id']}")).json()["sandbox"]
+    assert again["cleared_at"] == cleared["cleared_at"]
+    async with web_client(app) as web:
+        signed = await web.post("/login", data={"key": team.key, "next": "/evals"})
+        assert signed.status_code == 303, signed.text
+        page = await web.get(f"/evals/runs/{old['id']}")
+        assert (
+            page.status_code == 200 and "cleared on" in page.text and "STEWARD_EVAL_SANDBOX_DAYS" in page.text
+        )
+        live = await web.get(f"/evals/runs/{new['id']}")
+        assert "cleared on" not in live.text and 'class="sandbox-bookings">1<' in live.text
 
 
 async def test_a_sandboxed_run_temporal_refuses_leaves_no_run_and_no_sandbox(

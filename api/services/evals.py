@@ -12,7 +12,7 @@ the team's own calendar and tickets stay as they were.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import delete, func, select
@@ -84,13 +84,15 @@ async def public(session: AsyncSession, run: EvalRun) -> EvalRunPublic:
         cost=run.cost,
         concurrency=run.concurrency,
         started_by=run.started_by,
-        sandbox=await _sandbox_public(session, run.sandbox_team_id),
+        sandbox=await _sandbox_public(session, run.sandbox_team_id, run.sandbox_cleared_at),
         created_at=run.created_at,
         completed_at=run.completed_at,
     )
 
 
-async def _sandbox_public(session: AsyncSession, team_id: str | None) -> EvalSandbox | None:
+async def _sandbox_public(
+    session: AsyncSession, team_id: str | None, cleared_at: datetime | None = None
+) -> EvalSandbox | None:
     """What a run's sandbox holds: its copy of the calendar, and what the cases' tools did there."""
     if team_id is None:
         return None
@@ -101,7 +103,7 @@ async def _sandbox_public(session: AsyncSession, team_id: str | None) -> EvalSan
     slots, bookings, tickets = (
         await session.execute(select(count(Slot), count(Booking), count(Ticket)))
     ).one()
-    return EvalSandbox(team=team_id, slots=slots, bookings=bookings, tickets=tickets)
+    return EvalSandbox(team=team_id, slots=slots, bookings=bookings, tickets=tickets, cleared_at=cleared_at)
 
 
 async def _make_sandbox(session: AsyncSession, team_id: str) -> Team:

@@ -132,6 +132,9 @@ class EvalSandbox(BaseModel):
     bookings: int
     """Made there by the run's cases."""
     tickets: int
+    cleared_at: datetime | None = None
+    """When its bookings, tickets and calendar were deleted, `STEWARD_EVAL_SANDBOX_DAYS` after the
+    run ended (the counts are then 0)."""
 
 
 class EvalRunPublic(BaseModel):

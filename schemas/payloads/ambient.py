@@ -14,10 +14,14 @@ class PruneEvents(BaseModel):
 
     retention_days: float | None = None
     """Override of the worker's STEWARD_EVENT_RETENTION_DAYS (None: use it)."""
+    sandbox_days: float | None = None
+    """Override of the worker's STEWARD_EVAL_SANDBOX_DAYS (None: use it)."""
 
 
 class PruneResult(BaseModel):
     deleted: int
+    sandboxes_cleared: int = 0
+    """Eval runs' sandboxes whose bookings, tickets and calendar were deleted."""
 
 
 class RunStart(BaseModel):

@@ -91,6 +91,9 @@ class EvalRun(Base):
     started_by: Mapped[str | None] = mapped_column(String(200), default=None)
     sandbox_team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), default=None)
     """The run's sandbox team, when its dataset opts in (`Dataset.sandbox`)."""
+    sandbox_cleared_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the sandbox's calendar, bookings and tickets were deleted, `STEWARD_EVAL_SANDBOX_DAYS`
+    after the run ended (the team row stays, so the run still names it)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
 

@@ -139,7 +139,7 @@
     document.getElementById("run-failed").textContent = run.failed;
     document.getElementById("run-errored").textContent = run.errored;
     document.getElementById("run-tokens").textContent = run.tokens_prompt + run.tokens_completion;
-    if (run.sandbox) {
+    if (run.sandbox && !run.sandbox.cleared_at) {
       const sandbox = document.getElementById("run-sandbox");
       sandbox.querySelector(".sandbox-bookings").textContent = run.sandbox.bookings;
       sandbox.querySelector(".sandbox-tickets").textContent = run.sandbox.tickets;
