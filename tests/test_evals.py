@@ -515,7 +515,9 @@ async def test_a_finished_runs_sandbox_is_cleared_after_its_days_and_its_page_sa
         assert signed.status_code == 303, signed.text
         page = await web.get(f"/evals/runs/{old['id']}")
         assert (
-            page.status_code == 200 and "cleared on" in page.text and "STEWARD_EVAL_SANDBOX_DAYS" in page.text
+            page.status_code == 200
+            and "cleared on" in page.text
+            and f"{settings.eval_sandbox_days:g} days after its run" in page.text
         )
         live = await web.get(f"/evals/runs/{new['id']}")
         assert "cleared on" not in live.text and 'class="sandbox-bookings">1<' in live.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.deps import SessionDep
+from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError
 from api.services import agents, datasets, evals
 from api.web import templates
@@ -71,7 +71,9 @@ async def dataset_page(request: Request, user: WebUser, session: SessionDep, dat
 
 
 @router.get("/evals/runs/{run_id}")
-async def run_page(request: Request, user: WebUser, session: SessionDep, run_id: str) -> Response:
+async def run_page(
+    request: Request, user: WebUser, session: SessionDep, settings: SettingsDep, run_id: str
+) -> Response:
     """A run's progress (live while it runs) and each case: transcript, verdicts and reasons."""
     try:
         run = await evals.find_run(session, user.team_id, run_id)
@@ -86,6 +88,7 @@ async def run_page(request: Request, user: WebUser, session: SessionDep, run_id:
             "run": await evals.public(session, run),
             "results": await evals.results(session, run),
             "others": [await evals.public(session, r) for r in others[:20]],
+            "sandbox_days": settings.eval_sandbox_days,
         },
     )
 
