@@ -297,7 +297,7 @@ class EventActivities:
 
         deleted = await in_transaction(self._sessions, work)
         activity.logger.info("pruned %d events older than %s", deleted, cutoff.isoformat())
-        ended_before = utcnow() - timedelta(days=req.sandbox_days or self._sandbox_days)
+        ended_before = utcnow() - timedelta(days=self._sandbox_days)
 
         async def clear(session: AsyncSession) -> int:
             return await clear_sandboxes(session, ended_before)

@@ -12,7 +12,7 @@ the team's own calendar and tickets stay as they were.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
 from sqlalchemy import delete, func, select
@@ -84,18 +84,20 @@ async def public(session: AsyncSession, run: EvalRun) -> EvalRunPublic:
         cost=run.cost,
         concurrency=run.concurrency,
         started_by=run.started_by,
-        sandbox=await _sandbox_public(session, run.sandbox_team_id, run.sandbox_cleared_at),
+        sandbox=await _sandbox_public(session, run),
         created_at=run.created_at,
         completed_at=run.completed_at,
     )
 
 
-async def _sandbox_public(
-    session: AsyncSession, team_id: str | None, cleared_at: datetime | None = None
-) -> EvalSandbox | None:
-    """What a run's sandbox holds: its copy of the calendar, and what the cases' tools did there."""
+async def _sandbox_public(session: AsyncSession, run: EvalRun) -> EvalSandbox | None:
+    """What a run's sandbox holds: its copy of the calendar, and what the cases' tools did there
+    (nothing, once it is cleared: `activities.evals.clear_sandboxes`)."""
+    team_id = run.sandbox_team_id
     if team_id is None:
         return None
+    if run.sandbox_cleared_at is not None:
+        return EvalSandbox(team=team_id, slots=0, bookings=0, tickets=0, cleared_at=run.sandbox_cleared_at)
 
     def count(table: type[Slot] | type[Booking] | type[Ticket]) -> ScalarSelect[int]:
         return select(func.count()).where(table.team_id == team_id).scalar_subquery()
@@ -103,7 +105,7 @@ async def _sandbox_public(
     slots, bookings, tickets = (
         await session.execute(select(count(Slot), count(Booking), count(Ticket)))
     ).one()
-    return EvalSandbox(team=team_id, slots=slots, bookings=bookings, tickets=tickets, cleared_at=cleared_at)
+    return EvalSandbox(team=team_id, slots=slots, bookings=bookings, tickets=tickets)
 
 
 async def _make_sandbox(session: AsyncSession, team_id: str) -> Team:

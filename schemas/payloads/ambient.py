@@ -14,8 +14,6 @@ class PruneEvents(BaseModel):
 
     retention_days: float | None = None
     """Override of the worker's STEWARD_EVENT_RETENTION_DAYS (None: use it)."""
-    sandbox_days: float | None = None
-    """Override of the worker's STEWARD_EVAL_SANDBOX_DAYS (None: use it)."""
 
 
 class PruneResult(BaseModel):
