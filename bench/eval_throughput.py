@@ -46,7 +46,7 @@ from activities.infra.temporal import connect
 from api.app import create_app
 from api.services.keys import create_key, ensure_team
 from bench.turn_cost import HISTORY_KINDS, StatementCounter, kind_of
-from bench.turn_overhead import admin_key, cpu_seconds, process, stack_env, wait_http
+from bench.turn_overhead import admin_key, cpu_seconds, process, stack_env, start_steward, wait_http
 from schemas.enums import Role
 from schemas.settings import Settings
 from tests.processes import free_port
@@ -120,7 +120,7 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
     env = stack_env(
         settings, f"http://127.0.0.1:{fast_port}/v1", STEWARD_SECRET_KEY=Fernet.generate_key().decode()
     )
-    python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
+    python = sys.executable
     fake = [python, "-m", "tests.fakes.openai_server", "--port"]
     try:
         await server.wait_ready()
@@ -131,19 +131,7 @@ async def run(cases: int, concurrency: int, slow_ms: int, database_url: str | No
             stack.enter_context(
                 process([*fake, str(slow_port), "--delay", str(slow_ms / 1000)], work / "llm-slow.log")
             )
-            if layout == "serve":
-                steward_pids = {
-                    "steward serve": stack.enter_context(
-                        process([steward, "serve", *http_args], work / "steward.log", env)
-                    ).pid
-                }
-            else:
-                steward_pids = {
-                    "worker": stack.enter_context(process([steward, "worker"], work / "worker.log", env)).pid,
-                    "API": stack.enter_context(
-                        process([steward, "api", *http_args], work / "api.log", env)
-                    ).pid,
-                }
+            steward_pids = start_steward(stack, layout, http_args, work, env)
             await wait_http(f"http://127.0.0.1:{api_port}/readyz")
             headers = {"Authorization": f"Bearer {key}"}
             limits = httpx.Limits(max_connections=8, keepalive_expiry=2)

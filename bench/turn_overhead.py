@@ -130,6 +130,20 @@ def process(
             child.kill()
 
 
+def start_steward(
+    stack: ExitStack, layout: str, http_args: list[str], work: Path, env: dict[str, str]
+) -> dict[str, int]:
+    """Steward in `layout`: `steward api` and `steward worker`, a process each as deployed
+    (`split`), or both in one `steward serve` (`serve`); each process's pid by what it runs."""
+    steward = str(Path(sys.executable).parent / "steward")
+    if layout == "serve":
+        serving = stack.enter_context(process([steward, "serve", *http_args], work / "steward.log", env))
+        return {"steward serve": serving.pid}
+    api = stack.enter_context(process([steward, "api", *http_args], work / "api.log", env))
+    worker = stack.enter_context(process([steward, "worker"], work / "worker.log", env))
+    return {"worker": worker.pid, "API": api.pid}
+
+
 def stack_env(settings: Settings, llm_url: str, **extra: str) -> dict[str, str]:
     """Environment of a benchmark's `steward api` and `steward worker` processes."""
     return {
@@ -220,7 +234,7 @@ async def run(
         task_queue="bench-steward",
     )
     env = stack_env(settings, f"http://127.0.0.1:{llm_port}/v1")
-    python, steward = sys.executable, str(Path(sys.executable).parent / "steward")
+    python = sys.executable
     try:
         await server.wait_ready()
         key = await admin_key(settings, slots=True)
@@ -231,11 +245,7 @@ async def run(
                     [python, "-m", "tests.fakes.openai_server", "--port", str(llm_port)], work / "llm.log"
                 )
             )
-            if layout == "serve":
-                stack.enter_context(process([steward, "serve", *http_args], work / "steward.log", env))
-            else:
-                stack.enter_context(process([steward, "api", *http_args], work / "api.log", env))
-                stack.enter_context(process([steward, "worker"], work / "worker.log", env))
+            start_steward(stack, layout, http_args, work, env)
             stack.enter_context(
                 process(
                     [python, "-m", "bench.baseline", server.address, BASELINE_QUEUE], work / "baseline.log"
